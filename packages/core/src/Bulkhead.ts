@@ -1,0 +1,275 @@
+/**
+ * A bulkhead: at most `maxConcurrent` effects run at once, at most `maxQueued` wait for a permit, and anything
+ * beyond that is refused at once with a typed `BulkheadRejected` instead of piling up (load shedding).
+ *
+ * Without `maxQueued` it is a plain concurrency limit whose error channel stays `never`. Permits are handed
+ * directly from a finishing effect to the longest waiter (FIFO), so a release wakes exactly one fiber.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import { LinkedList } from "./internal/linkedList.js"
+import * as Metrics from "./internal/metrics.js"
+import * as Validate from "./internal/validate.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@spindle/core/Bulkhead")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * The bulkhead's wait queue was full: the effect was not run. Safe to retry later.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BulkheadRejected extends Data.TaggedError("BulkheadRejected")<{
+  readonly name: string
+  readonly maxConcurrent: number
+  readonly maxQueued: number
+}> {
+  override get message(): string {
+    return `Bulkhead "${this.name}" is full: ${this.maxConcurrent} running and ${this.maxQueued} queued`
+  }
+}
+
+/**
+ * Limits of a bulkhead.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Effects running at once: a positive integer, or `Infinity` for no limit. */
+  readonly maxConcurrent: number
+  /** Effects waiting for a permit before new ones are rejected. Omit for an unbounded queue. */
+  readonly maxQueued?: number | undefined
+  /** Label for metrics and errors. Defaults to `"default"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * A bulkhead whose `run` fails with `E` when it sheds load (`never` for an unbounded queue).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Bulkhead<E = BulkheadRejected> {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  readonly maxConcurrent: number
+  readonly maxQueued: number
+  /** Runs `self` with a permit, waiting in FIFO order for one, or fails at once when the queue is full. */
+  readonly run: <A, E2, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E | E2, R>
+  /**
+   * Runs `f` for every element with at most `maxConcurrent` at once, pulling elements lazily (a million of them
+   * need no more than `maxConcurrent` fibers) and failing fast: the first failure interrupts the rest.
+   */
+  readonly forEach: {
+    <A, B, E2, R>(
+      elements: Iterable<A>,
+      f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+      options: { readonly discard: true }
+    ): Effect.Effect<void, E | E2, R>
+    <A, B, E2, R>(
+      elements: Iterable<A>,
+      f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+      options?: { readonly discard?: false | undefined }
+    ): Effect.Effect<Array<B>, E | E2, R>
+  }
+  /** Effects holding a permit now. */
+  readonly inFlight: Effect.Effect<number>
+  /** Effects waiting for a permit now. */
+  readonly queued: Effect.Effect<number>
+}
+
+/**
+ * The bulkhead service, for apps that want one bulkhead swapped by layer.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Bulkhead: Context.Tag<Bulkhead, Bulkhead> = Context.GenericTag<Bulkhead>("@spindle/core/Bulkhead")
+
+/**
+ * The metrics every bulkhead (and every limiter built on one) updates, labelled `limiter=<name>`: effects
+ * holding a permit, effects queued, and rejections.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  inFlight: Metrics.inFlight,
+  queued: Metrics.queued,
+  rejections: Metrics.rejections
+} as const
+
+interface Waiter {
+  readonly latch: Deferred.Deferred<void>
+  granted: boolean
+}
+
+/** @internal */
+export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): Bulkhead<E> => {
+  const name = options.name ?? "default"
+  const maxConcurrent = Validate.positiveInteger("Bulkhead", "maxConcurrent", options.maxConcurrent, true)
+  const maxQueued = options.maxQueued === undefined
+    ? Number.POSITIVE_INFINITY
+    : Validate.nonNegativeInteger("Bulkhead", "maxQueued", options.maxQueued, true)
+  // Gauges move by deltas, so bulkheads sharing a name (the keys of a keyed limiter) add up.
+  const labels = sharedLabels ?? Metrics.labels("limiter", name)
+  const waiters = new LinkedList<Waiter>()
+  let running = 0
+
+  const release = Effect.sync(() => {
+    const next = waiters.shift()
+    if (next === undefined) {
+      running--
+      Metrics.inFlight.unsafeModify(-1, labels)
+    } else {
+      // Hand the permit straight to the longest waiter: `running` is unchanged.
+      next.value.granted = true
+      Metrics.queued.unsafeModify(-1, labels)
+      Deferred.unsafeDone(next.value.latch, Exit.void)
+    }
+  })
+
+  const run = <A, E2, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R> =>
+    Effect.uninterruptibleMask((restore): Effect.Effect<A, E | E2, R> => {
+      if (running < maxConcurrent) {
+        running++
+        Metrics.inFlight.unsafeModify(1, labels)
+        return Effect.ensuring(restore(self), release)
+      }
+      if (waiters.length >= maxQueued) {
+        Metrics.rejections.unsafeUpdate(1, labels)
+        return Effect.fail(new BulkheadRejected({ name, maxConcurrent, maxQueued }) as E)
+      }
+      const node = waiters.push({ latch: Deferred.unsafeMake<void>(FiberId.none), granted: false })
+      Metrics.queued.unsafeModify(1, labels)
+      return Effect.zipRight(
+        Effect.onInterrupt(restore(Deferred.await(node.value.latch)), () =>
+          node.value.granted
+            ? release
+            : Effect.sync(() => {
+              waiters.remove(node)
+              Metrics.queued.unsafeModify(-1, labels)
+            })),
+        Effect.ensuring(restore(self), release)
+      )
+    })
+
+  const forEach = <A, B, E2, R>(
+    elements: Iterable<A>,
+    f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+    options?: { readonly discard?: boolean | undefined }
+  ): Effect.Effect<Array<B> | void, E | E2, R> =>
+    Effect.suspend((): Effect.Effect<Array<B> | void, E | E2, R> => {
+      const discard = options?.discard === true
+      if (maxConcurrent === Number.POSITIVE_INFINITY) {
+        return discard
+          ? Effect.forEach(elements, f, { concurrency: "unbounded", discard: true })
+          : Effect.forEach(elements, f, { concurrency: "unbounded" })
+      }
+      const iterator = elements[Symbol.iterator]()
+      const results: Array<B> = []
+      let index = 0
+      let done = false
+      const worker = Effect.whileLoop({
+        while: () => !done,
+        body: () => {
+          const next = iterator.next()
+          if (next.done === true) {
+            done = true
+            return Effect.void
+          }
+          const i = index++
+          const effect = run(f(next.value, i))
+          return discard ? effect : Effect.map(effect, (b) => {
+            results[i] = b
+          })
+        },
+        step: () => {}
+      })
+      const workers: Array<typeof worker> = []
+      for (let i = 0; i < maxConcurrent; i++) workers.push(worker)
+      return Effect.as(
+        Effect.all(workers, { concurrency: "unbounded", discard: true }),
+        discard ? undefined : results
+      )
+    })
+
+  return {
+    [TypeId]: TypeId,
+    name,
+    maxConcurrent,
+    maxQueued,
+    run,
+    forEach: forEach as Bulkhead<E>["forEach"],
+    inFlight: Effect.sync(() => running),
+    queued: Effect.sync(() => waiters.length)
+  }
+}
+
+/**
+ * Creates a bulkhead. With `maxQueued`, `run` can fail with `BulkheadRejected`; without it, the error channel
+ * is untouched. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: {
+  (options: Options & { readonly maxQueued: number }): Effect.Effect<Bulkhead<BulkheadRejected>>
+  (options: Options & { readonly maxQueued?: undefined }): Effect.Effect<Bulkhead<never>>
+} = (options: Options) => Effect.sync(() => unsafeMake(options)) as any
+
+/**
+ * A layer providing one `Bulkhead`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Bulkhead> =>
+  Layer.effect(Bulkhead, Effect.sync(() => unsafeMake<BulkheadRejected>(options)))
+
+/**
+ * Reads `maxConcurrent` and an optional `maxQueued` from configuration, as positive / non-negative integers.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = (name?: string): Config.Config<Options> =>
+  Config.all({
+    maxConcurrent: Config.integer("maxConcurrent").pipe(
+      Config.validate({ message: "must be a positive integer", validation: (n) => n >= 1 })
+    ),
+    maxQueued: Config.integer("maxQueued").pipe(
+      Config.validate({ message: "must be a non-negative integer", validation: (n) => n >= 0 }),
+      Config.option,
+      Config.map((option) => option._tag === "Some" ? option.value : undefined)
+    )
+  }).pipe(Config.map((options) => ({ ...options, name })))
+
+/**
+ * A layer providing one `Bulkhead` configured through `Config`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (options: Config.Config<Options>): Layer.Layer<Bulkhead, ConfigError.ConfigError> =>
+  Layer.effect(Bulkhead, Effect.map(options, (resolved) => unsafeMake<BulkheadRejected>(resolved)))

@@ -1,0 +1,273 @@
+/**
+ * A token bucket: at most `burst` operations at once, then `limit` per `interval`, with waiters served in
+ * arrival order.
+ *
+ * The bucket is a generic cell rate algorithm over the clock, not a refill timer: the tokens available are
+ * computed from a fixed origin at each decision, so long runs do not drift, and only the fiber at the head of
+ * the queue ever sleeps. An interrupted waiter takes nothing with it.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Gcra from "./internal/gcra.js"
+import * as Metrics from "./internal/metrics.js"
+import * as TokenGate from "./internal/tokenGate.js"
+import * as Validate from "./internal/validate.js"
+import * as TokenBucketStore from "./TokenBucketStore.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@spindle/core/TokenBucket")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * How fast and how bursty a bucket is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Tokens added per `interval` (may be fractional: `0.5` per second is one every two seconds). */
+  readonly limit: number
+  /** The period `limit` refers to. */
+  readonly interval: Duration.DurationInput
+  /** Capacity: tokens available at once after an idle period. Defaults to `max(1, ceil(limit))`. */
+  readonly burst?: number | undefined
+  /** Label for metrics and logs. Defaults to `"default"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * A token bucket whose decisions may fail with `E` (never, in memory; a store error with a shared store).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TokenBucket<E = never> {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  readonly limit: number
+  readonly interval: Duration.Duration
+  readonly burst: number
+  /** Waits, in arrival order, until `tokens` (default 1) are available and takes them. */
+  readonly take: (tokens?: number) => Effect.Effect<void, E>
+  /** Takes `tokens` (default 1) if they are available now and nobody is waiting; never waits. */
+  readonly tryTake: (tokens?: number) => Effect.Effect<boolean, E>
+  /** Runs `self` once `tokens` (default 1) have been taken. */
+  readonly withTokens: {
+    (tokens?: number): <A, E2, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E | E2, R>
+  }
+  /** Tokens available now. */
+  readonly available: Effect.Effect<number, E>
+  /** Fibers waiting for tokens now. */
+  readonly waiting: Effect.Effect<number>
+}
+
+/**
+ * The token bucket service, for apps that want one bucket swapped by layer.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const TokenBucket: Context.Tag<TokenBucket, TokenBucket> = Context.GenericTag<TokenBucket>(
+  "@spindle/core/TokenBucket"
+)
+
+/**
+ * The metrics every token bucket updates, labelled `bucket=<name>`: tokens available after the latest decision,
+ * fibers waiting, tokens granted and `tryTake` refusals.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  tokens: Metrics.tokensAvailable,
+  waiters: Metrics.tokenWaiters,
+  granted: Metrics.tokensGranted,
+  rejections: Metrics.tokenRejections
+} as const
+
+/** @internal */
+export interface Resolved {
+  readonly name: string
+  readonly limit: number
+  readonly interval: Duration.Duration
+  readonly burst: number
+  readonly emissionMillis: number
+}
+
+/** @internal */
+export const resolve = (options: Options): Resolved => {
+  const limit = Validate.positiveNumber("TokenBucket", "limit", options.limit)
+  const intervalMillis = Validate.positiveDurationMillis("TokenBucket", "interval", options.interval)
+  const burst = options.burst === undefined
+    ? Math.max(1, Math.ceil(limit))
+    : Validate.positiveInteger("TokenBucket", "burst", options.burst)
+  return {
+    name: options.name ?? "default",
+    limit,
+    interval: Duration.millis(intervalMillis),
+    burst,
+    emissionMillis: intervalMillis / limit
+  }
+}
+
+const checkTokens = (resolved: Resolved, tokens: number): number => {
+  if (!Number.isFinite(tokens) || tokens <= 0 || tokens > resolved.burst) {
+    Validate.illegal(
+      "TokenBucket",
+      `cannot take ${tokens} token(s) from "${resolved.name}": must be > 0 and <= burst (${resolved.burst})`
+    )
+  }
+  return tokens
+}
+
+/** @internal */
+export const fromGate = <E>(
+  resolved: Resolved,
+  attempt: (tokens: number) => Effect.Effect<TokenGate.Decision, E>,
+  available: Effect.Effect<number, E>,
+  sharedLabels?: Metrics.Labels
+): TokenBucket<E> => {
+  // Buckets sharing labels (the keys of a keyed limiter) add up their waiters and grants; a "tokens available"
+  // figure only means something for a single bucket, so it is reported only then.
+  const labels = sharedLabels ?? Metrics.labels("bucket", resolved.name)
+  const gate = TokenGate.make(attempt, {
+    onWaiters: (delta) => Metrics.tokenWaiters.unsafeModify(delta, labels),
+    onGranted: sharedLabels === undefined
+      ? (tokens, remaining) => {
+        Metrics.tokensGranted.unsafeUpdate(tokens, labels)
+        Metrics.tokensAvailable.unsafeUpdate(remaining, labels)
+      }
+      : (tokens) => Metrics.tokensGranted.unsafeUpdate(tokens, labels),
+    onRejected: () => Metrics.tokenRejections.unsafeUpdate(1, labels)
+  })
+  const take = (tokens = 1) => Effect.suspend(() => gate.take(checkTokens(resolved, tokens)))
+  return {
+    [TypeId]: TypeId,
+    name: resolved.name,
+    limit: resolved.limit,
+    interval: resolved.interval,
+    burst: resolved.burst,
+    take,
+    tryTake: (tokens = 1) => Effect.suspend(() => gate.tryTake(checkTokens(resolved, tokens))),
+    withTokens: (tokens = 1) => (self) => Effect.zipRight(take(tokens), self),
+    available,
+    waiting: Effect.sync(() => gate.waiting())
+  }
+}
+
+/**
+ * Creates an in-process token bucket. Invalid options are a defect (`IllegalArgumentException`) naming the
+ * field; use `layerConfig` to get them as a typed `ConfigError` instead.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<TokenBucket> =>
+  Effect.sync(() => {
+    const resolved = resolve(options)
+    const state = Gcra.make()
+    const { burst, emissionMillis } = resolved
+    return fromGate(
+      resolved,
+      (tokens) =>
+        Effect.clockWith((clock) =>
+          Effect.sync(() => {
+            const now = clock.unsafeCurrentTimeMillis()
+            const delayMillis = Gcra.reserve(state, now, tokens, emissionMillis, burst)
+            return { delayMillis, remaining: Gcra.available(state, now, emissionMillis, burst) }
+          })
+        ),
+      Effect.clockWith((clock) =>
+        Effect.sync(() => Gcra.available(state, clock.unsafeCurrentTimeMillis(), emissionMillis, burst))
+      )
+    )
+  })
+
+/**
+ * Creates a token bucket whose state lives in the `TokenBucketStore` under `key`, so that every process using
+ * the same store and key shares one limit. Waiters inside this process are still served in arrival order.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromStore = (
+  options: Options & { readonly key: string }
+): Effect.Effect<TokenBucket<TokenBucketStore.TokenBucketStoreError>, never, TokenBucketStore.TokenBucketStore> =>
+  Effect.map(TokenBucketStore.TokenBucketStore, (store) => makeWithStore(store, options.key, resolve(options)))
+
+/** @internal */
+export const makeWithStore = (
+  store: TokenBucketStore.TokenBucketStore,
+  key: string,
+  resolved: Resolved,
+  sharedLabels?: Metrics.Labels
+): TokenBucket<TokenBucketStore.TokenBucketStoreError> => {
+  const { burst, emissionMillis } = resolved
+  return fromGate(
+    resolved,
+    (tokens) => store.reserve({ key, tokens, burst, emissionMillis }),
+    store.available({ key, burst, emissionMillis }),
+    sharedLabels
+  )
+}
+
+/**
+ * A layer providing one in-process `TokenBucket`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<TokenBucket> => Layer.effect(TokenBucket, make(options))
+
+/**
+ * Reads bucket options from configuration: `limit`, `interval` (a duration such as `"1 second"`) and an
+ * optional `burst`, validated so that a bad value is a `ConfigError` naming its key.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = (name?: string): Config.Config<Options> =>
+  Config.all({
+    limit: Config.number("limit").pipe(
+      Config.validate({ message: "must be a positive finite number", validation: (n) => Number.isFinite(n) && n > 0 })
+    ),
+    interval: Config.duration("interval").pipe(
+      Config.withDefault(Duration.seconds(1)),
+      Config.validate({ message: "must be a positive finite duration", validation: positiveFiniteDuration })
+    ),
+    burst: Config.integer("burst").pipe(
+      Config.validate({ message: "must be a positive integer", validation: (n) => n >= 1 }),
+      Config.option,
+      Config.map((option) => option._tag === "Some" ? option.value : undefined)
+    )
+  }).pipe(Config.map((options) => ({ ...options, name })))
+
+/** @internal */
+export const positiveFiniteDuration = (duration: Duration.Duration): boolean => {
+  const millis = Duration.toMillis(duration)
+  return Number.isFinite(millis) && millis > 0
+}
+
+/**
+ * A layer providing one in-process `TokenBucket` configured through `Config` (for example
+ * `Config.nested(TokenBucket.config(), "UPSTREAM")` reads `UPSTREAM_LIMIT`, `UPSTREAM_INTERVAL`, `UPSTREAM_BURST`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (options: Config.Config<Options>): Layer.Layer<TokenBucket, ConfigError.ConfigError> =>
+  Layer.effect(TokenBucket, Effect.flatMap(options, make))

@@ -1,0 +1,56 @@
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+
+/** @internal */
+export type Labels = ReadonlyArray<MetricLabel.MetricLabel>
+
+/**
+ * Label arrays are created once per limiter: `Metric.unsafeUpdate` caches its hook by the identity of the
+ * array, so an update on the hot path is a WeakMap hit and a store, nothing more.
+ *
+ * @internal
+ */
+export const labels = (kind: string, name: string): Labels => [MetricLabel.make(kind, name)]
+
+/** @internal */
+export const tokensAvailable = Metric.gauge("spindle_token_bucket_tokens", {
+  description: "Tokens available in a token bucket after its latest decision"
+})
+
+/** @internal */
+export const tokenWaiters = Metric.gauge("spindle_token_bucket_waiters", {
+  description: "Fibers waiting in a token bucket's FIFO queue"
+})
+
+/** @internal */
+export const tokensGranted = Metric.counter("spindle_token_bucket_granted_total", {
+  description: "Tokens granted by a token bucket",
+  incremental: true
+})
+
+/** @internal */
+export const tokenRejections = Metric.counter("spindle_token_bucket_rejections_total", {
+  description: "tryTake calls refused by a token bucket",
+  incremental: true
+})
+
+/** @internal */
+export const inFlight = Metric.gauge("spindle_limiter_in_flight", {
+  description: "Effects currently holding a permit of a concurrency limit"
+})
+
+/** @internal */
+export const queued = Metric.gauge("spindle_limiter_queued", {
+  description: "Effects waiting for a permit of a concurrency limit"
+})
+
+/** @internal */
+export const rejections = Metric.counter("spindle_limiter_rejections_total", {
+  description: "Effects refused at once because a limit's wait queue was full",
+  incremental: true
+})
+
+/** @internal */
+export const keys = Metric.gauge("spindle_keyed_limiter_keys", {
+  description: "Keys currently held in memory by a keyed limiter"
+})

@@ -1,0 +1,160 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Bulkhead } from "@spindle/core"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Ref from "effect/Ref"
+import * as TestClock from "effect/TestClock"
+
+describe("Bulkhead", () => {
+  it.effect("never runs more than maxConcurrent at once", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 3 })
+      const running = yield* Ref.make(0)
+      const peak = yield* Ref.make(0)
+      const task = Effect.gen(function*() {
+        const now = yield* Ref.updateAndGet(running, (n) => n + 1)
+        yield* Ref.update(peak, (p) => Math.max(p, now))
+        yield* Effect.sleep("10 millis")
+        yield* Ref.update(running, (n) => n - 1)
+      })
+      const fiber = yield* Effect.fork(Effect.all(Array.from({ length: 20 }, () => bulkhead.run(task)), {
+        concurrency: "unbounded"
+      }))
+      yield* TestClock.adjust("5 millis")
+      assert.strictEqual(yield* bulkhead.inFlight, 3)
+      assert.strictEqual(yield* bulkhead.queued, 17)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      assert.strictEqual(yield* Ref.get(peak), 3)
+      assert.strictEqual(yield* bulkhead.inFlight, 0)
+    }))
+
+  it.effect("hands permits to waiters in arrival order", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1 })
+      const gate = yield* Deferred.make<void>()
+      const order = yield* Ref.make<Array<number>>([])
+      const holder = yield* Effect.fork(bulkhead.run(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const waiters = yield* Effect.forEach([1, 2, 3, 4], (i) =>
+        Effect.fork(bulkhead.run(Ref.update(order, (o) => [...o, i]))), { concurrency: 1 })
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      yield* Fiber.joinAll(waiters)
+      assert.deepStrictEqual(yield* Ref.get(order), [1, 2, 3, 4])
+    }))
+
+  it.effect("rejects at once with BulkheadRejected when the queue is full, running nothing", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "shed", maxConcurrent: 2, maxQueued: 1 })
+      const gate = yield* Deferred.make<void>()
+      const ran = yield* Ref.make(0)
+      const task = Effect.zipRight(Ref.update(ran, (n) => n + 1), Deferred.await(gate))
+      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(bulkhead.run(task)))
+      yield* Effect.yieldNow()
+      assert.strictEqual(yield* bulkhead.queued, 1)
+      const rejected = yield* Effect.flip(bulkhead.run(task))
+      assert.strictEqual(rejected._tag, "BulkheadRejected")
+      assert.deepStrictEqual(
+        { name: rejected.name, maxConcurrent: rejected.maxConcurrent, maxQueued: rejected.maxQueued },
+        { name: "shed", maxConcurrent: 2, maxQueued: 1 }
+      )
+      assert.include(rejected.message, "\"shed\" is full")
+      const rejections = yield* Metric.value(
+        Metric.taggedWithLabels(Bulkhead.metrics.rejections, [MetricLabel.make("limiter", "shed")])
+      )
+      assert.strictEqual(rejections.count, 1)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.joinAll(fibers)
+      assert.strictEqual(yield* Ref.get(ran), 3)
+    }))
+
+  it.effect("maxQueued 0 is pure load shedding", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 0 })
+      const holder = yield* Effect.fork(bulkhead.run(Effect.never))
+      yield* Effect.yieldNow()
+      const exit = yield* Effect.exit(bulkhead.run(Effect.void))
+      assert.isTrue(Exit.isFailure(exit))
+      yield* Fiber.interrupt(holder)
+      assert.isTrue(Exit.isSuccess(yield* Effect.exit(bulkhead.run(Effect.void))))
+    }))
+
+  it.effect("an interrupted waiter leaves the queue; an interrupted runner frees its permit", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 5 })
+      const runner = yield* Effect.fork(bulkhead.run(Effect.never))
+      const waiter = yield* Effect.fork(bulkhead.run(Effect.void))
+      yield* Effect.yieldNow()
+      assert.strictEqual(yield* bulkhead.queued, 1)
+      yield* Fiber.interrupt(waiter)
+      assert.strictEqual(yield* bulkhead.queued, 0)
+      assert.strictEqual(yield* bulkhead.inFlight, 1)
+      yield* Fiber.interrupt(runner)
+      assert.strictEqual(yield* bulkhead.inFlight, 0)
+      assert.strictEqual(yield* bulkhead.run(Effect.succeed(42)), 42)
+    }))
+
+  it.effect("a waiter interrupted just after its permit was handed over passes the permit on", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1 })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(bulkhead.run(Deferred.await(gate)))
+      const doomed = yield* Effect.fork(bulkhead.run(Effect.never))
+      const next = yield* Effect.fork(bulkhead.run(Effect.succeed("next")))
+      yield* Effect.yieldNow()
+      // Release and interrupt in the same step: the permit is granted to `doomed`, which is then interrupted.
+      yield* Effect.all([Deferred.succeed(gate, undefined), Fiber.interrupt(doomed)], { concurrency: "unbounded" })
+      assert.strictEqual(yield* Fiber.join(next), "next")
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* bulkhead.inFlight, 0)
+      assert.strictEqual(yield* bulkhead.queued, 0)
+    }))
+
+  it.effect("forEach keeps order, bounds concurrency with maxConcurrent fibers, and fails fast", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 4 })
+      const running = yield* Ref.make(0)
+      const peak = yield* Ref.make(0)
+      const results = yield* bulkhead.forEach(Array.from({ length: 50 }, (_, i) => i), (i) =>
+        Effect.gen(function*() {
+          const now = yield* Ref.updateAndGet(running, (n) => n + 1)
+          yield* Ref.update(peak, (p) => Math.max(p, now))
+          yield* Effect.yieldNow()
+          yield* Ref.update(running, (n) => n - 1)
+          return i * 2
+        }))
+      assert.deepStrictEqual(results, Array.from({ length: 50 }, (_, i) => i * 2))
+      assert.strictEqual(yield* Ref.get(peak), 4)
+
+      const finalized = yield* Ref.make(0)
+      const pulled = yield* Ref.make(0)
+      function* naturals() {
+        for (let i = 0;; i++) yield i
+      }
+      const error = yield* Effect.flip(bulkhead.forEach(naturals(), (i) =>
+        Ref.update(pulled, (n) => n + 1).pipe(
+          Effect.zipRight(i < 10 ? Effect.void : i === 10 ? Effect.fail("boom" as const) : Effect.never),
+          Effect.onInterrupt(() => Ref.update(finalized, (n) => n + 1))
+        ), { discard: true }))
+      assert.strictEqual(error, "boom")
+      // Lazily pulled: an infinite iterable is fine; the running siblings were interrupted and finalized.
+      assert.isAtMost(yield* Ref.get(pulled), 14)
+      assert.strictEqual(yield* Ref.get(finalized), 3)
+      assert.strictEqual(yield* bulkhead.inFlight, 0)
+    }))
+
+  it.effect("rejects invalid options with a message naming the field", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Bulkhead.make({ maxConcurrent: 0 }))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.include(String(exit), "maxConcurrent must be a positive integer")
+      const queued = yield* Effect.exit(Bulkhead.make({ maxConcurrent: 1, maxQueued: -1 }))
+      assert.include(String(queued), "maxQueued must be a non-negative integer")
+    }))
+})
