@@ -190,22 +190,37 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
       const results: Array<B> = []
       let index = 0
       let done = false
-      const worker = Effect.whileLoop({
-        while: () => !done,
-        body: () => {
-          const next = iterator.next()
-          if (next.done === true) {
-            done = true
-            return Effect.void
-          }
-          const i = index++
-          const effect = run(f(next.value, i))
-          return discard ? effect : Effect.map(effect, (b) => {
-            results[i] = b
-          })
-        },
-        step: () => {}
-      })
+      // A worker keeps its permit from one element to the next while nobody else waits for one, and queues
+      // again as soon as someone does: uncontended, an element costs no permit traffic at all; shared, the
+      // bulkhead stays fair to its other callers.
+      const batch = () => {
+        let first = true
+        return Effect.whileLoop({
+          while: () => {
+            if (first) {
+              first = false
+              return !done
+            }
+            return !done && waiters.length === 0
+          },
+          body: () => {
+            const next = iterator.next()
+            if (next.done === true) {
+              done = true
+              return Effect.void
+            }
+            const i = index++
+            const effect = f(next.value, i)
+            return discard ? effect : Effect.map(effect, (b) => {
+              results[i] = b
+            })
+          },
+          step: () => {}
+        })
+      }
+      const worker: Effect.Effect<void, E | E2, R> = Effect.suspend(() =>
+        done ? Effect.void : Effect.zipRight(run(Effect.suspend(batch)), worker)
+      )
       const workers: Array<typeof worker> = []
       for (let i = 0; i < maxConcurrent; i++) workers.push(worker)
       return Effect.as(

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Bulkhead } from "@spindle/core"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -146,6 +147,22 @@ describe("Bulkhead", () => {
       // Lazily pulled: an infinite iterable is fine; the running siblings were interrupted and finalized.
       assert.isAtMost(yield* Ref.get(pulled), 14)
       assert.strictEqual(yield* Ref.get(finalized), 3)
+      assert.strictEqual(yield* bulkhead.inFlight, 0)
+    }))
+
+  it.effect("forEach shares the bulkhead fairly: an outside caller is not starved until the loop ends", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 2 })
+      const loop = yield* Effect.fork(
+        bulkhead.forEach(Array.from({ length: 100 }, (_, i) => i), () => Effect.sleep("10 millis"), { discard: true })
+      )
+      yield* TestClock.adjust("15 millis")
+      const outside = yield* Effect.fork(bulkhead.run(Clock.currentTimeMillis))
+      yield* TestClock.adjust("10 millis")
+      // A worker finishing its element at 20 ms sees the waiter and hands over its permit.
+      assert.strictEqual(yield* Fiber.join(outside), 20)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(loop)
       assert.strictEqual(yield* bulkhead.inFlight, 0)
     }))
 
