@@ -36,3 +36,31 @@ export * as TokenBucket from "./TokenBucket.js"
  * @since 0.1.0
  */
 export * as TokenBucketStore from "./TokenBucketStore.js"
+
+/**
+ * A circuit breaker with consecutive-failure and failure-ratio policies, half-open probes and a typed CircuitOpen.
+ *
+ * @since 0.1.0
+ */
+export * as CircuitBreaker from "./CircuitBreaker.js"
+
+/**
+ * Per-attempt timeouts and an overall deadline spanning retries, both interrupting, with a typed TimeoutError.
+ *
+ * @since 0.1.0
+ */
+export * as Deadline from "./Deadline.js"
+
+/**
+ * Server hints about when to retry, readable from any error, and a Retry-After header parser.
+ *
+ * @since 0.1.0
+ */
+export * as RetryAfter from "./RetryAfter.js"
+
+/**
+ * Retry policies as Schedules: exponential backoff, four jitter kinds, attempt and time limits, Retry-After.
+ *
+ * @since 0.1.0
+ */
+export * as RetryPolicy from "./RetryPolicy.js"

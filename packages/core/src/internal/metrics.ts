@@ -54,3 +54,20 @@ export const rejections = Metric.counter("spindle_limiter_rejections_total", {
 export const keys = Metric.gauge("spindle_keyed_limiter_keys", {
   description: "Keys currently held in memory by a keyed limiter"
 })
+
+/** @internal */
+export const circuitsOpen = Metric.gauge("spindle_circuit_open", {
+  description: "Circuit breakers currently open or half-open"
+})
+
+/** @internal */
+export const circuitTransitions = Metric.counter("spindle_circuit_transitions_total", {
+  description: "State changes of circuit breakers, labelled with the state entered",
+  incremental: true
+})
+
+/** @internal */
+export const circuitRejections = Metric.counter("spindle_circuit_rejections_total", {
+  description: "Calls refused at once because a circuit was open",
+  incremental: true
+})

@@ -1,0 +1,397 @@
+/**
+ * A circuit breaker: after enough failures it opens and refuses calls at once with a typed `CircuitOpen` (which
+ * carries the time until the next probe, so retry policies wait for it), then after a cooldown admits a few
+ * probes (half-open) and closes again when they succeed.
+ *
+ * Two trip policies: consecutive failures, and a failure ratio over a sliding time window with a minimum number
+ * of calls. Only errors the `isFailure` predicate counts can trip it (a `404` says the upstream is alive).
+ * Cooldowns may grow exponentially while the upstream keeps failing its probes. State changes are a `Stream`
+ * and Metrics; the Open → HalfOpen change needs no timer: it happens when the first call after the cooldown
+ * arrives (or when the state is read). An interrupted probe frees its slot, so the breaker can never be stuck
+ * half-open.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as PubSub from "effect/PubSub"
+import * as Stream from "effect/Stream"
+import * as Metrics from "./internal/metrics.js"
+import * as Validate from "./internal/validate.js"
+import * as RetryAfter from "./RetryAfter.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@spindle/core/CircuitBreaker")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * The state of a breaker. `Open.until` is the clock time (ms) after which probes are admitted.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type State = Data.TaggedEnum<{
+  Closed: {}
+  Open: { readonly until: number; readonly openings: number }
+  HalfOpen: { readonly openings: number }
+}>
+
+/**
+ * Constructors and matchers for `State`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const State = Data.taggedEnum<State>()
+
+/**
+ * When a closed breaker opens.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Policy =
+  | { readonly _tag: "ConsecutiveFailures"; readonly threshold: number }
+  | {
+    readonly _tag: "FailureRatio"
+    readonly ratio: number
+    readonly window: Duration.DurationInput
+    readonly minimumThroughput: number
+    readonly buckets?: number | undefined
+  }
+
+/**
+ * Opens after `threshold` counted failures in a row.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const consecutiveFailures = (threshold: number): Policy => ({ _tag: "ConsecutiveFailures", threshold })
+
+/**
+ * Opens when, over the last `window`, at least `minimumThroughput` calls ended and at least `ratio` of them
+ * failed. The window slides in `buckets` steps (default 10).
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const failureRatio = (options: {
+  readonly ratio: number
+  readonly window: Duration.DurationInput
+  readonly minimumThroughput: number
+  readonly buckets?: number | undefined
+}): Policy => ({ _tag: "FailureRatio", ...options })
+
+/**
+ * Options of a breaker over errors of type `E`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<E = unknown> {
+  /** When to open. */
+  readonly policy: Policy
+  /** How long the circuit stays open before admitting probes. Default 10 seconds. */
+  readonly cooldown?: Duration.DurationInput | undefined
+  /** Each re-opening after failed probes multiplies the cooldown by this (default 1: constant). */
+  readonly cooldownFactor?: number | undefined
+  /** The longest cooldown. Default 5 minutes. */
+  readonly cooldownMax?: Duration.DurationInput | undefined
+  /** Probes admitted at once while half-open; that many successes close the circuit. Default 1. */
+  readonly halfOpenProbes?: number | undefined
+  /** Which errors count as failures. Others, like successes, show the dependency is alive. Default: all. */
+  readonly isFailure?: ((error: E) => boolean) | undefined
+  /** Label for metrics and errors. Default `"default"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * The circuit is open: the call was not made. `retryAfter` is the time until probes are admitted again.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CircuitOpen extends Data.TaggedError("CircuitOpen")<{
+  readonly name: string
+  readonly retryAfter: Duration.Duration
+}> implements RetryAfter.RetryAfter {
+  get [RetryAfter.RetryAfterTypeId](): Duration.Duration {
+    return this.retryAfter
+  }
+  override get message(): string {
+    return `Circuit "${this.name}" is open; next probe in ${Duration.format(this.retryAfter)}`
+  }
+}
+
+/**
+ * A circuit breaker for effects failing with `E`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CircuitBreaker<E = unknown> {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  /** Runs `self` through the breaker, or fails at once with `CircuitOpen`. */
+  readonly run: <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2 | CircuitOpen, R>
+  /** The state now. */
+  readonly state: Effect.Effect<State>
+  /** The state now, then every change. */
+  readonly changes: Stream.Stream<State>
+}
+
+/**
+ * The metrics circuit breakers update, labelled `breaker=<name>`: breakers open or half-open (a keyed breaker
+ * adds up its keys), transitions labelled with the `state` entered, and refused calls.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  open: Metrics.circuitsOpen,
+  transitions: Metrics.circuitTransitions,
+  rejections: Metrics.circuitRejections
+} as const
+
+/** @internal */
+export interface Resolved<E> {
+  readonly name: string
+  readonly policy: Policy
+  readonly cooldownMillis: number
+  readonly cooldownFactor: number
+  readonly cooldownMaxMillis: number
+  readonly halfOpenProbes: number
+  readonly isFailure: (error: E) => boolean
+  readonly windowMillis: number
+  readonly buckets: number
+}
+
+/** @internal */
+export const resolve = <E>(options: Options<E>): Resolved<E> => {
+  const policy = options.policy
+  let windowMillis = 0
+  let buckets = 1
+  if (policy._tag === "ConsecutiveFailures") {
+    Validate.positiveInteger("CircuitBreaker", "threshold", policy.threshold)
+  } else {
+    if (!(policy.ratio > 0 && policy.ratio <= 1)) {
+      Validate.illegal("CircuitBreaker", `ratio must be in (0, 1], got ${policy.ratio}`)
+    }
+    Validate.positiveInteger("CircuitBreaker", "minimumThroughput", policy.minimumThroughput)
+    windowMillis = Validate.positiveDurationMillis("CircuitBreaker", "window", policy.window)
+    buckets = Validate.positiveInteger("CircuitBreaker", "buckets", policy.buckets ?? 10)
+  }
+  const cooldownFactor = options.cooldownFactor ?? 1
+  if (!Number.isFinite(cooldownFactor) || cooldownFactor < 1) {
+    Validate.illegal("CircuitBreaker", `cooldownFactor must be >= 1, got ${cooldownFactor}`)
+  }
+  return {
+    name: options.name ?? "default",
+    policy,
+    cooldownMillis: options.cooldown === undefined
+      ? 10_000
+      : Validate.positiveDurationMillis("CircuitBreaker", "cooldown", options.cooldown),
+    cooldownFactor,
+    cooldownMaxMillis: options.cooldownMax === undefined
+      ? 300_000
+      : Validate.positiveDurationMillis("CircuitBreaker", "cooldownMax", options.cooldownMax),
+    halfOpenProbes: options.halfOpenProbes === undefined
+      ? 1
+      : Validate.positiveInteger("CircuitBreaker", "halfOpenProbes", options.halfOpenProbes),
+    isFailure: options.isFailure ?? (() => true),
+    windowMillis,
+    buckets
+  }
+}
+
+/** @internal */
+export interface Hooks {
+  readonly labels: Metrics.Labels
+  readonly onTransition: (from: State, to: State) => void
+}
+
+const closed: State = State.Closed()
+
+/**
+ * The breaker's machinery over plain mutable state: every decision is synchronous, so a call that is admitted
+ * and then interrupted cannot race another call's transition.
+ *
+ * @internal
+ */
+export const unsafeMake = <E>(resolved: Resolved<E>, hooks: Hooks): CircuitBreaker<E> & {
+  readonly unsafeState: (now: number) => State
+  readonly unsafeIdle: () => boolean
+} => {
+  const { labels } = hooks
+  let state: State = closed
+  let consecutive = 0
+  let probesInFlight = 0
+  let probeSuccesses = 0
+  let inFlight = 0
+  // Sliding window: per bucket, the index of the period it counts and its tallies.
+  const bucketMillis = resolved.windowMillis / resolved.buckets
+  const periods = new Array<number>(resolved.buckets).fill(-1)
+  const successes = new Array<number>(resolved.buckets).fill(0)
+  const failures = new Array<number>(resolved.buckets).fill(0)
+
+  const transition = (to: State) => {
+    const from = state
+    state = to
+    if (from._tag === "Closed" && to._tag !== "Closed") Metrics.circuitsOpen.unsafeModify(1, labels)
+    if (from._tag !== "Closed" && to._tag === "Closed") Metrics.circuitsOpen.unsafeModify(-1, labels)
+    Metrics.circuitTransitions.unsafeUpdate(1, transitionLabels[to._tag])
+    hooks.onTransition(from, to)
+  }
+  const transitionLabels = {
+    Closed: [...labels, ...Metrics.labels("state", "closed")],
+    Open: [...labels, ...Metrics.labels("state", "open")],
+    HalfOpen: [...labels, ...Metrics.labels("state", "half_open")]
+  }
+
+  const resetWindow = () => {
+    consecutive = 0
+    periods.fill(-1)
+    successes.fill(0)
+    failures.fill(0)
+  }
+
+  const open = (now: number, openings: number) => {
+    const cooldown = Math.min(
+      resolved.cooldownMaxMillis,
+      resolved.cooldownMillis * Math.pow(resolved.cooldownFactor, openings)
+    )
+    transition(State.Open({ until: now + cooldown, openings: openings + 1 }))
+  }
+
+  const current = (now: number): State => {
+    if (state._tag === "Open" && now >= state.until) {
+      probesInFlight = 0
+      probeSuccesses = 0
+      transition(State.HalfOpen({ openings: state.openings }))
+    }
+    return state
+  }
+
+  const record = (now: number, failed: boolean) => {
+    if (resolved.policy._tag === "ConsecutiveFailures") {
+      consecutive = failed ? consecutive + 1 : 0
+      if (consecutive >= resolved.policy.threshold) open(now, 0)
+      return
+    }
+    const period = Math.floor(now / bucketMillis)
+    const slot = period % resolved.buckets
+    if (periods[slot] !== period) {
+      periods[slot] = period
+      successes[slot] = 0
+      failures[slot] = 0
+    }
+    if (failed) failures[slot]++
+    else successes[slot]++
+    if (!failed) return
+    let total = 0
+    let failed_ = 0
+    for (let i = 0; i < resolved.buckets; i++) {
+      if (periods[i] > period - resolved.buckets) {
+        total += successes[i] + failures[i]
+        failed_ += failures[i]
+      }
+    }
+    if (total >= resolved.policy.minimumThroughput && failed_ / total >= resolved.policy.ratio) open(now, 0)
+  }
+
+  const counts = <E2 extends E>(exit: Exit.Exit<unknown, E2>): boolean | undefined => {
+    if (Exit.isSuccess(exit)) return false
+    if (Cause.isInterruptedOnly(exit.cause)) return undefined
+    const failure = Cause.failureOption(exit.cause)
+    return failure._tag === "Some" ? resolved.isFailure(failure.value) : true
+  }
+
+  const run = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
+    Effect.clockWith((clock) =>
+      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const s = current(now)
+        let probe = false
+        if (s._tag === "Open") {
+          Metrics.circuitRejections.unsafeUpdate(1, labels)
+          return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(s.until - now) }))
+        }
+        if (s._tag === "HalfOpen") {
+          if (probesInFlight + probeSuccesses >= resolved.halfOpenProbes) {
+            Metrics.circuitRejections.unsafeUpdate(1, labels)
+            return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.zero }))
+          }
+          probe = true
+          probesInFlight++
+        }
+        inFlight++
+        const generation = s
+        return Effect.onExit(self, (exit) =>
+          Effect.sync(() => {
+            inFlight--
+            const failed = counts(exit)
+            const end = clock.unsafeCurrentTimeMillis()
+            if (probe) {
+              probesInFlight--
+              // Only the half-open period that admitted this probe may be decided by it.
+              if (state !== generation || failed === undefined) return
+              if (failed) {
+                open(end, generation._tag === "HalfOpen" ? generation.openings : 0)
+              } else if (++probeSuccesses >= resolved.halfOpenProbes) {
+                resetWindow()
+                transition(closed)
+              }
+              return
+            }
+            if (failed === undefined || state._tag !== "Closed") return
+            record(end, failed)
+          }))
+      })
+    )
+
+  return {
+    [TypeId]: TypeId,
+    name: resolved.name,
+    run,
+    state: Clock.clockWith((clock) => Effect.sync(() => current(clock.unsafeCurrentTimeMillis()))),
+    changes: Stream.empty,
+    unsafeState: current,
+    unsafeIdle: () => inFlight === 0 && state._tag === "Closed" && consecutive === 0
+  }
+}
+
+/**
+ * Creates a circuit breaker. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <E = unknown>(options: Options<E>): Effect.Effect<CircuitBreaker<E>> =>
+  Effect.gen(function*() {
+    const resolved = resolve(options)
+    const pubsub = yield* PubSub.sliding<State>(1024)
+    const breaker = unsafeMake(resolved, {
+      labels: Metrics.labels("breaker", resolved.name),
+      onTransition: (_, to) => {
+        pubsub.unsafeOffer(to)
+      }
+    })
+    const changes = Stream.unwrapScoped(Effect.gen(function*() {
+      const subscription = yield* PubSub.subscribe(pubsub)
+      const now = yield* breaker.state
+      return Stream.concat(Stream.make(now), Stream.fromQueue(subscription))
+    }))
+    return { ...breaker, changes }
+  })

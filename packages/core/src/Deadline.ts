@@ -1,0 +1,128 @@
+/**
+ * Timeouts that interrupt: a per-attempt limit and an overall deadline that spans all attempts.
+ *
+ * `within(d)` sets a deadline for everything inside it, retries and backoff included; `attempt(d)` bounds one
+ * attempt and is itself bounded by the deadline that remains, so after a retry the next attempt gets whatever
+ * time is left. Both interrupt the work (its finalizers run) rather than abandon it, and fail with a typed
+ * `TimeoutError` whose `limit` says which of the two fired.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import { dual } from "effect/Function"
+import * as Option from "effect/Option"
+import * as Validate from "./internal/validate.js"
+
+/**
+ * A time limit fired and the work was interrupted: `limit` is `"attempt"` for a per-attempt timeout and
+ * `"deadline"` for the overall deadline; `duration` is the limit that was set.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TimeoutError extends Data.TaggedError("TimeoutError")<{
+  readonly limit: "attempt" | "deadline"
+  readonly duration: Duration.Duration
+}> {
+  override get message(): string {
+    return this.limit === "attempt"
+      ? `Attempt timed out after ${Duration.format(this.duration)}`
+      : `Deadline of ${Duration.format(this.duration)} exceeded`
+  }
+}
+
+/**
+ * The deadline in effect, as clock milliseconds, and the duration it was set with.
+ *
+ * @since 0.1.0
+ * @category fiber refs
+ */
+export const currentDeadline: FiberRef.FiberRef<
+  { readonly at: number; readonly duration: Duration.Duration } | undefined
+> = FiberRef.unsafeMake<{ readonly at: number; readonly duration: Duration.Duration } | undefined>(undefined)
+
+/**
+ * The deadline in effect (clock milliseconds), if any.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const current: Effect.Effect<Option.Option<number>> = Effect.map(
+  FiberRef.get(currentDeadline),
+  (deadline) => deadline === undefined ? Option.none() : Option.some(deadline.at)
+)
+
+/**
+ * Time left before the deadline in effect, if any (zero once it has passed).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const remaining: Effect.Effect<Option.Option<Duration.Duration>> = Effect.flatMap(
+  FiberRef.get(currentDeadline),
+  (deadline) =>
+    deadline === undefined
+      ? Effect.succeedNone
+      : Effect.map(Clock.currentTimeMillis, (now) => Option.some(Duration.millis(Math.max(0, deadline.at - now))))
+)
+
+const timeoutAfter = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  millis: number,
+  error: TimeoutError
+): Effect.Effect<A, E | TimeoutError, R> =>
+  millis <= 0
+    ? Effect.fail(error)
+    : Effect.timeoutFail(self, { duration: Duration.millis(millis), onTimeout: () => error })
+
+/**
+ * Runs `self` under an overall deadline of `duration` from now (or the enclosing deadline, if sooner), which
+ * every `attempt` and retry inside it respects.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const within: {
+  (duration: Duration.DurationInput): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TimeoutError, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => {
+  const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
+  return Effect.flatMap(FiberRef.get(currentDeadline), (outer) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const mine = { at: now + millis, duration: Duration.millis(millis) }
+      const deadline = outer !== undefined && outer.at <= mine.at ? outer : mine
+      return timeoutAfter(
+        Effect.locally(self, currentDeadline, deadline),
+        deadline.at - now,
+        new TimeoutError({ limit: "deadline", duration: deadline.duration })
+      )
+    }))
+})
+
+/**
+ * Runs one attempt of `self` for at most `duration`, or for what remains of the deadline in effect if that is
+ * shorter (then a timeout reports `limit: "deadline"`). With no time left it fails without starting `self`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const attempt: {
+  (duration: Duration.DurationInput): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TimeoutError, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => {
+  const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
+  const attemptError = new TimeoutError({ limit: "attempt", duration: Duration.millis(millis) })
+  return Effect.flatMap(FiberRef.get(currentDeadline), (deadline) => {
+    if (deadline === undefined) return timeoutAfter(self, millis, attemptError)
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const left = deadline.at - now
+      return left < millis
+        ? timeoutAfter(self, left, new TimeoutError({ limit: "deadline", duration: deadline.duration }))
+        : timeoutAfter(self, millis, attemptError)
+    })
+  })
+})

@@ -1,0 +1,231 @@
+/**
+ * Retry policies as `effect/Schedule`s: exponential backoff with a cap and the four jitter kinds of the AWS
+ * architecture blog, limits by attempts and by total elapsed time, a typed predicate for retryable errors, and
+ * server hints (`RetryAfter`) that raise the next delay, capped.
+ *
+ * Being plain schedules, they compose with `Effect.retry`, `Stream.retry` and `HttpClient.retry`. Randomness
+ * comes from the `Random` service, so a seeded `Random` gives exact, reproducible delays. Every retry is logged
+ * at debug level with its attempt and delay, and counted in `spindle_retries_total`.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Interval from "effect/ScheduleInterval"
+import * as Deadline from "./Deadline.js"
+import * as Metrics from "./internal/metrics.js"
+import * as Validate from "./internal/validate.js"
+import * as RetryAfter from "./RetryAfter.js"
+
+/**
+ * How random the delays are. With `d = min(cap, base · factor^n)` for the n-th retry:
+ * - `none`: `d`
+ * - `full`: uniform in `[0, d]` (the usual choice: spreads clients best)
+ * - `equal`: `d/2` plus uniform in `[0, d/2]` (never shorter than half)
+ * - `decorrelated`: uniform in `[base, 3 · previous]`, capped (grows from the previous delay, not from `n`)
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Jitter = "none" | "full" | "equal" | "decorrelated"
+
+/**
+ * A retry policy over errors of type `E`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<E = unknown> {
+  /** First delay before jitter. Default 100 ms. */
+  readonly base?: Duration.DurationInput | undefined
+  /** Growth per retry. Default 2. */
+  readonly factor?: number | undefined
+  /** Longest delay before jitter. Default 30 seconds. */
+  readonly cap?: Duration.DurationInput | undefined
+  /** Default `full`. */
+  readonly jitter?: Jitter | undefined
+  /** Attempts in all, the first included (so `1` never retries). Default 3. `Infinity` for no limit. */
+  readonly maxAttempts?: number | undefined
+  /** No retry starts later than this after the first failure. Default: no limit. */
+  readonly maxElapsed?: Duration.DurationInput | undefined
+  /** Which errors are worth retrying. Default: all. */
+  readonly retryable?: ((error: E) => boolean) | undefined
+  /** The longest server hint honoured; a longer one waits this long. Default 60 seconds. */
+  readonly retryAfterMax?: Duration.DurationInput | undefined
+  /** Label for the retry metric and logs. Default `"default"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * Why a policy stopped retrying, for callers that want to tell.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StopReason = "not_retryable" | "max_attempts" | "max_elapsed" | "deadline"
+
+/**
+ * The resolved settings of a policy, in milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Resolved<E> {
+  readonly name: string
+  readonly baseMillis: number
+  readonly factor: number
+  readonly capMillis: number
+  readonly jitter: Jitter
+  readonly maxAttempts: number
+  readonly maxElapsedMillis: number
+  readonly retryAfterMaxMillis: number
+  readonly retryable: (error: E) => boolean
+}
+
+/**
+ * Validates options (a bad value is a defect naming the field) and fills in the defaults.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = <E>(options: Options<E> = {}): Resolved<E> => {
+  const baseMillis = options.base === undefined
+    ? 100
+    : Validate.positiveDurationMillis("RetryPolicy", "base", options.base)
+  const capMillis = options.cap === undefined
+    ? 30_000
+    : Validate.positiveDurationMillis("RetryPolicy", "cap", options.cap)
+  const factor = options.factor ?? 2
+  if (!Number.isFinite(factor) || factor < 1) Validate.illegal("RetryPolicy", `factor must be >= 1, got ${factor}`)
+  const jitter = options.jitter ?? "full"
+  if (!["none", "full", "equal", "decorrelated"].includes(jitter)) {
+    Validate.illegal("RetryPolicy", `jitter must be none, full, equal or decorrelated, got ${String(jitter)}`)
+  }
+  return {
+    name: options.name ?? "default",
+    baseMillis,
+    factor,
+    capMillis: Math.max(capMillis, baseMillis),
+    jitter,
+    maxAttempts: options.maxAttempts === undefined
+      ? 3
+      : Validate.positiveInteger("RetryPolicy", "maxAttempts", options.maxAttempts, true),
+    maxElapsedMillis: options.maxElapsed === undefined
+      ? Number.POSITIVE_INFINITY
+      : Validate.positiveDurationMillis("RetryPolicy", "maxElapsed", options.maxElapsed),
+    retryAfterMaxMillis: options.retryAfterMax === undefined
+      ? 60_000
+      : Validate.positiveDurationMillis("RetryPolicy", "retryAfterMax", options.retryAfterMax),
+    retryable: options.retryable ?? (() => true)
+  }
+}
+
+interface State {
+  readonly retries: number
+  readonly startedAt: number
+  readonly previousMillis: number
+}
+
+/**
+ * The delay before retry number `retries + 1` (0-based `retries`), before any server hint, given a uniform
+ * random number in `[0, 1)`.
+ *
+ * @since 0.1.0
+ * @category delays
+ */
+export const backoffMillis = <E>(
+  policy: Resolved<E>,
+  retries: number,
+  previousMillis: number,
+  random: number
+): number => {
+  const exponential = Math.min(policy.capMillis, policy.baseMillis * Math.pow(policy.factor, retries))
+  switch (policy.jitter) {
+    case "none":
+      return exponential
+    case "full":
+      return random * exponential
+    case "equal":
+      return exponential / 2 + random * (exponential / 2)
+    case "decorrelated": {
+      const upper = Math.max(policy.baseMillis, previousMillis * 3)
+      return Math.min(policy.capMillis, policy.baseMillis + random * (upper - policy.baseMillis))
+    }
+  }
+}
+
+const retries = Metric.counter("spindle_retries_total", {
+  description: "Retries scheduled by a retry policy",
+  incremental: true
+})
+
+/**
+ * The metrics retry policies update, labelled `policy=<name>`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = { retries } as const
+
+/**
+ * The policy as a schedule fed with the failures of the effect it retries. Its output is the delay it chose.
+ * It also stops when the next attempt would start after the `Deadline` in effect, if any.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const schedule = <E>(options: Options<E> = {}): Schedule.Schedule<Duration.Duration, E> => {
+  const policy = resolve(options)
+  const labels = Metrics.labels("policy", policy.name)
+  return Schedule.makeWithState<State | undefined, E, Duration.Duration>(
+    undefined,
+    (now, error, previous) =>
+      Effect.gen(function*() {
+        const state: State = previous ?? { retries: 0, startedAt: now, previousMillis: policy.baseMillis }
+        const stop = (reason: StopReason) =>
+          Effect.as(
+            Effect.logDebug("retry policy stops").pipe(
+              Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 1, reason })
+            ),
+            [state, Duration.zero, ScheduleDecision.done] as const
+          )
+        if (!policy.retryable(error)) return yield* stop("not_retryable")
+        if (state.retries + 1 >= policy.maxAttempts) return yield* stop("max_attempts")
+        const random = policy.jitter === "none" ? 0 : yield* Random.next
+        let delay = backoffMillis(policy, state.retries, state.previousMillis, random)
+        const hint = RetryAfter.get(error)
+        if (Option.isSome(hint)) {
+          delay = Math.max(delay, Math.min(Duration.toMillis(hint.value), policy.retryAfterMaxMillis))
+        }
+        if (now + delay - state.startedAt > policy.maxElapsedMillis) return yield* stop("max_elapsed")
+        const deadline = yield* Deadline.current
+        if (Option.isSome(deadline) && now + delay >= deadline.value) return yield* stop("deadline")
+        retries.unsafeUpdate(1, labels)
+        yield* Effect.logDebug("retrying").pipe(
+          Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 2, delayMs: Math.round(delay) })
+        )
+        const next: State = { retries: state.retries + 1, startedAt: state.startedAt, previousMillis: delay }
+        return [next, Duration.millis(delay), ScheduleDecision.continueWith(Interval.after(now + delay))] as const
+      })
+  )
+}
+
+/**
+ * Retries `self` with a policy.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const retry: {
+  <E>(options: Options<NoInfer<E>>): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, options: Options<NoInfer<E>>): Effect.Effect<A, E, R>
+} = ((...args: Array<any>) => {
+  if (Effect.isEffect(args[0])) return Effect.retry(args[0], schedule(args[1]))
+  const policy = schedule(args[0])
+  return (self: Effect.Effect<any, any, any>) => Effect.retry(self, policy)
+}) as any
