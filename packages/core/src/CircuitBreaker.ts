@@ -8,12 +8,12 @@
  * Cooldowns may grow exponentially while the upstream keeps failing its probes. State changes are a `Stream`
  * and Metrics; the Open → HalfOpen change needs no timer: it happens when the first call after the cooldown
  * arrives (or when the state is read). An interrupted probe frees its slot, so the breaker can never be stuck
- * half-open.
+ * half-open. The breaker reads the `Clock` it was created with.
  *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
+import type * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -230,7 +230,7 @@ const closed: State = State.Closed()
  *
  * @internal
  */
-export const unsafeMake = <E>(resolved: Resolved<E>, hooks: Hooks): CircuitBreaker<E> & {
+export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: Hooks): CircuitBreaker<E> & {
   readonly unsafeState: (now: number) => State
   readonly unsafeIdle: () => boolean
 } => {
@@ -239,7 +239,6 @@ export const unsafeMake = <E>(resolved: Resolved<E>, hooks: Hooks): CircuitBreak
   let consecutive = 0
   let probesInFlight = 0
   let probeSuccesses = 0
-  let inFlight = 0
   // Sliding window: per bucket, the index of the period it counts and its tallies.
   const bucketMillis = resolved.windowMillis / resolved.buckets
   const periods = new Array<number>(resolved.buckets).fill(-1)
@@ -311,64 +310,73 @@ export const unsafeMake = <E>(resolved: Resolved<E>, hooks: Hooks): CircuitBreak
     if (total >= resolved.policy.minimumThroughput && failed_ / total >= resolved.policy.ratio) open(now, 0)
   }
 
-  const counts = <E2 extends E>(exit: Exit.Exit<unknown, E2>): boolean | undefined => {
-    if (Exit.isSuccess(exit)) return false
-    if (Cause.isInterruptedOnly(exit.cause)) return undefined
-    const failure = Cause.failureOption(exit.cause)
+  const countsCause = (cause: Cause.Cause<E>): boolean | undefined => {
+    if (Cause.isInterruptedOnly(cause)) return undefined
+    const failure = Cause.failureOption(cause)
     return failure._tag === "Some" ? resolved.isFailure(failure.value) : true
   }
 
+  const settleClosed = (cause: Cause.Cause<E> | undefined) => {
+    const failed = cause === undefined ? false : countsCause(cause)
+    // A call admitted while closed may end after the circuit opened: it no longer counts.
+    if (failed === undefined || state._tag !== "Closed") return
+    record(clock.unsafeCurrentTimeMillis(), failed)
+  }
+
+  const settleProbe = (generation: State, exit: Exit.Exit<unknown, E>) => {
+    probesInFlight--
+    const failed = Exit.isSuccess(exit) ? false : countsCause(exit.cause)
+    // Only the half-open period that admitted this probe may be decided by it; an interrupted probe decides
+    // nothing and frees its slot for the next caller.
+    if (state !== generation || failed === undefined) return
+    if (failed) {
+      open(clock.unsafeCurrentTimeMillis(), generation._tag === "HalfOpen" ? generation.openings : 0)
+    } else if (++probeSuccesses >= resolved.halfOpenProbes) {
+      resetWindow()
+      transition(closed)
+    }
+  }
+
+  // Built once: the hot path allocates no handlers.
+  const closedHandlers = {
+    onSuccess: (a: unknown) => {
+      settleClosed(undefined)
+      return Effect.succeed(a)
+    },
+    onFailure: (cause: Cause.Cause<E>) => {
+      settleClosed(cause)
+      return Effect.failCause(cause)
+    }
+  }
+
   const run = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
-    Effect.clockWith((clock) =>
-      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
-        const now = clock.unsafeCurrentTimeMillis()
-        const s = current(now)
-        let probe = false
-        if (s._tag === "Open") {
-          Metrics.circuitRejections.unsafeUpdate(1, labels)
-          return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(s.until - now) }))
-        }
-        if (s._tag === "HalfOpen") {
-          if (probesInFlight + probeSuccesses >= resolved.halfOpenProbes) {
-            Metrics.circuitRejections.unsafeUpdate(1, labels)
-            return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.zero }))
-          }
-          probe = true
-          probesInFlight++
-        }
-        inFlight++
-        const generation = s
-        return Effect.onExit(self, (exit) =>
-          Effect.sync(() => {
-            inFlight--
-            const failed = counts(exit)
-            const end = clock.unsafeCurrentTimeMillis()
-            if (probe) {
-              probesInFlight--
-              // Only the half-open period that admitted this probe may be decided by it.
-              if (state !== generation || failed === undefined) return
-              if (failed) {
-                open(end, generation._tag === "HalfOpen" ? generation.openings : 0)
-              } else if (++probeSuccesses >= resolved.halfOpenProbes) {
-                resetWindow()
-                transition(closed)
-              }
-              return
-            }
-            if (failed === undefined || state._tag !== "Closed") return
-            record(end, failed)
-          }))
-      })
-    )
+    Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const s = current(now)
+      if (s._tag === "Closed") {
+        // The hot path: no finalizer needed, since an interrupted call counts for nothing.
+        return Effect.matchCauseEffect(self, closedHandlers as any)
+      }
+      if (s._tag === "Open") {
+        Metrics.circuitRejections.unsafeUpdate(1, labels)
+        return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(s.until - now) }))
+      }
+      if (probesInFlight + probeSuccesses >= resolved.halfOpenProbes) {
+        Metrics.circuitRejections.unsafeUpdate(1, labels)
+        return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.zero }))
+      }
+      probesInFlight++
+      return Effect.onExit(self, (exit) => Effect.sync(() => settleProbe(s, exit)))
+    })
 
   return {
     [TypeId]: TypeId,
     name: resolved.name,
     run,
-    state: Clock.clockWith((clock) => Effect.sync(() => current(clock.unsafeCurrentTimeMillis()))),
+    state: Effect.sync(() => current(clock.unsafeCurrentTimeMillis())),
     changes: Stream.empty,
     unsafeState: current,
-    unsafeIdle: () => inFlight === 0 && state._tag === "Closed" && consecutive === 0
+    unsafeIdle: () => state._tag === "Closed" && consecutive === 0
   }
 }
 
@@ -382,7 +390,7 @@ export const make = <E = unknown>(options: Options<E>): Effect.Effect<CircuitBre
   Effect.gen(function*() {
     const resolved = resolve(options)
     const pubsub = yield* PubSub.sliding<State>(1024)
-    const breaker = unsafeMake(resolved, {
+    const breaker = unsafeMake(resolved, yield* Effect.clock, {
       labels: Metrics.labels("breaker", resolved.name),
       onTransition: (_, to) => {
         pubsub.unsafeOffer(to)

@@ -70,14 +70,18 @@ export const remaining: Effect.Effect<Option.Option<Duration.Duration>> = Effect
       : Effect.map(Clock.currentTimeMillis, (now) => Option.some(Duration.millis(Math.max(0, deadline.at - now))))
 )
 
+// Errors capture a stack trace when built, so they are only built when a limit fires.
 const timeoutAfter = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   millis: number,
-  error: TimeoutError
-): Effect.Effect<A, E | TimeoutError, R> =>
-  millis <= 0
-    ? Effect.fail(error)
-    : Effect.timeoutFail(self, { duration: Duration.millis(millis), onTimeout: () => error })
+  limit: TimeoutError["limit"],
+  duration: Duration.Duration
+): Effect.Effect<A, E | TimeoutError, R> => {
+  const onTimeout = () => new TimeoutError({ limit, duration })
+  return millis <= 0
+    ? Effect.fail(onTimeout())
+    : Effect.timeoutFail(self, { duration: Duration.millis(millis), onTimeout })
+}
 
 /**
  * Runs `self` under an overall deadline of `duration` from now (or the enclosing deadline, if sooner), which
@@ -98,7 +102,8 @@ export const within: {
       return timeoutAfter(
         Effect.locally(self, currentDeadline, deadline),
         deadline.at - now,
-        new TimeoutError({ limit: "deadline", duration: deadline.duration })
+        "deadline",
+        deadline.duration
       )
     }))
 })
@@ -115,14 +120,14 @@ export const attempt: {
   <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => {
   const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
-  const attemptError = new TimeoutError({ limit: "attempt", duration: Duration.millis(millis) })
+  const limit = Duration.millis(millis)
   return Effect.flatMap(FiberRef.get(currentDeadline), (deadline) => {
-    if (deadline === undefined) return timeoutAfter(self, millis, attemptError)
+    if (deadline === undefined) return timeoutAfter(self, millis, "attempt", limit)
     return Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const left = deadline.at - now
       return left < millis
-        ? timeoutAfter(self, left, new TimeoutError({ limit: "deadline", duration: deadline.duration }))
-        : timeoutAfter(self, millis, attemptError)
+        ? timeoutAfter(self, left, "deadline", deadline.duration)
+        : timeoutAfter(self, millis, "attempt", limit)
     })
   })
 })

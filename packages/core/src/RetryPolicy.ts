@@ -172,6 +172,58 @@ const retries = Metric.counter("spindle_retries_total", {
  */
 export const metrics = { retries } as const
 
+type Step =
+  | { readonly _tag: "Retry"; readonly delayMillis: number; readonly next: State }
+  | { readonly _tag: "Stop" }
+
+/**
+ * One decision of a policy, shared by the schedule and by `retry`: given the state after `state.retries`
+ * retries and the latest error, retry after a delay or stop. Logs and counts what it decides.
+ */
+const decide = <E>(
+  policy: Resolved<E>,
+  labels: Metrics.Labels,
+  now: number,
+  error: E,
+  previous: State | undefined
+): Effect.Effect<Step> =>
+  Effect.suspend(() => {
+    const state: State = previous ?? { retries: 0, startedAt: now, previousMillis: policy.baseMillis }
+    const stop = (reason: StopReason) =>
+      Effect.as(
+        Effect.logDebug("retry policy stops").pipe(
+          Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 1, reason })
+        ),
+        stopped
+      )
+    if (!policy.retryable(error)) return stop("not_retryable")
+    if (state.retries + 1 >= policy.maxAttempts) return stop("max_attempts")
+    return Effect.flatMap(policy.jitter === "none" ? Effect.succeed(0) : Random.next, (random) => {
+      let delay = backoffMillis(policy, state.retries, state.previousMillis, random)
+      const hint = RetryAfter.get(error)
+      if (Option.isSome(hint)) {
+        delay = Math.max(delay, Math.min(Duration.toMillis(hint.value), policy.retryAfterMaxMillis))
+      }
+      if (now + delay - state.startedAt > policy.maxElapsedMillis) return stop("max_elapsed")
+      return Effect.flatMap(Deadline.current, (deadline) => {
+        if (Option.isSome(deadline) && now + delay >= deadline.value) return stop("deadline")
+        retries.unsafeUpdate(1, labels)
+        return Effect.as(
+          Effect.logDebug("retrying").pipe(
+            Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 2, delayMs: Math.round(delay) })
+          ),
+          {
+            _tag: "Retry",
+            delayMillis: delay,
+            next: { retries: state.retries + 1, startedAt: state.startedAt, previousMillis: delay }
+          } as const
+        )
+      })
+    })
+  })
+
+const stopped: Step = { _tag: "Stop" }
+
 /**
  * The policy as a schedule fed with the failures of the effect it retries. Its output is the delay it chose.
  * It also stops when the next attempt would start after the `Deadline` in effect, if any.
@@ -185,38 +237,20 @@ export const schedule = <E>(options: Options<E> = {}): Schedule.Schedule<Duratio
   return Schedule.makeWithState<State | undefined, E, Duration.Duration>(
     undefined,
     (now, error, previous) =>
-      Effect.gen(function*() {
-        const state: State = previous ?? { retries: 0, startedAt: now, previousMillis: policy.baseMillis }
-        const stop = (reason: StopReason) =>
-          Effect.as(
-            Effect.logDebug("retry policy stops").pipe(
-              Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 1, reason })
-            ),
-            [state, Duration.zero, ScheduleDecision.done] as const
-          )
-        if (!policy.retryable(error)) return yield* stop("not_retryable")
-        if (state.retries + 1 >= policy.maxAttempts) return yield* stop("max_attempts")
-        const random = policy.jitter === "none" ? 0 : yield* Random.next
-        let delay = backoffMillis(policy, state.retries, state.previousMillis, random)
-        const hint = RetryAfter.get(error)
-        if (Option.isSome(hint)) {
-          delay = Math.max(delay, Math.min(Duration.toMillis(hint.value), policy.retryAfterMaxMillis))
-        }
-        if (now + delay - state.startedAt > policy.maxElapsedMillis) return yield* stop("max_elapsed")
-        const deadline = yield* Deadline.current
-        if (Option.isSome(deadline) && now + delay >= deadline.value) return yield* stop("deadline")
-        retries.unsafeUpdate(1, labels)
-        yield* Effect.logDebug("retrying").pipe(
-          Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 2, delayMs: Math.round(delay) })
-        )
-        const next: State = { retries: state.retries + 1, startedAt: state.startedAt, previousMillis: delay }
-        return [next, Duration.millis(delay), ScheduleDecision.continueWith(Interval.after(now + delay))] as const
-      })
+      Effect.map(decide(policy, labels, now, error, previous), (step) =>
+        step._tag === "Stop"
+          ? [previous, Duration.zero, ScheduleDecision.done] as const
+          : [
+            step.next,
+            Duration.millis(step.delayMillis),
+            ScheduleDecision.continueWith(Interval.after(now + step.delayMillis))
+          ] as const)
   )
 }
 
 /**
- * Retries `self` with a policy.
+ * Retries `self` with a policy: the same decisions as `schedule`, without a schedule driver, so that a call
+ * that succeeds at once costs one error handler and nothing else.
  *
  * @since 0.1.0
  * @category combinators
@@ -225,7 +259,33 @@ export const retry: {
   <E>(options: Options<NoInfer<E>>): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   <A, E, R>(self: Effect.Effect<A, E, R>, options: Options<NoInfer<E>>): Effect.Effect<A, E, R>
 } = ((...args: Array<any>) => {
-  if (Effect.isEffect(args[0])) return Effect.retry(args[0], schedule(args[1]))
-  const policy = schedule(args[0])
-  return (self: Effect.Effect<any, any, any>) => Effect.retry(self, policy)
+  if (Effect.isEffect(args[0])) return make(args[1])(args[0])
+  return make(args[0])
 }) as any
+
+/**
+ * Builds the `retry` combinator for a policy once, for callers that wrap many effects with the same policy.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <E>(
+  options: Options<E> = {}
+): <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2, R> => {
+  const policy = resolve(options)
+  const labels = Metrics.labels("policy", policy.name)
+  const onFailure = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>, error: E2, state: State | undefined) =>
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      return Effect.flatMap(decide(policy, labels, now, error, state), (step) =>
+        step._tag === "Stop"
+          ? Effect.fail(error)
+          : Effect.zipRight(Effect.sleep(Duration.millis(step.delayMillis)), attempt(self, step.next)))
+    })
+  // The first attempt allocates one handler closure; the policy work happens only after a failure.
+  const attempt = <A, E2 extends E, R>(
+    self: Effect.Effect<A, E2, R>,
+    state: State | undefined
+  ): Effect.Effect<A, E2, R> => Effect.catchAll(self, (error) => onFailure(self, error, state))
+  return (self) => attempt(self, undefined)
+}

@@ -64,3 +64,10 @@ export * as RetryAfter from "./RetryAfter.js"
  * @since 0.1.0
  */
 export * as RetryPolicy from "./RetryPolicy.js"
+
+/**
+ * One circuit breaker per key, created on demand and evicted when idle and healthy.
+ *
+ * @since 0.1.0
+ */
+export * as KeyedCircuitBreaker from "./KeyedCircuitBreaker.js"

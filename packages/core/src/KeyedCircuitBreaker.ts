@@ -1,0 +1,187 @@
+/**
+ * One `CircuitBreaker` per key (per host, per dependency), created on first use and forgotten when idle, so
+ * a failing host opens its own circuit without slowing healthy ones.
+ *
+ * Only a breaker that is closed with no failures pending can be evicted, once no call has started through it
+ * for `idleTimeToLive`: a fresh breaker behaves exactly like it. (A call still running after that long, were it to
+ * fail, would be counted by the evicted breaker only.) Open and half-open breakers are
+ * kept. Metrics carry the breaker's name, never the key; state changes of every key are one `Stream`.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Stream from "effect/Stream"
+import * as CircuitBreaker from "./CircuitBreaker.js"
+import * as Metrics from "./internal/metrics.js"
+import * as Validate from "./internal/validate.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@spindle/core/KeyedCircuitBreaker")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * Per-key breaker options plus how long an idle, healthy key is kept.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<E = unknown> extends CircuitBreaker.Options<E> {
+  /** Default one minute. */
+  readonly idleTimeToLive?: Duration.DurationInput | undefined
+}
+
+/**
+ * A state change of one key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Change {
+  readonly key: string
+  readonly state: CircuitBreaker.State
+}
+
+/**
+ * A breaker per key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyedCircuitBreaker<E = unknown> {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  /** Runs `self` through `key`'s breaker. */
+  readonly run: {
+    (key: string): <A, E2 extends E, R>(
+      self: Effect.Effect<A, E2, R>
+    ) => Effect.Effect<A, E2 | CircuitBreaker.CircuitOpen, R>
+    <A, E2 extends E, R>(
+      key: string,
+      self: Effect.Effect<A, E2, R>
+    ): Effect.Effect<A, E2 | CircuitBreaker.CircuitOpen, R>
+  }
+  /** `key`'s state, or `None` when it is not held (a missing key is closed). */
+  readonly state: (key: string) => Effect.Effect<Option.Option<CircuitBreaker.State>>
+  /** Every key not closed now. */
+  readonly unhealthy: Effect.Effect<ReadonlyArray<Change>>
+  /** State changes of every key. */
+  readonly changes: Stream.Stream<Change>
+  /** Keys held in memory now. */
+  readonly size: Effect.Effect<number>
+}
+
+/**
+ * The keyed circuit breaker service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const KeyedCircuitBreaker: Context.Tag<KeyedCircuitBreaker, KeyedCircuitBreaker> = Context.GenericTag<
+  KeyedCircuitBreaker
+>("@spindle/core/KeyedCircuitBreaker")
+
+interface Entry {
+  readonly breaker: ReturnType<typeof CircuitBreaker.unsafeMake<any>>
+  lastUsed: number
+}
+
+const MIN_SWEEP_SIZE = 256
+
+/**
+ * Creates a keyed circuit breaker. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <E = unknown>(options: Options<E>): Effect.Effect<KeyedCircuitBreaker<E>> =>
+  Effect.gen(function*() {
+    const resolved = CircuitBreaker.resolve(options)
+    const ttl = options.idleTimeToLive === undefined
+      ? 60_000
+      : Validate.positiveDurationMillis("KeyedCircuitBreaker", "idleTimeToLive", options.idleTimeToLive)
+    const labels = Metrics.labels("breaker", resolved.name)
+    const clock = yield* Effect.clock
+    const pubsub = yield* PubSub.sliding<Change>(4096)
+    const entries = new Map<string, Entry>()
+    let nextSweep = MIN_SWEEP_SIZE
+
+    const sweep = (now: number) => {
+      for (const [key, entry] of entries) {
+        if (now - entry.lastUsed >= ttl && entry.breaker.unsafeIdle()) entries.delete(key)
+      }
+      nextSweep = Math.max(MIN_SWEEP_SIZE, entries.size * 2)
+    }
+
+    const entryFor = (key: string, now: number): Entry => {
+      let entry = entries.get(key)
+      if (entry === undefined) {
+        if (entries.size >= nextSweep) sweep(now)
+        const breaker = CircuitBreaker.unsafeMake(resolved, clock, {
+          labels,
+          onTransition: (_, state) => {
+            pubsub.unsafeOffer({ key, state })
+          }
+        })
+        entry = { breaker, lastUsed: now }
+        entries.set(key, entry)
+      }
+      entry.lastUsed = now
+      return entry
+    }
+
+    const run = <A, E2 extends E, R>(key: string, self: Effect.Effect<A, E2, R>) =>
+      Effect.suspend(() => entryFor(key, clock.unsafeCurrentTimeMillis()).breaker.run(self))
+
+    const keyed: KeyedCircuitBreaker<E> = {
+      [TypeId]: TypeId,
+      name: resolved.name,
+      run: ((...args: [string] | [string, Effect.Effect<any, any, any>]) =>
+        args.length === 1
+          ? (self: Effect.Effect<any, any, any>) => run(args[0], self)
+          : run(args[0], args[1])) as any,
+      state: (key) =>
+        Effect.sync(() => {
+          const entry = entries.get(key)
+          return entry === undefined
+            ? Option.none()
+            : Option.some(entry.breaker.unsafeState(clock.unsafeCurrentTimeMillis()))
+        }),
+      unhealthy: Effect.sync(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const result: Array<Change> = []
+        for (const [key, entry] of entries) {
+          const state = entry.breaker.unsafeState(now)
+          if (state._tag !== "Closed") result.push({ key, state })
+        }
+        return result
+      }),
+      changes: Stream.fromPubSub(pubsub),
+      size: Effect.sync(() => {
+        sweep(clock.unsafeCurrentTimeMillis())
+        return entries.size
+      })
+    }
+    return keyed
+  })
+
+/**
+ * A layer providing the `KeyedCircuitBreaker` service.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<KeyedCircuitBreaker> =>
+  Layer.effect(KeyedCircuitBreaker, make(options))
