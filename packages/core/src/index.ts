@@ -71,3 +71,17 @@ export * as RetryPolicy from "./RetryPolicy.js"
  * @since 0.1.0
  */
 export * as KeyedCircuitBreaker from "./KeyedCircuitBreaker.js"
+
+/**
+ * One lock per key, FIFO, with memory bounded by the keys in use.
+ *
+ * @since 0.1.0
+ */
+export * as KeyedMutex from "./KeyedMutex.js"
+
+/**
+ * Fail-fast and settled groups of effects with bounded concurrency, and scoped groups forked as work unfolds.
+ *
+ * @since 0.1.0
+ */
+export * as TaskGroup from "./TaskGroup.js"
