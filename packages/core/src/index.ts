@@ -85,3 +85,10 @@ export * as KeyedMutex from "./KeyedMutex.js"
  * @since 0.1.0
  */
 export * as TaskGroup from "./TaskGroup.js"
+
+/**
+ * Supervised background tasks with restart policies, a drain signal and a shutdown deadline.
+ *
+ * @since 0.1.0
+ */
+export * as TaskSupervisor from "./TaskSupervisor.js"

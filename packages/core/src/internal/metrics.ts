@@ -71,3 +71,14 @@ export const circuitRejections = Metric.counter("spindle_circuit_rejections_tota
   description: "Calls refused at once because a circuit was open",
   incremental: true
 })
+
+/** @internal */
+export const taskRunning = Metric.gauge("spindle_task_running", {
+  description: "1 while a supervised task is running, 0 otherwise"
+})
+
+/** @internal */
+export const taskRestarts = Metric.counter("spindle_task_restarts_total", {
+  description: "Restarts of a supervised task",
+  incremental: true
+})
