@@ -190,39 +190,58 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
       const results: Array<B> = []
       let index = 0
       let done = false
+      // Pull up to `maxConcurrent` elements first: one worker each, so three elements start three workers however
+      // large the bulkhead, and memory stays bounded by the bulkhead's size whatever the input's.
+      const firsts: Array<readonly [A, number]> = []
+      while (firsts.length < maxConcurrent) {
+        const next = iterator.next()
+        if (next.done === true) {
+          done = true
+          break
+        }
+        firsts.push([next.value, index++])
+      }
+      // Indices are given when an element is pulled, so results keep input order.
+      const one = (a: A, i: number): Effect.Effect<void, E2, R> => {
+        const effect = f(a, i)
+        return discard ? effect : Effect.map(effect, (b) => {
+          results[i] = b
+        })
+      }
       // A worker keeps its permit from one element to the next while nobody else waits for one, and queues
       // again as soon as someone does: uncontended, an element costs no permit traffic at all; shared, the
       // bulkhead stays fair to its other callers.
-      const batch = () => {
-        let first = true
+      const batch = (first: readonly [A, number] | undefined) => {
+        let pending = first
+        let started = false
         return Effect.whileLoop({
           while: () => {
-            if (first) {
-              first = false
-              return !done
-            }
+            if (pending !== undefined || !started) return !done || pending !== undefined
             return !done && waiters.length === 0
           },
           body: () => {
+            started = true
+            if (pending !== undefined) {
+              const [a, i] = pending
+              pending = undefined
+              return one(a, i)
+            }
             const next = iterator.next()
             if (next.done === true) {
               done = true
               return Effect.void
             }
-            const i = index++
-            const effect = f(next.value, i)
-            return discard ? effect : Effect.map(effect, (b) => {
-              results[i] = b
-            })
+            return one(next.value, index++)
           },
           step: () => {}
         })
       }
-      const worker: Effect.Effect<void, E | E2, R> = Effect.suspend(() =>
-        done ? Effect.void : Effect.zipRight(run(Effect.suspend(batch)), worker)
-      )
-      const workers: Array<typeof worker> = []
-      for (let i = 0; i < maxConcurrent; i++) workers.push(worker)
+      const worker = (first: readonly [A, number] | undefined): Effect.Effect<void, E | E2, R> =>
+        Effect.zipRight(
+          run(Effect.suspend(() => batch(first))),
+          Effect.suspend(() => done ? Effect.void : worker(undefined))
+        )
+      const workers = firsts.map(worker)
       return Effect.as(
         Effect.all(workers, { concurrency: "unbounded", discard: true }),
         discard ? undefined : results

@@ -92,3 +92,10 @@ export * as TaskGroup from "./TaskGroup.js"
  * @since 0.1.0
  */
 export * as TaskSupervisor from "./TaskSupervisor.js"
+
+/**
+ * A bounded producer/consumer queue with workers, backpressure, drain, and a shutdown that loses nothing.
+ *
+ * @since 0.1.0
+ */
+export * as WorkQueue from "./WorkQueue.js"

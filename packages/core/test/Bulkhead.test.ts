@@ -8,6 +8,7 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Ref from "effect/Ref"
+import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 
 describe("Bulkhead", () => {
@@ -164,6 +165,23 @@ describe("Bulkhead", () => {
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(loop)
       assert.strictEqual(yield* bulkhead.inFlight, 0)
+    }))
+
+  it.effect("forEach starts one worker per element, not per permit, for small inputs to large bulkheads", () =>
+    Effect.gen(function*() {
+      // A worker per permit would mean a million fibers for three elements.
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1_000_000 })
+      const supervisor = yield* Supervisor.track
+      const live = yield* Ref.make(0)
+      const result = yield* bulkhead.forEach([1, 2, 3], (n) =>
+        Effect.gen(function*() {
+          yield* Effect.yieldNow()
+          const fibers = yield* supervisor.value
+          yield* Ref.update(live, (m) => Math.max(m, fibers.length))
+          return n * 2
+        })).pipe(Effect.supervised(supervisor))
+      assert.deepStrictEqual(result, [2, 4, 6])
+      assert.isAtMost(yield* Ref.get(live), 4, "three workers and at most one fiber joining them")
     }))
 
   it.effect("rejects invalid options with a message naming the field", () =>

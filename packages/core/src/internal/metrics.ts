@@ -82,3 +82,25 @@ export const taskRestarts = Metric.counter("spindle_task_restarts_total", {
   description: "Restarts of a supervised task",
   incremental: true
 })
+
+/** @internal */
+export const queueSize = Metric.gauge("spindle_work_queue_size", {
+  description: "Items waiting in a work queue"
+})
+
+/** @internal */
+export const queueInFlight = Metric.gauge("spindle_work_queue_in_flight", {
+  description: "Items being processed by a work queue's workers"
+})
+
+/** @internal */
+export const queueProcessed = Metric.counter("spindle_work_queue_processed_total", {
+  description: "Items a work queue finished, successfully or not",
+  incremental: true
+})
+
+/** @internal */
+export const queueFailures = Metric.counter("spindle_work_queue_failures_total", {
+  description: "Items a work queue's processor failed on (after retries)",
+  incremental: true
+})

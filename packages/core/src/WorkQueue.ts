@@ -1,0 +1,356 @@
+/**
+ * A bounded producer/consumer queue with its own workers: `offer` waits while the queue is full (backpressure),
+ * `drain` waits until everything offered so far is processed (like `queue.join()`), and `shutdown` either
+ * completes the queued work or abandons it — handing every unprocessed item back to the caller, never dropping one.
+ *
+ * Any number of producers may offer; `workers` fibers consume. What happens when processing an item fails is a
+ * policy: fail the queue, or record the failure and continue; either can be preceded by a `RetryPolicy`.
+ *
+ * The buffer is a ring with direct hand-off: an item offered while a worker is idle wakes exactly that worker,
+ * and a worker drains whatever is buffered without suspending between items.
+ *
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import type * as Scope from "effect/Scope"
+import { LinkedList } from "./internal/linkedList.js"
+import * as Metrics from "./internal/metrics.js"
+import * as Validate from "./internal/validate.js"
+import * as RetryPolicy from "./RetryPolicy.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@spindle/core/WorkQueue")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * The queue no longer takes items: it is shutting down, or it failed under the `fail` policy.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkQueueClosed extends Data.TaggedError("WorkQueueClosed")<{ readonly name: string }> {
+  override get message(): string {
+    return `Work queue "${this.name}" is closed`
+  }
+}
+
+/**
+ * An item whose processing failed (recorded under the `continue` policy).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Failure<A, E> {
+  readonly item: A
+  readonly cause: Cause.Cause<E>
+}
+
+/**
+ * Options of a work queue processing `A`s with an effect failing with `E`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<A, E, R> {
+  /** Items buffered before `offer` waits. */
+  readonly capacity: number
+  /** Consumer fibers. */
+  readonly workers: number
+  /** What each item goes through. */
+  readonly process: (item: A) => Effect.Effect<unknown, E, R>
+  /**
+   * On failure (after retries): `"fail"` closes the queue and fails `drain` with the error; `"continue"` records
+   * it (see `failures`) and goes on. Default `"continue"`.
+   */
+  readonly onError?: "fail" | "continue" | undefined
+  /** Retries an item's failures before the `onError` policy sees them. */
+  readonly retry?: RetryPolicy.Options<E> | undefined
+  /** Failures kept for `failures` under `continue` (the oldest are dropped past it; all are counted). */
+  readonly maxRecordedFailures?: number | undefined
+  /** Label for metrics. Default `"default"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * What `shutdown` hands back: items never started, and items interrupted while being processed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Unprocessed<A> {
+  readonly pending: ReadonlyArray<A>
+  readonly interrupted: ReadonlyArray<A>
+}
+
+/**
+ * A running work queue.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkQueue<A, E> {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  /** Adds an item, waiting while the queue is full. */
+  readonly offer: (item: A) => Effect.Effect<void, WorkQueueClosed>
+  /** Adds every item in order, waiting whenever the queue is full. */
+  readonly offerAll: (items: Iterable<A>) => Effect.Effect<void, WorkQueueClosed>
+  /** Adds an item if there is room now. */
+  readonly tryOffer: (item: A) => Effect.Effect<boolean, WorkQueueClosed>
+  /** Waits until every item offered so far has been processed; fails if the queue failed. */
+  readonly drain: Effect.Effect<void, E>
+  /**
+   * Stops taking items. `"complete"` lets the workers finish everything queued; `"abandon"` interrupts them and
+   * returns what was not processed. Either way the workers have stopped when it returns.
+   */
+  readonly shutdown: (mode: "complete" | "abandon") => Effect.Effect<Unprocessed<A>>
+  /** Failures recorded under the `continue` policy, oldest first. */
+  readonly failures: Effect.Effect<ReadonlyArray<Failure<A, E>>>
+  /** Items buffered now. */
+  readonly size: Effect.Effect<number>
+  /** Items being processed now. */
+  readonly inFlight: Effect.Effect<number>
+}
+
+type State = "open" | "closing" | "closed"
+
+type Wake = (effect: Effect.Effect<void>) => void
+
+/**
+ * Starts a work queue whose workers live in the current scope. Closing the scope abandons what is left, with a
+ * warning naming how many items were not processed; call `drain` or `shutdown("complete")` first to finish them.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueue<A, E>, never, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const name = options.name ?? "default"
+    const capacity = Validate.positiveInteger("WorkQueue", "capacity", options.capacity)
+    const workers = Validate.positiveInteger("WorkQueue", "workers", options.workers)
+    const lowWater = Math.floor(capacity / 2)
+    const maxRecorded = options.maxRecordedFailures === undefined
+      ? 1000
+      : Validate.nonNegativeInteger("WorkQueue", "maxRecordedFailures", options.maxRecordedFailures)
+    const failFast = options.onError === "fail"
+    const process = options.retry === undefined
+      ? options.process
+      : ((retry) => (item: A) => retry(options.process(item)))(RetryPolicy.make(options.retry))
+    const labels = Metrics.labels("queue", name)
+
+    // Ring buffer.
+    const ring = new Array<A | undefined>(capacity)
+    let head = 0
+    let size = 0
+    let state: State = "open"
+    let outstanding = 0
+    let failure: Cause.Cause<E> | undefined
+    const current = new Array<{ item: A } | undefined>(workers)
+    const recorded: Array<Failure<A, E>> = []
+    const idleWorkers = new LinkedList<Wake>()
+    const blockedProducers = new LinkedList<Wake>()
+    const drainWaiters: Array<Deferred.Deferred<void, E>> = []
+
+    const wakeOne = (list: LinkedList<Wake>) => {
+      const node = list.shift()
+      if (node !== undefined) node.value(Effect.void)
+    }
+    const wakeAll = (list: LinkedList<Wake>) => {
+      for (let node = list.shift(); node !== undefined; node = list.shift()) node.value(Effect.void)
+    }
+    const settleDrains = () => {
+      if (outstanding > 0 && failure === undefined) return
+      const exit: Exit.Exit<void, E> = failure === undefined ? Exit.void : Exit.failCause(failure)
+      for (const waiter of drainWaiters.splice(0)) Deferred.unsafeDone(waiter, exit)
+    }
+
+    const push = (item: A) => {
+      ring[(head + size) % capacity] = item
+      size++
+      outstanding++
+      Metrics.queueSize.unsafeUpdate(size, labels)
+      wakeOne(idleWorkers)
+    }
+
+    const closedError = new WorkQueueClosed({ name })
+
+    // Suspends until woken; an interrupted waiter unlinks itself.
+    const waitFor = (list: LinkedList<Wake>) =>
+      Effect.async<void>((resume) => {
+        const node = list.push(resume)
+        return Effect.sync(() => list.remove(node))
+      })
+
+    const offer = (item: A): Effect.Effect<void, WorkQueueClosed> =>
+      Effect.suspend(() => {
+        if (state !== "open") return Effect.fail(closedError)
+        if (size < capacity) {
+          push(item)
+          return Effect.void
+        }
+        return Effect.zipRight(waitFor(blockedProducers), offer(item))
+      })
+
+    const offerAll = (items: Iterable<A>): Effect.Effect<void, WorkQueueClosed> =>
+      Effect.suspend(() => {
+        const iterator = items[Symbol.iterator]()
+        let pendingItem: IteratorResult<A> | undefined
+        const loop: Effect.Effect<void, WorkQueueClosed> = Effect.suspend(() => {
+          while (true) {
+            if (state !== "open") return Effect.fail(closedError)
+            const next = pendingItem ?? iterator.next()
+            pendingItem = undefined
+            if (next.done === true) return Effect.void
+            if (size < capacity) {
+              push(next.value)
+              continue
+            }
+            pendingItem = next
+            return Effect.zipRight(waitFor(blockedProducers), loop)
+          }
+        })
+        return loop
+      })
+
+    const finish = (slot: number, exit: Exit.Exit<unknown, E>) => {
+      const item = current[slot]!.item
+      current[slot] = undefined
+      Metrics.queueInFlight.unsafeModify(-1, labels)
+      Metrics.queueProcessed.unsafeUpdate(1, labels)
+      if (Exit.isFailure(exit)) {
+        Metrics.queueFailures.unsafeUpdate(1, labels)
+        if (failFast) {
+          if (failure === undefined) failure = exit.cause
+          state = "closed"
+          wakeAll(blockedProducers)
+          wakeAll(idleWorkers)
+        } else {
+          recorded.push({ item, cause: exit.cause })
+          if (recorded.length > maxRecorded) recorded.shift()
+        }
+      }
+      outstanding--
+      settleDrains()
+    }
+
+    // A worker takes whatever is buffered without suspending between items, and sleeps only when it is empty.
+    const worker = (slot: number): Effect.Effect<void, never, R> => {
+      const loop: Effect.Effect<void, never, R> = Effect.suspend(() => {
+        if (size > 0 && state !== "closed") {
+          const item = ring[head]!
+          ring[head] = undefined
+          head = (head + 1) % capacity
+          size--
+          Metrics.queueSize.unsafeUpdate(size, labels)
+          Metrics.queueInFlight.unsafeModify(1, labels)
+          // Producers wake once the buffer is half empty, not for every freed slot: a full queue would otherwise
+          // switch between producer and consumer on every item.
+          if (size <= lowWater) wakeAll(blockedProducers)
+          current[slot] = { item }
+          return Effect.zipRight(
+            Effect.flatMap(Effect.exit(process(item)), (exit) => Effect.sync(() => finish(slot, exit))),
+            loop
+          )
+        }
+        if (state !== "open") return Effect.void
+        return Effect.zipRight(waitFor(idleWorkers), loop)
+      })
+      return loop
+    }
+
+    const fibers = yield* Effect.forEach(
+      Array.from({ length: workers }, (_, slot) => slot),
+      (slot) => Effect.forkScoped(worker(slot))
+    )
+
+    const takePending = (): Array<A> => {
+      const pending: Array<A> = []
+      while (size > 0) {
+        pending.push(ring[head]!)
+        ring[head] = undefined
+        head = (head + 1) % capacity
+        size--
+      }
+      Metrics.queueSize.unsafeUpdate(0, labels)
+      return pending
+    }
+
+    let unprocessed: Unprocessed<A> | undefined
+    const shutdown = (mode: "complete" | "abandon") =>
+      Effect.uninterruptible(Effect.gen(function*() {
+        if (unprocessed !== undefined) return unprocessed
+        if (mode === "complete" && state === "open") {
+          state = "closing"
+          wakeAll(blockedProducers)
+          wakeAll(idleWorkers)
+          yield* Effect.forEach(fibers, (fiber) => Effect.interruptible(fiber.await), { discard: true })
+        } else {
+          state = "closed"
+          wakeAll(blockedProducers)
+          yield* Effect.forEach(fibers, (fiber) => fiber.interruptAsFork(FiberId.none), { discard: true })
+          yield* Effect.forEach(fibers, (fiber) => fiber.await, { discard: true })
+          // Items whose processing ended before the interruption reached their worker were finished normally.
+          const interrupted = current.flatMap((c) => c === undefined ? [] : [c.item])
+          current.fill(undefined)
+          const pending = takePending()
+          outstanding -= pending.length + interrupted.length
+          unprocessed = { pending, interrupted }
+          settleDrains()
+          return unprocessed
+        }
+        state = "closed"
+        const pending = takePending()
+        outstanding -= pending.length
+        unprocessed = { pending, interrupted: [] }
+        settleDrains()
+        return unprocessed
+      }))
+
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(shutdown("abandon"), (left) => {
+        const count = left.pending.length + left.interrupted.length
+        return count === 0 ? Effect.void : Effect.logWarning("work queue closed with unprocessed items").pipe(
+          Effect.annotateLogs({ queue: name, pending: left.pending.length, interrupted: left.interrupted.length })
+        )
+      })
+    )
+
+    const queue: WorkQueue<A, E> = {
+      [TypeId]: TypeId,
+      name,
+      offer,
+      offerAll,
+      tryOffer: (item) =>
+        Effect.suspend(() => {
+          if (state !== "open") return Effect.fail(closedError)
+          if (size >= capacity) return Effect.succeed(false)
+          push(item)
+          return Effect.succeed(true)
+        }),
+      drain: Effect.suspend(() => {
+        if (failure !== undefined) return Effect.failCause(failure)
+        if (outstanding === 0) return Effect.void
+        const waiter = Deferred.unsafeMake<void, E>(FiberId.none)
+        drainWaiters.push(waiter)
+        return Deferred.await(waiter)
+      }),
+      shutdown,
+      failures: Effect.sync(() => recorded.slice()),
+      size: Effect.sync(() => size),
+      inFlight: Effect.sync(() => current.reduce((n, c) => c === undefined ? n : n + 1, 0))
+    }
+    return queue
+  })

@@ -1,0 +1,118 @@
+import { assert, describe, it } from "@effect/vitest"
+import { WorkQueue } from "@spindle/core"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Ref from "effect/Ref"
+import * as TestClock from "effect/TestClock"
+
+describe("WorkQueue", () => {
+  it.scoped("several producers and consumers: every item processed once; drain waits for all", () =>
+    Effect.gen(function*() {
+      const seen = yield* Ref.make<Array<number>>([])
+      const queue = yield* WorkQueue.make({
+        capacity: 4,
+        workers: 3,
+        process: (n: number) => Effect.zipRight(Effect.yieldNow(), Ref.update(seen, (s) => [...s, n]))
+      })
+      yield* Effect.all([
+        queue.offerAll(Array.from({ length: 100 }, (_, i) => i)),
+        queue.offerAll(Array.from({ length: 100 }, (_, i) => 100 + i)),
+        Effect.forEach(Array.from({ length: 50 }, (_, i) => 200 + i), queue.offer)
+      ], { concurrency: "unbounded" })
+      yield* queue.drain
+      const all = yield* Ref.get(seen)
+      assert.strictEqual(all.length, 250)
+      assert.deepStrictEqual([...all].sort((a, b) => a - b), Array.from({ length: 250 }, (_, i) => i))
+    }))
+
+  it.scoped("offer waits while the queue is full (backpressure); tryOffer refuses", () =>
+    Effect.gen(function*() {
+      const queue = yield* WorkQueue.make({ capacity: 2, workers: 1, process: () => Effect.sleep("1 second") })
+      yield* queue.offer(1) // taken by the worker at once
+      yield* Effect.yieldNow()
+      yield* queue.offer(2)
+      yield* queue.offer(3)
+      assert.isFalse(yield* queue.tryOffer(4))
+      const blocked = yield* Effect.fork(queue.offer(4))
+      yield* Effect.yieldNow()
+      assert.isNull(blocked.unsafePoll())
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(blocked)
+      assert.strictEqual(yield* queue.size, 2)
+      const drained = yield* Effect.fork(queue.drain)
+      yield* TestClock.adjust("3 seconds")
+      yield* Fiber.join(drained)
+      assert.strictEqual(yield* queue.size, 0)
+    }))
+
+  it.scoped("shutdown(complete) finishes queued work; shutdown(abandon) returns every unprocessed item", () =>
+    Effect.gen(function*() {
+      const done = yield* Ref.make<Array<number>>([])
+      const process = (n: number) => Effect.zipRight(Effect.sleep("10 millis"), Ref.update(done, (d) => [...d, n]))
+      const complete = yield* WorkQueue.make({ capacity: 10, workers: 2, process })
+      yield* complete.offerAll([1, 2, 3, 4, 5])
+      const shutdown = yield* Effect.fork(complete.shutdown("complete"))
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(shutdown), { pending: [], interrupted: [] })
+      assert.deepStrictEqual([...(yield* Ref.get(done))].sort(), [1, 2, 3, 4, 5])
+      assert.strictEqual((yield* Effect.flip(complete.offer(6)))._tag, "WorkQueueClosed")
+
+      yield* Ref.set(done, [])
+      const abandon = yield* WorkQueue.make({ capacity: 10, workers: 2, process })
+      yield* abandon.offerAll([1, 2, 3, 4, 5, 6])
+      yield* TestClock.adjust("15 millis") // 1 and 2 done, 3 and 4 in flight
+      const left = yield* abandon.shutdown("abandon")
+      const processed = yield* Ref.get(done)
+      assert.deepStrictEqual([...left.interrupted].sort(), [3, 4])
+      assert.deepStrictEqual(left.pending, [5, 6])
+      // Nothing lost, nothing twice: processed + interrupted + pending is exactly what was offered.
+      assert.deepStrictEqual([...processed, ...left.interrupted, ...left.pending].sort(), [1, 2, 3, 4, 5, 6])
+    }))
+
+  it.scoped("continue policy records failures with their items; fail policy closes the queue and fails drain", () =>
+    Effect.gen(function*() {
+      const tolerant = yield* WorkQueue.make({
+        capacity: 10,
+        workers: 2,
+        process: (n: number) => n % 3 === 0 ? Effect.fail(`bad ${n}`) : Effect.void
+      })
+      yield* tolerant.offerAll([1, 2, 3, 4, 5, 6])
+      yield* tolerant.drain
+      const failures = yield* tolerant.failures
+      assert.deepStrictEqual(failures.map((f) => f.item).sort(), [3, 6])
+      assert.deepStrictEqual(Array.from(Cause.failures(failures[0].cause)), [`bad ${failures[0].item}`])
+
+      const strict = yield* WorkQueue.make({
+        capacity: 10,
+        workers: 1,
+        onError: "fail",
+        process: (n: number) => n === 2 ? Effect.fail("stop") : Effect.void
+      })
+      yield* strict.offerAll([1, 2, 3, 4])
+      assert.strictEqual(yield* Effect.flip(strict.drain), "stop")
+      assert.strictEqual((yield* Effect.flip(strict.offer(5)))._tag, "WorkQueueClosed")
+      const left = yield* strict.shutdown("abandon")
+      assert.deepStrictEqual(left.pending, [3, 4], "items after the failure are handed back, not lost")
+    }))
+
+  it.scoped("retries an item with a RetryPolicy before the error policy sees it", () =>
+    Effect.gen(function*() {
+      const attempts = yield* Ref.make(0)
+      const queue = yield* WorkQueue.make({
+        capacity: 1,
+        workers: 1,
+        retry: { jitter: "none", base: "100 millis", maxAttempts: 3 },
+        process: () =>
+          Ref.updateAndGet(attempts, (n) => n + 1).pipe(
+            Effect.flatMap((n) => n < 3 ? Effect.fail("flaky") : Effect.void)
+          )
+      })
+      yield* queue.offer("job")
+      const drained = yield* Effect.fork(queue.drain)
+      yield* TestClock.adjust("300 millis")
+      yield* Fiber.join(drained)
+      assert.strictEqual(yield* Ref.get(attempts), 3)
+      assert.deepStrictEqual(yield* queue.failures, [])
+    }))
+})
