@@ -99,3 +99,10 @@ export * as TaskSupervisor from "./TaskSupervisor.js"
  * @since 0.1.0
  */
 export * as WorkQueue from "./WorkQueue.js"
+
+/**
+ * A pool of scoped resources with validation on borrow, a borrow timeout, idle TTL and metrics.
+ *
+ * @since 0.1.0
+ */
+export * as ResourcePool from "./ResourcePool.js"

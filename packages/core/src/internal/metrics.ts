@@ -104,3 +104,38 @@ export const queueFailures = Metric.counter("spindle_work_queue_failures_total",
   description: "Items a work queue's processor failed on (after retries)",
   incremental: true
 })
+
+/** @internal */
+export const poolSize = Metric.gauge("spindle_pool_size", {
+  description: "Resources a pool holds, idle or in use"
+})
+
+/** @internal */
+export const poolInUse = Metric.gauge("spindle_pool_in_use", {
+  description: "Resources currently borrowed from a pool"
+})
+
+/** @internal */
+export const poolWaiters = Metric.gauge("spindle_pool_waiters", {
+  description: "Fibers waiting to borrow from a pool"
+})
+
+/** @internal */
+export const poolAcquireLatency = Metric.timerWithBoundaries("spindle_pool_acquire_latency", [
+  0.1,
+  0.5,
+  1,
+  5,
+  10,
+  50,
+  100,
+  500,
+  1000,
+  5000
+], "Time to borrow a resource from a pool, in milliseconds")
+
+/** @internal */
+export const poolDiscarded = Metric.counter("spindle_pool_discarded_total", {
+  description: "Resources discarded because validation failed or they were invalidated",
+  incremental: true
+})

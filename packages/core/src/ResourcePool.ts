@@ -1,0 +1,244 @@
+/**
+ * A pool of scoped resources (connections, clients, browser pages) over Effect's `Pool`, adding what a service
+ * needs around it: validation on borrow (a broken resource is discarded and replaced, never handed out), a
+ * borrow timeout with a typed error instead of an indefinite wait, idle time-to-live, and metrics (size, in use,
+ * waiters, borrow latency, discards).
+ *
+ * Resources are acquired and released by the pool's own scope: closing it releases every resource, borrowed or
+ * not, once its borrower is done. A borrowed resource goes back when the borrower's scope closes, however it
+ * closes — the Effect form of an async context manager.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Pool from "effect/Pool"
+import * as Scope from "effect/Scope"
+import * as Metrics from "./internal/metrics.js"
+import * as Validate from "./internal/validate.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@spindle/core/ResourcePool")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * No resource could be borrowed within `acquireTimeout`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolTimeout extends Data.TaggedError("PoolTimeout")<{
+  readonly name: string
+  readonly timeout: Duration.Duration
+}> {
+  override get message(): string {
+    return `No resource from pool "${this.name}" within ${Duration.format(this.timeout)}`
+  }
+}
+
+/**
+ * Every resource tried failed validation, fresh ones included: the pool cannot hand out a working one.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolExhausted extends Data.TaggedError("PoolExhausted")<{
+  readonly name: string
+  readonly attempts: number
+}> {
+  override get message(): string {
+    return `Pool "${this.name}" found no valid resource in ${this.attempts} attempts`
+  }
+}
+
+/**
+ * Options of a pool of `A`s.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<A, E, R> {
+  /** Acquires one resource; its finalizers (in the provided scope) release it. */
+  readonly acquire: Effect.Effect<A, E, R>
+  /** Resources kept even when idle. Default 0. */
+  readonly min?: number | undefined
+  /** Resources at most. */
+  readonly max: number
+  /** An idle resource above `min` is released after this long. Default 1 minute. */
+  readonly idleTimeToLive?: Duration.DurationInput | undefined
+  /** Checked on every borrow; `false` (or a failure) discards the resource and borrows another. */
+  readonly validate?: ((resource: A) => Effect.Effect<boolean, unknown>) | undefined
+  /** How long a borrow may wait. Default: no limit. */
+  readonly acquireTimeout?: Duration.DurationInput | undefined
+  /** Label for metrics and errors. Default `"default"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * What a pool holds now.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  readonly size: number
+  readonly inUse: number
+  readonly waiting: number
+}
+
+/**
+ * A pool of `A`s whose acquisition may fail with `E`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResourcePool<A, E> {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  /** Borrows a valid resource until the current scope closes. */
+  readonly get: Effect.Effect<A, E | PoolTimeout | PoolExhausted, Scope.Scope>
+  /** Borrows a valid resource for the duration of `f`. */
+  readonly use: <B, E2, R2>(
+    f: (resource: A) => Effect.Effect<B, E2, R2>
+  ) => Effect.Effect<B, E | E2 | PoolTimeout | PoolExhausted, R2>
+  /** Marks a resource broken: it is released when returned and replaced. */
+  readonly invalidate: (resource: A) => Effect.Effect<void>
+  /** Size, borrowed and waiting now. */
+  readonly stats: Effect.Effect<Stats>
+}
+
+/**
+ * Creates a pool in the current scope. Invalid options are a defect (`IllegalArgumentException`) naming the
+ * field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <A, E, R>(
+  options: Options<A, E, R>
+): Effect.Effect<ResourcePool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
+  Effect.gen(function*() {
+    const name = options.name ?? "default"
+    const max = Validate.positiveInteger("ResourcePool", "max", options.max)
+    const min = options.min === undefined ? 0 : Validate.nonNegativeInteger("ResourcePool", "min", options.min)
+    if (min > max) Validate.illegal("ResourcePool", `min (${min}) must be <= max (${max})`)
+    const ttl = options.idleTimeToLive === undefined
+      ? 60_000
+      : Validate.positiveDurationMillis("ResourcePool", "idleTimeToLive", options.idleTimeToLive)
+    const timeoutMillis = options.acquireTimeout === undefined
+      ? undefined
+      : Validate.positiveDurationMillis("ResourcePool", "acquireTimeout", options.acquireTimeout)
+    const labels = Metrics.labels("pool", name)
+    let size = 0
+    let inUse = 0
+    let waiting = 0
+
+    // Count resources as they are created and released by the pool.
+    const acquire = Effect.tap(options.acquire, () =>
+      Effect.zipRight(
+        Effect.sync(() => {
+          size++
+          Metrics.poolSize.unsafeUpdate(size, labels)
+        }),
+        Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            size--
+            Metrics.poolSize.unsafeUpdate(size, labels)
+          })
+        )
+      ))
+    const pool = yield* Pool.makeWithTTL({
+      acquire: acquire as Effect.Effect<A, E, Exclude<R, Scope.Scope> | Scope.Scope>,
+      min,
+      max,
+      timeToLive: Duration.millis(ttl),
+      timeToLiveStrategy: "usage"
+    })
+
+    const validate = options.validate
+    const discard = (resource: A, scope: Scope.CloseableScope) =>
+      Effect.zipRight(
+        Effect.zipRight(pool.invalidate(resource), Scope.close(scope, Exit.void)),
+        Effect.sync(() => Metrics.poolDiscarded.unsafeUpdate(1, labels))
+      )
+
+    // Each attempt borrows into a scope of its own, so a resource that fails validation goes back (to be
+    // released) at once instead of staying borrowed until the caller's scope closes.
+    const attempt = (outer: Scope.Scope, attempts: number): Effect.Effect<A, E | PoolExhausted> =>
+      Effect.gen(function*() {
+        if (attempts > max + 1) return yield* new PoolExhausted({ name, attempts: attempts - 1 })
+        const scope = yield* Scope.make()
+        const resource = yield* Effect.onError(Scope.extend(pool.get, scope), (cause) =>
+          Scope.close(scope, Exit.failCause(cause)))
+        const valid = validate === undefined
+          ? true
+          : yield* validate(resource).pipe(Effect.catchAllCause(() =>
+            Effect.succeed(false)
+          ))
+        if (!valid) {
+          yield* discard(resource, scope)
+          return yield* attempt(outer, attempts + 1)
+        }
+        inUse++
+        Metrics.poolInUse.unsafeUpdate(inUse, labels)
+        yield* Scope.addFinalizer(
+          outer,
+          Effect.zipRight(
+            Effect.sync(() => {
+              inUse--
+              Metrics.poolInUse.unsafeUpdate(inUse, labels)
+            }),
+            Scope.close(scope, Exit.void)
+          )
+        )
+        return resource
+      })
+
+    const get: Effect.Effect<A, E | PoolTimeout | PoolExhausted, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        const outer = yield* Effect.scope
+        const started = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        waiting++
+        Metrics.poolWaiters.unsafeUpdate(waiting, labels)
+        const borrow = restore(attempt(outer, 1))
+        const timed = timeoutMillis === undefined ? borrow : borrow.pipe(
+          Effect.timeoutFail({
+            duration: Duration.millis(timeoutMillis),
+            onTimeout: () => new PoolTimeout({ name, timeout: Duration.millis(timeoutMillis) })
+          })
+        )
+        return yield* timed.pipe(
+          Effect.ensuring(Effect.clockWith((clock) =>
+            Effect.sync(() => {
+              waiting--
+              Metrics.poolWaiters.unsafeUpdate(waiting, labels)
+              Metrics.poolAcquireLatency.unsafeUpdate(
+                Duration.millis(clock.unsafeCurrentTimeMillis() - started),
+                labels
+              )
+            })
+          ))
+        )
+      })
+    )
+
+    const resourcePool: ResourcePool<A, E> = {
+      [TypeId]: TypeId,
+      name,
+      get,
+      use: (f) => Effect.scoped(Effect.flatMap(get, f)),
+      invalidate: (resource) => pool.invalidate(resource),
+      stats: Effect.sync(() => ({ size, inUse, waiting }))
+    }
+    return resourcePool
+  })
