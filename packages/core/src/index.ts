@@ -106,3 +106,17 @@ export * as WorkQueue from "./WorkQueue.js"
  * @since 0.1.0
  */
 export * as ResourcePool from "./ResourcePool.js"
+
+/**
+ * Lines of text and files as constant-memory streams, with a typed limit on line length.
+ *
+ * @since 0.1.0
+ */
+export * as Lines from "./Lines.js"
+
+/**
+ * Page-number, cursor and Link-header pagination as lazy, backpressured streams.
+ *
+ * @since 0.1.0
+ */
+export * as Paginate from "./Paginate.js"

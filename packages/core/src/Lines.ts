@@ -1,0 +1,123 @@
+/**
+ * Text as a stream of lines, in constant memory: a file of any size is read in chunks through `@effect/platform`'s
+ * `FileSystem`, decoded (multi-byte characters split across chunks included), and cut at `\n`, `\r\n` or `\r`,
+ * a line ending split across two chunks included.
+ *
+ * Memory is bounded by the chunk size plus the longest line. A file whose lines can be arbitrarily long (a
+ * single-line JSON dump) should set `maxLineLength`: a longer line fails the stream with a typed `LineTooLong`
+ * instead of growing a buffer without bound.
+ *
+ * @since 0.1.0
+ */
+import type * as PlatformError from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Chunk from "effect/Chunk"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+
+/**
+ * A line was longer than `maxLineLength` characters.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LineTooLong extends Data.TaggedError("LineTooLong")<{
+  readonly line: number
+  readonly maxLineLength: number
+}> {
+  override get message(): string {
+    return `Line ${this.line} is longer than ${this.maxLineLength} characters`
+  }
+}
+
+/**
+ * Options for line splitting.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Longest line accepted, in characters. Default: no limit. */
+  readonly maxLineLength?: number | undefined
+}
+
+/**
+ * Splits a stream of text into lines without their line endings. A final line without an ending is emitted too;
+ * an empty input emits nothing.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const split = (options: Options = {}) =>
+<E, R>(self: Stream.Stream<string, E, R>): Stream.Stream<
+  string,
+  E | LineTooLong,
+  R
+> =>
+  Stream.suspend(() => {
+    const max = options.maxLineLength ?? Number.POSITIVE_INFINITY
+    let pending = ""
+    let afterCR = false
+    let lineNumber = 0
+    const tooLong = () => Effect.fail(new LineTooLong({ line: lineNumber + 1, maxLineLength: max }))
+    const body = Stream.mapChunksEffect(self, (chunk) => {
+      const lines: Array<string> = []
+      for (const text of chunk) {
+        let start = 0
+        for (let i = 0; i < text.length; i++) {
+          const c = text.charCodeAt(i)
+          if (c === 10 /* \n */) {
+            if (afterCR && i === start && pending === "") {
+              // the \n of a \r\n whose \r ended the previous piece
+              afterCR = false
+              start = i + 1
+              continue
+            }
+            lines.push(pending + text.slice(start, i))
+            pending = ""
+            lineNumber++
+            start = i + 1
+            afterCR = false
+          } else if (c === 13 /* \r */) {
+            lines.push(pending + text.slice(start, i))
+            pending = ""
+            lineNumber++
+            start = i + 1
+            afterCR = true
+          } else {
+            afterCR = false
+          }
+        }
+        pending += text.slice(start)
+        if (pending.length > max) return tooLong()
+      }
+      for (const line of lines) {
+        if (line.length > max) return tooLong()
+      }
+      return Effect.succeed(Chunk.unsafeFromArray(lines))
+    })
+    return Stream.concat(body, Stream.suspend(() => pending === "" ? Stream.empty : Stream.make(pending)))
+  })
+
+/**
+ * The lines of a file, read lazily in chunks of `chunkSize` bytes (default 64 KiB) and decoded as `encoding`
+ * (default UTF-8).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromFile = (
+  path: string,
+  options: Options & {
+    readonly chunkSize?: number | undefined
+    readonly encoding?: string | undefined
+  } = {}
+): Stream.Stream<string, PlatformError.PlatformError | LineTooLong, FileSystem.FileSystem> =>
+  Stream.unwrap(
+    Effect.map(FileSystem.FileSystem, (fs) =>
+      fs.stream(path, { chunkSize: FileSystem.Size(options.chunkSize ?? 64 * 1024) }).pipe(
+        Stream.decodeText(options.encoding ?? "utf-8"),
+        split(options)
+      ))
+  )
