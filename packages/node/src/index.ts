@@ -1,0 +1,24 @@
+/**
+ * @since 0.1.0
+ */
+
+/**
+ * Runs a synchronous, blocking function on a worker thread so the event loop stays responsive.
+ *
+ * @since 0.1.0
+ */
+export * as Blocking from "./Blocking.js"
+
+/**
+ * Event-loop delay percentiles, utilization, blocked-loop warnings and metrics.
+ *
+ * @since 0.1.0
+ */
+export * as EventLoopMonitor from "./EventLoopMonitor.js"
+
+/**
+ * HTTP load shedding: 503 with Retry-After while the event loop lags or too many requests are in flight.
+ *
+ * @since 0.1.0
+ */
+export * as LoadShedder from "./LoadShedder.js"
