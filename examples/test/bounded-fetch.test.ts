@@ -16,7 +16,7 @@ const awaitStats = (server: LoopbackServer, done: (stats: ServerStats) => boolea
   server.stats.pipe(
     Effect.repeat({ schedule: Schedule.spaced("5 millis"), until: done }),
     Effect.zipRight(server.stats),
-    Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("server never reached the expected state") })
+    Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "server never reached the expected state" as const })
   )
 
 describe("bounded-fetch", () => {
