@@ -22,3 +22,10 @@ export * as EventLoopMonitor from "./EventLoopMonitor.js"
  * @since 0.1.0
  */
 export * as LoadShedder from "./LoadShedder.js"
+
+/**
+ * A Node HTTP server layer that drains gracefully and never lets a handler outlive it.
+ *
+ * @since 0.1.0
+ */
+export * as HttpDrain from "./HttpDrain.js"
