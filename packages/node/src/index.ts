@@ -29,3 +29,10 @@ export * as LoadShedder from "./LoadShedder.js"
  * @since 0.1.0
  */
 export * as HttpDrain from "./HttpDrain.js"
+
+/**
+ * Signal handling with a shutdown deadline, logged phases and a heard second signal.
+ *
+ * @since 0.1.0
+ */
+export * as Shutdown from "./Shutdown.js"

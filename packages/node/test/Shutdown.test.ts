@@ -1,0 +1,57 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+const app = fileURLToPath(new URL("./fixtures/shutdown-app.ts", import.meta.url))
+
+// Starts the fixture, waits for "ready", sends `signals` (spaced by 100 ms), and collects its exit and output.
+const run = (mode: string, signals: ReadonlyArray<NodeJS.Signals>) =>
+  Effect.async<{ code: number | null; stdout: string; stderr: string; ms: number }>((resume) => {
+    const child = spawn(process.execPath, ["--import", "tsx", app, mode], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    let sentAt = 0
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk
+      if (sentAt === 0 && stdout.includes("ready\n")) {
+        sentAt = Date.now()
+        signals.forEach((signal, i) => setTimeout(() => child.kill(signal), i * 100))
+      }
+    })
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk
+    })
+    child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr, ms: Date.now() - sentAt })))
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+describe("Shutdown", () => {
+  it.live("SIGTERM closes the phases in order, logs them and exits 0", () =>
+    Effect.gen(function*() {
+      const result = yield* run("clean", ["SIGTERM"])
+      assert.strictEqual(result.code, 0, result.stderr + result.stdout)
+      const downs = result.stdout.split("\n").filter((l) => l.startsWith("down"))
+      assert.deepStrictEqual(downs, ["down readiness", "down http", "down background", "down resources"])
+      assert.include(result.stdout, "shutting down")
+      assert.include(result.stdout, "shutdown complete")
+      assert.match(result.stdout, /shutdown phase finished.*phase=resources/)
+    }), 30_000)
+
+  it.live("a phase that hangs is named, and the process exits 1 at the deadline", () =>
+    Effect.gen(function*() {
+      const result = yield* run("hang", ["SIGTERM"])
+      assert.strictEqual(result.code, 1)
+      assert.match(result.stdout, /shutdown phase exceeds its deadline.*phase=resources/)
+      assert.match(result.stdout + result.stderr, /shutdown deadline exceeded.*closing="?resources/)
+      assert.isAtLeast(result.ms, 900)
+    }), 30_000)
+
+  it.live("a second signal is logged and ends the process at once with 130", () =>
+    Effect.gen(function*() {
+      const result = yield* run("hang", ["SIGINT", "SIGINT"])
+      assert.strictEqual(result.code, 130)
+      assert.match(result.stdout + result.stderr, /second signal during shutdown/)
+      assert.isBelow(result.ms, 900, "it did not wait for the deadline")
+    }), 30_000)
+})
