@@ -36,3 +36,10 @@ export * as HttpDrain from "./HttpDrain.js"
  * @since 0.1.0
  */
 export * as Shutdown from "./Shutdown.js"
+
+/**
+ * CPU-bound work on a pool of worker threads, typed, interruptible, and self-healing after crashes.
+ *
+ * @since 0.1.0
+ */
+export * as CpuPool from "./CpuPool.js"
