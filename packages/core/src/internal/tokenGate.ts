@@ -1,8 +1,5 @@
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import { LinkedList, type Node } from "./linkedList.js"
 
 /**
@@ -24,7 +21,9 @@ export interface Gate<E> {
 }
 
 interface Waiter {
-  readonly latch: Deferred.Deferred<void> | undefined
+  // Set when the waiter reaches the head of the queue; `wake` resumes its fiber if it is already suspended.
+  promoted: boolean
+  wake: ((effect: Effect.Effect<void>) => void) | undefined
 }
 
 /**
@@ -49,7 +48,9 @@ export const make = <E>(
     const wasHead = waiters.head === node
     if (waiters.remove(node)) hooks.onWaiters(-1)
     if (wasHead && waiters.head !== undefined) {
-      Deferred.unsafeDone(waiters.head.value.latch!, Exit.void)
+      const next = waiters.head.value
+      next.promoted = true
+      if (next.wake !== undefined) next.wake(Effect.void)
     }
   }
 
@@ -62,13 +63,20 @@ export const make = <E>(
       return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), loop(tokens))
     })
 
+  // Suspends until the waiter is promoted (at once if it already was). No canceler: an interrupted waiter leaves
+  // through `take`'s finalizer, like every other.
+  const awaitTurn = (waiter: Waiter) =>
+    Effect.async<void>((resume) => {
+      if (waiter.promoted) return resume(Effect.void)
+      waiter.wake = resume
+    })
+
   const take = (tokens: number): Effect.Effect<void, E> =>
     Effect.suspend(() => {
-      // The latch is created in the same synchronous step as the node, so a promotion can never be missed.
       const isHead = waiters.length === 0
-      const node = waiters.push({ latch: isHead ? undefined : Deferred.unsafeMake<void>(FiberId.none) })
+      const node = waiters.push({ promoted: isHead, wake: undefined })
       hooks.onWaiters(1)
-      const turn = isHead ? loop(tokens) : Effect.zipRight(Deferred.await(node.value.latch!), loop(tokens))
+      const turn = isHead ? loop(tokens) : Effect.zipRight(awaitTurn(node.value), loop(tokens))
       return Effect.ensuring(turn, Effect.sync(() => leave(node)))
     })
 
