@@ -41,9 +41,14 @@ export type TypeId = typeof TypeId
  * @since 0.1.0
  * @category errors
  */
-export class WorkQueueClosed extends Data.TaggedError("WorkQueueClosed")<{ readonly name: string }> {
+export class WorkQueueClosed extends Data.TaggedError("WorkQueueClosed")<{
+  readonly name: string
+  /** For `offerAll`: how many of its items were queued before the queue closed (the rest were not). */
+  readonly accepted?: number | undefined
+}> {
   override get message(): string {
-    return `Work queue "${this.name}" is closed`
+    return `Work queue "${this.name}" is closed` +
+      (this.accepted === undefined ? "" : ` after accepting ${this.accepted} item(s) of this batch`)
   }
 }
 
@@ -106,7 +111,10 @@ export interface WorkQueue<A, E> {
   readonly name: string
   /** Adds an item, waiting while the queue is full. */
   readonly offer: (item: A) => Effect.Effect<void, WorkQueueClosed>
-  /** Adds every item in order, waiting whenever the queue is full. */
+  /**
+   * Adds every item in order, waiting whenever the queue is full. If the queue closes meanwhile it fails with
+   * `WorkQueueClosed` whose `accepted` says how many items of this batch were queued; the others were not.
+   */
   readonly offerAll: (items: Iterable<A>) => Effect.Effect<void, WorkQueueClosed>
   /** Adds an item if there is room now. */
   readonly tryOffer: (item: A) => Effect.Effect<boolean, WorkQueueClosed>
@@ -208,14 +216,16 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       Effect.suspend(() => {
         const iterator = items[Symbol.iterator]()
         let pendingItem: IteratorResult<A> | undefined
+        let accepted = 0
         const loop: Effect.Effect<void, WorkQueueClosed> = Effect.suspend(() => {
           while (true) {
-            if (state !== "open") return Effect.fail(closedError)
+            if (state !== "open") return Effect.fail(new WorkQueueClosed({ name, accepted }))
             const next = pendingItem ?? iterator.next()
             pendingItem = undefined
             if (next.done === true) return Effect.void
             if (size < capacity) {
               push(next.value)
+              accepted++
               continue
             }
             pendingItem = next
@@ -319,12 +329,16 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         return unprocessed
       }))
 
+    // Warn only about items this finalizer abandons: an explicit shutdown has already handed them to its caller.
     yield* Effect.addFinalizer(() =>
-      Effect.flatMap(shutdown("abandon"), (left) => {
-        const count = left.pending.length + left.interrupted.length
-        return count === 0 ? Effect.void : Effect.logWarning("work queue closed with unprocessed items").pipe(
-          Effect.annotateLogs({ queue: name, pending: left.pending.length, interrupted: left.interrupted.length })
-        )
+      Effect.suspend(() => {
+        if (unprocessed !== undefined) return Effect.void
+        return Effect.flatMap(shutdown("abandon"), (left) => {
+          const count = left.pending.length + left.interrupted.length
+          return count === 0 ? Effect.void : Effect.logWarning("work queue closed with unprocessed items").pipe(
+            Effect.annotateLogs({ queue: name, pending: left.pending.length, interrupted: left.interrupted.length })
+          )
+        })
       })
     )
 

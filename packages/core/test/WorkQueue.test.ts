@@ -3,6 +3,7 @@ import { WorkQueue } from "@spindle/core"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 
@@ -57,6 +58,15 @@ describe("WorkQueue", () => {
       assert.deepStrictEqual(yield* Fiber.join(shutdown), { pending: [], interrupted: [] })
       assert.deepStrictEqual([...(yield* Ref.get(done))].sort(), [1, 2, 3, 4, 5])
       assert.strictEqual((yield* Effect.flip(complete.offer(6)))._tag, "WorkQueueClosed")
+
+      // A batch cut short by a shutdown says how much of it was queued.
+      const small = yield* WorkQueue.make({ capacity: 2, workers: 1, process: () => Effect.never })
+      const batch = yield* Effect.fork(Effect.flip(small.offerAll([1, 2, 3, 4, 5])))
+      yield* Effect.yieldNow()
+      const cutLeft = yield* small.shutdown("abandon")
+      const cut = yield* Fiber.join(batch)
+      assert.isAtLeast(cut.accepted ?? 0, 2)
+      assert.strictEqual(cut.accepted, cutLeft.pending.length + cutLeft.interrupted.length, "all accepted handed back")
 
       yield* Ref.set(done, [])
       const abandon = yield* WorkQueue.make({ capacity: 10, workers: 2, process })
@@ -114,5 +124,32 @@ describe("WorkQueue", () => {
       yield* Fiber.join(drained)
       assert.strictEqual(yield* Ref.get(attempts), 3)
       assert.deepStrictEqual(yield* queue.failures, [])
+    }))
+})
+
+describe("WorkQueue scope", () => {
+  it.effect("closing the scope abandons what is left with a warning, but not after an explicit shutdown", () =>
+    Effect.gen(function*() {
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(String(message))
+      })
+      const withQueue = (explicit: boolean) =>
+        Effect.scoped(Effect.gen(function*() {
+          const queue = yield* WorkQueue.make({ capacity: 10, workers: 1, process: () => Effect.never })
+          yield* queue.offerAll([1, 2, 3])
+          yield* Effect.yieldNow()
+          if (explicit) {
+            const left = yield* queue.shutdown("abandon")
+            assert.deepStrictEqual({ pending: left.pending, interrupted: left.interrupted }, {
+              pending: [2, 3],
+              interrupted: [1]
+            })
+          }
+        })).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      yield* withQueue(true)
+      assert.deepStrictEqual(warnings, [])
+      yield* withQueue(false)
+      assert.deepStrictEqual(warnings, ["work queue closed with unprocessed items"])
     }))
 })
