@@ -1,0 +1,277 @@
+/**
+ * A simulated upstream HTTP server for testing clients and fetch pipelines over real loopback connections.
+ *
+ * Every request's query string scripts its response, so one server plays every kind of upstream at once:
+ *
+ * | parameter | effect |
+ * |---|---|
+ * | `latency=25` or `latency=10-50` | wait that many ms (fixed, or uniform in the range) before answering |
+ * | `status=503` | answer with that status |
+ * | `fail=2&key=a` | the first 2 requests with key `a` fail (with `status`, default 503); later ones succeed |
+ * | `retryAfter=3` or `retryAfter=date:3` | add `Retry-After`: seconds, or an HTTP date that many seconds ahead |
+ * | `bytes=1024` | the body's size (default 64); the body is deterministic, so its SHA-256 is checkable |
+ * | `drip=100&every=10` | send the body 100 bytes at a time, `every` ms apart (a slow body) |
+ * | `reset=1` | destroy the connection without answering |
+ * | `resetAfter=512` | send headers and that many body bytes, then destroy the connection |
+ * | `hang=1` | never answer (the connection stays open until the client gives up) |
+ * | `page=2&pages=5&per=10` | a JSON listing page with `Link: <…>; rel="next"` until the last page |
+ *
+ * Every request is recorded with its arrival and end times and host, so tests can assert rates and concurrency
+ * as the upstream saw them. Listen on any 127.0.0.x address to play distinct hosts.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { createHash } from "node:crypto"
+import * as http from "node:http"
+import type { AddressInfo, Socket } from "node:net"
+
+/**
+ * One request as the upstream saw it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestRecord {
+  readonly method: string
+  readonly path: string
+  readonly url: string
+  /** The `Host` header. */
+  readonly host: string
+  /** `performance.now()` when the request arrived and when the upstream finished with it (or the client left). */
+  readonly arrivedAt: number
+  endedAt: number | undefined
+  /** How the exchange ended: answered, reset on purpose, or closed by the client first. */
+  outcome: "answered" | "reset" | "client_closed" | undefined
+  readonly status: number
+}
+
+/**
+ * A running upstream.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Upstream {
+  readonly host: string
+  readonly port: number
+  /** `http://host:port` */
+  readonly origin: string
+  /** An absolute URL on this upstream. */
+  readonly url: (pathAndQuery: string) => string
+  /** Every request so far, in arrival order. */
+  readonly requests: () => ReadonlyArray<RequestRecord>
+  /** Requests being handled now. */
+  readonly inFlight: () => number
+  /** The most requests handled at once since the start (or `resetStats`). */
+  readonly peakInFlight: () => number
+  /** Forgets recorded requests, the peak and the `fail` counters. */
+  readonly resetStats: () => void
+}
+
+/**
+ * Options of an upstream.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Default `127.0.0.1`; any 127.0.0.x works on Linux. */
+  readonly host?: string | undefined
+  /** Default 0 (any free port). */
+  readonly port?: number | undefined
+}
+
+/**
+ * The body served for `bytes=n`: deterministic, so clients' hashes can be checked with `expectedSha256`.
+ *
+ * @since 0.1.0
+ * @category bodies
+ */
+export const body = (bytes: number): Buffer => {
+  const pattern = Buffer.from("spindle-upstream-0123456789abcdefghijklmnopqrstuvwxyz\n")
+  const out = Buffer.allocUnsafe(bytes)
+  for (let i = 0; i < bytes; i += pattern.length) pattern.copy(out, i, 0, Math.min(pattern.length, bytes - i))
+  return out
+}
+
+/**
+ * The lowercase hex SHA-256 of `body(bytes)`.
+ *
+ * @since 0.1.0
+ * @category bodies
+ */
+export const expectedSha256 = (bytes: number): string => createHash("sha256").update(body(bytes)).digest("hex")
+
+const numberParam = (params: URLSearchParams, name: string, fallback: number): number => {
+  const raw = params.get(name)
+  if (raw === null) return fallback
+  const n = Number(raw)
+  return Number.isFinite(n) ? n : fallback
+}
+
+const latencyOf = (params: URLSearchParams): number => {
+  const raw = params.get("latency")
+  if (raw === null) return 0
+  const range = /^(\d+)-(\d+)$/.exec(raw)
+  if (range !== null) {
+    const low = Number(range[1])
+    const high = Number(range[2])
+    return low + Math.random() * (high - low)
+  }
+  return numberParam(params, "latency", 0)
+}
+
+/**
+ * Starts an upstream for the lifetime of the current scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Upstream, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = options.host ?? "127.0.0.1"
+    let records: Array<RequestRecord> = []
+    let inFlight = 0
+    let peak = 0
+    let failures = new Map<string, number>()
+    const sockets = new Set<Socket>()
+    const timers = new Set<ReturnType<typeof setTimeout>>()
+
+    const later = (ms: number, f: () => void) => {
+      if (ms <= 0) return f()
+      const timer = setTimeout(() => {
+        timers.delete(timer)
+        f()
+      }, ms)
+      timers.add(timer)
+    }
+
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const url = new URL(req.url ?? "/", "http://upstream")
+      const params = url.searchParams
+      let status = numberParam(params, "status", 200)
+      const key = params.get("key")
+      const failFirst = numberParam(params, "fail", 0)
+      if (failFirst > 0 && key !== null) {
+        const seen = failures.get(key) ?? 0
+        failures.set(key, seen + 1)
+        status = seen < failFirst ? numberParam(params, "status", 503) : 200
+      }
+      const record: RequestRecord = {
+        method: req.method ?? "GET",
+        path: url.pathname,
+        url: req.url ?? "/",
+        host: req.headers.host ?? "",
+        arrivedAt: performance.now(),
+        endedAt: undefined,
+        outcome: undefined,
+        status
+      }
+      records.push(record)
+      inFlight++
+      peak = Math.max(peak, inFlight)
+      let finished = false
+      const finish = (outcome: NonNullable<RequestRecord["outcome"]>) => {
+        if (finished) return
+        finished = true
+        inFlight--
+        record.endedAt = performance.now()
+        record.outcome = outcome
+      }
+      res.on("close", () => finish(res.writableFinished ? "answered" : "client_closed"))
+
+      if (params.get("hang") === "1") return
+      later(latencyOf(params), () => {
+        if (res.destroyed) return
+        if (params.get("reset") === "1") {
+          finish("reset")
+          req.socket.destroy()
+          return
+        }
+        const headers: Record<string, string> = { "content-type": "application/octet-stream" }
+        const retryAfter = params.get("retryAfter")
+        if (retryAfter !== null) {
+          headers["retry-after"] = retryAfter.startsWith("date:")
+            ? new Date(Date.now() + Number(retryAfter.slice(5)) * 1000).toUTCString()
+            : retryAfter
+        }
+        const page = params.get("page")
+        if (page !== null || params.get("pages") !== null) {
+          const n = Number(page ?? "1")
+          const pages = numberParam(params, "pages", 1)
+          const per = numberParam(params, "per", 10)
+          const items = n <= pages ? Array.from({ length: per }, (_, i) => (n - 1) * per + i) : []
+          if (n < pages) {
+            const next = new URLSearchParams(params)
+            next.set("page", String(n + 1))
+            headers.link = `<${url.pathname}?${next.toString()}>; rel="next"`
+          }
+          headers["content-type"] = "application/json"
+          res.writeHead(status, headers).end(JSON.stringify({ page: n, items }))
+          return
+        }
+        const payload = body(numberParam(params, "bytes", 64))
+        headers["content-length"] = String(payload.length)
+        const resetAfter = params.get("resetAfter")
+        if (resetAfter !== null) {
+          res.writeHead(status, headers)
+          res.write(payload.subarray(0, Number(resetAfter)), () => {
+            finish("reset")
+            req.socket.destroy()
+          })
+          return
+        }
+        const drip = numberParam(params, "drip", 0)
+        if (drip <= 0) {
+          res.writeHead(status, headers).end(payload)
+          return
+        }
+        res.writeHead(status, headers)
+        const every = numberParam(params, "every", 10)
+        let offset = 0
+        const sendNext = () => {
+          if (res.destroyed) return
+          const chunk = payload.subarray(offset, offset + drip)
+          offset += chunk.length
+          if (offset >= payload.length) res.end(chunk)
+          else res.write(chunk, () => later(every, sendNext))
+        }
+        sendNext()
+      })
+    }
+
+    const server = yield* Effect.acquireRelease(
+      Effect.async<http.Server>((resume) => {
+        const s = http.createServer({ keepAlive: true }, handle)
+        s.on("connection", (socket) => {
+          sockets.add(socket)
+          socket.on("close", () => sockets.delete(socket))
+        })
+        s.listen(options.port ?? 0, host, () => resume(Effect.succeed(s)))
+      }),
+      (s) =>
+        Effect.async<void>((resume) => {
+          for (const timer of timers) clearTimeout(timer)
+          for (const socket of sockets) socket.destroy()
+          s.close(() => resume(Effect.void))
+        })
+    )
+    const port = (server.address() as AddressInfo).port
+    const origin = `http://${host}:${port}`
+    return {
+      host,
+      port,
+      origin,
+      url: (pathAndQuery) => `${origin}${pathAndQuery.startsWith("/") ? "" : "/"}${pathAndQuery}`,
+      requests: () => records,
+      inFlight: () => inFlight,
+      peakInFlight: () => peak,
+      resetStats: () => {
+        records = []
+        peak = inFlight
+        failures = new Map()
+      }
+    }
+  })
