@@ -1,0 +1,51 @@
+/**
+ * The schema of `@spindle/sql`, as `@effect/sql` migrations that run unchanged on SQLite and Postgres.
+ *
+ * @since 0.1.0
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlError from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+
+/**
+ * The migrations, by name (applied in order of their numeric prefix).
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const loader: Migrator.Loader = Migrator.fromRecord({
+  "1_spindle_jobs": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const id = sql.onDialectOrElse({ pg: () => sql`BIGSERIAL PRIMARY KEY`, orElse: () => sql`INTEGER PRIMARY KEY` })
+    yield* sql`
+      CREATE TABLE spindle_jobs (
+        id ${id},
+        queue TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        available_at BIGINT NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at BIGINT,
+        last_error TEXT,
+        created_at BIGINT NOT NULL,
+        finished_at BIGINT
+      )
+    `
+    yield* sql`CREATE INDEX spindle_jobs_ready ON spindle_jobs (queue, status, available_at, id)`
+    yield* sql`CREATE INDEX spindle_jobs_leases ON spindle_jobs (queue, status, lease_expires_at)`
+  })
+})
+
+/**
+ * Applies every pending migration, recording them in `spindle_migrations`.
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const run: Effect.Effect<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  Migrator.MigrationError | SqlError.SqlError,
+  SqlClient.SqlClient
+> = Migrator.make({})({ loader, table: "spindle_migrations" })

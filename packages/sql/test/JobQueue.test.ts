@@ -1,0 +1,142 @@
+import { assert, describe, it } from "@effect/vitest"
+import { JobQueue, Migrations } from "@spindle/sql"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import { databases } from "./databases.js"
+
+const Payload = Schema.Struct({ url: Schema.String })
+
+let counter = 0
+// A queue name of its own per test: tests share a database per suite but never each other's jobs.
+const queue = () => JobQueue.make({ name: `q${counter++}`, schema: Payload })
+const payloads = (n: number) => Array.from({ length: n }, (_, i) => ({ url: `https://example.com/${i}` }))
+
+for (const database of databases) {
+  const suite = database.skip === undefined ? describe : describe.skip
+  suite(`JobQueue on ${database.name}${database.skip === undefined ? "" : ` (skipped: ${database.skip})`}`, () => {
+    it.layer(Layer.effectDiscard(Migrations.run).pipe(Layer.provideMerge(database.layer)), { timeout: 60_000 })(
+      (it) => {
+        it.effect("enqueues in order, leases, acks, and counts", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            const ids = yield* q.enqueue(payloads(5))
+            assert.strictEqual(ids.length, 5)
+            assert.deepStrictEqual([...ids].sort((a, b) => a - b), ids)
+            const leased = yield* q.lease({ limit: 3, owner: "w1", lease: "30 seconds" })
+            assert.deepStrictEqual(leased.map((j) => j.payload.url), payloads(3).map((p) => p.url))
+            assert.isTrue(leased.every((j) => j.status === "leased" && j.leaseOwner === "w1"))
+            assert.isTrue(yield* q.ack(leased[0].id, "w1"))
+            assert.isFalse(yield* q.ack(leased[0].id, "w1"), "a job is settled once")
+            assert.isFalse(yield* q.ack(leased[1].id, "someone-else"), "only the lease owner settles")
+            assert.deepStrictEqual(yield* q.counts, { pending: 2, leased: 2, done: 1, failed: 0 })
+          }))
+
+        it.effect("concurrent leasers never receive the same job", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            yield* q.enqueue(payloads(200))
+            const seen: Array<number> = []
+            yield* Effect.all(
+              Array.from({ length: 4 }, (_, w) =>
+                Effect.gen(function*() {
+                  while (true) {
+                    const jobs = yield* q.lease({ limit: 7, owner: `w${w}`, lease: "30 seconds" })
+                    if (jobs.length === 0) return
+                    for (const job of jobs) seen.push(job.id)
+                  }
+                })),
+              { concurrency: "unbounded" }
+            )
+            assert.strictEqual(seen.length, 200)
+            assert.strictEqual(new Set(seen).size, 200)
+          }))
+
+        it.effect("an expired lease makes the job leasable again without counting an attempt", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            yield* q.enqueue(payloads(1))
+            const [first] = yield* q.lease({ limit: 1, owner: "crashed", lease: "10 seconds" })
+            assert.deepStrictEqual(yield* q.lease({ limit: 1, owner: "w2", lease: "10 seconds" }), [])
+            yield* TestClock.adjust("10 seconds")
+            const [again] = yield* q.lease({ limit: 1, owner: "w2", lease: "10 seconds" })
+            assert.strictEqual(again.id, first.id)
+            assert.strictEqual(again.attempts, 0)
+            assert.isFalse(yield* q.ack(first.id, "crashed"), "the crashed owner lost its lease")
+            assert.isTrue(yield* q.ack(first.id, "w2"))
+          }))
+
+        it.effect("heartbeats extend leases; lost leases are reported", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            yield* q.enqueue(payloads(2))
+            const jobs = yield* q.lease({ limit: 2, owner: "w1", lease: "10 seconds" })
+            yield* TestClock.adjust("8 seconds")
+            assert.deepStrictEqual(yield* q.heartbeat([jobs[0].id], "w1", "10 seconds"), [jobs[0].id])
+            yield* TestClock.adjust("5 seconds")
+            // jobs[1] expired at 10 s and is taken over; jobs[0] was extended to 18 s.
+            const taken = yield* q.lease({ limit: 2, owner: "w2", lease: "10 seconds" })
+            assert.deepStrictEqual(taken.map((j) => j.id), [jobs[1].id])
+            assert.deepStrictEqual(yield* q.heartbeat(jobs.map((j) => j.id), "w1", "10 seconds"), [jobs[0].id])
+          }))
+
+        it.effect("retry counts the attempt and delays; release does not count; fail is terminal", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            yield* q.enqueue(payloads(2))
+            const [a, b] = yield* q.lease({ limit: 2, owner: "w", lease: "30 seconds" })
+            assert.isTrue(yield* q.retry(a.id, "w", { delay: "5 seconds", error: "http 503" }))
+            assert.strictEqual(yield* q.release([b.id], "w"), 1)
+            const now = yield* q.lease({ limit: 2, owner: "w", lease: "30 seconds" })
+            assert.deepStrictEqual(now.map((j) => [j.id, j.attempts]), [[b.id, 0]], "a is not due yet")
+            yield* TestClock.adjust("5 seconds")
+            const [due] = yield* q.lease({ limit: 2, owner: "w", lease: "30 seconds" })
+            assert.deepStrictEqual([due.id, due.attempts, due.lastError], [a.id, 1, "http 503"])
+            assert.isTrue(yield* q.fail(due.id, "w", "gave up"))
+            assert.deepStrictEqual(yield* q.counts, { pending: 0, leased: 1, done: 0, failed: 1 })
+          }))
+
+        it.effect("reclaimExpired puts expired leases back to pending", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            yield* q.enqueue(payloads(3))
+            yield* q.lease({ limit: 3, owner: "gone", lease: "1 second" })
+            assert.strictEqual(yield* q.reclaimExpired, 0)
+            yield* TestClock.adjust("1 second")
+            assert.strictEqual(yield* q.reclaimExpired, 3)
+            assert.deepStrictEqual(yield* q.counts, { pending: 3, leased: 0, done: 0, failed: 0 })
+          }))
+
+        it.effect("pages by keyset and streams without holding the connection between pages", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            const ids = yield* q.enqueue(payloads(1200))
+            const first = yield* q.page({ limit: 500 })
+            assert.strictEqual(first.jobs.length, 500)
+            const second = yield* q.page({ limit: 500, after: Option.getOrThrow(first.next) })
+            assert.strictEqual(second.jobs[0].id, ids[500])
+            // Another query between pages: on SQLite's single connection this deadlocks if a page holds it.
+            const streamed = yield* q.stream({ pageSize: 500 }).pipe(
+              Stream.tap(() => q.counts),
+              Stream.runCollect
+            )
+            assert.deepStrictEqual(Chunk.toReadonlyArray(streamed).map((j) => j.id), ids)
+            const pending = yield* q.stream({ status: "leased" }).pipe(Stream.runCollect)
+            assert.strictEqual(Chunk.size(pending), 0)
+          }))
+
+        it.effect("a payload that does not match the schema is a typed error and writes nothing", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            const error = yield* Effect.flip(q.enqueue([{ url: 42 } as unknown as { url: string }]))
+            assert.strictEqual(error._tag, "ParseError")
+            assert.deepStrictEqual(yield* q.counts, { pending: 0, leased: 0, done: 0, failed: 0 })
+          }))
+      }
+    )
+  })
+}
