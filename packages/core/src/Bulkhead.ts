@@ -128,9 +128,13 @@ interface Waiter {
 export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): Bulkhead<E> => {
   const name = options.name ?? "default"
   const maxConcurrent = Validate.positiveInteger("Bulkhead", "maxConcurrent", options.maxConcurrent, true)
-  const maxQueued = options.maxQueued === undefined
-    ? Number.POSITIVE_INFINITY
-    : Validate.nonNegativeInteger("Bulkhead", "maxQueued", options.maxQueued, true)
+  const maxQueued = Validate.nonNegativeIntegerOr(
+    "Bulkhead",
+    "maxQueued",
+    options.maxQueued,
+    Number.POSITIVE_INFINITY,
+    true
+  )
   // Gauges move by deltas, so bulkheads sharing a name (the keys of a keyed limiter) add up.
   const labels = sharedLabels ?? Metrics.labels("limiter", name)
   const waiters = new LinkedList<Waiter>()

@@ -200,16 +200,10 @@ export const resolve = <E>(options: Options<E>): Resolved<E> => {
   return {
     name: options.name ?? "default",
     policy,
-    cooldownMillis: options.cooldown === undefined
-      ? 10_000
-      : Validate.positiveDurationMillis("CircuitBreaker", "cooldown", options.cooldown),
+    cooldownMillis: Validate.durationOr("CircuitBreaker", "cooldown", options.cooldown, 10_000),
     cooldownFactor,
-    cooldownMaxMillis: options.cooldownMax === undefined
-      ? 300_000
-      : Validate.positiveDurationMillis("CircuitBreaker", "cooldownMax", options.cooldownMax),
-    halfOpenProbes: options.halfOpenProbes === undefined
-      ? 1
-      : Validate.positiveInteger("CircuitBreaker", "halfOpenProbes", options.halfOpenProbes),
+    cooldownMaxMillis: Validate.durationOr("CircuitBreaker", "cooldownMax", options.cooldownMax, 300_000),
+    halfOpenProbes: Validate.positiveIntegerOr("CircuitBreaker", "halfOpenProbes", options.halfOpenProbes, 1),
     isFailure: options.isFailure ?? (() => true),
     windowMillis,
     buckets

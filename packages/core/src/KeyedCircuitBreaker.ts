@@ -109,9 +109,7 @@ const MIN_SWEEP_SIZE = 256
 export const make = <E = unknown>(options: Options<E>): Effect.Effect<KeyedCircuitBreaker<E>> =>
   Effect.gen(function*() {
     const resolved = CircuitBreaker.resolve(options)
-    const ttl = options.idleTimeToLive === undefined
-      ? 60_000
-      : Validate.positiveDurationMillis("KeyedCircuitBreaker", "idleTimeToLive", options.idleTimeToLive)
+    const ttl = Validate.durationOr("KeyedCircuitBreaker", "idleTimeToLive", options.idleTimeToLive, 60_000)
     const labels = Metrics.labels("breaker", resolved.name)
     const clock = yield* Effect.clock
     const pubsub = yield* PubSub.sliding<Change>(4096)

@@ -130,9 +130,7 @@ export const make = <const O extends Options>(
     const store = yield* TokenBucketStore.TokenBucketStore
     const name = options.name ?? "default"
     const prefix = options.keyPrefix ?? name
-    const ttl = options.idleTimeToLive === undefined
-      ? 60_000
-      : Validate.positiveDurationMillis("KeyedLimiter", "idleTimeToLive", options.idleTimeToLive)
+    const ttl = Validate.durationOr("KeyedLimiter", "idleTimeToLive", options.idleTimeToLive, 60_000)
     const bulkheadOptions = Limiter.bulkheadOptions(options)
     const rateOptions = Limiter.bucketOptions(options)
     // Validate once, eagerly, so a bad option fails at construction rather than on first use.

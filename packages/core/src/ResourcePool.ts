@@ -132,12 +132,8 @@ export const make = <A, E, R>(
     const max = Validate.positiveInteger("ResourcePool", "max", options.max)
     const min = options.min === undefined ? 0 : Validate.nonNegativeInteger("ResourcePool", "min", options.min)
     if (min > max) Validate.illegal("ResourcePool", `min (${min}) must be <= max (${max})`)
-    const ttl = options.idleTimeToLive === undefined
-      ? 60_000
-      : Validate.positiveDurationMillis("ResourcePool", "idleTimeToLive", options.idleTimeToLive)
-    const timeoutMillis = options.acquireTimeout === undefined
-      ? undefined
-      : Validate.positiveDurationMillis("ResourcePool", "acquireTimeout", options.acquireTimeout)
+    const ttl = Validate.durationOr("ResourcePool", "idleTimeToLive", options.idleTimeToLive, 60_000)
+    const timeoutMillis = Validate.durationOr("ResourcePool", "acquireTimeout", options.acquireTimeout, undefined)
     const labels = Metrics.labels("pool", name)
     let size = 0
     let inUse = 0

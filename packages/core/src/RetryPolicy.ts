@@ -94,12 +94,8 @@ export interface Resolved<E> {
  * @category constructors
  */
 export const resolve = <E>(options: Options<E> = {}): Resolved<E> => {
-  const baseMillis = options.base === undefined
-    ? 100
-    : Validate.positiveDurationMillis("RetryPolicy", "base", options.base)
-  const capMillis = options.cap === undefined
-    ? 30_000
-    : Validate.positiveDurationMillis("RetryPolicy", "cap", options.cap)
+  const baseMillis = Validate.durationOr("RetryPolicy", "base", options.base, 100)
+  const capMillis = Validate.durationOr("RetryPolicy", "cap", options.cap, 30_000)
   const factor = options.factor ?? 2
   if (!Number.isFinite(factor) || factor < 1) Validate.illegal("RetryPolicy", `factor must be >= 1, got ${factor}`)
   const jitter = options.jitter ?? "full"
@@ -112,15 +108,9 @@ export const resolve = <E>(options: Options<E> = {}): Resolved<E> => {
     factor,
     capMillis: Math.max(capMillis, baseMillis),
     jitter,
-    maxAttempts: options.maxAttempts === undefined
-      ? 3
-      : Validate.positiveInteger("RetryPolicy", "maxAttempts", options.maxAttempts, true),
-    maxElapsedMillis: options.maxElapsed === undefined
-      ? Number.POSITIVE_INFINITY
-      : Validate.positiveDurationMillis("RetryPolicy", "maxElapsed", options.maxElapsed),
-    retryAfterMaxMillis: options.retryAfterMax === undefined
-      ? 60_000
-      : Validate.positiveDurationMillis("RetryPolicy", "retryAfterMax", options.retryAfterMax),
+    maxAttempts: Validate.positiveIntegerOr("RetryPolicy", "maxAttempts", options.maxAttempts, 3, true),
+    maxElapsedMillis: Validate.durationOr("RetryPolicy", "maxElapsed", options.maxElapsed, Number.POSITIVE_INFINITY),
+    retryAfterMaxMillis: Validate.durationOr("RetryPolicy", "retryAfterMax", options.retryAfterMax, 60_000),
     retryable: options.retryable ?? (() => true)
   }
 }

@@ -223,9 +223,7 @@ export const make = (options: { readonly grace?: Duration.DurationInput | undefi
   Scope.Scope
 > =>
   Effect.gen(function*() {
-    const defaultGrace = options.grace === undefined
-      ? 10_000
-      : Validate.positiveDurationMillis("TaskSupervisor", "grace", options.grace)
+    const defaultGrace = Validate.durationOr("TaskSupervisor", "grace", options.grace, 10_000)
     const draining = yield* Deferred.make<void>()
     const drain: Drain = { await: Deferred.await(draining), isDraining: Deferred.isDone(draining) }
     const entries = new Map<string, Entry>()
@@ -250,12 +248,8 @@ export const make = (options: { readonly grace?: Duration.DurationInput | undefi
     const supervise = <E, R>(task: Task<E, R>, entry: Entry) =>
       Effect.gen(function*() {
         const policy = task.restart ?? never
-        const maxRestarts = task.maxRestarts === undefined
-          ? 10
-          : Validate.nonNegativeInteger("TaskSupervisor", "maxRestarts", task.maxRestarts)
-        const windowMillis = task.window === undefined
-          ? 60_000
-          : Validate.positiveDurationMillis("TaskSupervisor", "window", task.window)
+        const maxRestarts = Validate.nonNegativeIntegerOr("TaskSupervisor", "maxRestarts", task.maxRestarts, 10)
+        const windowMillis = Validate.durationOr("TaskSupervisor", "window", task.window, 60_000)
         const driver = policy._tag === "Never" ? undefined : yield* Schedule.driver(policy.schedule)
         const restartTimes: Array<number> = []
         while (true) {
@@ -324,9 +318,7 @@ export const make = (options: { readonly grace?: Duration.DurationInput | undefi
         if (report !== undefined) return Deferred.await(report)
         const done = Deferred.unsafeMake<ShutdownReport>(FiberId.none)
         report = done
-        const graceMillis = grace === undefined
-          ? defaultGrace
-          : Validate.positiveDurationMillis("TaskSupervisor", "grace", grace)
+        const graceMillis = Validate.durationOr("TaskSupervisor", "grace", grace, defaultGrace)
         return Effect.gen(function*() {
           yield* Deferred.succeed(draining, undefined)
           const live = Array.from(entries.values()).filter((e) => e.fiber !== undefined)

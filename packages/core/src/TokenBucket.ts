@@ -112,9 +112,7 @@ export interface Resolved {
 export const resolve = (options: Options): Resolved => {
   const limit = Validate.positiveNumber("TokenBucket", "limit", options.limit)
   const intervalMillis = Validate.positiveDurationMillis("TokenBucket", "interval", options.interval)
-  const burst = options.burst === undefined
-    ? Math.max(1, Math.ceil(limit))
-    : Validate.positiveInteger("TokenBucket", "burst", options.burst)
+  const burst = Validate.positiveIntegerOr("TokenBucket", "burst", options.burst, Math.max(1, Math.ceil(limit)))
   return {
     name: options.name ?? "default",
     limit,

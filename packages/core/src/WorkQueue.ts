@@ -150,9 +150,12 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
     const capacity = Validate.positiveInteger("WorkQueue", "capacity", options.capacity)
     const workers = Validate.positiveInteger("WorkQueue", "workers", options.workers)
     const lowWater = Math.floor(capacity / 2)
-    const maxRecorded = options.maxRecordedFailures === undefined
-      ? 1000
-      : Validate.nonNegativeInteger("WorkQueue", "maxRecordedFailures", options.maxRecordedFailures)
+    const maxRecorded = Validate.nonNegativeIntegerOr(
+      "WorkQueue",
+      "maxRecordedFailures",
+      options.maxRecordedFailures,
+      1000
+    )
     const failFast = options.onError === "fail"
     const process = options.retry === undefined
       ? options.process

@@ -42,3 +42,41 @@ export const positiveDurationMillis = (module: string, field: string, input: Dur
   }
   return millis
 }
+
+/**
+ * An optional duration option: `fallback` when absent, else its milliseconds, validated.
+ *
+ * @internal
+ */
+export const durationOr = <B>(
+  module: string,
+  field: string,
+  input: Duration.DurationInput | undefined,
+  fallback: B
+): number | B => input === undefined ? fallback : positiveDurationMillis(module, field, input)
+
+/**
+ * An optional positive integer option: `fallback` when absent, else validated.
+ *
+ * @internal
+ */
+export const positiveIntegerOr = <B>(
+  module: string,
+  field: string,
+  value: number | undefined,
+  fallback: B,
+  allowInfinity = false
+): number | B => value === undefined ? fallback : positiveInteger(module, field, value, allowInfinity)
+
+/**
+ * An optional non-negative integer option: `fallback` when absent, else validated.
+ *
+ * @internal
+ */
+export const nonNegativeIntegerOr = <B>(
+  module: string,
+  field: string,
+  value: number | undefined,
+  fallback: B,
+  allowInfinity = false
+): number | B => value === undefined ? fallback : nonNegativeInteger(module, field, value, allowInfinity)
