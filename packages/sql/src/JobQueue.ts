@@ -28,7 +28,7 @@ import * as Stream from "effect/Stream"
  * @since 0.1.0
  * @category models
  */
-export type Status = "pending" | "leased" | "done" | "failed"
+export type Status = "pending" | "leased" | "done" | "failed" | "cancelled"
 
 /**
  * A job as read from the table.
@@ -36,9 +36,13 @@ export type Status = "pending" | "leased" | "done" | "failed"
  * @since 0.1.0
  * @category models
  */
-export interface Job<A> {
+export interface Job<A, R = unknown> {
   readonly id: number
   readonly payload: A
+  /** The group the job was enqueued in, if any. */
+  readonly group: string | null
+  /** What `ack` or `fail` recorded, if anything. */
+  readonly result: R | null
   readonly status: Status
   /** Attempts that ran to an end (`retry` or `fail`); a crashed or released attempt is not counted. */
   readonly attempts: number
@@ -59,6 +63,7 @@ export interface Counts {
   readonly leased: number
   readonly done: number
   readonly failed: number
+  readonly cancelled: number
 }
 
 /**
@@ -67,48 +72,66 @@ export interface Counts {
  * @since 0.1.0
  * @category models
  */
-export interface JobQueue<A> {
+export interface JobQueue<A, R = unknown> {
   readonly name: string
-  /** Inserts every payload in one transaction and returns the new ids in order. */
+  /** Inserts every payload in one transaction (optionally in a group) and returns the new ids in order. */
   readonly enqueue: (
     payloads: Iterable<A>,
-    options?: { readonly delay?: Duration.DurationInput | undefined }
+    options?: {
+      readonly delay?: Duration.DurationInput | undefined
+      readonly group?: string | undefined
+    }
   ) => Effect.Effect<ReadonlyArray<number>, SqlError.SqlError | ParseResult.ParseError>
   /** Leases up to `limit` ready jobs (pending and due, or leased with an expired lease), oldest first. */
   readonly lease: (options: {
     readonly limit: number
     readonly owner: string
     readonly lease: Duration.DurationInput
-  }) => Effect.Effect<ReadonlyArray<Job<A>>, SqlError.SqlError | ParseResult.ParseError>
+  }) => Effect.Effect<ReadonlyArray<Job<A, R>>, SqlError.SqlError | ParseResult.ParseError>
   /** Extends the leases `owner` still holds among `ids`, and returns those ids (a missing id was lost). */
   readonly heartbeat: (
     ids: ReadonlyArray<number>,
     owner: string,
     lease: Duration.DurationInput
   ) => Effect.Effect<ReadonlyArray<number>, SqlError.SqlError>
-  /** Marks the job done; `false` if `owner` no longer holds its lease. */
-  readonly ack: (id: number, owner: string) => Effect.Effect<boolean, SqlError.SqlError>
+  /** Marks the job done, recording `result` if given; `false` if `owner` no longer holds its lease. */
+  readonly ack: (
+    id: number,
+    owner: string,
+    result?: R | undefined
+  ) => Effect.Effect<boolean, SqlError.SqlError | ParseResult.ParseError>
   /** Counts the attempt and makes the job pending again after `delay`; `false` if the lease was lost. */
   readonly retry: (
     id: number,
     owner: string,
     options: { readonly delay: Duration.DurationInput; readonly error: string }
   ) => Effect.Effect<boolean, SqlError.SqlError>
-  /** Counts the attempt and marks the job failed for good; `false` if the lease was lost. */
-  readonly fail: (id: number, owner: string, error: string) => Effect.Effect<boolean, SqlError.SqlError>
+  /** Counts the attempt and marks the job failed for good, recording `result` if given; `false` if the lease was lost. */
+  readonly fail: (
+    id: number,
+    owner: string,
+    error: string,
+    result?: R | undefined
+  ) => Effect.Effect<boolean, SqlError.SqlError | ParseResult.ParseError>
+  /**
+   * Cancels every pending or leased job of `group` and returns how many. A worker holding one of them finds its
+   * lease gone when it settles (`false`), so nothing is recorded twice.
+   */
+  readonly cancelGroup: (group: string) => Effect.Effect<number, SqlError.SqlError>
   /** Makes leased jobs pending again without counting an attempt; returns how many. */
   readonly release: (ids: ReadonlyArray<number>, owner: string) => Effect.Effect<number, SqlError.SqlError>
   /** Makes every job whose lease has expired pending again (start-up recovery); returns how many. */
   readonly reclaimExpired: Effect.Effect<number, SqlError.SqlError>
-  /** Jobs per status. */
-  readonly counts: Effect.Effect<Counts, SqlError.SqlError>
-  /** One keyset page of jobs after `after` (by id), optionally of one status. */
+  /** Jobs per status (of one group, if given). */
+  readonly counts: (group?: string | undefined) => Effect.Effect<Counts, SqlError.SqlError>
+  /** One keyset page of jobs after `after` (by id), optionally of one status and one group. */
   readonly page: (options: {
     readonly after?: number | undefined
     readonly limit: number
     readonly status?: Status | undefined
+    readonly group?: string | undefined
   }) => Effect.Effect<
-    { readonly jobs: ReadonlyArray<Job<A>>; readonly next: Option.Option<number> },
+    { readonly jobs: ReadonlyArray<Job<A, R>>; readonly next: Option.Option<number> },
     SqlError.SqlError | ParseResult.ParseError
   >
   /**
@@ -117,8 +140,9 @@ export interface JobQueue<A> {
    */
   readonly stream: (options?: {
     readonly status?: Status | undefined
+    readonly group?: string | undefined
     readonly pageSize?: number | undefined
-  }) => Stream.Stream<Job<A>, SqlError.SqlError | ParseResult.ParseError>
+  }) => Stream.Stream<Job<A, R>, SqlError.SqlError | ParseResult.ParseError>
 }
 
 interface Row {
@@ -130,6 +154,8 @@ interface Row {
   readonly lease_owner: string | null
   readonly lease_expires_at: number | string | null
   readonly last_error: string | null
+  readonly group_key: string | null
+  readonly result: string | null
 }
 
 const nullableNumber = (value: number | string | null): number | null => value === null ? null : Number(value)
@@ -140,22 +166,33 @@ const nullableNumber = (value: number | string | null): number | null => value =
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A, I>(options: {
+export const make = <A, I, R = unknown, RI = unknown>(options: {
   readonly name: string
   readonly schema: Schema.Schema<A, I>
-}): Effect.Effect<JobQueue<A>, never, SqlClient.SqlClient> =>
+  /** How results are stored. Default: any JSON value. */
+  readonly result?: Schema.Schema<R, RI> | undefined
+}): Effect.Effect<JobQueue<A, R>, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const queue = options.name
     const codec = Schema.parseJson(options.schema)
     const encode = Schema.encode(codec)
     const decode = Schema.decodeUnknown(codec)
+    const resultCodec = Schema.parseJson((options.result ?? Schema.Unknown) as Schema.Schema<R, RI>)
+    const encodeResult = (result: R | undefined) =>
+      result === undefined ? Effect.succeed(null) : Schema.encode(resultCodec)(result)
+    const decodeResult = Schema.decodeUnknown(resultCodec)
     const now = Clock.currentTimeMillis
 
-    const toJob = (row: Row): Effect.Effect<Job<A>, ParseResult.ParseError> =>
-      Effect.map(decode(row.payload), (payload) => ({
+    const toJob = (row: Row): Effect.Effect<Job<A, R>, ParseResult.ParseError> =>
+      Effect.zipWith(decode(row.payload), row.result === null ? Effect.succeed(null) : decodeResult(row.result), (
+        payload,
+        result
+      ) => ({
         id: Number(row.id),
         payload,
+        group: row.group_key,
+        result,
         status: row.status as Status,
         attempts: Number(row.attempts),
         availableAt: Number(row.available_at),
@@ -166,9 +203,10 @@ export const make = <A, I>(options: {
     const toJobs = (rows: ReadonlyArray<Row>) =>
       Effect.forEach([...rows].sort((a, b) => Number(a.id) - Number(b.id)), toJob)
 
-    const columns = sql`id, payload, status, attempts, available_at, lease_owner, lease_expires_at, last_error`
+    const columns =
+      sql`id, payload, status, attempts, available_at, lease_owner, lease_expires_at, last_error, group_key, result`
 
-    const enqueue: JobQueue<A>["enqueue"] = (payloads, enqueueOptions) =>
+    const enqueue: JobQueue<A, R>["enqueue"] = (payloads, enqueueOptions) =>
       Effect.gen(function*() {
         const items = Array.from(payloads)
         if (items.length === 0) return []
@@ -182,6 +220,7 @@ export const make = <A, I>(options: {
             sql<{ id: number | string }>`INSERT INTO spindle_jobs ${
               sql.insert(batch.map((payload) => ({
                 queue,
+                group_key: enqueueOptions?.group ?? null,
                 payload,
                 status: "pending",
                 attempts: 0,
@@ -196,7 +235,7 @@ export const make = <A, I>(options: {
         return ids
       })
 
-    const lease: JobQueue<A>["lease"] = ({ lease: leaseDuration, limit, owner }) =>
+    const lease: JobQueue<A, R>["lease"] = ({ lease: leaseDuration, limit, owner }) =>
       Effect.gen(function*() {
         const at = yield* now
         const expires = at + Duration.toMillis(leaseDuration)
@@ -230,7 +269,7 @@ export const make = <A, I>(options: {
         (rows) => rows.length === 1
       )
 
-    const jobQueue: JobQueue<A> = {
+    const jobQueue: JobQueue<A, R> = {
       name: queue,
       enqueue,
       lease,
@@ -244,9 +283,13 @@ export const make = <A, I>(options: {
             `,
             (rows) => rows.map((row) => Number(row.id)).sort((a, b) => a - b)
           )),
-      ack: (id, owner) =>
-        Effect.flatMap(now, (at) =>
-          settle(id, owner, sql`status = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = ${at}`)),
+      ack: (id, owner, result) =>
+        Effect.flatMap(Effect.zip(now, encodeResult(result)), ([at, stored]) =>
+          settle(
+            id,
+            owner,
+            sql`status = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = ${at}, result = ${stored}`
+          )),
       retry: (id, owner, { delay, error }) =>
         Effect.flatMap(now, (at) =>
           settle(
@@ -255,13 +298,24 @@ export const make = <A, I>(options: {
             sql`status = 'pending', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts + 1,
               available_at = ${at + Duration.toMillis(delay)}, last_error = ${error}`
           )),
-      fail: (id, owner, error) =>
-        Effect.flatMap(now, (at) =>
+      fail: (id, owner, error, result) =>
+        Effect.flatMap(Effect.zip(now, encodeResult(result)), ([at, stored]) =>
           settle(
             id,
             owner,
             sql`status = 'failed', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts + 1,
-              finished_at = ${at}, last_error = ${error}`
+              finished_at = ${at}, last_error = ${error}, result = ${stored}`
+          )),
+      cancelGroup: (group) =>
+        Effect.flatMap(now, (at) =>
+          Effect.map(
+            sql<{ id: number | string }>`
+              UPDATE spindle_jobs
+              SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, finished_at = ${at}
+              WHERE queue = ${queue} AND group_key = ${group} AND status IN ('pending', 'leased')
+              RETURNING id
+            `,
+            (rows) => rows.length
           )),
       release: (ids, owner) =>
         ids.length === 0 ? Effect.succeed(0) : Effect.map(
@@ -270,8 +324,7 @@ export const make = <A, I>(options: {
             WHERE id IN ${sql.in(ids)} AND status = 'leased' AND lease_owner = ${owner} AND queue = ${queue}
             RETURNING id
           `,
-          (rows) =>
-            rows.length
+          (rows) => rows.length
         ),
       reclaimExpired: Effect.flatMap(now, (at) =>
         Effect.map(
@@ -280,24 +333,28 @@ export const make = <A, I>(options: {
             WHERE queue = ${queue} AND status = 'leased' AND lease_expires_at <= ${at}
             RETURNING id
           `,
-          (rows) =>
-            rows.length
+          (rows) => rows.length
         )),
-      counts: Effect.map(
-        sql<{ status: string; n: number | string }>`
-          SELECT status, COUNT(*) AS n FROM spindle_jobs WHERE queue = ${queue} GROUP BY status
-        `,
-        (rows) => {
-          const counts = { pending: 0, leased: 0, done: 0, failed: 0 }
-          for (const row of rows) counts[row.status as Status] = Number(row.n)
-          return counts
-        }
-      ),
-      page: ({ after, limit, status }) =>
+      counts: (group) =>
+        Effect.map(
+          sql<{ status: string; n: number | string }>`
+            SELECT status, COUNT(*) AS n FROM spindle_jobs
+            WHERE queue = ${queue} ${group === undefined ? sql`` : sql`AND group_key = ${group}`}
+            GROUP BY status
+          `,
+          (rows) => {
+            const counts = { pending: 0, leased: 0, done: 0, failed: 0, cancelled: 0 }
+            for (const row of rows) counts[row.status as Status] = Number(row.n)
+            return counts
+          }
+        ),
+      page: ({ after, group, limit, status }) =>
         Effect.flatMap(
           sql<Row>`
             SELECT ${columns} FROM spindle_jobs
-            WHERE queue = ${queue} AND id > ${after ?? 0} ${status === undefined ? sql`` : sql`AND status = ${status}`}
+            WHERE queue = ${queue} AND id > ${after ?? 0}
+              ${status === undefined ? sql`` : sql`AND status = ${status}`}
+              ${group === undefined ? sql`` : sql`AND group_key = ${group}`}
             ORDER BY id
             LIMIT ${limit}
           `,
@@ -310,8 +367,13 @@ export const make = <A, I>(options: {
       stream: (streamOptions) =>
         Stream.paginateChunkEffect(0 as number, (after) =>
           Effect.map(
-            jobQueue.page({ after, limit: streamOptions?.pageSize ?? 500, status: streamOptions?.status }),
-            ({ jobs, next }) => [Chunk.unsafeFromArray(jobs as Array<Job<A>>), next] as const
+            jobQueue.page({
+              after,
+              limit: streamOptions?.pageSize ?? 500,
+              status: streamOptions?.status,
+              group: streamOptions?.group
+            }),
+            ({ jobs, next }) => [Chunk.unsafeFromArray(jobs as Array<Job<A, R>>), next] as const
           ))
     }
     return jobQueue

@@ -35,6 +35,14 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
     `
     yield* sql`CREATE INDEX spindle_jobs_ready ON spindle_jobs (queue, status, available_at, id)`
     yield* sql`CREATE INDEX spindle_jobs_leases ON spindle_jobs (queue, status, lease_expires_at)`
+  }),
+  "2_spindle_jobs_groups": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // A group is a batch of jobs settled or cancelled together (a Harvest job's URLs); `result` is what `ack` or
+    // `fail` recorded.
+    yield* sql`ALTER TABLE spindle_jobs ADD COLUMN group_key TEXT`
+    yield* sql`ALTER TABLE spindle_jobs ADD COLUMN result TEXT`
+    yield* sql`CREATE INDEX spindle_jobs_groups ON spindle_jobs (queue, group_key, id)`
   })
 })
 

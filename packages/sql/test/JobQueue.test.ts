@@ -33,7 +33,7 @@ for (const database of databases) {
             assert.isTrue(yield* q.ack(leased[0].id, "w1"))
             assert.isFalse(yield* q.ack(leased[0].id, "w1"), "a job is settled once")
             assert.isFalse(yield* q.ack(leased[1].id, "someone-else"), "only the lease owner settles")
-            assert.deepStrictEqual(yield* q.counts, { pending: 2, leased: 2, done: 1, failed: 0 })
+            assert.deepStrictEqual(yield* q.counts(), { pending: 2, leased: 2, done: 1, failed: 0, cancelled: 0 })
           }))
 
         it.effect("concurrent leasers never receive the same job", () =>
@@ -97,7 +97,7 @@ for (const database of databases) {
             const [due] = yield* q.lease({ limit: 2, owner: "w", lease: "30 seconds" })
             assert.deepStrictEqual([due.id, due.attempts, due.lastError], [a.id, 1, "http 503"])
             assert.isTrue(yield* q.fail(due.id, "w", "gave up"))
-            assert.deepStrictEqual(yield* q.counts, { pending: 0, leased: 1, done: 0, failed: 1 })
+            assert.deepStrictEqual(yield* q.counts(), { pending: 0, leased: 1, done: 0, failed: 1, cancelled: 0 })
           }))
 
         it.effect("reclaimExpired puts expired leases back to pending", () =>
@@ -108,7 +108,7 @@ for (const database of databases) {
             assert.strictEqual(yield* q.reclaimExpired, 0)
             yield* TestClock.adjust("1 second")
             assert.strictEqual(yield* q.reclaimExpired, 3)
-            assert.deepStrictEqual(yield* q.counts, { pending: 3, leased: 0, done: 0, failed: 0 })
+            assert.deepStrictEqual(yield* q.counts(), { pending: 3, leased: 0, done: 0, failed: 0, cancelled: 0 })
           }))
 
         it.effect("pages by keyset and streams without holding the connection between pages", () =>
@@ -121,7 +121,7 @@ for (const database of databases) {
             assert.strictEqual(second.jobs[0].id, ids[500])
             // Another query between pages: on SQLite's single connection this deadlocks if a page holds it.
             const streamed = yield* q.stream({ pageSize: 500 }).pipe(
-              Stream.tap(() => q.counts),
+              Stream.tap(() => q.counts()),
               Stream.runCollect
             )
             assert.deepStrictEqual(Chunk.toReadonlyArray(streamed).map((j) => j.id), ids)
@@ -129,12 +129,52 @@ for (const database of databases) {
             assert.strictEqual(Chunk.size(pending), 0)
           }))
 
+        it.effect("groups: counted, paged and cancelled together; results recorded with ack and fail", () =>
+          Effect.gen(function*() {
+            const q = yield* JobQueue.make({
+              name: `q${counter++}`,
+              schema: Payload,
+              result: Schema.Struct({ bytes: Schema.Number })
+            })
+            yield* q.enqueue(payloads(3), { group: "job-a" })
+            yield* q.enqueue(payloads(2), { group: "job-b" })
+            const leased = yield* q.lease({ limit: 5, owner: "w", lease: "30 seconds" })
+            const [a1, a2, a3, b1] = leased
+            assert.deepStrictEqual(leased.map((j) => j.group), ["job-a", "job-a", "job-a", "job-b", "job-b"])
+            assert.isTrue(yield* q.ack(a1.id, "w", { bytes: 10 }))
+            assert.isTrue(yield* q.fail(a2.id, "w", "http 404", { bytes: 0 }))
+            assert.strictEqual(yield* q.cancelGroup("job-b"), 2)
+            assert.isFalse(yield* q.ack(b1.id, "w", { bytes: 1 }), "a cancelled job cannot be settled")
+            assert.deepStrictEqual(yield* q.counts("job-a"), {
+              pending: 0,
+              leased: 1,
+              done: 1,
+              failed: 1,
+              cancelled: 0
+            })
+            assert.deepStrictEqual(yield* q.counts("job-b"), {
+              pending: 0,
+              leased: 0,
+              done: 0,
+              failed: 0,
+              cancelled: 2
+            })
+            const page = yield* q.page({ limit: 10, group: "job-a" })
+            assert.deepStrictEqual(page.jobs.map((j) => [j.id, j.status, j.result]), [
+              [a1.id, "done", { bytes: 10 }],
+              [a2.id, "failed", { bytes: 0 }],
+              [a3.id, "leased", null]
+            ])
+            const bad = yield* Effect.flip(q.ack(a3.id, "w", { bytes: "many" } as unknown as { bytes: number }))
+            assert.strictEqual(bad._tag, "ParseError")
+          }))
+
         it.effect("a payload that does not match the schema is a typed error and writes nothing", () =>
           Effect.gen(function*() {
             const q = yield* queue()
             const error = yield* Effect.flip(q.enqueue([{ url: 42 } as unknown as { url: string }]))
             assert.strictEqual(error._tag, "ParseError")
-            assert.deepStrictEqual(yield* q.counts, { pending: 0, leased: 0, done: 0, failed: 0 })
+            assert.deepStrictEqual(yield* q.counts(), { pending: 0, leased: 0, done: 0, failed: 0, cancelled: 0 })
           }))
       }
     )
