@@ -43,3 +43,10 @@ export * as Shutdown from "./Shutdown.js"
  * @since 0.1.0
  */
 export * as CpuPool from "./CpuPool.js"
+
+/**
+ * SSRF protection: resolve, refuse private and special addresses in every spelling, connect to what was checked.
+ *
+ * @since 0.1.0
+ */
+export * as AddressGuard from "./AddressGuard.js"
