@@ -11,6 +11,7 @@
  * | `retryAfter=3` or `retryAfter=date:3` | add `Retry-After`: seconds, or an HTTP date that many seconds ahead |
  * | `bytes=1024` | the body's size (default 64); the body is deterministic, so its SHA-256 is checkable |
  * | `drip=100&every=10` | send the body 100 bytes at a time, `every` ms apart (a slow body) |
+ * | `chunked=1` | send no `Content-Length` (chunked encoding) |
  * | `reset=1` | destroy the connection without answering |
  * | `resetAfter=512` | send headers and that many body bytes, then destroy the connection |
  * | `hang=1` | never answer (the connection stays open until the client gives up) |
@@ -213,7 +214,8 @@ export const make = (options: Options = {}): Effect.Effect<Upstream, never, Scop
           return
         }
         const payload = body(numberParam(params, "bytes", 64))
-        headers["content-length"] = String(payload.length)
+        // `chunked=1` sends no Content-Length, so a client only learns the size as the body arrives.
+        if (params.get("chunked") !== "1") headers["content-length"] = String(payload.length)
         const resetAfter = params.get("resetAfter")
         if (resetAfter !== null) {
           res.writeHead(status, headers)

@@ -1,0 +1,69 @@
+/**
+ * Harvest's database: SQLite in `DATA_DIR/harvest.db` by default, Postgres when `DATABASE_URL` is set; the same
+ * code and migrations for both.
+ *
+ * @since 0.1.0
+ */
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Migrations } from "@spindle/sql"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { HarvestConfig } from "./HarvestConfig.js"
+
+/**
+ * Harvest's own tables (the work items live in `@spindle/sql`'s `spindle_jobs`).
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const loader: Migrator.Loader = Migrator.fromRecord({
+  "1_harvest_jobs": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      CREATE TABLE harvest_jobs (
+        id TEXT PRIMARY KEY,
+        total INTEGER NOT NULL,
+        options TEXT NOT NULL,
+        cancelled INTEGER NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        finished_at BIGINT
+      )
+    `
+  })
+})
+
+/**
+ * Applies `@spindle/sql`'s migrations and Harvest's.
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const migrate = Effect.zipRight(
+  Migrations.run,
+  Migrator.make({})({ loader, table: "harvest_migrations" })
+)
+
+/**
+ * The client chosen by configuration, migrated.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<SqlClient.SqlClient, never, HarvestConfig> = Layer.unwrapEffect(
+  Effect.map(HarvestConfig, (config) => {
+    const client: Layer.Layer<SqlClient.SqlClient, unknown> = Option.match(config.databaseUrl, {
+      onSome: (url) => PgClient.layer({ url, maxConnections: 20 }),
+      onNone: () => {
+        fs.mkdirSync(config.dataDir, { recursive: true })
+        return SqliteClient.layer({ filename: path.join(config.dataDir, "harvest.db") })
+      }
+    })
+    return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(client), Layer.orDie)
+  })
+)
