@@ -124,11 +124,11 @@ export interface JobQueue<A, R = unknown> {
   readonly reclaimExpired: Effect.Effect<number, SqlError.SqlError>
   /** Jobs per status (of one group, if given). */
   readonly counts: (group?: string | undefined) => Effect.Effect<Counts, SqlError.SqlError>
-  /** One keyset page of jobs after `after` (by id), optionally of one status and one group. */
+  /** One keyset page of jobs after `after` (by id), optionally of some statuses and one group. */
   readonly page: (options: {
     readonly after?: number | undefined
     readonly limit: number
-    readonly status?: Status | undefined
+    readonly status?: Status | ReadonlyArray<Status> | undefined
     readonly group?: string | undefined
   }) => Effect.Effect<
     { readonly jobs: ReadonlyArray<Job<A, R>>; readonly next: Option.Option<number> },
@@ -139,7 +139,7 @@ export interface JobQueue<A, R = unknown> {
    * stream never holds a connection — SQLite's only one included — between pages.
    */
   readonly stream: (options?: {
-    readonly status?: Status | undefined
+    readonly status?: Status | ReadonlyArray<Status> | undefined
     readonly group?: string | undefined
     readonly pageSize?: number | undefined
   }) => Stream.Stream<Job<A, R>, SqlError.SqlError | ParseResult.ParseError>
@@ -269,6 +269,13 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         (rows) => rows.length === 1
       )
 
+    const statusFilter = (status: Status | ReadonlyArray<Status> | undefined) =>
+      status === undefined
+        ? sql``
+        : typeof status === "string"
+        ? sql`AND status = ${status}`
+        : sql`AND status IN ${sql.in(status)}`
+
     const jobQueue: JobQueue<A, R> = {
       name: queue,
       enqueue,
@@ -352,8 +359,7 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         Effect.flatMap(
           sql<Row>`
             SELECT ${columns} FROM spindle_jobs
-            WHERE queue = ${queue} AND id > ${after ?? 0}
-              ${status === undefined ? sql`` : sql`AND status = ${status}`}
+            WHERE queue = ${queue} AND id > ${after ?? 0} ${statusFilter(status)}
               ${group === undefined ? sql`` : sql`AND group_key = ${group}`}
             ORDER BY id
             LIMIT ${limit}

@@ -165,6 +165,8 @@ for (const database of databases) {
               [a2.id, "failed", { bytes: 0 }],
               [a3.id, "leased", null]
             ])
+            const settled = yield* q.page({ limit: 10, group: "job-a", status: ["done", "failed"] })
+            assert.deepStrictEqual(settled.jobs.map((j) => j.id), [a1.id, a2.id])
             const bad = yield* Effect.flip(q.ack(a3.id, "w", { bytes: "many" } as unknown as { bytes: number }))
             assert.strictEqual(bad._tag, "ParseError")
           }))
