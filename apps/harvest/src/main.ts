@@ -1,5 +1,8 @@
 /**
- * Harvest server entry point. The service itself is specified in DESIGN.md and built in issue 6; until then this
- * entry point says so plainly instead of pretending to serve.
+ * `pnpm start`: Harvest configured from the environment, until SIGTERM/SIGINT.
  */
-console.log("Harvest is not built yet: the server lands with the Harvest issue. See README.md for what works today.")
+import { Shutdown } from "@spindle/node"
+import * as HarvestConfig from "./HarvestConfig.js"
+import * as Server from "./Server.js"
+
+Shutdown.runLayer(Server.make(HarvestConfig.layer), { deadline: "60 seconds" })

@@ -1,0 +1,164 @@
+/**
+ * Harvest's jobs: a row in `harvest_jobs` plus one work item per distinct URL in `@spindle/sql`'s queue, grouped
+ * by job, all committed in one transaction before the job is acknowledged.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { JobQueue } from "@spindle/sql"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { randomUUID } from "node:crypto"
+import * as Domain from "./Domain.js"
+
+/**
+ * The item queue shared by the API and the pipeline.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Items extends Context.Tag("@spindle/harvest/Items")<
+  Items,
+  JobQueue.JobQueue<Domain.ItemPayload, Domain.ItemResult>
+>() {}
+
+/**
+ * The item queue over the database in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerItems: Layer.Layer<Items, never, SqlClient.SqlClient> = Layer.effect(
+  Items,
+  JobQueue.make({ name: "harvest", schema: Domain.ItemPayload, result: Domain.ItemResult })
+)
+
+interface JobRow {
+  readonly id: string
+  readonly total: number | string
+  readonly options: string
+  readonly cancelled: number | string
+  readonly created_at: number | string
+  readonly finished_at: number | string | null
+}
+
+const decodeOptions = Schema.decodeUnknownSync(Schema.parseJson(Domain.JobOptions))
+const encodeOptions = Schema.encodeSync(Schema.parseJson(Domain.JobOptions))
+
+/**
+ * A job as stored.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Job {
+  readonly id: string
+  readonly total: number
+  readonly options: Domain.JobOptions
+  readonly cancelled: boolean
+  readonly createdAt: number
+  readonly finishedAt: number | null
+}
+
+const toJob = (row: JobRow): Job => ({
+  id: row.id,
+  total: Number(row.total),
+  options: decodeOptions(row.options),
+  cancelled: Number(row.cancelled) === 1,
+  createdAt: Number(row.created_at),
+  finishedAt: row.finished_at === null ? null : Number(row.finished_at)
+})
+
+/**
+ * Job storage and queries.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const items = yield* Items
+
+    const find = Effect.fn("Jobs.find")(function*(id: string) {
+      const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs WHERE id = ${id}`
+      return rows.length === 0 ? Option.none<Job>() : Option.some(toJob(rows[0]))
+    })
+
+    const create = Effect.fn("Jobs.create")(function*(urls: ReadonlyArray<string>, options: Domain.JobOptions) {
+      const id = randomUUID()
+      const distinct = Array.from(new Set(urls))
+      const now = Date.now()
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO harvest_jobs ${
+          sql.insert({ id, total: distinct.length, options: encodeOptions(options), cancelled: 0, created_at: now })
+        }`
+        yield* items.enqueue(distinct.map((url) => ({ url })), { group: id })
+      }))
+      return { id, total: distinct.length }
+    })
+
+    const view = Effect.fn("Jobs.view")(function*(job: Job) {
+      const counts = yield* items.counts(job.id)
+      const pending = counts.pending + counts.leased
+      let finishedAt = job.finishedAt
+      if (finishedAt === null && (job.cancelled || pending === 0)) {
+        finishedAt = Date.now()
+        yield* sql`UPDATE harvest_jobs SET finished_at = ${finishedAt} WHERE id = ${job.id} AND finished_at IS NULL`
+      }
+      const status: Domain.JobView["status"] = job.cancelled
+        ? "cancelled"
+        : pending === 0
+        ? "completed"
+        : counts.done + counts.failed + counts.leased > 0
+        ? "running"
+        : "queued"
+      return {
+        id: job.id,
+        status,
+        total: job.total,
+        succeeded: counts.done,
+        failed: counts.failed,
+        pending,
+        createdAt: new Date(job.createdAt).toISOString(),
+        finishedAt: finishedAt === null ? null : new Date(finishedAt).toISOString()
+      } satisfies Domain.JobView
+    })
+
+    const settledResult = (job: JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>): Domain.ItemResult =>
+      job.result ?? {
+        url: job.payload.url,
+        status: "failed",
+        httpStatus: null,
+        bytes: null,
+        sha256: null,
+        attempts: job.attempts,
+        error: { code: "cancelled", message: "the job was cancelled" },
+        fileId: null
+      }
+
+    const results = Effect.fn("Jobs.results")(function*(id: string, limit: number, cursor: number | undefined) {
+      const page = yield* items.page({ group: id, limit, after: cursor, status: ["done", "failed", "cancelled"] })
+      return {
+        items: page.jobs.map(settledResult),
+        nextCursor: Option.match(page.next, { onNone: () => null, onSome: String })
+      }
+    })
+
+    const exportResults = (id: string) =>
+      items.stream({ group: id, status: ["done", "failed", "cancelled"], pageSize: 500 }).pipe(
+        Stream.map(settledResult)
+      )
+
+    const cancel = Effect.fn("Jobs.cancel")(function*(id: string) {
+      yield* sql`UPDATE harvest_jobs SET cancelled = 1 WHERE id = ${id}`
+      return yield* items.cancelGroup(id)
+    })
+
+    return { find, create, view, results, exportResults, cancel } as const
+  })
+}) {}

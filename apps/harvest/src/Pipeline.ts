@@ -1,0 +1,362 @@
+/**
+ * The fetch pipeline: leases items from the queue, fetches each under the global limit, the job's own limits, a
+ * per-host limiter and circuit breaker, per-attempt timeouts and retries with backoff and Retry-After, and records
+ * exactly one result per item.
+ *
+ * Shutdown (closing the layer): leasing stops, fetches in flight get `SHUTDOWN_GRACE_MS` to finish, the rest are
+ * interrupted and their items released back to pending without counting the attempt. A job's cancellation
+ * interrupts that job's fetches only.
+ *
+ * @since 0.1.0
+ */
+import { Bulkhead, CircuitBreaker, Deadline, KeyedCircuitBreaker, KeyedLimiter, RetryPolicy } from "@spindle/core"
+import { TokenBucketStore } from "@spindle/core"
+import { AddressGuard } from "@spindle/node"
+import type { JobQueue } from "@spindle/sql"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type * as Domain from "./Domain.js"
+import * as Fetcher from "./Fetcher.js"
+import { HarvestConfig } from "./HarvestConfig.js"
+import { Items, Jobs } from "./Jobs.js"
+
+type Item = JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>
+
+/**
+ * What the rest of the service reads from the pipeline.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Pipeline {
+  /** Fetches in flight in this process. */
+  readonly inFlight: () => number
+  /** Interrupts this process's fetches of a job (after the job was cancelled in the database). */
+  readonly interruptJob: (jobId: string) => Effect.Effect<void>
+  /** `true` once shutdown has begun. */
+  readonly isDraining: () => boolean
+}
+
+/**
+ * The pipeline service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class PipelineTag extends Context.Tag("@spindle/harvest/Pipeline")<PipelineTag, Pipeline>() {}
+
+const itemsFetched = Metric.counter("harvest_items_total", {
+  description: "Items settled, by outcome",
+  incremental: true
+})
+
+const failed = (url: string, attempts: number, error: { code: string; message: string }, httpStatus: number | null) =>
+  ({
+    url,
+    status: "failed",
+    httpStatus,
+    bytes: null,
+    sha256: null,
+    attempts,
+    error,
+    fileId: null
+  }) satisfies Domain.ItemResult
+
+/**
+ * Runs the pipeline for the lifetime of the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<
+  PipelineTag,
+  never,
+  HarvestConfig | Items | Jobs | TokenBucketStore.TokenBucketStore
+> = Layer.scoped(
+  PipelineTag,
+  Effect.gen(function*() {
+    const config = yield* HarvestConfig
+    const items = yield* Items
+    const jobs = yield* Jobs
+    const store = yield* TokenBucketStore.TokenBucketStore
+    const owner = `harvest-${randomUUID()}`
+    const directories = {
+      files: path.join(config.dataDir, "files"),
+      tmp: path.join(config.dataDir, "tmp")
+    }
+    fs.mkdirSync(directories.files, { recursive: true })
+    fs.mkdirSync(directories.tmp, { recursive: true })
+
+    const breakers = yield* KeyedCircuitBreaker.make<Fetcher.FetchFailure>({
+      name: "hosts",
+      // A host that fails half of at least 20 calls within 10 s is given a rest; 429 is throttling (handled by
+      // Retry-After), and 4xx and oversized bodies say nothing about the host's health.
+      policy: CircuitBreaker.failureRatio({ ratio: 0.5, window: "10 seconds", minimumThroughput: 20 }),
+      cooldown: "2 seconds",
+      cooldownFactor: 2,
+      cooldownMax: "30 seconds",
+      isFailure: (error) => error.code === "network" || error.code === "timeout" || (error.httpStatus ?? 0) >= 500
+    })
+
+    // Per-job state, created on first use and dropped when the job has nothing left here.
+    interface JobState {
+      readonly options: Domain.JobOptions
+      readonly bulkhead: Bulkhead.Bulkhead<never>
+      readonly hosts: KeyedLimiter.KeyedLimiter<any>
+      readonly fibers: Set<Fiber.RuntimeFiber<void, never>>
+    }
+    const jobStates = new Map<string, JobState>()
+    const jobState = (jobId: string) =>
+      Effect.gen(function*() {
+        const existing = jobStates.get(jobId)
+        if (existing !== undefined) return Option.some(existing)
+        const job = yield* Effect.orDie(jobs.find(jobId))
+        if (Option.isNone(job)) return Option.none<JobState>()
+        const options = job.value.options
+        const hosts = yield* KeyedLimiter.make({
+          name: "hosts",
+          keyPrefix: `harvest:${jobId}`,
+          concurrency: options.perHostConcurrency,
+          rate: options.perHostRps === null
+            ? undefined
+            : { limit: options.perHostRps, interval: "1 second", burst: options.perHostBurst }
+        }).pipe(Effect.provideService(TokenBucketStore.TokenBucketStore, store))
+        const state: JobState = {
+          options,
+          bulkhead: yield* Bulkhead.make({ name: "jobs", maxConcurrent: options.concurrency }),
+          hosts,
+          fibers: new Set()
+        }
+        jobStates.set(jobId, state)
+        return Option.some(state)
+      })
+
+    const fetchItem = (item: Item, state: JobState) =>
+      Effect.gen(function*() {
+        const url = item.payload.url
+        const attempts = yield* Ref.make(0)
+        const destination = yield* AddressGuard.check(url, { allowPrivate: config.allowPrivateNetworks }).pipe(
+          Effect.mapError((error) =>
+            error._tag === "BlockedAddress"
+              ? new Fetcher.FetchFailure({
+                code: "blocked_address",
+                message: error.message,
+                retryable: false,
+                httpStatus: null,
+                retryAfter: undefined
+              })
+              : new Fetcher.FetchFailure({
+                code: "network",
+                message: error.message,
+                retryable: true,
+                httpStatus: null,
+                retryAfter: undefined
+              })
+          )
+        )
+        const hostKey = destination.url.host
+        const once = Fetcher.attempt(destination, { directories, maxBodyBytes: config.maxBodyBytes }).pipe(
+          Deadline.attempt(Duration.millis(state.options.timeoutMs)),
+          Effect.catchTag("TimeoutError", (timeout) =>
+            Effect.fail(
+              new Fetcher.FetchFailure({
+                code: "timeout",
+                message: timeout.message,
+                retryable: true,
+                httpStatus: null,
+                retryAfter: undefined
+              })
+            )),
+          (effect) => breakers.run(hostKey, effect),
+          Effect.catchTag("CircuitOpen", (open) =>
+            Effect.fail(
+              new Fetcher.FetchFailure({
+                code: "circuit_open",
+                message: open.message,
+                retryable: true,
+                httpStatus: null,
+                retryAfter: open.retryAfter
+              })
+            )),
+          (effect) => state.hosts.run(hostKey, Effect.zipRight(Ref.update(attempts, (n) => n + 1), effect)),
+          Effect.catchTags({
+            TokenBucketStoreError: (error: { readonly message: string }) =>
+              Effect.fail(
+                new Fetcher.FetchFailure({
+                  code: "network",
+                  message: `rate limit store unavailable: ${error.message}`,
+                  retryable: true,
+                  httpStatus: null,
+                  retryAfter: undefined
+                })
+              )
+          } as any)
+        ) as Effect.Effect<Fetcher.Fetched, Fetcher.FetchFailure>
+        const fetched = yield* RetryPolicy.retry(once, {
+          name: "fetch",
+          base: "200 millis",
+          cap: "10 seconds",
+          jitter: "full",
+          maxAttempts: state.options.maxAttempts,
+          retryable: (error) => error.retryable,
+          retryAfterMax: Duration.millis(config.retryAfterMaxMs)
+        }).pipe(Effect.either)
+        const count = Math.max(1, yield* Ref.get(attempts))
+        return { fetched, count }
+      }).pipe(
+        Effect.catchAll((error) => Effect.succeed({ fetched: { _tag: "Left" as const, left: error }, count: 1 }))
+      )
+
+    const process = (item: Item) =>
+      Effect.gen(function*() {
+        const jobId = item.group!
+        const state = yield* jobState(jobId)
+        if (Option.isNone(state)) return yield* Effect.orDie(items.fail(item.id, owner, "job not found"))
+        const { count, fetched } = yield* state.value.bulkhead.run(fetchItem(item, state.value))
+        if (fetched._tag === "Right") {
+          const result: Domain.ItemResult = {
+            url: item.payload.url,
+            status: "succeeded",
+            httpStatus: fetched.right.httpStatus,
+            bytes: fetched.right.bytes,
+            sha256: fetched.right.sha256,
+            attempts: count,
+            error: null,
+            fileId: fetched.right.fileId
+          }
+          itemsFetched.unsafeUpdate(1, [])
+          yield* Effect.orDie(items.ack(item.id, owner, result))
+        } else {
+          const error = fetched.left
+          yield* Effect.orDie(
+            items.fail(
+              item.id,
+              owner,
+              error.message,
+              failed(item.payload.url, count, { code: error.code, message: error.message }, error.httpStatus)
+            )
+          )
+        }
+      })
+
+    let inFlight = 0
+    let draining = false
+    const held = new Set<number>()
+    const running = new Set<Fiber.RuntimeFiber<void, never>>()
+
+    const start = (item: Item) =>
+      Effect.gen(function*() {
+        inFlight++
+        held.add(item.id)
+        const fiber: Fiber.RuntimeFiber<void, never> = yield* Effect.forkDaemon(
+          process(item).pipe(
+            Effect.asVoid,
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause)
+                ? Effect.void
+                : Effect.logError("item processing failed").pipe(
+                  Effect.annotateLogs({ item: item.id, cause: Cause.pretty(cause) })
+                )
+            ),
+            Effect.ensuring(Effect.sync(() => {
+              inFlight--
+              held.delete(item.id)
+              running.delete(fiber)
+              jobStates.get(item.group!)?.fibers.delete(fiber)
+            }))
+          )
+        )
+        running.add(fiber)
+        const state = yield* jobState(item.group!)
+        if (Option.isSome(state)) state.value.fibers.add(fiber)
+      })
+
+    const leaseLoop = Effect.gen(function*() {
+      while (!draining) {
+        const free = config.maxConcurrency - inFlight
+        if (free <= 0) {
+          yield* Effect.sleep("10 millis")
+          continue
+        }
+        const leased = yield* items.lease({
+          limit: Math.min(free, 200),
+          owner,
+          lease: Duration.millis(config.leaseMs)
+        }).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.as(Effect.logWarning("leasing failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) })), [])
+          )
+        )
+        for (const item of leased) yield* start(item)
+        if (leased.length === 0) yield* Effect.sleep("50 millis")
+      }
+    })
+
+    const heartbeat = Effect.gen(function*() {
+      while (true) {
+        yield* Effect.sleep(Duration.millis(Math.max(100, Math.floor(config.leaseMs / 3))))
+        if (held.size > 0) {
+          yield* items.heartbeat(Array.from(held), owner, Duration.millis(config.leaseMs)).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.logWarning("heartbeat failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) }))
+            )
+          )
+        }
+      }
+    })
+
+    // Start-up recovery: leases of crashed instances expire on their own; temp files of this process's
+    // predecessors older than a lease are gone for good.
+    const cutoff = Date.now() - 2 * config.leaseMs
+    for (const name of fs.readdirSync(directories.tmp)) {
+      const file = path.join(directories.tmp, name)
+      try {
+        if (fs.statSync(file).mtimeMs < cutoff) fs.rmSync(file, { force: true })
+      } catch {
+        // removed meanwhile
+      }
+    }
+
+    yield* Effect.forkScoped(leaseLoop)
+    yield* Effect.forkScoped(heartbeat)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        draining = true
+        const deadline = Date.now() + config.shutdownGraceMs
+        while (inFlight > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
+        const left = Array.from(running)
+        const ids = Array.from(held)
+        yield* Effect.forEach(left, (fiber) => Fiber.interruptAs(fiber, FiberId.none), { discard: true })
+        if (ids.length > 0) {
+          // Cut short by the shutdown, not by the items: back to pending, attempt not counted.
+          yield* items.release(ids, owner).pipe(Effect.ignoreLogged)
+          yield* Effect.logInfo("released unfinished items").pipe(Effect.annotateLogs({ items: ids.length }))
+        }
+      })
+    )
+
+    return {
+      inFlight: () => inFlight,
+      isDraining: () => draining,
+      interruptJob: (jobId: string) =>
+        Effect.suspend(() => {
+          const state = jobStates.get(jobId)
+          jobStates.delete(jobId)
+          if (state === undefined) return Effect.void
+          return Effect.forEach(Array.from(state.fibers), (fiber) => Fiber.interrupt(fiber), { discard: true })
+        })
+    }
+  })
+)

@@ -1,0 +1,69 @@
+/**
+ * Harvest assembled: configuration → database → jobs and queue → limit store → pipeline → HTTP, each a layer, so
+ * that shutdown releases them in reverse: HTTP drains first, then the pipeline finishes or releases its items, then
+ * the database closes.
+ *
+ * @since 0.1.0
+ */
+import * as HttpServer from "@effect/platform/HttpServer"
+import { TokenBucketStore } from "@spindle/core"
+import { EventLoopMonitor, HttpDrain, LoadShedder, Shutdown } from "@spindle/node"
+import { RedisTokenBucketStore } from "@spindle/redis"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { createServer } from "node:http"
+import * as Database from "./Database.js"
+import { HarvestConfig } from "./HarvestConfig.js"
+import * as Http from "./Http.js"
+import { Jobs, layerItems } from "./Jobs.js"
+import * as Pipeline from "./Pipeline.js"
+
+const LimitStoreLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) =>
+  Option.match(config.redisUrl, {
+    onNone: () => TokenBucketStore.layerMemory,
+    onSome: (url) =>
+      RedisTokenBucketStore.layer().pipe(Layer.provide(RedisTokenBucketStore.layerConnection(Redacted.value(url))))
+  })))
+
+const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
+  const routes = Layer.scopedDiscard(Effect.gen(function*() {
+    const app = yield* Http.app
+    const shedder = yield* LoadShedder.LoadShedder
+    // The shedder answers 503 itself and otherwise passes the app through: same type as the app.
+    yield* HttpServer.serveEffect(shedder.middleware(app) as typeof app)
+    const server = yield* HttpServer.HttpServer
+    const address = server.address as HttpServer.TcpAddress
+    yield* Effect.logInfo("Harvest listening").pipe(
+      Effect.annotateLogs({ url: `http://${config.host}:${address.port}` })
+    )
+  }))
+  return routes.pipe(
+    Layer.provide(LoadShedder.layer({ maxEventLoopDelay: "500 millis" })),
+    Layer.provideMerge(HttpDrain.layer(createServer, { port: config.port, host: config.host }, {
+      grace: `${config.shutdownGraceMs} millis`
+    }))
+  )
+}))
+
+/**
+ * The whole service over a configuration layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
+  const data = Database.layer.pipe(Shutdown.phase("database"))
+  const jobs = Layer.provideMerge(Jobs.Default, layerItems)
+  const pipeline = Pipeline.layer.pipe(Shutdown.phase("pipeline"))
+  return HttpLive.pipe(
+    Shutdown.phase("http"),
+    Layer.provideMerge(pipeline),
+    Layer.provideMerge(LimitStoreLive),
+    Layer.provideMerge(EventLoopMonitor.layer()),
+    Layer.provideMerge(jobs),
+    Layer.provideMerge(data),
+    Layer.provideMerge(config)
+  )
+}
