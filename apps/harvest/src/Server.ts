@@ -31,8 +31,7 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
   const routes = Layer.scopedDiscard(Effect.gen(function*() {
     const app = yield* Http.app
     const shedder = yield* LoadShedder.LoadShedder
-    // The shedder answers 503 itself and otherwise passes the app through: same type as the app.
-    yield* HttpServer.serveEffect(shedder.middleware(app) as typeof app)
+    yield* HttpServer.serveEffect(shedder.middleware(app))
     const server = yield* HttpServer.HttpServer
     const address = server.address as HttpServer.TcpAddress
     yield* Effect.logInfo("Harvest listening").pipe(

@@ -8,13 +8,15 @@
  * module and the export, and pass structured-cloneable arguments.
  *
  * Each call runs on a fresh worker, which isolates it completely (a crash or a hang affects only that call) and
- * makes interruption exact: interrupting the caller terminates the worker, stopping the blocking call itself.
+ * makes interruption exact: interrupting the caller terminates the worker, stopping the blocking call itself (a
+ * JavaScript loop at once; a native call such as `zlib.gzipSync` when it returns — the caller does not wait).
  * Starting a worker costs a few milliseconds: for many short CPU tasks use `CpuPool` instead.
  *
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 
 /**
@@ -63,7 +65,7 @@ export const call = <A = unknown>(
   ...args: ReadonlyArray<unknown>
 ): Effect.Effect<A, BlockingCallError> => {
   const moduleId = module.toString()
-  const url = moduleId.startsWith("file:") || moduleId.includes("://") ? moduleId : `file://${moduleId}`
+  const url = moduleId.includes("://") ? moduleId : pathToFileURL(moduleId).href
   return Effect.async<A, BlockingCallError>((resume) => {
     const fail = (reason: "Threw" | "WorkerFailed", cause: unknown) =>
       resume(Effect.fail(new BlockingCallError({ module: moduleId, exportName, reason, cause })))
@@ -89,6 +91,11 @@ export const call = <A = unknown>(
       settled = true
       fail("WorkerFailed", new Error(`worker exited with code ${code} before answering`))
     })
-    return Effect.promise(() => worker.terminate()).pipe(Effect.asVoid)
+    // Not awaited: a native call in progress (a sync zlib or crypto call) ends before its thread can, and the
+    // caller should not wait for it; the thread is gone as soon as the call returns.
+    return Effect.sync(() => {
+      settled = true
+      void worker.terminate()
+    })
   })
 }

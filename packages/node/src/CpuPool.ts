@@ -26,6 +26,7 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
+import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 // Shared with core (the same intrusive list its limiters queue waiters in).
 import { LinkedList } from "@spindle/core/internal/linkedList"
@@ -171,7 +172,7 @@ interface Slot {
 
 const toUrl = (module: string | URL): string => {
   const id = module.toString()
-  return id.includes("://") ? id : `file://${id}`
+  return id.includes("://") ? id : pathToFileURL(id).href
 }
 
 /**

@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Context from "effect/Context"
@@ -50,8 +51,8 @@ export type Pressure =
  * @category models
  */
 export interface LoadShedder {
-  /** Wrap an `HttpApp` (or the whole server) with it. */
-  readonly middleware: HttpMiddleware.HttpMiddleware
+  /** Wrap an `HttpApp` (or the whole server) with it; the app keeps its type. */
+  readonly middleware: <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R>
   /** Requests in flight through the middleware now. */
   readonly inFlight: Effect.Effect<number>
   /** The pressure now. */
@@ -107,7 +108,7 @@ export const make = (options: Options = {}): Effect.Effect<LoadShedder, never, E
       inFlight--
     })
 
-    const middleware = HttpMiddleware.make((app) =>
+    const middleware = HttpMiddleware.make(<E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
       Effect.suspend(() => {
         const pressure = unsafePressure()
         if (pressure._tag !== "None") {

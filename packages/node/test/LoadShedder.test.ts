@@ -1,5 +1,4 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { assert, describe, it } from "@effect/vitest"
@@ -17,7 +16,7 @@ const serve = (gate: Deferred.Deferred<void>) =>
     const shedder = yield* LoadShedder.LoadShedder
     const monitor = yield* EventLoopMonitor.EventLoopMonitor
     const app = Effect.as(Deferred.await(gate), HttpServerResponse.text("done"))
-    yield* HttpServer.serveEffect(shedder.middleware(app) as HttpApp.Default)
+    yield* HttpServer.serveEffect(shedder.middleware(app))
     const server = yield* HttpServer.HttpServer
     const address = server.address as HttpServer.TcpAddress
     return { shedder, monitor, url: `http://127.0.0.1:${address.port}/` }
