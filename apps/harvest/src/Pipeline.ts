@@ -15,6 +15,7 @@ import { AddressGuard } from "@spindle/node"
 import type { JobQueue } from "@spindle/sql"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -109,18 +110,17 @@ export const layer: Layer.Layer<
       isFailure: (error) => error.code === "network" || error.code === "timeout" || (error.httpStatus ?? 0) >= 500
     })
 
-    // Per-job state, created on first use and dropped when the job has nothing left here.
+    // Per-job state, created once per job however many items ask for it at the same time (two creators would
+    // mean two per-host limiters, splitting the job's limits), and dropped when the job is cancelled.
     interface JobState {
       readonly options: Domain.JobOptions
       readonly bulkhead: Bulkhead.Bulkhead<never>
       readonly hosts: KeyedLimiter.KeyedLimiter<any>
-      readonly fibers: Set<Fiber.RuntimeFiber<void, never>>
     }
-    const jobStates = new Map<string, JobState>()
-    const jobState = (jobId: string) =>
+    const jobStates = new Map<string, Deferred.Deferred<Option.Option<JobState>>>()
+    const jobFibers = new Map<string, Set<Fiber.RuntimeFiber<void, never>>>()
+    const loadJobState = (jobId: string) =>
       Effect.gen(function*() {
-        const existing = jobStates.get(jobId)
-        if (existing !== undefined) return Option.some(existing)
         const job = yield* Effect.orDie(jobs.find(jobId))
         if (Option.isNone(job)) return Option.none<JobState>()
         const options = job.value.options
@@ -132,14 +132,17 @@ export const layer: Layer.Layer<
             ? undefined
             : { limit: options.perHostRps, interval: "1 second", burst: options.perHostBurst }
         }).pipe(Effect.provideService(TokenBucketStore.TokenBucketStore, store))
-        const state: JobState = {
-          options,
-          bulkhead: yield* Bulkhead.make({ name: "jobs", maxConcurrent: options.concurrency }),
-          hosts,
-          fibers: new Set()
-        }
-        jobStates.set(jobId, state)
-        return Option.some(state)
+        const bulkhead = yield* Bulkhead.make({ name: "jobs", maxConcurrent: options.concurrency })
+        return Option.some<JobState>({ options, bulkhead, hosts })
+      })
+    const jobState = (jobId: string) =>
+      Effect.suspend(() => {
+        const existing = jobStates.get(jobId)
+        if (existing !== undefined) return Deferred.await(existing)
+        const created = Deferred.unsafeMake<Option.Option<JobState>>(FiberId.none)
+        jobStates.set(jobId, created)
+        return Effect.flatMap(Effect.exit(loadJobState(jobId)), (exit) =>
+          Effect.zipRight(Deferred.done(created, exit), exit))
       })
 
     const fetchItem = (item: Item, state: JobState) =>
@@ -273,13 +276,13 @@ export const layer: Layer.Layer<
               inFlight--
               held.delete(item.id)
               running.delete(fiber)
-              jobStates.get(item.group!)?.fibers.delete(fiber)
+              jobFibers.get(item.group!)?.delete(fiber)
             }))
           )
         )
         running.add(fiber)
-        const state = yield* jobState(item.group!)
-        if (Option.isSome(state)) state.value.fibers.add(fiber)
+        const group = jobFibers.get(item.group!) ?? new Set()
+        jobFibers.set(item.group!, group.add(fiber))
       })
 
     const leaseLoop = Effect.gen(function*() {
@@ -352,10 +355,11 @@ export const layer: Layer.Layer<
       isDraining: () => draining,
       interruptJob: (jobId: string) =>
         Effect.suspend(() => {
-          const state = jobStates.get(jobId)
+          const fibers = jobFibers.get(jobId)
           jobStates.delete(jobId)
-          if (state === undefined) return Effect.void
-          return Effect.forEach(Array.from(state.fibers), (fiber) => Fiber.interrupt(fiber), { discard: true })
+          jobFibers.delete(jobId)
+          if (fibers === undefined) return Effect.void
+          return Effect.forEach(Array.from(fibers), (fiber) => Fiber.interrupt(fiber), { discard: true })
         })
     }
   })

@@ -1,23 +1,25 @@
 import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
-import { Upstream } from "@spindle/testkit"
+import { Databases, Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Server from "../src/Server.js"
 
-// Harvest on SQLite in a temp dir, on a free port, with the simulated upstream on loopback.
-const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
+// Harvest on a free port with files in a temp dir, on SQLite (in that dir) or a fresh Postgres database.
+const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
-    const dataDir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "harvest-test-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    )
+    const dataDir = yield* Databases.tempDir("harvest-test-")
+    const databaseUrl = database === "pg"
+      ? Option.some(Redacted.make(yield* Databases.freshPostgres))
+      : Option.none()
     const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
       dataDir,
+      databaseUrl,
       port: 0,
       allowPrivateNetworks: true,
       maxConcurrency: 16,
@@ -52,98 +54,103 @@ const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
     return { base, call, dataDir, waitFor }
   })
 
-describe("Harvest (SQLite)", () => {
-  it.scopedLive("fetches a job end to end: every outcome recorded once, bodies stored under their hash", () =>
-    Effect.gen(function*() {
-      const upstream = yield* Upstream.make()
-      const { call, dataDir, waitFor } = yield* harvest()
-      const urls = [
-        upstream.url("/ok?bytes=3000"),
-        upstream.url("/ok?bytes=3000"), // a duplicate, stored once
-        upstream.url("/flaky?fail=1&key=f1&status=503"),
-        upstream.url("/missing?status=404"),
-        upstream.url("/gone?reset=1")
-      ]
-      const created = yield* call("POST", "/jobs", { urls, maxAttempts: 2 })
-      assert.strictEqual(created.status, 202)
-      assert.deepStrictEqual([created.json.status, created.json.total], ["queued", 4])
-      const done = yield* waitFor(created.json.id, "completed")
-      assert.deepStrictEqual([done.succeeded, done.failed, done.pending], [2, 2, 0])
-      const results = yield* call("GET", `/jobs/${created.json.id}/results?limit=10`)
-      const byPath = new Map<string, any>(results.json.items.map((r: any) => [new URL(r.url).pathname, r]))
-      assert.deepStrictEqual(
-        [byPath.get("/ok").sha256, byPath.get("/ok").bytes, byPath.get("/ok").attempts],
-        [Upstream.expectedSha256(3000), 3000, 1]
-      )
-      assert.deepStrictEqual([byPath.get("/flaky").status, byPath.get("/flaky").attempts], ["succeeded", 2])
-      assert.deepStrictEqual(
-        [byPath.get("/missing").error.code, byPath.get("/missing").httpStatus, byPath.get("/missing").attempts],
-        ["http_status", 404, 1]
-      )
-      assert.deepStrictEqual([byPath.get("/gone").error.code, byPath.get("/gone").attempts], ["network", 2])
-      const file = yield* call("GET", `/files/${byPath.get("/ok").fileId}`)
-      assert.strictEqual(file.text.length, 3000)
-      const exported = yield* call("GET", `/jobs/${created.json.id}/export`)
-      assert.strictEqual(exported.headers.get("content-type"), "application/x-ndjson")
-      assert.strictEqual(exported.text.trim().split("\n").length, 4)
-      assert.deepStrictEqual(fs.readdirSync(path.join(dataDir, "tmp")), [])
-    }))
+for (const database of ["sqlite", "pg"] as const) {
+  const skip = database === "pg" ? Databases.postgresSkip : undefined
+  const suite = skip === undefined ? describe : describe.skip
+  const harvest = harvestOn(database)
+  suite(`Harvest on ${database}${skip === undefined ? "" : ` (skipped: ${skip})`}`, () => {
+    it.scopedLive("fetches a job end to end: every outcome recorded once, bodies stored under their hash", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { call, dataDir, waitFor } = yield* harvest()
+        const urls = [
+          upstream.url("/ok?bytes=3000"),
+          upstream.url("/ok?bytes=3000"), // a duplicate, stored once
+          upstream.url("/flaky?fail=1&key=f1&status=503"),
+          upstream.url("/missing?status=404"),
+          upstream.url("/gone?reset=1")
+        ]
+        const created = yield* call("POST", "/jobs", { urls, maxAttempts: 2 })
+        assert.strictEqual(created.status, 202)
+        assert.deepStrictEqual([created.json.status, created.json.total], ["queued", 4])
+        const done = yield* waitFor(created.json.id, "completed")
+        assert.deepStrictEqual([done.succeeded, done.failed, done.pending], [2, 2, 0])
+        const results = yield* call("GET", `/jobs/${created.json.id}/results?limit=10`)
+        const byPath = new Map<string, any>(results.json.items.map((r: any) => [new URL(r.url).pathname, r]))
+        assert.deepStrictEqual(
+          [byPath.get("/ok").sha256, byPath.get("/ok").bytes, byPath.get("/ok").attempts],
+          [Upstream.expectedSha256(3000), 3000, 1]
+        )
+        assert.deepStrictEqual([byPath.get("/flaky").status, byPath.get("/flaky").attempts], ["succeeded", 2])
+        assert.deepStrictEqual(
+          [byPath.get("/missing").error.code, byPath.get("/missing").httpStatus, byPath.get("/missing").attempts],
+          ["http_status", 404, 1]
+        )
+        assert.deepStrictEqual([byPath.get("/gone").error.code, byPath.get("/gone").attempts], ["network", 2])
+        const file = yield* call("GET", `/files/${byPath.get("/ok").fileId}`)
+        assert.strictEqual(file.text.length, 3000)
+        const exported = yield* call("GET", `/jobs/${created.json.id}/export`)
+        assert.strictEqual(exported.headers.get("content-type"), "application/x-ndjson")
+        assert.strictEqual(exported.text.trim().split("\n").length, 4)
+        assert.deepStrictEqual(fs.readdirSync(path.join(dataDir, "tmp")), [])
+      }))
 
-  it.scopedLive("refuses bad input with a 400 naming the field, and unknown ids with a 404", () =>
-    Effect.gen(function*() {
-      const { call } = yield* harvest({ maxUrlsPerJob: 3 })
-      const cases: Array<[unknown, string]> = [
-        ["{not json", "not valid JSON"],
-        [{}, "urls is required"],
-        [{ urls: [] }, "urls must not be empty"],
-        [{ urls: "http://a" }, "urls must be an array"],
-        [{ urls: ["http://a", "http://b", "http://c", "http://d"] }, "at most 3"],
-        [{ urls: ["not a url"] }, "urls[0] is not an absolute URL"],
-        [{ urls: ["ftp://x/y"] }, "urls[0] must use http or https"],
-        [{ urls: ["http://a"], concurrency: 0 }, "concurrency must be >= 1"],
-        [{ urls: ["http://a"], perHostRps: 0 }, "perHostRps must be > 0"],
-        [{ urls: ["http://a"], maxAttempts: 21 }, "maxAttempts must be >= 1 and <= 20"],
-        [{ urls: ["http://a"], timeoutMs: "fast" }, "timeoutMs must be a number"]
-      ]
-      for (const [body, message] of cases) {
-        const response = yield* call("POST", "/jobs", body)
-        assert.strictEqual(response.status, 400, JSON.stringify(body))
-        assert.include(response.json.error.message, message)
-      }
-      for (const route of ["/jobs/nope", "/jobs/00000000-0000-0000-0000-000000000000", "/files/abc", "/no/route"]) {
-        const response = yield* call("GET", route)
-        assert.strictEqual(response.status, 404, route)
-        assert.strictEqual(response.json.error.code, "not_found")
-      }
-    }))
+    it.scopedLive("refuses bad input with a 400 naming the field, and unknown ids with a 404", () =>
+      Effect.gen(function*() {
+        const { call } = yield* harvest({ maxUrlsPerJob: 3 })
+        const cases: Array<[unknown, string]> = [
+          ["{not json", "not valid JSON"],
+          [{}, "urls is required"],
+          [{ urls: [] }, "urls must not be empty"],
+          [{ urls: "http://a" }, "urls must be an array"],
+          [{ urls: ["http://a", "http://b", "http://c", "http://d"] }, "at most 3"],
+          [{ urls: ["not a url"] }, "urls[0] is not an absolute URL"],
+          [{ urls: ["ftp://x/y"] }, "urls[0] must use http or https"],
+          [{ urls: ["http://a"], concurrency: 0 }, "concurrency must be >= 1"],
+          [{ urls: ["http://a"], perHostRps: 0 }, "perHostRps must be > 0"],
+          [{ urls: ["http://a"], maxAttempts: 21 }, "maxAttempts must be >= 1 and <= 20"],
+          [{ urls: ["http://a"], timeoutMs: "fast" }, "timeoutMs must be a number"]
+        ]
+        for (const [body, message] of cases) {
+          const response = yield* call("POST", "/jobs", body)
+          assert.strictEqual(response.status, 400, JSON.stringify(body))
+          assert.include(response.json.error.message, message)
+        }
+        for (const route of ["/jobs/nope", "/jobs/00000000-0000-0000-0000-000000000000", "/files/abc", "/no/route"]) {
+          const response = yield* call("GET", route)
+          assert.strictEqual(response.status, 404, route)
+          assert.strictEqual(response.json.error.code, "not_found")
+        }
+      }))
 
-  it.scopedLive("DELETE cancels a job: its fetches are interrupted upstream, other jobs go on", () =>
-    Effect.gen(function*() {
-      const upstream = yield* Upstream.make()
-      const { call, waitFor } = yield* harvest()
-      const stuck = yield* call("POST", "/jobs", { urls: [upstream.url("/a?hang=1"), upstream.url("/b?hang=1")] })
-      const other = yield* call("POST", "/jobs", { urls: [upstream.url("/c?latency=300")] })
-      yield* waitFor(stuck.json.id, "running")
-      while (upstream.inFlight() < 3) yield* Effect.sleep("10 millis")
-      const cancelled = yield* call("DELETE", `/jobs/${stuck.json.id}`)
-      assert.strictEqual(cancelled.json.status, "cancelled")
-      yield* Effect.sleep("100 millis")
-      const outcomes = upstream.requests().filter((r) => r.path !== "/c").map((r) => r.outcome)
-      assert.deepStrictEqual(outcomes, ["client_closed", "client_closed"])
-      const finished = yield* waitFor(other.json.id, "completed")
-      assert.strictEqual(finished.succeeded, 1)
-      const results = yield* call("GET", `/jobs/${stuck.json.id}/results`)
-      assert.deepStrictEqual(results.json.items.map((r: any) => r.error.code), ["cancelled", "cancelled"])
-    }))
+    it.scopedLive("DELETE cancels a job: its fetches are interrupted upstream, other jobs go on", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { call, waitFor } = yield* harvest()
+        const stuck = yield* call("POST", "/jobs", { urls: [upstream.url("/a?hang=1"), upstream.url("/b?hang=1")] })
+        const other = yield* call("POST", "/jobs", { urls: [upstream.url("/c?latency=300")] })
+        yield* waitFor(stuck.json.id, "running")
+        while (upstream.inFlight() < 3) yield* Effect.sleep("10 millis")
+        const cancelled = yield* call("DELETE", `/jobs/${stuck.json.id}`)
+        assert.strictEqual(cancelled.json.status, "cancelled")
+        yield* Effect.sleep("100 millis")
+        const outcomes = upstream.requests().filter((r) => r.path !== "/c").map((r) => r.outcome)
+        assert.deepStrictEqual(outcomes, ["client_closed", "client_closed"])
+        const finished = yield* waitFor(other.json.id, "completed")
+        assert.strictEqual(finished.succeeded, 1)
+        const results = yield* call("GET", `/jobs/${stuck.json.id}/results`)
+        assert.deepStrictEqual(results.json.items.map((r: any) => r.error.code), ["cancelled", "cancelled"])
+      }))
 
-  it.scopedLive("refuses private addresses unless allowed, without connecting", () =>
-    Effect.gen(function*() {
-      const upstream = yield* Upstream.make()
-      const { call, waitFor } = yield* harvest({ allowPrivateNetworks: false })
-      const created = yield* call("POST", "/jobs", { urls: [upstream.url("/secret")] })
-      yield* waitFor(created.json.id, "completed")
-      const results = yield* call("GET", `/jobs/${created.json.id}/results`)
-      assert.strictEqual(results.json.items[0].error.code, "blocked_address")
-      assert.strictEqual(upstream.requests().length, 0)
-    }))
-})
+    it.scopedLive("refuses private addresses unless allowed, without connecting", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { call, waitFor } = yield* harvest({ allowPrivateNetworks: false })
+        const created = yield* call("POST", "/jobs", { urls: [upstream.url("/secret")] })
+        yield* waitFor(created.json.id, "completed")
+        const results = yield* call("GET", `/jobs/${created.json.id}/results`)
+        assert.strictEqual(results.json.items[0].error.code, "blocked_address")
+        assert.strictEqual(upstream.requests().length, 0)
+      }))
+  })
+}

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { JobQueue, Migrations } from "@spindle/sql"
+import { Databases } from "@spindle/testkit"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -7,7 +8,6 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import { databases } from "./databases.js"
 
 const Payload = Schema.Struct({ url: Schema.String })
 
@@ -16,7 +16,7 @@ let counter = 0
 const queue = () => JobQueue.make({ name: `q${counter++}`, schema: Payload })
 const payloads = (n: number) => Array.from({ length: n }, (_, i) => ({ url: `https://example.com/${i}` }))
 
-for (const database of databases) {
+for (const database of Databases.all) {
   const suite = database.skip === undefined ? describe : describe.skip
   suite(`JobQueue on ${database.name}${database.skip === undefined ? "" : ` (skipped: ${database.skip})`}`, () => {
     it.layer(Layer.effectDiscard(Migrations.run).pipe(Layer.provideMerge(database.layer)), { timeout: 60_000 })(

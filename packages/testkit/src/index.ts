@@ -9,3 +9,11 @@
  * @since 0.1.0
  */
 export * as Upstream from "./Upstream.js"
+
+/**
+ * SQLite and fresh Postgres databases for shared test suites, skipped with a reason (or failing under CI=true)
+ * when Postgres is absent.
+ *
+ * @since 0.1.0
+ */
+export * as Databases from "./Databases.js"

@@ -1,21 +1,35 @@
-// The databases the shared suites run against: a SQLite file in a temp dir, and a fresh Postgres database created
-// for the run and dropped after it. Postgres is required in CI (CI=true); elsewhere its absence skips its suites
-// with a printed reason.
+/**
+ * The databases shared test suites run against: a SQLite file in a temp dir, and a fresh Postgres database created
+ * for each use and dropped after it, so runs never see each other's data.
+ *
+ * Postgres is found at `SPINDLE_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`). With `CI=true` a
+ * missing server is an error at import; elsewhere Postgres suites are skipped with a printed reason.
+ *
+ * @since 0.1.0
+ */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 
+/**
+ * One database a suite can run against.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Database {
   readonly name: "sqlite" | "pg"
   /** Why this database is unavailable here, if it is. */
   readonly skip: string | undefined
+  /** A client on a database of its own, for as long as the layer lives. */
   readonly layer: Layer.Layer<SqlClient.SqlClient>
 }
 
@@ -44,16 +58,25 @@ if (!pgAvailable) {
   console.warn(`[spindle] skipping Postgres suites: no server at ${pgUrl.host} (set SPINDLE_TEST_PG_URL)`)
 }
 
-const sqliteLayer = Layer.unwrapScoped(Effect.map(
+/**
+ * A temporary directory, removed with the scope.
+ *
+ * @since 0.1.0
+ * @category resources
+ */
+export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "spindle-sql-"))),
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), prefix))),
     (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  ),
-  (dir) => SqliteClient.layer({ filename: path.join(dir, "test.db") }).pipe(Layer.orDie)
-))
+  )
 
-// A database of its own for every layer build, so runs never see each other's data.
-const pgLayer = Layer.unwrapScoped(Effect.gen(function*() {
+/**
+ * A fresh Postgres database for the scope's lifetime: its URL (dropped, connections and all, when the scope closes).
+ *
+ * @since 0.1.0
+ * @category resources
+ */
+export const freshPostgres: Effect.Effect<string, never, Scope.Scope> = Effect.gen(function*() {
   const name = `spindle_test_${process.pid}_${Date.now()}_${Math.floor(Math.random() * 1e6)}`
   const admin = PgClient.layer({ url: Redacted.make(pgUrl.toString()) }).pipe(Layer.orDie)
   const run = (statement: string) =>
@@ -64,10 +87,38 @@ const pgLayer = Layer.unwrapScoped(Effect.gen(function*() {
   )
   const url = new URL(pgUrl.toString())
   url.pathname = `/${name}`
-  return PgClient.layer({ url: Redacted.make(url.toString()), maxConnections: 8 }).pipe(Layer.orDie)
-}))
+  return url.toString()
+})
 
-export const databases: ReadonlyArray<Database> = [
-  { name: "sqlite", skip: undefined, layer: sqliteLayer },
-  { name: "pg", skip: pgAvailable ? undefined : `no Postgres at ${pgUrl.host}`, layer: pgLayer }
+/**
+ * Why Postgres suites cannot run here, if they cannot.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const postgresSkip: string | undefined = pgAvailable ? undefined : `no Postgres at ${pgUrl.host}`
+
+/**
+ * SQLite and Postgres, in that order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const all: ReadonlyArray<Database> = [
+  {
+    name: "sqlite",
+    skip: undefined,
+    layer: Layer.unwrapScoped(Effect.map(
+      tempDir("spindle-sql-"),
+      (dir) => SqliteClient.layer({ filename: path.join(dir, "test.db") }).pipe(Layer.orDie)
+    ))
+  },
+  {
+    name: "pg",
+    skip: postgresSkip,
+    layer: Layer.unwrapScoped(Effect.map(
+      freshPostgres,
+      (url) => PgClient.layer({ url: Redacted.make(url), maxConnections: 8 }).pipe(Layer.orDie)
+    ))
+  }
 ]
