@@ -57,7 +57,11 @@ const positiveInt = (name: string, fallback: number) =>
  * @category config
  */
 export const config: Config.Config<HarvestConfig> = Config.all({
-  port: Config.port("PORT").pipe(Config.withDefault(8080)),
+  // 0 picks a free port (tests); the address actually bound is logged at start-up.
+  port: Config.integer("PORT").pipe(
+    Config.withDefault(8080),
+    Config.validate({ message: "must be a port number (0 to 65535)", validation: (n) => n >= 0 && n <= 65535 })
+  ),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("./.data")),
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")),

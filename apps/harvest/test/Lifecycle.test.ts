@@ -1,0 +1,126 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Databases, Upstream } from "@spindle/testkit"
+import * as Effect from "effect/Effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+
+interface Instance {
+  readonly child: ChildProcess
+  readonly base: string
+  readonly output: () => string
+  readonly exited: Promise<number | null>
+}
+
+// Starts Harvest as a real process (PORT=0) and resolves once it logs the address it listens on.
+const start = (env: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.async<Instance>((resume) => {
+      const child = spawn(process.execPath, ["--import", "tsx", main], {
+        env: { ...process.env, PORT: "0", HARVEST_ALLOW_PRIVATE_NETWORKS: "true", ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      let resolved = false
+      const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)))
+      void exited.then((code) => {
+        if (!resolved) resume(Effect.dieMessage(`Harvest exited (${code}) before listening:\n${output}`))
+      })
+      const onData = (chunk: Buffer) => {
+        output += chunk
+        const match = /Harvest listening" url=(http:\/\/[^\s]+)/.exec(output)
+        if (match !== null && !resolved) {
+          resolved = true
+          resume(Effect.succeed({ child, base: match[1], output: () => output, exited }))
+        }
+      }
+      child.stdout.on("data", onData)
+      child.stderr.on("data", onData)
+    }),
+    (instance) => Effect.sync(() => instance.child.kill("SIGKILL"))
+  )
+
+const json = (url: string, init?: RequestInit) =>
+  Effect.promise(async () => (await (await fetch(url, init)).json()) as any)
+
+const waitForStatus = (base: string, id: string, status: string, timeoutMs = 20_000) =>
+  Effect.gen(function*() {
+    const until = Date.now() + timeoutMs
+    while (Date.now() < until) {
+      const job = yield* json(`${base}/jobs/${id}`)
+      if (job.status === status) return job
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* Effect.dieMessage(`job never reached ${status}`)
+  })
+
+describe("Harvest lifecycle (real processes)", () => {
+  it.scopedLive(
+    "SIGTERM mid-job: exits 0 within the grace period, fails nothing, and a restart finishes the job",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const dataDir = yield* Databases.tempDir("harvest-sigterm-")
+        const env = { DATA_DIR: dataDir, MAX_CONCURRENCY: "4", SHUTDOWN_GRACE_MS: "1000", LEASE_MS: "2000" }
+        const urls = Array.from({ length: 40 }, (_, i) => upstream.url(`/item/${i}?latency=200&bytes=${100 + i}`))
+        const first = yield* start(env)
+        const job = yield* json(`${first.base}/jobs`, { method: "POST", body: JSON.stringify({ urls }) })
+        while (upstream.requests().filter((r) => r.outcome === "answered").length < 8) yield* Effect.sleep("20 millis")
+        const sentAt = Date.now()
+        first.child.kill("SIGTERM")
+        const code = yield* Effect.promise(() => first.exited)
+        assert.strictEqual(code, 0, first.output())
+        assert.isBelow(Date.now() - sentAt, 1000 + 2000)
+        const second = yield* start(env)
+        const done = yield* waitForStatus(second.base, job.id, "completed")
+        assert.deepStrictEqual([done.succeeded, done.failed], [40, 0], "nothing was failed by the shutdown")
+        const results = yield* json(`${second.base}/jobs/${job.id}/results?limit=100`)
+        assert.deepStrictEqual(new Set(results.items.map((r: any) => r.url)).size, 40)
+        assert.isTrue(results.items.every((r: any) => r.attempts === 1), "an attempt cut short does not count")
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "SIGKILL at random moments: every URL ends exactly once, no partial or orphan temp files",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const dataDir = yield* Databases.tempDir("harvest-sigkill-")
+        const env = { DATA_DIR: dataDir, MAX_CONCURRENCY: "8", LEASE_MS: "600", SHUTDOWN_GRACE_MS: "200" }
+        const urls = Array.from(
+          { length: 60 },
+          (_, i) => upstream.url(`/item/${i}?latency=20-120&bytes=${2000 + i * 97}&drip=500&every=5`)
+        )
+        let instance = yield* start(env)
+        const job = yield* json(`${instance.base}/jobs`, { method: "POST", body: JSON.stringify({ urls }) })
+        for (let round = 0; round < 3; round++) {
+          yield* Effect.sleep(Math.floor(150 + Math.random() * 350))
+          instance.child.kill("SIGKILL")
+          yield* Effect.promise(() => instance.exited)
+          instance = yield* start(env)
+        }
+        yield* waitForStatus(instance.base, job.id, "completed", 30_000)
+        const results = yield* json(`${instance.base}/jobs/${job.id}/results?limit=100`)
+        assert.strictEqual(results.items.length, 60)
+        assert.strictEqual(new Set(results.items.map((r: any) => r.url)).size, 60, "each URL exactly once")
+        for (const result of results.items) {
+          assert.strictEqual(result.status, "succeeded", JSON.stringify(result))
+          const body = fs.readFileSync(path.join(dataDir, "files", result.fileId))
+          assert.strictEqual(createHash("sha256").update(body).digest("hex"), result.sha256)
+          assert.strictEqual(body.length, result.bytes)
+        }
+        // Temp files of killed instances are gone once a lease has passed and an instance has started.
+        instance.child.kill("SIGTERM")
+        yield* Effect.promise(() => instance.exited)
+        yield* Effect.sleep("1300 millis")
+        instance = yield* start(env)
+        assert.deepStrictEqual(fs.readdirSync(path.join(dataDir, "tmp")), [])
+      }),
+    90_000
+  )
+})
