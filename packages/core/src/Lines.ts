@@ -3,7 +3,8 @@
  * `FileSystem`, decoded (multi-byte characters split across chunks included), and cut at `\n`, `\r\n` or `\r`,
  * a line ending split across two chunks included.
  *
- * Memory is bounded by the chunk size plus the longest line. A file whose lines can be arbitrarily long (a
+ * Memory is bounded by the chunk size (times the read-ahead of the platform's file stream, 16 chunks) plus the
+ * longest line. A file whose lines can be arbitrarily long (a
  * single-line JSON dump) should set `maxLineLength`: a longer line fails the stream with a typed `LineTooLong`
  * instead of growing a buffer without bound.
  *
@@ -63,6 +64,16 @@ export const split = (options: Options = {}) =>
     const tooLong = () => Effect.fail(new LineTooLong({ line: lineNumber + 1, maxLineLength: max }))
     const body = Stream.mapChunksEffect(self, (chunk) => {
       const lines: Array<string> = []
+      // Ends the current line at `end` of `text`; false when it is too long (checked before it is counted, so the
+      // error names the right line however the text was cut into chunks).
+      const endLine = (text: string, start: number, end: number): boolean => {
+        const line = pending + text.slice(start, end)
+        if (line.length > max) return false
+        lines.push(line)
+        pending = ""
+        lineNumber++
+        return true
+      }
       for (const text of chunk) {
         let start = 0
         for (let i = 0; i < text.length; i++) {
@@ -74,15 +85,11 @@ export const split = (options: Options = {}) =>
               start = i + 1
               continue
             }
-            lines.push(pending + text.slice(start, i))
-            pending = ""
-            lineNumber++
+            if (!endLine(text, start, i)) return tooLong()
             start = i + 1
             afterCR = false
           } else if (c === 13 /* \r */) {
-            lines.push(pending + text.slice(start, i))
-            pending = ""
-            lineNumber++
+            if (!endLine(text, start, i)) return tooLong()
             start = i + 1
             afterCR = true
           } else {
@@ -91,9 +98,6 @@ export const split = (options: Options = {}) =>
         }
         pending += text.slice(start)
         if (pending.length > max) return tooLong()
-      }
-      for (const line of lines) {
-        if (line.length > max) return tooLong()
       }
       return Effect.succeed(Chunk.unsafeFromArray(lines))
     })

@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -169,36 +170,48 @@ export const make = <A, E, R>(
       )
 
     // Each attempt borrows into a scope of its own, so a resource that fails validation goes back (to be
-    // released) at once instead of staying borrowed until the caller's scope closes.
+    // released) at once instead of staying borrowed until the caller's scope closes. Until the resource is handed
+    // over to the caller's scope, any way out — failure, a timeout, an interruption during validation — closes the
+    // attempt's scope, returning the resource to the pool.
     const attempt = (outer: Scope.Scope, attempts: number): Effect.Effect<A, E | PoolExhausted> =>
-      Effect.gen(function*() {
-        if (attempts > max + 1) return yield* new PoolExhausted({ name, attempts: attempts - 1 })
-        const scope = yield* Scope.make()
-        const resource = yield* Effect.onError(Scope.extend(pool.get, scope), (cause) =>
-          Scope.close(scope, Exit.failCause(cause)))
-        const valid = validate === undefined
-          ? true
-          : yield* validate(resource).pipe(Effect.catchAllCause(() =>
-            Effect.succeed(false)
-          ))
-        if (!valid) {
-          yield* discard(resource, scope)
-          return yield* attempt(outer, attempts + 1)
-        }
-        inUse++
-        Metrics.poolInUse.unsafeUpdate(inUse, labels)
-        yield* Scope.addFinalizer(
-          outer,
-          Effect.zipRight(
-            Effect.sync(() => {
-              inUse--
-              Metrics.poolInUse.unsafeUpdate(inUse, labels)
-            }),
-            Scope.close(scope, Exit.void)
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          if (attempts > max + 1) return yield* new PoolExhausted({ name, attempts: attempts - 1 })
+          const scope = yield* Scope.make()
+          const checked: Effect.Effect<{ readonly resource: A; readonly valid: boolean }, E> = Effect.gen(function*() {
+            const resource = yield* restore(Scope.extend(pool.get, scope))
+            const valid = validate === undefined
+              ? true
+              : yield* restore(validate(resource)).pipe(
+                Effect.catchAllCause((cause) =>
+                  Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.succeed(false)
+                )
+              )
+            return { resource, valid }
+          })
+          const { resource, valid } = yield* Effect.onError(
+            checked,
+            (cause) => Scope.close(scope, Exit.failCause(cause))
           )
-        )
-        return resource
-      })
+          if (!valid) {
+            yield* discard(resource, scope)
+            return yield* restore(attempt(outer, attempts + 1))
+          }
+          inUse++
+          Metrics.poolInUse.unsafeUpdate(inUse, labels)
+          yield* Scope.addFinalizer(
+            outer,
+            Effect.zipRight(
+              Effect.sync(() => {
+                inUse--
+                Metrics.poolInUse.unsafeUpdate(inUse, labels)
+              }),
+              Scope.close(scope, Exit.void)
+            )
+          )
+          return resource
+        })
+      )
 
     const get: Effect.Effect<A, E | PoolTimeout | PoolExhausted, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {

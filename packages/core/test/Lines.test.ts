@@ -51,6 +51,14 @@ describe("Lines", () => {
       )
       assert.strictEqual(error._tag, "LineTooLong")
       if (error._tag === "LineTooLong") assert.strictEqual(error.line, 2)
+      // The same line inside a single chunk is named correctly too.
+      const inOneChunk = yield* Effect.flip(
+        Stream.make(`short\n${"x".repeat(5000)}\nshort\nshort\n`).pipe(
+          Lines.split({ maxLineLength: 1000 }),
+          Stream.runDrain
+        )
+      )
+      assert.strictEqual(inOneChunk.line, 2)
       const missing = yield* Effect.flip(Lines.fromFile(`${file}.missing`).pipe(Stream.runDrain))
       assert.strictEqual(missing._tag, "SystemError")
     }).pipe(Effect.provide(NodeFileSystem.layer)))

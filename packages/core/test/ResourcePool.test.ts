@@ -107,3 +107,29 @@ describe("ResourcePool", () => {
       assert.strictEqual((yield* Ref.get(released)).length, 3, "closing the scope released the rest")
     }))
 })
+
+describe("ResourcePool interruption", () => {
+  it.scoped("a borrow interrupted while validating returns the resource: nothing leaks", () =>
+    Effect.gen(function*() {
+      const { acquire, created } = yield* makeConnections
+      const checks = yield* Ref.make(0)
+      const pool = yield* ResourcePool.make({
+        acquire,
+        max: 1,
+        acquireTimeout: "50 millis",
+        // The first check is slow (longer than the borrow may wait), later ones instant.
+        validate: () =>
+          Effect.flatMap(Ref.getAndUpdate(checks, (n) => n + 1), (n) =>
+            n === 0 ? Effect.as(Effect.sleep("100 millis"), true) : Effect.succeed(true))
+      })
+      const first = yield* Effect.fork(Effect.flip(pool.use(() =>
+        Effect.void
+      )))
+      yield* TestClock.adjust("50 millis")
+      assert.strictEqual((yield* Fiber.join(first))._tag, "PoolTimeout")
+      // The only resource went back: the next borrow (with time to validate) gets it.
+      assert.strictEqual(yield* pool.use((conn) => Effect.succeed(conn.id)), 0)
+      assert.strictEqual(yield* created, 1)
+      assert.strictEqual((yield* pool.stats).inUse, 0)
+    }))
+})
