@@ -169,6 +169,15 @@ export const make = <A, E, R>(
         Effect.sync(() => Metrics.poolDiscarded.unsafeUpdate(1, labels))
       )
 
+    // A failed or throwing check discards the resource; an interrupted one is an interruption.
+    const checkValid = (
+      resource: A,
+      restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
+    ): Effect.Effect<boolean> =>
+      validate === undefined ? Effect.succeed(true) : restore(validate(resource)).pipe(
+        Effect.catchAllCause((cause) => Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.succeed(false))
+      )
+
     // Each attempt borrows into a scope of its own, so a resource that fails validation goes back (to be
     // released) at once instead of staying borrowed until the caller's scope closes. Until the resource is handed
     // over to the caller's scope, any way out — failure, a timeout, an interruption during validation — closes the
@@ -178,17 +187,10 @@ export const make = <A, E, R>(
         Effect.gen(function*() {
           if (attempts > max + 1) return yield* new PoolExhausted({ name, attempts: attempts - 1 })
           const scope = yield* Scope.make()
-          const checked: Effect.Effect<{ readonly resource: A; readonly valid: boolean }, E> = Effect.gen(function*() {
-            const resource = yield* restore(Scope.extend(pool.get, scope))
-            const valid = validate === undefined
-              ? true
-              : yield* restore(validate(resource)).pipe(
-                Effect.catchAllCause((cause) =>
-                  Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.succeed(false)
-                )
-              )
-            return { resource, valid }
-          })
+          const checked = Effect.flatMap(
+            restore(Scope.extend(pool.get, scope)),
+            (resource) => Effect.map(checkValid(resource, restore), (valid) => ({ resource, valid }))
+          )
           const { resource, valid } = yield* Effect.onError(
             checked,
             (cause) => Scope.close(scope, Exit.failCause(cause))
