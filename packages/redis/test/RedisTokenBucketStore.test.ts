@@ -78,10 +78,12 @@ suite(`RedisTokenBucketStore${available ? "" : " (skipped: no Redis)"}`, () => {
         { concurrency: "unbounded" }
       )
       starts.sort((x, y) => x - y)
-      // 12 starts at 50/s with a burst of 2: never more than 2 + 50·T in a window T (5 ms of slack for the network).
+      // 12 starts at 50/s with a burst of 2: never more than 2 + 50·T in a window T. Starts are seen by the client,
+      // a reply's trip after the server's decision, so 25 ms of slack for that trip on a loaded machine; two
+      // instances with separate limits would still fail it at once (4 starts at t = 0 against an allowance of 3.25).
       for (let i = 0; i < starts.length; i++) {
         for (let j = i; j < starts.length; j++) {
-          const windowSeconds = (starts[j] - starts[i] + 5) / 1000
+          const windowSeconds = (starts[j] - starts[i] + 25) / 1000
           assert.isAtMost(j - i + 1, 2 + 50 * windowSeconds + 1e-9, `starts ${i}..${j}`)
         }
       }
