@@ -223,7 +223,8 @@ describe("TokenBucket (live clock)", () => {
       assert.isBelow(elapsed, 1500)
       for (let i = 2; i < sorted.length; i++) {
         const window = sorted[i] - sorted[0]
-        assert.isAtMost(i + 1, 2 + Math.floor((window + 2) / 50), `start ${i} came ${window} ms after the first`)
+        // Starts are recorded after the fiber resumes: 10 ms of slack for a scheduling delay of the first one.
+        assert.isAtMost(i + 1, 2 + Math.floor((window + 10) / 50), `start ${i} came ${window} ms after the first`)
       }
     }))
 })
