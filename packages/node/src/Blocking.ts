@@ -18,6 +18,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
+import * as ExecArgv from "./internal/execArgv.js"
 
 /**
  * The blocking call threw (`cause` is the error it threw), or its worker could not start or died.
@@ -73,7 +74,7 @@ export const call = <A = unknown>(
     const worker = new Worker(workerSource, {
       eval: true,
       workerData: { module: url, exportName, args },
-      execArgv: process.execArgv
+      execArgv: ExecArgv.forWorkers()
     })
     worker.once("message", (message: { ok: boolean; result?: unknown; error?: unknown; load?: boolean }) => {
       settled = true

@@ -30,6 +30,7 @@ import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 // Shared with core (the same intrusive list its limiters queue waiters in).
 import { LinkedList } from "@spindle/core/internal/linkedList"
+import * as ExecArgv from "./internal/execArgv.js"
 
 /**
  * A task failed: the function threw (`Threw`, `cause` is what it threw), its worker crashed (`WorkerCrashed`), or
@@ -59,7 +60,10 @@ export class CpuTaskError extends Data.TaggedError("CpuTaskError")<{
 export interface Options {
   /** Worker threads. Default `os.availableParallelism()`. */
   readonly size?: number | undefined
-  /** Flags for the workers' Node. Default: the process's own `execArgv` (so a loader such as tsx applies). */
+  /**
+   * Flags for the workers' Node. Default: the module-loader flags of the process's `execArgv` (so a loader such as
+   * tsx applies), without V8 and process-wide flags, which workers refuse.
+   */
   readonly execArgv?: ReadonlyArray<string> | undefined
   /** Label for metrics. Default `"default"`. */
   readonly name?: string | undefined
@@ -185,7 +189,7 @@ const toUrl = (module: string | URL): string => {
 export const make = (options: Options = {}): Effect.Effect<CpuPool, never, Scope.Scope> =>
   Effect.gen(function*() {
     const size = options.size ?? Math.max(1, availableParallelism())
-    const execArgv = [...(options.execArgv ?? process.execArgv)]
+    const execArgv = [...(options.execArgv ?? ExecArgv.forWorkers())]
     const tags = [MetricLabel.make("pool", options.name ?? "default")]
     const slots: Array<Slot> = []
     const queue = new LinkedList<Task>()

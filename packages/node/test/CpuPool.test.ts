@@ -90,3 +90,13 @@ describe("CpuPool", () => {
       assert.isBelow(during.lastMaxMs, 100)
     })))
 })
+
+describe("CpuPool worker flags", () => {
+  it("keeps module loaders and drops the flags workers refuse", async () => {
+    const { forWorkers } = await import("../src/internal/execArgv.js")
+    assert.deepStrictEqual(
+      forWorkers(["--expose-gc", "--import", "tsx", "--max-old-space-size=4096", "--conditions=dev", "-r", "x.cjs"]),
+      ["--import", "tsx", "--conditions=dev", "-r", "x.cjs"]
+    )
+  })
+})
