@@ -238,20 +238,20 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         return loop
       })
 
-    const finish = (slot: number, exit: Exit.Exit<unknown, E>) => {
+    const finish = (slot: number, cause: Cause.Cause<E> | undefined) => {
       const item = current[slot]!.item
       current[slot] = undefined
       Metrics.queueInFlight.unsafeModify(-1, labels)
       Metrics.queueProcessed.unsafeUpdate(1, labels)
-      if (Exit.isFailure(exit)) {
+      if (cause !== undefined) {
         Metrics.queueFailures.unsafeUpdate(1, labels)
         if (failFast) {
-          if (failure === undefined) failure = exit.cause
+          if (failure === undefined) failure = cause
           state = "closed"
           wakeAll(blockedProducers)
           wakeAll(idleWorkers)
         } else {
-          recorded.push({ item, cause: exit.cause })
+          recorded.push({ item, cause })
           if (recorded.length > maxRecorded) recorded.shift()
         }
       }
@@ -259,9 +259,15 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       settleDrains()
     }
 
-    // A worker takes whatever is buffered without suspending between items, and sleeps only when it is empty.
+    // A worker takes whatever is buffered without suspending between items, and sleeps only when it is empty. Its
+    // loop and handlers are built once: per item it costs one match on the processing effect, nothing else.
     const worker = (slot: number): Effect.Effect<void, never, R> => {
-      const loop: Effect.Effect<void, never, R> = Effect.suspend(() => {
+      let running = true
+      const settled = {
+        onSuccess: () => Effect.sync(() => finish(slot, undefined)),
+        onFailure: (cause: Cause.Cause<E>) => Effect.sync(() => finish(slot, cause))
+      }
+      const step = (): Effect.Effect<void, never, R> => {
         if (size > 0 && state !== "closed") {
           const item = ring[head]!
           ring[head] = undefined
@@ -273,15 +279,15 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
           // switch between producer and consumer on every item.
           if (size <= lowWater) wakeAll(blockedProducers)
           current[slot] = { item }
-          return Effect.zipRight(
-            Effect.flatMap(Effect.exit(process(item)), (exit) => Effect.sync(() => finish(slot, exit))),
-            loop
-          )
+          return Effect.matchCauseEffect(process(item), settled)
         }
-        if (state !== "open") return Effect.void
-        return Effect.zipRight(waitFor(idleWorkers), loop)
-      })
-      return loop
+        if (state !== "open") {
+          running = false
+          return Effect.void
+        }
+        return waitFor(idleWorkers)
+      }
+      return Effect.whileLoop({ while: () => running, body: step, step: () => {} })
     }
 
     const fibers = yield* Effect.forEach(
