@@ -1,50 +1,61 @@
 /**
- * `pnpm bench`: runs every variant of the three benchmarks in a process of its own, in interleaved rounds
+ * `pnpm bench`: runs every variant of the six benchmarks in a process of its own, in interleaved rounds
  * (A, B, C, A, B, C, ...), takes the median of each figure over the rounds and writes `bench/RESULTS.md`.
  *
- *   pnpm bench                 3 rounds at full size (about 6–7 minutes)
+ *   pnpm bench                 3 rounds at full size, 5 for the CPU pool (about 9–10 minutes)
  *   pnpm bench -- --quick      1 round at small sizes (BENCH_QUICK=1 does the same); the tables say so
- *   pnpm bench -- --only=rate  one benchmark (throughput, rate or memory); RESULTS.md is written all the same
+ *   pnpm bench -- --only=rate  one benchmark (throughput, rate, memory, resilience, workqueue or cpu); RESULTS.md
+ *                              is written all the same, with that benchmark only
  */
 import { readFileSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { field, median, num, percent, perSecond, ratio, table, verdict } from "./lib/report.js"
+import { field, num, percent, perSecond, ratio, table, verdict } from "./lib/report.js"
 import { benchDir, type Launcher, type Outcome, prepare, runChild } from "./lib/runner.js"
+import { byId, failures, type Measured, med, values, type Variant, variant } from "./lib/suite.js"
+import * as Cpu from "./suites/cpu.js"
+import * as Resilience from "./suites/resilience.js"
+import * as WorkQueue from "./suites/workqueue.js"
 
 const cli = process.argv.slice(2)
 const quick = cli.includes("--quick") || process.env.BENCH_QUICK === "1"
 const only = cli.find((arg) => arg.startsWith("--only="))?.slice("--only=".length)
 const rounds = quick ? 1 : 3
+// The CPU pool's figures need both cores at once and move most with other load on a shared machine; its rounds
+// are short, so it gets more of them.
+const cpuRounds = quick ? 1 : 5
 
 // Sizes. The rate benchmark queues enough waiters to last its 10 s window at 200/s (10 + 200 × 10 ≈ 2,000).
 const sizes = quick
-  ? { tasks: 100_000, bottleneckTasks: 500, rateSeconds: 2, fewWaiters: 400, manyWaiters: 10_000, items: 100_000 }
-  : { tasks: 1_000_000, bottleneckTasks: 2_000, rateSeconds: 10, fewWaiters: 2_000, manyWaiters: 100_000, items: 1e6 }
+  ? {
+    tasks: 100_000,
+    bottleneckTasks: 500,
+    rateSeconds: 2,
+    fewWaiters: 400,
+    manyWaiters: 10_000,
+    heapWaiters: 5_000,
+    items: 100_000,
+    calls: 20_000,
+    warmup: 2_000,
+    queueItems: 100_000,
+    cpuTasks: 100
+  }
+  : {
+    tasks: 1_000_000,
+    bottleneckTasks: 2_000,
+    rateSeconds: 10,
+    fewWaiters: 2_000,
+    manyWaiters: 100_000,
+    heapWaiters: 20_000,
+    items: 1e6,
+    calls: 200_000,
+    warmup: 20_000,
+    queueItems: 1_000_000,
+    cpuTasks: 400
+  }
 const concurrency = 100
 const rate = 200
 const burst = 10
-
-interface Variant {
-  readonly id: string
-  readonly label: string
-  readonly file: string
-  readonly args: ReadonlyArray<string>
-  readonly timeoutMillis: number
-  readonly spindle: boolean
-}
-
-interface Measured extends Variant {
-  readonly outcomes: ReadonlyArray<Outcome>
-}
-
-const variant = (
-  id: string,
-  label: string,
-  file: string,
-  args: ReadonlyArray<string>,
-  options: { readonly timeoutMillis: number; readonly spindle?: boolean }
-): Variant => ({ id, label, file, args, timeoutMillis: options.timeoutMillis, spindle: options.spindle ?? false })
 
 const throughput: ReadonlyArray<Variant> = (() => {
   const effect = (id: string, label: string, name: string, spindle = false) =>
@@ -142,6 +153,20 @@ const rateVariants: ReadonlyArray<Variant> = (() => {
   ]
 })()
 
+// Heap per parked waiter: what the RSS of the rate benchmark's Spindle rows is made of.
+const waiterHeap: ReadonlyArray<Variant> = (() => {
+  const make = (id: string, label: string, name: string, spindle = false) =>
+    variant(id, label, "waiter-heap", [`--variant=${name}`, `--waiters=${sizes.heapWaiters}`], {
+      timeoutMillis: 60_000,
+      spindle
+    })
+  return [
+    make("heap-token-bucket", "Spindle `TokenBucket`, `bucket.withTokens(1)(Effect.void)`", "token-bucket", true),
+    make("heap-async", "bare fiber in `Effect.async((_resume) => {})` (the floor)", "async"),
+    make("heap-deferred", "bare fiber in `Deferred.await`", "deferred")
+  ]
+})()
+
 const memory: ReadonlyArray<Variant> = [
   variant(
     "spindle",
@@ -169,7 +194,8 @@ const memory: ReadonlyArray<Variant> = [
 const runSuite = async (
   launcher: Launcher,
   name: string,
-  variants: ReadonlyArray<Variant>
+  variants: ReadonlyArray<Variant>,
+  rounds: number
 ): Promise<ReadonlyArray<Measured>> => {
   const outcomes = variants.map((): Array<Outcome> => [])
   for (let round = 1; round <= rounds; round++) {
@@ -183,24 +209,6 @@ const runSuite = async (
     }
   }
   return variants.map((v, index) => ({ ...v, outcomes: outcomes[index] }))
-}
-
-const values = (measured: Measured): ReadonlyArray<Record<string, unknown>> =>
-  measured.outcomes.flatMap((outcome) => (outcome._tag === "Ok" ? [outcome.value] : []))
-
-const med = (measured: Measured, name: string): number => median(values(measured).map((value) => field(value, name)))
-
-const failures = (measured: ReadonlyArray<Measured>): Array<string> =>
-  measured.flatMap((m) =>
-    m.outcomes.flatMap((outcome, round) =>
-      outcome._tag === "Failed" ? [`- ${m.label} (${m.id}), round ${round + 1}: ${outcome.reason}`] : []
-    )
-  )
-
-const byId = (measured: ReadonlyArray<Measured>, id: string): Measured => {
-  const found = measured.find((m) => m.id === id)
-  if (found === undefined) throw new Error(`no variant ${id}`)
-  return found
 }
 
 /** "Flat" memory: a million tasks leave the process less than this far above its idle RSS. */
@@ -287,7 +295,13 @@ const throughputSection = (measured: ReadonlyArray<Measured>): string => {
 const waitersOf = (m: Measured): number =>
   Number(m.args.find((arg) => arg.startsWith("--waiters="))?.slice("--waiters=".length))
 
-const rateSection = (measured: ReadonlyArray<Measured>): string => {
+const rateSection = (all: ReadonlyArray<Measured>): string => {
+  const measured = all.filter((m) => m.file !== "waiter-heap")
+  const heap = all.filter((m) => m.file === "waiter-heap")
+  const kb = (m: Measured, name: string) => med(m, name) / 1024
+  const bucketKb = kb(byId(heap, "heap-token-bucket"), "heapBytesPerWaiter")
+  const floorKb = kb(byId(heap, "heap-async"), "heapBytesPerWaiter")
+  const deferredKb = kb(byId(heap, "heap-deferred"), "heapBytesPerWaiter")
   const worst = (m: Measured): string => {
     let found: { readonly starts: number; readonly millis: number; readonly allowed: number } | undefined
     for (const value of values(m)) {
@@ -328,14 +342,29 @@ const rateSection = (measured: ReadonlyArray<Measured>): string => {
         : `- ${m.label} with ${num(waitersOf(m))} waiters misses the goal with ${misses.join(" and ")}.`
     ]
     if (!rssOk) {
+      const waiters = waitersOf(m)
+      const waitersMb = (waiters * bucketKb) / 1024
+      const floorMb = med(m, "baselineRssMb") + (waiters * floorKb) / 1024
+      const growth = med(m, "peakRssMb") - med(m, "baselineRssMb")
       parts.push(
-        "Each waiter is a fiber parked in the bucket: a bare Effect fiber parked on a `Deferred` holds about 3.2 KB " +
-          "of heap, one parked in `TokenBucket.take` about 6.3 KB (15 Effect primitives, 26 closure contexts and 22 " +
-          "closures per waiter against 6, 14 and 10, in heap snapshots of 20,000 waiters taken while writing this " +
-          "benchmark). On top of the waiters, an Effect program woken by a timer 200 times a second grows its heap " +
-          "for several seconds (a bare `Effect.forever(Effect.sleep(\"5 millis\"))` went from 64 to 71 MB of RSS in " +
-          "8 s on this machine)."
+        `Each waiter is a fiber parked in the bucket: ${num(bucketKb, 2)} KB of heap per waiter (measured below), ` +
+          `so ${num(waiters)} waiters hold about ${num(waitersMb)} MB of the ${num(growth)} MB the process grew ` +
+          `above its idle ${num(med(m, "baselineRssMb"))} MB.`
       )
+      if (floorMb > 100) {
+        parts.push(
+          `Even at the floor of ${num(floorKb, 2)} KB for a fiber parked in \`Effect.async\`, ${
+            num(waiters)
+          } waiters would need ${num(floorMb)} MB: with one fiber per waiter, this goal cannot be met at this size.`
+        )
+      } else {
+        parts.push(
+          "The rest is the running program: an Effect program woken by a timer 200 times a second grows its heap " +
+            "for several seconds (a bare `Effect.forever(Effect.sleep(\"5 millis\"))` went from 64 to 71 MB of " +
+            "RSS in 8 s on this machine while this benchmark was written), and the kernel's high-water mark keeps " +
+            "whatever garbage peaked before a collection."
+        )
+      }
     }
     if (med(m, "ratePercent") < 99.5) {
       parts.push(
@@ -399,7 +428,34 @@ const rateSection = (measured: ReadonlyArray<Measured>): string => {
     "50 ms` is therefore the configuration equivalent to 200/s with a burst of 10 (one token every " +
     "`ceil(50 / 10)` = 5 ms); `limit: 200, interval: 1 s` is the same rate with a burst of 200, and its over-runs " +
     "are that burst. Effect's limiter is not run with 100,000 fibers: tried once while writing this benchmark, " +
-    "it let 12 through in 3 s and reached 1.2 GB, because each token's release wakes every waiting fiber."
+    "it let 12 through in 3 s and reached 1.2 GB, because each token's release wakes every waiting fiber.",
+    "",
+    `### Heap per parked waiter (${num(sizes.heapWaiters)} fibers)`,
+    "",
+    table(
+      ["waiter", "heap KB per waiter", "RSS KB per waiter", "rounds (heap KB)"],
+      heap.map((m) => [
+        m.label,
+        num(kb(m, "heapBytesPerWaiter"), 2),
+        num(kb(m, "rssBytesPerWaiter"), 2),
+        values(m).map((value) => num(field(value, "heapBytesPerWaiter") / 1024, 2)).join(" · ")
+      ])
+    ),
+    "",
+    `A waiter in Spindle's \`TokenBucket\` holds ${num(bucketKb, 2)} KB, ${
+      num(bucketKb - floorKb, 2)
+    } KB more than the floor (${num(floorKb, 2)} KB, a bare fiber parked in \`Effect.async\`) and ${
+      num(bucketKb - deferredKb, 2)
+    } KB more than a bare fiber on a \`Deferred\`. Where the difference comes from (\`take\` in ` +
+    "`packages/core/src/internal/tokenGate.ts`; heap snapshots and single-shape measurements of 20,000 parked " +
+    "fibers taken while this benchmark was written): 9 Effect primitives, 15 closures, 13 closure contexts and 2 " +
+    "`RevertFlags` per waiter more than the floor, of which `Effect.ensuring` around the turn (its " +
+    "`uninterruptibleMask`, `matchCauseEffect` handlers and interruptibility flags) accounts for about 1.4 KB and " +
+    "the continuation `loop(tokens)`, built before the waiter parks, for about 0.8 KB. An `Effect.async` whose " +
+    "register function does not take exactly one parameter also allocates an `AbortController` per call (about " +
+    "2.4 KB more per parked fiber); `awaitTurn` takes one and so does not. How it is measured: two forced GCs, " +
+    "the heap used, then the fibers forked with `Effect.forkDaemon`, 100 ms for all of them to park, two forced " +
+    "GCs and the heap used again; the difference divided by the number of fibers."
   ].join("\n")
 }
 
@@ -448,12 +504,13 @@ const header = (launcher: Launcher, started: Date, seconds: number): string => {
       num(Os.totalmem() / 1024 ** 3, 1)
     } GiB memory, ${Os.type()} ${Os.release()}; Node ${process.version}.`,
     `- Versions: effect ${version("effect")}, p-limit ${version("p-limit")}, p-queue ${version("p-queue")}, ` +
-    `bottleneck ${version("bottleneck")}; Spindle from this repository's sources.`,
+    `bottleneck ${version("bottleneck")}, cockatiel ${version("cockatiel")}, p-retry ${version("p-retry")}, ` +
+    `piscina ${version("piscina")}; Spindle from this repository's sources.`,
     `- Method: ${launcher.description}, one process per variant and round; ${
       rounds === 1
         ? "a single round (quick mode), so the figures are single measurements"
-        : `${rounds} rounds, interleaved (every variant of a benchmark once, then all again), figures are medians ` +
-          "over the rounds and ratios are ratios of medians"
+        : `${rounds} rounds (${cpuRounds} for the CPU pool), interleaved (every variant of a benchmark once, then ` +
+          "all again), figures are medians over the rounds and ratios are ratios of medians"
     }.`,
     "- Memory: *idle RSS* is the process's RSS after its imports and two forced GCs, just before the workload; " +
     "*peak RSS* is the larger of the RSS sampled every 5 ms during the workload and the kernel's high-water mark " +
@@ -472,16 +529,34 @@ const main = async () => {
   const suite = async (
     name: string,
     variants: ReadonlyArray<Variant>,
-    section: (measured: ReadonlyArray<Measured>) => string
+    section: (measured: ReadonlyArray<Measured>) => string,
+    suiteRounds = rounds
   ) => {
     if (only !== undefined && only !== name) return
-    const measured = await runSuite(launcher, name, variants)
+    const measured = await runSuite(launcher, name, variants, suiteRounds)
     sections.push(section(measured))
     for (const m of measured) all.push(m)
   }
   await suite("throughput", throughput, throughputSection)
-  await suite("rate", rateVariants, rateSection)
+  await suite("rate", [...rateVariants, ...waiterHeap], rateSection)
   await suite("memory", memory, memorySection)
+  const resilience = { calls: sizes.calls, warmup: sizes.warmup }
+  await suite("resilience", Resilience.variants(resilience), (measured) => Resilience.section(measured, resilience))
+  const queue = { items: sizes.queueItems }
+  await suite("workqueue", WorkQueue.variants(queue), (measured) => WorkQueue.section(measured, queue))
+  if (only === undefined || only === "cpu") {
+    const calibration = await Cpu.calibrate()
+    process.stdout.write(
+      `cpu: ${calibration.iterations} PBKDF2 iterations per task (${calibration.millis.toFixed(2)} ms here)\n`
+    )
+    const cpu = { tasks: sizes.cpuTasks }
+    await suite(
+      "cpu",
+      Cpu.variants(cpu, calibration),
+      (measured) => Cpu.section(measured, cpu, calibration),
+      cpuRounds
+    )
+  }
   const failed = failures(all)
   if (failed.length > 0) sections.push(["## Runs that failed", "", ...failed].join("\n"))
   const seconds = (performance.now() - clock) / 1000

@@ -18,7 +18,7 @@ const variantsDir = Path.join(benchDir, "src", "variants")
 const outDir = Path.join(benchDir, ".tmp", "variants")
 
 /** Libraries loaded from `node_modules` at run time, as an application would load them. */
-const external = ["effect", "effect/*", "p-limit", "p-queue", "bottleneck"]
+const external = ["effect", "effect/*", "p-limit", "p-queue", "bottleneck", "cockatiel", "p-retry", "piscina"]
 
 interface Esbuild {
   readonly version: string

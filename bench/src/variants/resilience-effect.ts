@@ -1,0 +1,80 @@
+/**
+ * Overhead per call of resilience wrappers around a successful async no-op, in Effect: `n` calls made one after
+ * another in one fiber, after `warmup` calls of the same kind.
+ *
+ *   --variant=bare               `Effect.promise(() => Promise.resolve(1))`, the baseline
+ *   --variant=spindle            `RetryPolicy.make({ maxAttempts: 3 })(breaker.run(noop))`, breaker
+ *                                `CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(5) })`
+ *   --variant=spindle-timeout    the same around `Deadline.attempt(noop, "1 second")`
+ *   --variant=effect-timeout     `noop.pipe(Effect.timeout("1 second"), Effect.retry(exponential("100 millis") ▸
+ *                                jittered ▸ compose(recurs(3))))` (Effect has no circuit breaker)
+ *   --variant=deadline           `Deadline.attempt(noop, "1 second")` alone (where the timeout's cost comes from)
+ *   --variant=effect-timeout-only `Effect.timeout(noop, "1 second")` alone
+ */
+import { CircuitBreaker, Deadline, RetryPolicy } from "@spindle/core"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import { choiceArg, numberArg, runVariant } from "../lib/child.js"
+
+const variant = choiceArg("variant", [
+  "bare",
+  "spindle",
+  "spindle-timeout",
+  "effect-timeout",
+  "deadline",
+  "effect-timeout-only"
+])
+const n = numberArg("n", 200_000)
+const warmup = numberArg("warmup", 20_000)
+
+const noop: Effect.Effect<number> = Effect.promise(() => Promise.resolve(1))
+
+// The wrapped call is built once, as an application builds its policy once and calls through it many times.
+const call: Effect.Effect<Effect.Effect<number, unknown>> = (() => {
+  switch (variant) {
+    case "bare":
+      return Effect.succeed(noop)
+    case "spindle":
+    case "spindle-timeout":
+      return Effect.map(
+        CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(5) }),
+        (breaker) => {
+          const retry = RetryPolicy.make({ maxAttempts: 3 })
+          return retry(breaker.run(variant === "spindle" ? noop : Deadline.attempt(noop, "1 second")))
+        }
+      )
+    case "effect-timeout":
+      return Effect.succeed(noop.pipe(
+        Effect.timeout("1 second"),
+        Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.jittered, Schedule.compose(Schedule.recurs(3))))
+      ))
+    case "deadline":
+      return Effect.succeed(Deadline.attempt(noop, "1 second"))
+    case "effect-timeout-only":
+      return Effect.succeed(Effect.timeout(noop, "1 second"))
+  }
+})()
+
+let sum = 0
+const calls = (count: number, effect: Effect.Effect<number, unknown>): Effect.Effect<void, unknown> => {
+  let i = 0
+  return Effect.whileLoop({
+    while: () => i < count,
+    body: () => effect,
+    step: (value) => {
+      sum += value
+      i++
+    }
+  })
+}
+
+runVariant(async () => {
+  const effect = await Effect.runPromise(call)
+  await Effect.runPromise(calls(warmup, effect))
+  sum = 0
+  const start = performance.now()
+  await Effect.runPromise(calls(n, effect))
+  const millis = performance.now() - start
+  if (sum !== n) throw new Error(`${sum} of ${n} calls returned 1`)
+  return { n, warmup, millis, nsPerCall: (millis * 1e6) / n }
+})
