@@ -277,12 +277,14 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     return state
   }
 
-  const record = (now: number, failed: boolean) => {
+  // The consecutive policy reads the clock only when it opens; the ratio policy needs it to find its bucket.
+  const record = (failed: boolean) => {
     if (resolved.policy._tag === "ConsecutiveFailures") {
       consecutive = failed ? consecutive + 1 : 0
-      if (consecutive >= resolved.policy.threshold) open(now, 0)
+      if (consecutive >= resolved.policy.threshold) open(clock.unsafeCurrentTimeMillis(), 0)
       return
     }
+    const now = clock.unsafeCurrentTimeMillis()
     const period = Math.floor(now / bucketMillis)
     const slot = period % resolved.buckets
     if (periods[slot] !== period) {
@@ -314,7 +316,7 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     const failed = cause === undefined ? false : countsCause(cause)
     // A call admitted while closed may end after the circuit opened: it no longer counts.
     if (failed === undefined || state._tag !== "Closed") return
-    record(clock.unsafeCurrentTimeMillis(), failed)
+    record(failed)
   }
 
   const settleProbe = (generation: State, exit: Exit.Exit<unknown, E>) => {
@@ -345,12 +347,14 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
 
   const run = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
     Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
-      const now = clock.unsafeCurrentTimeMillis()
-      const s = current(now)
-      if (s._tag === "Closed") {
+      // A closed breaker needs no clock to admit a call (only an open one has a time to check).
+      if (state._tag === "Closed") {
         // The hot path: no finalizer needed, since an interrupted call counts for nothing.
         return Effect.matchCauseEffect(self, closedHandlers as any)
       }
+      const now = clock.unsafeCurrentTimeMillis()
+      const s = current(now)
+      if (s._tag === "Closed") return Effect.matchCauseEffect(self, closedHandlers as any)
       if (s._tag === "Open") {
         Metrics.circuitRejections.unsafeUpdate(1, labels)
         return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(s.until - now) }))
