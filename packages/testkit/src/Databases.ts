@@ -10,6 +10,7 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -33,7 +34,11 @@ export interface Database {
   readonly layer: Layer.Layer<SqlClient.SqlClient>
 }
 
-const pgUrl = new URL(process.env.SPINDLE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test")
+const settings = Effect.runSync(Config.all({
+  pgUrl: Config.string("SPINDLE_TEST_PG_URL").pipe(Config.withDefault("postgres://postgres@127.0.0.1:5432/test")),
+  ci: Config.boolean("CI").pipe(Config.withDefault(false))
+}))
+const pgUrl = new URL(settings.pgUrl)
 
 const reachable = (host: string, port: number) =>
   new Promise<boolean>((resolve) => {
@@ -51,7 +56,7 @@ const reachable = (host: string, port: number) =>
   })
 
 const pgAvailable = await reachable(pgUrl.hostname, Number(pgUrl.port || 5432))
-if (!pgAvailable && process.env.CI === "true") {
+if (!pgAvailable && settings.ci) {
   throw new Error(`Postgres is required in CI but ${pgUrl.host} is unreachable (set SPINDLE_TEST_PG_URL)`)
 }
 if (!pgAvailable) {
