@@ -47,6 +47,8 @@ export interface Pipeline {
   readonly interruptJob: (jobId: string) => Effect.Effect<void>
   /** `true` once shutdown has begun. */
   readonly isDraining: () => boolean
+  /** Jobs whose state this process holds now (those with fetches in flight). */
+  readonly activeJobs: () => number
 }
 
 /**
@@ -276,7 +278,14 @@ export const layer: Layer.Layer<
               inFlight--
               held.delete(item.id)
               running.delete(fiber)
-              jobFibers.get(item.group!)?.delete(fiber)
+              // A job with nothing in flight here forgets its state: rebuilding it is lossless (its tokens live in
+              // the store, its bulkhead holds no permits), and a long-running process must not keep every job.
+              const group = jobFibers.get(item.group!)
+              group?.delete(fiber)
+              if (group !== undefined && group.size === 0) {
+                jobFibers.delete(item.group!)
+                jobStates.delete(item.group!)
+              }
             }))
           )
         )
@@ -353,6 +362,7 @@ export const layer: Layer.Layer<
     return {
       inFlight: () => inFlight,
       isDraining: () => draining,
+      activeJobs: () => jobStates.size,
       interruptJob: (jobId: string) =>
         Effect.suspend(() => {
           const fibers = jobFibers.get(jobId)

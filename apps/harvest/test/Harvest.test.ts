@@ -8,6 +8,7 @@ import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as HarvestConfig from "../src/HarvestConfig.js"
+import { PipelineTag } from "../src/Pipeline.js"
 import * as Server from "../src/Server.js"
 
 // Harvest on a free port with files in a temp dir, on SQLite (in that dir) or a fresh Postgres database.
@@ -51,7 +52,8 @@ const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConf
         }
         return yield* Effect.dieMessage(`job ${id} never reached ${status}`)
       })
-    return { base, call, dataDir, waitFor }
+    const pipeline = yield* PipelineTag.pipe(Effect.provide(context))
+    return { base, call, dataDir, waitFor, pipeline }
   })
 
 for (const database of ["sqlite", "pg"] as const) {
