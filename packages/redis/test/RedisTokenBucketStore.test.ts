@@ -1,22 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { KeyedLimiter, TokenBucket, TokenBucketStore } from "@spindle/core"
 import { RedisTokenBucketStore } from "@spindle/redis"
+import { Databases } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as net from "node:net"
 
-const redisUrl = new URL(process.env.SPINDLE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379")
-const available = await new Promise<boolean>((resolve) => {
-  const socket = net.connect({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) })
-  socket.setTimeout(1000)
-  socket.once("connect", () => (socket.destroy(), resolve(true)))
-  socket.once("timeout", () => (socket.destroy(), resolve(false)))
-  socket.once("error", () => resolve(false))
-})
-if (!available && process.env.CI === "true") {
-  throw new Error(`Redis is required in CI but ${redisUrl.host} is unreachable (set SPINDLE_TEST_REDIS_URL)`)
-}
-if (!available) console.warn(`[spindle] skipping Redis suites: no server at ${redisUrl.host}`)
+const redisUrl = new URL(Databases.redis.url)
+const available = Databases.redis.skip === undefined
 
 // Every run and test uses keys of its own.
 const run = `${process.pid}-${Date.now()}`
@@ -28,7 +18,7 @@ const storeLayer = () =>
 
 const suite = available ? describe : describe.skip
 
-suite(`RedisTokenBucketStore${available ? "" : " (skipped: no Redis)"}`, () => {
+suite(`RedisTokenBucketStore${available ? "" : ` (skipped: ${Databases.redis.skip})`}`, () => {
   it.live("grants the burst, then says how long until the next token, atomically on the server", () =>
     Effect.gen(function*() {
       const store = yield* TokenBucketStore.TokenBucketStore

@@ -36,13 +36,14 @@ export interface Database {
 
 const settings = Effect.runSync(Config.all({
   pgUrl: Config.string("SPINDLE_TEST_PG_URL").pipe(Config.withDefault("postgres://postgres@127.0.0.1:5432/test")),
+  redisUrl: Config.string("SPINDLE_TEST_REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379")),
   ci: Config.boolean("CI").pipe(Config.withDefault(false))
 }))
 const pgUrl = new URL(settings.pgUrl)
 
-const reachable = (host: string, port: number) =>
+const reachable = (url: URL, defaultPort: number) =>
   new Promise<boolean>((resolve) => {
-    const socket = net.connect({ host, port })
+    const socket = net.connect({ host: url.hostname, port: Number(url.port || defaultPort) })
     socket.setTimeout(1000)
     socket.once("connect", () => {
       socket.destroy()
@@ -55,12 +56,27 @@ const reachable = (host: string, port: number) =>
     socket.once("error", () => resolve(false))
   })
 
-const pgAvailable = await reachable(pgUrl.hostname, Number(pgUrl.port || 5432))
-if (!pgAvailable && settings.ci) {
-  throw new Error(`Postgres is required in CI but ${pgUrl.host} is unreachable (set SPINDLE_TEST_PG_URL)`)
+// A service the suites need: required under CI=true (its absence throws at import), skipped with a printed reason
+// elsewhere. Returns why it is unavailable, if it is.
+const requireService = async (name: string, url: URL, defaultPort: number, variable: string) => {
+  if (await reachable(url, defaultPort)) return undefined
+  if (settings.ci) throw new Error(`${name} is required in CI but ${url.host} is unreachable (set ${variable})`)
+  console.warn(`[spindle] skipping ${name} suites: no server at ${url.host} (set ${variable})`)
+  return `no ${name} at ${url.host}`
 }
-if (!pgAvailable) {
-  console.warn(`[spindle] skipping Postgres suites: no server at ${pgUrl.host} (set SPINDLE_TEST_PG_URL)`)
+
+const pgSkip = await requireService("Postgres", pgUrl, 5432, "SPINDLE_TEST_PG_URL")
+
+/**
+ * The Redis the Redis suites use (`SPINDLE_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`), and why it is
+ * unavailable here, if it is (required under `CI=true`, like Postgres).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const redis: { readonly url: string; readonly skip: string | undefined } = {
+  url: settings.redisUrl,
+  skip: await requireService("Redis", new URL(settings.redisUrl), 6379, "SPINDLE_TEST_REDIS_URL")
 }
 
 /**
@@ -101,7 +117,7 @@ export const freshPostgres: Effect.Effect<string, never, Scope.Scope> = Effect.g
  * @since 0.1.0
  * @category models
  */
-export const postgresSkip: string | undefined = pgAvailable ? undefined : `no Postgres at ${pgUrl.host}`
+export const postgresSkip: string | undefined = pgSkip
 
 /**
  * SQLite and Postgres, in that order.
