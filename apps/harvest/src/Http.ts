@@ -16,6 +16,7 @@ import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Dashboard from "./Dashboard.js"
 import { HarvestConfig } from "./HarvestConfig.js"
 import { Jobs } from "./Jobs.js"
 import { PipelineTag } from "./Pipeline.js"
@@ -187,14 +188,7 @@ export const router = HttpRouter.empty.pipe(
     "/metrics",
     Effect.map(prometheus, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
   ),
-  HttpRouter.get(
-    "/",
-    Effect.succeed(HttpServerResponse.html(
-      `<!doctype html><title>Harvest</title><h1>Harvest</h1><p>The dashboard arrives with issue 8. Meanwhile: ` +
-        `<code>POST /jobs</code>, <code>GET /jobs/:id</code>, <a href="/health">/health</a>, ` +
-        `<a href="/metrics">/metrics</a>.</p>`
-    ))
-  ),
+  HttpRouter.concat(Dashboard.router),
   HttpRouter.catchAll((cause) =>
     Effect.as(
       Effect.logError("request failed").pipe(Effect.annotateLogs({ cause: String(cause) })),
