@@ -35,6 +35,26 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
         finished_at BIGINT
       )
     `
+  }),
+  // Every stored body a result points to, written in the transaction that records the result, so that a body no
+  // result points to can be told apart cheaply (see BodyStore). Results recorded before this table are added here.
+  "2_harvest_files": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE harvest_files (file_id TEXT PRIMARY KEY, created_at BIGINT NOT NULL)`
+    const rows = yield* sql<{ result: string }>`
+      SELECT result FROM spindle_jobs WHERE queue = 'harvest' AND result IS NOT NULL
+    `
+    const ids = new Set<string>()
+    for (const row of rows) {
+      const fileId = (JSON.parse(row.result) as { fileId?: unknown }).fileId
+      if (typeof fileId === "string") ids.add(fileId)
+    }
+    const now = Date.now()
+    yield* Effect.forEach(
+      ids,
+      (fileId) => sql`INSERT INTO harvest_files (file_id, created_at) VALUES (${fileId}, ${now})`,
+      { discard: true }
+    )
   })
 })
 

@@ -64,7 +64,8 @@ export interface Fetched {
 }
 
 /**
- * Where bodies go: `files/` for complete ones, `tmp/` while they are written.
+ * Where bodies go: `files/` for complete ones, `tmp/` while they are written. Temp files are named after `owner`
+ * when given (`<owner>.<uuid>.part`), so that an instance sharing the directory can tell whose they are.
  *
  * @since 0.1.0
  * @category models
@@ -72,6 +73,7 @@ export interface Fetched {
 export interface Directories {
   readonly files: string
   readonly tmp: string
+  readonly owner?: string | undefined
 }
 
 const agents = {
@@ -106,7 +108,11 @@ export const attempt = (
   Effect.async<Fetched, FetchFailure>((resume) => {
     const { url } = destination
     const secure = url.protocol === "https:"
-    const tmpPath = path.join(options.directories.tmp, `${randomUUID()}.part`)
+    const owner = options.directories.owner
+    const tmpPath = path.join(
+      options.directories.tmp,
+      owner === undefined ? `${randomUUID()}.part` : `${owner}.${randomUUID()}.part`
+    )
     let settled = false
     let out: fs.WriteStream | undefined
     const cleanup = () => {

@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Bulkhead, CircuitBreaker, Deadline, KeyedCircuitBreaker, KeyedLimiter, RetryPolicy } from "@spindle/core"
 import { TokenBucketStore } from "@spindle/core"
 import { AddressGuard } from "@spindle/node"
@@ -25,8 +26,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import { randomUUID } from "node:crypto"
-import * as fs from "node:fs"
-import * as path from "node:path"
+import * as BodyStore from "./BodyStore.js"
 import type * as Domain from "./Domain.js"
 import * as Fetcher from "./Fetcher.js"
 import { HarvestConfig } from "./HarvestConfig.js"
@@ -85,7 +85,7 @@ const failed = (url: string, attempts: number, error: { code: string; message: s
 export const layer: Layer.Layer<
   PipelineTag,
   never,
-  HarvestConfig | Items | Jobs | TokenBucketStore.TokenBucketStore
+  HarvestConfig | Items | Jobs | TokenBucketStore.TokenBucketStore | SqlClient.SqlClient
 > = Layer.scoped(
   PipelineTag,
   Effect.gen(function*() {
@@ -94,12 +94,10 @@ export const layer: Layer.Layer<
     const jobs = yield* Jobs
     const store = yield* TokenBucketStore.TokenBucketStore
     const owner = `harvest-${randomUUID()}`
-    const directories = {
-      files: path.join(config.dataDir, "files"),
-      tmp: path.join(config.dataDir, "tmp")
-    }
-    fs.mkdirSync(directories.files, { recursive: true })
-    fs.mkdirSync(directories.tmp, { recursive: true })
+    // Start-up recovery of files: dead instances' temp files and bodies no result points to are swept now and then
+    // once per lease period (leases of crashed instances expire on their own, and their items are leased again).
+    const bodies = yield* Effect.orDie(BodyStore.make({ dataDir: config.dataDir, owner, leaseMs: config.leaseMs }))
+    const directories = bodies.directories
 
     const breakers = yield* KeyedCircuitBreaker.make<Fetcher.FetchFailure>({
       name: "hosts",
@@ -241,7 +239,7 @@ export const layer: Layer.Layer<
             fileId: fetched.right.fileId
           }
           itemsFetched.unsafeUpdate(1, [])
-          yield* Effect.orDie(items.ack(item.id, owner, result))
+          yield* Effect.orDie(bodies.settle(result.fileId, items.ack(item.id, owner, result)))
         } else {
           const error = fetched.left
           yield* Effect.orDie(
@@ -327,18 +325,6 @@ export const layer: Layer.Layer<
         }
       }
     })
-
-    // Start-up recovery: leases of crashed instances expire on their own; temp files of this process's
-    // predecessors older than a lease are gone for good.
-    const cutoff = Date.now() - 2 * config.leaseMs
-    for (const name of fs.readdirSync(directories.tmp)) {
-      const file = path.join(directories.tmp, name)
-      try {
-        if (fs.statSync(file).mtimeMs < cutoff) fs.rmSync(file, { force: true })
-      } catch {
-        // removed meanwhile
-      }
-    }
 
     yield* Effect.forkScoped(leaseLoop)
     yield* Effect.forkScoped(heartbeat)

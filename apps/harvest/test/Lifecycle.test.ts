@@ -114,12 +114,21 @@ describe("Harvest lifecycle (real processes)", () => {
           assert.strictEqual(createHash("sha256").update(body).digest("hex"), result.sha256)
           assert.strictEqual(body.length, result.bytes)
         }
-        // Temp files of killed instances are gone once a lease has passed and an instance has started.
+        // Temp files of killed instances are gone once their leases have expired and an instance has started; bodies
+        // renamed into place by an instance killed before its result was committed are gone after two lease periods.
         instance.child.kill("SIGTERM")
         yield* Effect.promise(() => instance.exited)
         yield* Effect.sleep("1300 millis")
         instance = yield* start(env)
         assert.deepStrictEqual(fs.readdirSync(path.join(dataDir, "tmp")), [])
+        const referenced = new Set(results.items.map((r: any) => r.fileId))
+        let stored: Array<string> = []
+        for (let i = 0; i < 40; i++) {
+          stored = fs.readdirSync(path.join(dataDir, "files"))
+          if (stored.every((name) => referenced.has(name))) break
+          yield* Effect.sleep("100 millis")
+        }
+        assert.deepStrictEqual(stored.sort(), Array.from(referenced).sort(), "no orphan bodies")
       }),
     90_000
   )

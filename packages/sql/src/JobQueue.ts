@@ -122,6 +122,11 @@ export interface JobQueue<A, R = unknown> {
   readonly release: (ids: ReadonlyArray<number>, owner: string) => Effect.Effect<number, SqlError.SqlError>
   /** Makes every job whose lease has expired pending again (start-up recovery); returns how many. */
   readonly reclaimExpired: Effect.Effect<number, SqlError.SqlError>
+  /**
+   * The owners holding at least one unexpired lease now: the workers known to be alive. A worker's scratch state
+   * (temp files, say) may be removed by others once its owner is missing here.
+   */
+  readonly liveOwners: Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
   /** Jobs per status (of one group, if given). */
   readonly counts: (group?: string | undefined) => Effect.Effect<Counts, SqlError.SqlError>
   /** One keyset page of jobs after `after` (by id), optionally of some statuses and one group. */
@@ -341,6 +346,14 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
             RETURNING id
           `,
           (rows) => rows.length
+        )),
+      liveOwners: Effect.flatMap(now, (at) =>
+        Effect.map(
+          sql<{ lease_owner: string }>`
+            SELECT DISTINCT lease_owner FROM spindle_jobs
+            WHERE queue = ${queue} AND status = 'leased' AND lease_expires_at > ${at}
+          `,
+          (rows) => rows.map((row) => row.lease_owner)
         )),
       counts: (group) =>
         Effect.map(

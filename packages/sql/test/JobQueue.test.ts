@@ -111,6 +111,22 @@ for (const database of Databases.all) {
             assert.deepStrictEqual(yield* q.counts(), { pending: 3, leased: 0, done: 0, failed: 0, cancelled: 0 })
           }))
 
+        it.effect("liveOwners names the owners holding an unexpired lease, and only them", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            yield* q.enqueue(payloads(4))
+            assert.deepStrictEqual(yield* q.liveOwners, [])
+            yield* q.lease({ limit: 1, owner: "short", lease: "1 second" })
+            const long = yield* q.lease({ limit: 2, owner: "long", lease: "10 seconds" })
+            assert.deepStrictEqual([...(yield* q.liveOwners)].sort(), ["long", "short"])
+            yield* TestClock.adjust("1 second")
+            assert.deepStrictEqual(yield* q.liveOwners, ["long"], "an expired lease is no sign of life")
+            assert.isTrue(yield* q.ack(long[0].id, "long"))
+            assert.deepStrictEqual(yield* q.liveOwners, ["long"], "one lease left")
+            assert.isTrue(yield* q.ack(long[1].id, "long"))
+            assert.deepStrictEqual(yield* q.liveOwners, [])
+          }))
+
         it.effect("pages by keyset and streams without holding the connection between pages", () =>
           Effect.gen(function*() {
             const q = yield* queue()

@@ -1,0 +1,178 @@
+/**
+ * Where Harvest keeps fetched bodies, and how that place stays clean when instances crash or share it.
+ *
+ * `files/` holds complete bodies named by their SHA-256; `tmp/` holds bodies being written, each named after the
+ * instance writing it (`<owner>.<uuid>.part`). A body is renamed into `files/` only once complete, and its file id
+ * is recorded in `harvest_files` in the same transaction as its item's result. Two kinds of leftovers follow from a
+ * crash, and each instance removes both, at start and then once per lease period:
+ *
+ * - a temp file whose owner holds no unexpired lease: its writer is gone (it crashed, or stopped without finishing
+ *   it), whoever finds it. A live instance's temp files are never touched, so a shared `DATA_DIR` is safe.
+ * - a body in `files/` that no result records and that is older than two lease periods: it was renamed into place
+ *   by an instance that died (or whose item was cancelled) before the result was committed. Two lease periods is the
+ *   grace a live instance has between its rename and its commit.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlError from "@effect/sql/SqlError"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type * as Fetcher from "./Fetcher.js"
+import { Items } from "./Jobs.js"
+
+/**
+ * What one sweep removed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Swept {
+  readonly tmp: number
+  readonly orphans: number
+}
+
+/**
+ * The body store of one instance.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BodyStore {
+  /** The directories, with this instance's owner name for its temp files. */
+  readonly directories: Fetcher.Directories
+  /**
+   * Runs `settle` (an item's ack) and, when it succeeds and a body was stored, records `fileId` as referenced, in
+   * one transaction: a body is referenced exactly when its result is committed.
+   */
+  readonly settle: <E, R>(
+    fileId: string | null,
+    settle: Effect.Effect<boolean, E, R>
+  ) => Effect.Effect<boolean, E | SqlError.SqlError, R>
+  /** Removes dead temp files and orphan bodies now. */
+  readonly sweep: Effect.Effect<Swept, SqlError.SqlError>
+}
+
+const fileIdPattern = /^[0-9a-f]{64}$/
+
+const statMillis = (file: string): number | undefined => {
+  try {
+    return fs.statSync(file).mtimeMs
+  } catch {
+    return undefined
+  }
+}
+
+const remove = (file: string) => {
+  try {
+    fs.rmSync(file, { force: true })
+    return 1
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * A body store under `dataDir` for the instance `owner`, sweeping every `leaseMs` for the life of the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: {
+  readonly dataDir: string
+  readonly owner: string
+  readonly leaseMs: number
+}): Effect.Effect<BodyStore, SqlError.SqlError, SqlClient.SqlClient | Items | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const items = yield* Items
+    const directories = {
+      files: path.join(options.dataDir, "files"),
+      tmp: path.join(options.dataDir, "tmp"),
+      owner: options.owner
+    }
+    fs.mkdirSync(directories.files, { recursive: true })
+    fs.mkdirSync(directories.tmp, { recursive: true })
+    const grace = 2 * options.leaseMs
+    // Bodies known to be referenced stay referenced (results are never deleted), so each is looked up once.
+    const referenced = new Set<string>()
+
+    const sweepTmp = Effect.gen(function*() {
+      const live = new Set(yield* items.liveOwners)
+      live.add(options.owner)
+      const now = yield* Clock.currentTimeMillis
+      let removed = 0
+      for (const name of fs.readdirSync(directories.tmp)) {
+        const file = path.join(directories.tmp, name)
+        const dot = name.indexOf(".")
+        const owner = name.slice(0, dot)
+        if (name.endsWith(".part") && dot > 0 && name.indexOf(".", dot + 1) > 0) {
+          if (!live.has(owner)) removed += remove(file)
+        } else {
+          // Not named after an owner (an older version's, or not ours): gone once it is older than the grace.
+          const mtime = statMillis(file)
+          if (mtime !== undefined && mtime < now - grace) removed += remove(file)
+        }
+      }
+      return removed
+    })
+
+    const sweepFiles = Effect.gen(function*() {
+      const candidates = fs.readdirSync(directories.files).filter((name) => !referenced.has(name))
+      const now = yield* Clock.currentTimeMillis
+      let removed = 0
+      for (let i = 0; i < candidates.length; i += 500) {
+        const batch = candidates.slice(i, i + 500).filter((name) => fileIdPattern.test(name))
+        if (batch.length === 0) continue
+        const rows = yield* sql<{ file_id: string }>`
+          SELECT file_id FROM harvest_files WHERE ${sql.in("file_id", batch)}
+        `
+        for (const row of rows) referenced.add(row.file_id)
+        for (const name of batch) {
+          if (referenced.has(name)) continue
+          const file = path.join(directories.files, name)
+          const mtime = statMillis(file)
+          if (mtime !== undefined && mtime < now - grace) removed += remove(file)
+        }
+      }
+      return removed
+    })
+
+    const sweep = Effect.gen(function*() {
+      const tmp = yield* sweepTmp
+      const orphans = yield* sweepFiles
+      if (tmp + orphans > 0) {
+        yield* Effect.logInfo("removed leftover bodies").pipe(Effect.annotateLogs({ tmp, orphans }))
+      }
+      return { tmp, orphans }
+    }).pipe(Effect.withSpan("BodyStore.sweep"))
+
+    const settle = <E, R>(fileId: string | null, settle: Effect.Effect<boolean, E, R>) =>
+      fileId === null ? settle : sql.withTransaction(Effect.tap(settle, (settled) =>
+        settled
+          ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            sql`
+              INSERT INTO harvest_files (file_id, created_at) VALUES (${fileId}, ${now})
+              ON CONFLICT (file_id) DO NOTHING
+            `)
+          : Effect.void))
+
+    yield* sweep
+    yield* Effect.forkScoped(
+      Effect.sleep(Duration.millis(options.leaseMs)).pipe(
+        Effect.zipRight(sweep),
+        Effect.catchAllCause((cause) =>
+          Effect.logWarning("sweeping leftover bodies failed").pipe(
+            Effect.annotateLogs({ cause: Cause.pretty(cause) })
+          )
+        ),
+        Effect.forever
+      )
+    )
+    return { directories, settle, sweep } satisfies BodyStore
+  })

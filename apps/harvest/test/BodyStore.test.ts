@@ -1,0 +1,124 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, layer } from "@effect/vitest"
+import { Databases } from "@spindle/testkit"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as BodyStore from "../src/BodyStore.js"
+import * as Database from "../src/Database.js"
+import { Items, layerItems } from "../src/Jobs.js"
+
+// Long enough that the store's own periodic sweep stays out of the way of the explicit ones.
+const leaseMs = 5000
+const hex = (n: number) => n.toString(16).padStart(64, "0")
+const write = (file: string, ageMs = 0) => {
+  fs.writeFileSync(file, "body")
+  if (ageMs > 0) {
+    const at = new Date(Date.now() - ageMs)
+    fs.utimesSync(file, at, at)
+  }
+}
+const names = (dir: string) => fs.readdirSync(dir).sort()
+
+for (const database of Databases.all) {
+  const suite = database.skip === undefined ? describe : describe.skip
+  suite(`BodyStore on ${database.name}${database.skip === undefined ? "" : ` (skipped: ${database.skip})`}`, () => {
+    // Fresh per database: the item queue captures its client, and suites must not share one.
+    const items = Layer.fresh(layerItems).pipe(
+      Layer.provideMerge(Layer.effectDiscard(Database.migrate).pipe(Layer.provideMerge(database.layer))),
+      Layer.orDie
+    )
+
+    layer(items, { timeout: 60_000, excludeTestServices: true })((it) => {
+      it.scoped("a temp file is removed once its owner holds no live lease; a live owner's never is", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const items = yield* Items
+          yield* items.enqueue([{ url: "http://a.test/1" }, { url: "http://a.test/2" }], { group: "g1" })
+          // "peer" is another live instance on the same DATA_DIR: it holds a lease, so its temp file is in use.
+          yield* items.lease({ limit: 1, owner: "peer", lease: "1 second" })
+          const tmp = path.join(dataDir, "tmp")
+          fs.mkdirSync(tmp, { recursive: true })
+          write(path.join(tmp, "peer.0001.part"))
+          write(path.join(tmp, "crashed.0002.part"), 10 * leaseMs)
+          write(path.join(tmp, "crashed.0003.part"))
+          write(path.join(tmp, "legacy-old.part"), 10 * leaseMs)
+          write(path.join(tmp, "legacy-new.part"))
+          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
+          write(path.join(tmp, "me.0004.part"))
+          assert.deepStrictEqual(names(tmp), ["legacy-new.part", "me.0004.part", "peer.0001.part"])
+          // The peer's lease expires (it crashed): its temp file is garbage at the next sweep.
+          yield* Effect.sleep("1100 millis")
+          yield* items.lease({ limit: 1, owner: "other", lease: "30 seconds" })
+          const swept = yield* store.sweep
+          assert.deepStrictEqual(swept, { tmp: 1, orphans: 0 })
+          assert.deepStrictEqual(names(tmp), ["legacy-new.part", "me.0004.part"])
+        }))
+
+      it.scoped("the store sweeps by itself once per lease period", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          yield* BodyStore.make({ dataDir, owner: "me", leaseMs: 200 })
+          write(path.join(dataDir, "tmp", "crashed.0001.part"))
+          write(path.join(dataDir, "files", hex(7)), 1000)
+          yield* Effect.sleep("500 millis")
+          assert.deepStrictEqual(names(path.join(dataDir, "tmp")), [])
+          assert.deepStrictEqual(names(path.join(dataDir, "files")), [])
+        }))
+
+      it.scoped("a body no committed result points to is removed after the grace; referenced ones stay", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const items = yield* Items
+          const files = path.join(dataDir, "files")
+          fs.mkdirSync(files, { recursive: true })
+          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
+          yield* items.enqueue([{ url: "http://b.test/1" }, { url: "http://b.test/2" }], { group: "g2" })
+          const [first, second] = yield* items.lease({ limit: 2, owner: "me", lease: "30 seconds" })
+          const result = (fileId: string) => ({
+            url: "http://b.test/1",
+            status: "succeeded" as const,
+            httpStatus: 200,
+            bytes: 4,
+            sha256: fileId,
+            attempts: 1,
+            error: null,
+            fileId
+          })
+          // Committed: recorded with its result.
+          write(path.join(files, hex(1)), 10 * leaseMs)
+          assert.isTrue(yield* store.settle(hex(1), items.ack(first.id, "me", result(hex(1)))))
+          // Renamed into place, but the lease was lost before the ack (another owner settled it meanwhile).
+          write(path.join(files, hex(2)), 10 * leaseMs)
+          assert.isFalse(yield* store.settle(hex(2), items.ack(second.id, "not-me", result(hex(2)))))
+          // Renamed a moment ago by a live instance that has not committed yet: within the grace.
+          write(path.join(files, hex(3)))
+          // Not a body at all: left alone.
+          write(path.join(files, "README"), 10 * leaseMs)
+          const sql = yield* SqlClient.SqlClient
+          const recorded = yield* sql<{ file_id: string }>`SELECT file_id FROM harvest_files ORDER BY file_id`
+          assert.deepStrictEqual(recorded.map((row) => row.file_id), [hex(1)])
+          assert.deepStrictEqual(yield* store.sweep, { tmp: 0, orphans: 1 })
+          assert.deepStrictEqual(names(files), [hex(1), hex(3), "README"])
+        }))
+
+      it.scoped("settling the same body twice records it once", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const items = yield* Items
+          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
+          yield* items.enqueue([{ url: "http://c.test/1" }, { url: "http://c.test/2" }], { group: "g3" })
+          const leased = yield* items.lease({ limit: 2, owner: "me", lease: "30 seconds" })
+          for (const item of leased) {
+            assert.isTrue(yield* store.settle(hex(9), items.ack(item.id, "me")))
+          }
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql<{ n: number | string }>`
+            SELECT COUNT(*) AS n FROM harvest_files WHERE file_id = ${hex(9)}
+          `
+          assert.strictEqual(Number(rows[0].n), 1)
+        }))
+    })
+  })
+}
