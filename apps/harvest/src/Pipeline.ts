@@ -206,16 +206,21 @@ export const layer: Layer.Layer<
               )
           } as any)
         ) as Effect.Effect<Fetcher.Fetched, Fetcher.FetchFailure>
-        const fetched = yield* RetryPolicy.retry(once, {
+        // A failed attempt that will be retried is counted in the queue at once: after a crash the next lease goes
+        // on from there instead of granting maxAttempts afresh (an attempt cut short by the crash counts nothing).
+        const counted = Effect.tapError(once, (error) =>
+          error.retryable ? Effect.ignore(items.recordAttempt(item.id, owner, error.message)) : Effect.void)
+        const fetched = yield* RetryPolicy.retry(counted, {
           name: "fetch",
           base: "200 millis",
           cap: "10 seconds",
           jitter: "full",
-          maxAttempts: state.options.maxAttempts,
-          retryable: (error) => error.retryable,
+          maxAttempts: Math.max(1, state.options.maxAttempts - item.attempts),
+          retryable: (error) =>
+            error.retryable,
           retryAfterMax: Duration.millis(config.retryAfterMaxMs)
         }).pipe(Effect.either)
-        const count = Math.max(1, yield* Ref.get(attempts))
+        const count = Math.max(1, item.attempts + (yield* Ref.get(attempts)))
         return { fetched, count }
       }).pipe(
         Effect.catchAll((error) => Effect.succeed({ fetched: { _tag: "Left" as const, left: error }, count: 1 }))

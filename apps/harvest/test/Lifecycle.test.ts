@@ -132,4 +132,35 @@ describe("Harvest lifecycle (real processes)", () => {
       }),
     90_000
   )
+
+  it.scopedLive(
+    "a crash neither loses nor refunds finished attempts: maxAttempts holds across restarts",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const dataDir = yield* Databases.tempDir("harvest-attempts-")
+        const env = { DATA_DIR: dataDir, LEASE_MS: "600", SHUTDOWN_GRACE_MS: "200" }
+        // Always 503, asking for a second between attempts: the crash falls well between two attempts.
+        const url = upstream.url("/down?status=503&retryAfter=1")
+        let instance = yield* start(env)
+        const job = yield* json(`${instance.base}/jobs`, {
+          method: "POST",
+          body: JSON.stringify({ urls: [url], maxAttempts: 3 })
+        })
+        while (upstream.requests().length < 1) yield* Effect.sleep("10 millis")
+        yield* Effect.sleep("300 millis")
+        instance.child.kill("SIGKILL")
+        yield* Effect.promise(() => instance.exited)
+        instance = yield* start(env)
+        yield* waitForStatus(instance.base, job.id, "completed", 20_000)
+        const results = yield* json(`${instance.base}/jobs/${job.id}/results`)
+        assert.deepStrictEqual(
+          [results.items[0].status, results.items[0].attempts, results.items[0].error.code],
+          ["failed", 3, "http_status"]
+        )
+        const answered = upstream.requests().filter((r) => r.outcome === "answered")
+        assert.strictEqual(answered.length, 3, "three attempts in all, the one before the crash included")
+      }),
+    60_000
+  )
 })

@@ -100,6 +100,12 @@ export interface JobQueue<A, R = unknown> {
     owner: string,
     result?: R | undefined
   ) => Effect.Effect<boolean, SqlError.SqlError | ParseResult.ParseError>
+  /**
+   * Counts a failed attempt of a job its worker goes on retrying itself, keeping the lease: a worker that crashes
+   * then leaves the count behind for the next one (`Job.attempts`), so retries do not start over. `false` if the
+   * lease was lost.
+   */
+  readonly recordAttempt: (id: number, owner: string, error: string) => Effect.Effect<boolean, SqlError.SqlError>
   /** Counts the attempt and makes the job pending again after `delay`; `false` if the lease was lost. */
   readonly retry: (
     id: number,
@@ -302,6 +308,8 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
             owner,
             sql`status = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = ${at}, result = ${stored}`
           )),
+      recordAttempt: (id, owner, error) =>
+        settle(id, owner, sql`status = 'leased', attempts = attempts + 1, last_error = ${error}`),
       retry: (id, owner, { delay, error }) =>
         Effect.flatMap(now, (at) =>
           settle(

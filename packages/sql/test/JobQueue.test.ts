@@ -111,6 +111,22 @@ for (const database of Databases.all) {
             assert.deepStrictEqual(yield* q.counts(), { pending: 3, leased: 0, done: 0, failed: 0, cancelled: 0 })
           }))
 
+        it.effect("recordAttempt counts a failed attempt under the same lease, and the count survives the lease", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            yield* q.enqueue(payloads(1))
+            const [job] = yield* q.lease({ limit: 1, owner: "w1", lease: "1 second" })
+            assert.isTrue(yield* q.recordAttempt(job.id, "w1", "http 503"))
+            assert.isTrue(yield* q.recordAttempt(job.id, "w1", "timeout"))
+            assert.isFalse(yield* q.recordAttempt(job.id, "w2", "not mine"), "only the lease owner counts")
+            assert.deepStrictEqual(yield* q.counts(), { pending: 0, leased: 1, done: 0, failed: 0, cancelled: 0 })
+            // w1 crashes; its lease expires and the next worker sees the attempts made so far.
+            yield* TestClock.adjust("1 second")
+            const [again] = yield* q.lease({ limit: 1, owner: "w2", lease: "30 seconds" })
+            assert.deepStrictEqual([again.id, again.attempts, again.lastError], [job.id, 2, "timeout"])
+            assert.isFalse(yield* q.recordAttempt(job.id, "w1", "late"), "a lost lease counts nothing")
+          }))
+
         it.effect("liveOwners names the owners holding an unexpired lease, and only them", () =>
           Effect.gen(function*() {
             const q = yield* queue()
