@@ -1,0 +1,196 @@
+import * as HttpServer from "@effect/platform/HttpServer"
+import { assert, describe, it } from "@effect/vitest"
+import { Databases, Upstream } from "@spindle/testkit"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Server from "../src/Server.js"
+
+// Every fetch outcome of the contract, end to end: a job submitted over HTTP, fetched from the simulated upstream,
+// its results read back over HTTP, and what the upstream saw.
+const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
+  Effect.gen(function*() {
+    const dataDir = yield* Databases.tempDir("harvest-outcomes-")
+    const databaseUrl = database === "pg"
+      ? Option.some(Redacted.make(yield* Databases.freshPostgres))
+      : Option.none()
+    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
+      dataDir,
+      databaseUrl,
+      port: 0,
+      allowPrivateNetworks: true,
+      shutdownGraceMs: 200,
+      ...overrides
+    })))
+    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
+    const base = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+    const call = (method: string, route: string, body?: unknown) =>
+      Effect.promise(async () => {
+        const init: RequestInit = { method, headers: { "content-type": "application/json" } }
+        if (body !== undefined) init.body = JSON.stringify(body)
+        const response = await fetch(`${base}${route}`, init)
+        return { status: response.status, json: (await response.json()) as any }
+      })
+    // Submits a job, waits for it to complete, and returns its results by URL path.
+    const run = (body: Record<string, unknown>) =>
+      Effect.gen(function*() {
+        const created = yield* call("POST", "/jobs", body)
+        assert.strictEqual(created.status, 202, JSON.stringify(created.json))
+        for (let i = 0; i < 1200; i++) {
+          const job = yield* call("GET", `/jobs/${created.json.id}`)
+          if (job.json.status === "completed") break
+          yield* Effect.sleep("25 millis")
+        }
+        const results = yield* call("GET", `/jobs/${created.json.id}/results?limit=1000`)
+        assert.strictEqual(results.json.items.length, new Set(body.urls as Array<string>).size, "every URL settled")
+        return new Map<string, any>(results.json.items.map((r: any) => [new URL(r.url).pathname, r]))
+      })
+    const stored = () => fs.readdirSync(path.join(dataDir, "files"))
+    const temp = () => fs.readdirSync(path.join(dataDir, "tmp"))
+    return { run, stored, temp }
+  })
+
+const arrivals = (upstream: Upstream.Upstream, pathname: string) =>
+  upstream.requests().filter((r) => r.path === pathname).map((r) => r.arrivedAt)
+
+for (const database of ["sqlite", "pg"] as const) {
+  const skip = database === "pg" ? Databases.postgresSkip : undefined
+  const suite = skip === undefined ? describe : describe.skip
+  const harvest = harvestOn(database)
+  suite(`Harvest outcomes on ${database}${skip === undefined ? "" : ` (skipped: ${skip})`}`, () => {
+    it.scopedLive(
+      "429 and 503 with Retry-After: the wait is honoured as the upstream measures it, and capped",
+      () =>
+        Effect.gen(function*() {
+          const upstream = yield* Upstream.make()
+          const { run } = yield* harvest({ retryAfterMaxMs: 400 })
+          const results = yield* run({
+            urls: [
+              upstream.url("/throttled?fail=1&key=t1&status=429&retryAfter=1"),
+              upstream.url("/dated?fail=1&key=t2&status=503&retryAfter=date:2"),
+              upstream.url("/capped?fail=1&key=t3&status=429&retryAfter=30")
+            ],
+            maxAttempts: 2
+          })
+          for (const name of ["/throttled", "/dated", "/capped"]) {
+            assert.deepStrictEqual([results.get(name).status, results.get(name).attempts], ["succeeded", 2], name)
+          }
+          // RETRY_AFTER_MAX_MS is 400 here: "1 second" and "30 seconds" both wait the cap; a date wait does too.
+          for (const name of ["/throttled", "/dated", "/capped"]) {
+            const [first, second] = arrivals(upstream, name)
+            assert.isAtLeast(second - first, 390, `${name} waited ${second - first} ms`)
+          }
+        }),
+      30_000
+    )
+
+    it.scopedLive("Retry-After under the cap is waited in full", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { run } = yield* harvest()
+        const results = yield* run({ urls: [upstream.url("/slowdown?fail=1&key=s1&status=429&retryAfter=1")] })
+        assert.deepStrictEqual([results.get("/slowdown").status, results.get("/slowdown").attempts], ["succeeded", 2])
+        const [first, second] = arrivals(upstream, "/slowdown")
+        assert.isAtLeast(second - first, 990, `waited ${second - first} ms`)
+      }), 30_000)
+
+    it.scopedLive(
+      "timeouts: a hanging answer and a body too slow to finish in time, each attempt closed upstream",
+      () =>
+        Effect.gen(function*() {
+          const upstream = yield* Upstream.make()
+          const { run, temp } = yield* harvest()
+          const results = yield* run({
+            urls: [
+              upstream.url("/hang?hang=1"),
+              // 20 chunks 25 ms apart: about 500 ms of body, more than the 300 ms an attempt may take.
+              upstream.url("/trickle?bytes=2000&drip=100&every=25")
+            ],
+            timeoutMs: 300,
+            maxAttempts: 2
+          })
+          for (const name of ["/hang", "/trickle"]) {
+            const result = results.get(name)
+            assert.deepStrictEqual([result.status, result.error.code, result.attempts], ["failed", "timeout", 2], name)
+            assert.deepStrictEqual(
+              upstream.requests().filter((r) => r.path === name).map((r) => r.outcome),
+              ["client_closed", "client_closed"],
+              name
+            )
+          }
+          assert.deepStrictEqual(temp(), [], "no partial body kept")
+        }),
+      30_000
+    )
+
+    it.scopedLive("a slow body that finishes within the timeout succeeds", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { run } = yield* harvest()
+        const results = yield* run({ urls: [upstream.url("/drip?bytes=2000&drip=200&every=20")], timeoutMs: 5000 })
+        const result = results.get("/drip")
+        assert.deepStrictEqual(
+          [result.status, result.bytes, result.sha256, result.attempts],
+          ["succeeded", 2000, Upstream.expectedSha256(2000), 1]
+        )
+      }), 30_000)
+
+    it.scopedLive(
+      "oversized bodies fail once with body_too_large, declared or chunked, and nothing is kept",
+      () =>
+        Effect.gen(function*() {
+          const upstream = yield* Upstream.make()
+          const { run, stored, temp } = yield* harvest({ maxBodyBytes: 1000 })
+          const results = yield* run({
+            urls: [
+              upstream.url("/declared?bytes=5000"),
+              upstream.url("/chunked?bytes=5000&chunked=1"),
+              upstream.url("/fits?bytes=1000")
+            ]
+          })
+          for (const name of ["/declared", "/chunked"]) {
+            const result = results.get(name)
+            assert.deepStrictEqual(
+              [result.status, result.error.code, result.attempts, result.fileId],
+              ["failed", "body_too_large", 1, null],
+              name
+            )
+            assert.strictEqual(arrivals(upstream, name).length, 1, `${name} is not retried`)
+          }
+          assert.strictEqual(results.get("/fits").status, "succeeded")
+          assert.deepStrictEqual(stored(), [results.get("/fits").fileId])
+          assert.deepStrictEqual(temp(), [])
+        }),
+      30_000
+    )
+
+    it.scopedLive(
+      "a failing host's circuit opens; a healthy host beside it is served in full",
+      () =>
+        Effect.gen(function*() {
+          const failing = yield* Upstream.make({ host: "127.0.0.2" })
+          const healthy = yield* Upstream.make({ host: "127.0.0.3" })
+          const { run } = yield* harvest({ maxConcurrency: 8 })
+          const bad = Array.from({ length: 60 }, (_, i) => failing.url(`/bad/${i}?status=503&latency=5`))
+          const good = Array.from({ length: 30 }, (_, i) => healthy.url(`/good/${i}?latency=20`))
+          const urls = bad.flatMap((url, i) => i < good.length ? [url, good[i]] : [url])
+          const results = yield* run({ urls, maxAttempts: 1, perHostConcurrency: 4 })
+          const codes = new Map<string, number>()
+          for (const [name, result] of results) {
+            if (name.startsWith("/bad/")) codes.set(result.error.code, (codes.get(result.error.code) ?? 0) + 1)
+            else assert.strictEqual(result.status, "succeeded", name)
+          }
+          // The breaker opens after 20 calls with half of them failed; later items never reach the host.
+          assert.isAbove(codes.get("circuit_open") ?? 0, 0, JSON.stringify([...codes]))
+          assert.isBelow(failing.requests().length, 60)
+          assert.strictEqual(healthy.requests().length, 30, "the healthy host got every item, once")
+          assert.strictEqual(healthy.peakInFlight(), 4, "and at its full per-host concurrency")
+        }),
+      30_000
+    )
+  })
+}
