@@ -58,16 +58,30 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
   })
 })
 
+// Any fixed 64-bit number Harvest alone uses as an advisory lock key.
+const migrationLock = 7_291_050_523
+
 /**
  * Applies `@spindle/sql`'s migrations and Harvest's.
  *
  * @since 0.1.0
  * @category migrations
  */
-export const migrate = Effect.zipRight(
-  Migrations.run,
-  Migrator.make({})({ loader, table: "harvest_migrations" })
-)
+export const migrate = Effect.flatMap(SqlClient.SqlClient, (sql) => {
+  const all = Effect.zipRight(Migrations.run, Migrator.make({})({ loader, table: "harvest_migrations" }))
+  // Instances started together on a fresh Postgres database migrate one at a time, under an advisory lock held by
+  // a connection of its own (the migrator runs on others): otherwise their creations of the migration tables race
+  // and all but one crash. A crashed holder's session ends, and its lock with it.
+  const locked = Effect.scoped(Effect.gen(function*() {
+    const connection = yield* sql.reserve
+    yield* connection.execute("SELECT pg_advisory_lock($1)", [migrationLock], undefined)
+    yield* Effect.addFinalizer(() =>
+      Effect.ignore(connection.execute("SELECT pg_advisory_unlock($1)", [migrationLock], undefined))
+    )
+    return yield* all
+  }))
+  return sql.onDialectOrElse({ pg: () => locked, orElse: () => all })
+})
 
 /**
  * The client chosen by configuration, migrated.

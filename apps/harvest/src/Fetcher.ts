@@ -103,7 +103,12 @@ const failure = (code: ErrorCode, message: string, retryable: boolean, extra: {
  */
 export const attempt = (
   destination: AddressGuard.Destination,
-  options: { readonly directories: Directories; readonly maxBodyBytes: number }
+  options: {
+    readonly directories: Directories
+    readonly maxBodyBytes: number
+    /** Limit of the attempt, from connect to the body stored: a retryable `timeout` when it fires. */
+    readonly timeoutMs?: number | undefined
+  }
 ): Effect.Effect<Fetched, FetchFailure> =>
   Effect.async<Fetched, FetchFailure>((resume) => {
     const { url } = destination
@@ -115,6 +120,8 @@ export const attempt = (
     )
     let settled = false
     let out: fs.WriteStream | undefined
+    // A plain timer: a timeout fiber per attempt (`Effect.timeout`) costs more CPU than fetching a small body.
+    let timer: ReturnType<typeof setTimeout> | undefined
     const cleanup = () => {
       out?.destroy()
       fs.rm(tmpPath, { force: true }, () => {})
@@ -122,6 +129,7 @@ export const attempt = (
     const settle = (effect: Effect.Effect<Fetched, FetchFailure>) => {
       if (settled) return
       settled = true
+      if (timer !== undefined) clearTimeout(timer)
       resume(effect)
     }
     const fail = (error: FetchFailure) => {
@@ -193,7 +201,15 @@ export const attempt = (
       })
     })
     request.end()
+    if (options.timeoutMs !== undefined) {
+      const limit = Duration.millis(options.timeoutMs)
+      timer = setTimeout(() => {
+        request.destroy()
+        fail(failure("timeout", `Attempt timed out after ${Duration.format(limit)}`, true))
+      }, options.timeoutMs)
+    }
     return Effect.sync(() => {
+      if (timer !== undefined) clearTimeout(timer)
       settled = true
       request.destroy()
       cleanup()

@@ -1,39 +1,101 @@
 /**
- * Harvest's HTTP routes (DESIGN.md's contract): jobs, results, export, files, cancel, health, metrics.
+ * Harvest's HTTP layer: the handlers of `Api.HarvestApi`, the OpenAPI document at `/openapi.json`, the docs page at
+ * `/docs`, the dashboard's routes beside them, and the contract's JSON body for every error, unknown routes included.
  *
  * @since 0.1.0
  */
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiError from "@effect/platform/HttpApiError"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { EventLoopMonitor } from "@spindle/node"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
-import * as fs from "node:fs"
+import { createHash, timingSafeEqual } from "node:crypto"
 import * as path from "node:path"
+import * as Api from "./Api.js"
 import * as Dashboard from "./Dashboard.js"
 import { HarvestConfig } from "./HarvestConfig.js"
 import { Jobs } from "./Jobs.js"
 import { PipelineTag } from "./Pipeline.js"
 import * as Validation from "./Validation.js"
 
-const error = (status: number, code: string, message: string) =>
-  HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
+/**
+ * The largest request body the server reads (10 MiB); a larger one is refused with `413 body_too_large`. It bounds
+ * `POST /jobs` (so `MAX_URLS_PER_JOB` of long URLs may not fit) and any other body read through the platform.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxRequestBytes = 10 * 1024 * 1024
 
-const notFound = (what: string) => error(404, "not_found", `${what} not found`)
+const errorResponse = (status: number, code: string, message: string) =>
+  HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
 
 const jobIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const fileIdPattern = /^[0-9a-f]{64}$/
 
-const routeParam = (name: string) => Effect.map(HttpRouter.params, (params) => params[name] ?? "")
+const jobNotFound = new Api.NotFound({ code: "not_found", message: "job not found" })
 
-const findJob = (id: string) =>
-  Effect.flatMap(Jobs, (jobs) => jobIdPattern.test(id) ? jobs.find(id) : Effect.succeed(Option.none()))
+const requireJob = (id: string) =>
+  Effect.flatMap(Jobs, (jobs) => jobIdPattern.test(id) ? Effect.orDie(jobs.find(id)) : Effect.succeed(Option.none()))
+    .pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.fail(jobNotFound), onSome: Effect.succeed }))
+    )
+
+// Reads the body up to `limit` bytes. Past the limit it fails at once but keeps the request flowing (the rest is
+// discarded as it arrives) rather than destroying it, as the platform's readers do: destroying an unfinished request
+// destroys its socket, and the client would see a dropped connection instead of the 413.
+const readBody = (request: HttpServerRequest.HttpServerRequest, limit: number) =>
+  Effect.async<string, Api.PayloadTooLarge | Api.BadRequest>((resume) => {
+    const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+    const tooLarge = () =>
+      Effect.fail(new Api.PayloadTooLarge({ code: "body_too_large", message: `the body exceeds ${limit} bytes` }))
+    if (Number(incoming.headers["content-length"]) > limit) {
+      incoming.resume()
+      return resume(tooLarge())
+    }
+    const chunks: Array<Buffer> = []
+    let bytes = 0
+    let settled = false
+    const settle = (effect: Effect.Effect<string, Api.PayloadTooLarge | Api.BadRequest>) => {
+      if (settled) return
+      settled = true
+      chunks.length = 0
+      resume(effect)
+    }
+    const onData = (chunk: Buffer) => {
+      if (settled) return
+      bytes += chunk.length
+      if (bytes > limit) settle(tooLarge())
+      else chunks.push(chunk)
+    }
+    const onEnd = () => settle(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+    const onError = () =>
+      settle(Effect.fail(new Api.BadRequest({ code: "invalid_body", message: "the body could not be read" })))
+    incoming.on("data", onData)
+    incoming.once("end", onEnd)
+    incoming.once("error", onError)
+    // Interrupted (the client went away, or the server is draining): the listeners stay, inert, and the rest flows away.
+    return Effect.sync(() => {
+      settled = true
+      chunks.length = 0
+      incoming.resume()
+    })
+  })
 
 /**
  * Prometheus text for every metric in the registry.
@@ -65,145 +127,207 @@ export const prometheus = Effect.map(Metric.snapshot, (pairs) => {
   return lines.join("\n") + "\n"
 })
 
-const requireToken = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-  Effect.gen(function*() {
-    const config = yield* HarvestConfig
-    if (Option.isNone(config.apiToken)) return yield* handler
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const header = request.headers.authorization ?? ""
-    if (header !== `Bearer ${Redacted.value(config.apiToken.value)}`) {
-      return error(401, "unauthorized", "missing or wrong bearer token")
-    }
-    return yield* handler
-  })
-
 /**
- * The router.
+ * The `jobs` group's handlers.
  *
  * @since 0.1.0
- * @category routes
+ * @category handlers
  */
-export const router = HttpRouter.empty.pipe(
-  HttpRouter.post(
-    "/jobs",
-    requireToken(Effect.gen(function*() {
-      const config = yield* HarvestConfig
-      const pipeline = yield* PipelineTag
-      if (pipeline.isDraining()) return error(503, "shutting_down", "the server is shutting down")
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const text = yield* Effect.either(request.text)
-      if (Either.isLeft(text)) return error(413, "body_too_large", "the request body is too large")
-      let body: unknown
-      try {
-        body = JSON.parse(text.right)
-      } catch {
-        return error(400, "invalid_json", "the body is not valid JSON")
-      }
-      const parsed = Validation.jobRequest(body, config)
-      if (Either.isLeft(parsed)) return error(400, parsed.left.code, parsed.left.message)
-      const jobs = yield* Jobs
-      const created = yield* jobs.create(parsed.right.urls, parsed.right.options)
-      return HttpServerResponse.unsafeJson({ id: created.id, status: "queued", total: created.total }, { status: 202 })
+export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) =>
+  handlers
+    // Raw: the body is read and validated here, so that every refusal carries the contract's body and message.
+    .handleRaw("create", ({ request }) =>
+      Effect.gen(function*() {
+        const config = yield* HarvestConfig
+        const pipeline = yield* PipelineTag
+        if (pipeline.isDraining()) {
+          return yield* new Api.ShuttingDown({ code: "shutting_down", message: "the server is shutting down" })
+        }
+        const text = yield* readBody(request, maxRequestBytes)
+        const body = yield* Effect.try({
+          try: (): unknown => JSON.parse(text),
+          catch: () => new Api.BadRequest({ code: "invalid_json", message: "the body is not valid JSON" })
+        })
+        const parsed = yield* Either.mapLeft(Validation.jobRequest(body, config), (invalid) =>
+          new Api.BadRequest(invalid))
+        const jobs = yield* Jobs
+        const created = yield* Effect.orDie(jobs.create(parsed.urls, parsed.options))
+        return { id: created.id, status: "queued" as const, total: created.total }
+      }))
+    .handle("get", ({ path }) =>
+      Effect.gen(function*() {
+        const job = yield* requireJob(path.id)
+        return yield* Effect.orDie(Effect.flatMap(Jobs, (jobs) =>
+          jobs.view(job)))
+      }))
+    .handle("results", ({ path, urlParams }) =>
+      Effect.gen(function*() {
+        const job = yield* requireJob(path.id)
+        const cursor = urlParams.cursor === undefined || urlParams.cursor === "" ? undefined : Number(urlParams.cursor)
+        if (cursor !== undefined && (!Number.isSafeInteger(cursor) || cursor < 0)) {
+          return yield* new Api.BadRequest({
+            code: "invalid_field",
+            message: "cursor is not a cursor this API returned"
+          })
+        }
+        return yield* Effect.orDie(Effect.flatMap(Jobs, (jobs) => jobs.results(job.id, urlParams.limit ?? 100, cursor)))
+      }))
+    .handle("export", ({ path }) =>
+      Effect.gen(function*() {
+        const job = yield* requireJob(path.id)
+        const jobs = yield* Jobs
+        const lines = jobs.exportResults(job.id).pipe(
+          Stream.map((result) => `${JSON.stringify(result)}\n`),
+          Stream.encodeText
+        )
+        return HttpServerResponse.stream(lines, { contentType: "application/x-ndjson" })
+      }))
+    .handle("cancel", ({ path }) =>
+      Effect.gen(function*() {
+        const job = yield* requireJob(path.id)
+        const jobs = yield* Jobs
+        const pipeline = yield* PipelineTag
+        yield* Effect.orDie(jobs.cancel(job.id))
+        yield* pipeline.interruptJob(job.id)
+        const fresh = yield* requireJob(job.id)
+        return yield* Effect.orDie(jobs.view(fresh))
+      })))
+
+/**
+ * The `files` group's handlers.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const FilesLive = HttpApiBuilder.group(
+  Api.HarvestApi,
+  "files",
+  (handlers) =>
+    handlers.handle("get", ({ path: { fileId } }) =>
+      Effect.gen(function*() {
+        const notFound = new Api.NotFound({ code: "not_found", message: "file not found" })
+        if (!fileIdPattern.test(fileId)) return yield* notFound
+        const config = yield* HarvestConfig
+        return yield* HttpServerResponse.file(path.join(config.dataDir, "files", fileId), {
+          contentType: "application/octet-stream"
+        }).pipe(Effect.mapError(() => notFound))
+      }))
+)
+
+/**
+ * The `system` group's handlers.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const SystemLive = HttpApiBuilder.group(Api.HarvestApi, "system", (handlers) =>
+  handlers
+    .handle("health", () =>
+      Effect.gen(function*() {
+        const monitor = yield* EventLoopMonitor.EventLoopMonitor
+        const pipeline = yield* PipelineTag
+        const loop = monitor.unsafeCurrent()
+        const draining = pipeline.isDraining()
+        const body = {
+          status: draining ? "draining" as const : "ok" as const,
+          eventLoop: { p50Ms: loop.p50Ms, p99Ms: loop.p99Ms, maxMs: loop.maxMs },
+          inFlight: pipeline.inFlight()
+        }
+        return draining ? HttpServerResponse.unsafeJson(body, { status: 503 }) : body
+      }))
+    .handle("metrics", () => prometheus))
+
+const sameSecret = (a: string, b: string) =>
+  timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest())
+
+/**
+ * The bearer-token check: with `API_TOKEN` unset everything passes; otherwise the request must carry exactly
+ * `Authorization: Bearer <API_TOKEN>`.
+ *
+ * @since 0.1.0
+ * @category security
+ */
+export const AuthorizationLive: Layer.Layer<Api.Authorization, never, HarvestConfig> = Layer.effect(
+  Api.Authorization,
+  Effect.map(HarvestConfig, (config) =>
+    Api.Authorization.of({
+      bearer: (token) =>
+        Effect.gen(function*() {
+          if (Option.isNone(config.apiToken)) return
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const scheme = (request.headers.authorization ?? "").slice(0, "Bearer ".length)
+          if (
+            scheme.toLowerCase() !== "bearer " ||
+            !sameSecret(Redacted.value(token), Redacted.value(config.apiToken.value))
+          ) {
+            return yield* new Api.Unauthorized({ code: "unauthorized", message: "missing or wrong bearer token" })
+          }
+        })
     }))
-  ),
-  HttpRouter.get(
-    "/jobs/:id",
-    requireToken(Effect.gen(function*() {
-      const job = yield* Effect.flatMap(routeParam("id"), findJob)
-      if (Option.isNone(job)) return notFound("job")
-      return HttpServerResponse.unsafeJson(yield* Effect.flatMap(Jobs, (jobs) => jobs.view(job.value)))
-    }))
-  ),
-  HttpRouter.get(
-    "/jobs/:id/results",
-    requireToken(Effect.gen(function*() {
-      const job = yield* Effect.flatMap(routeParam("id"), findJob)
-      if (Option.isNone(job)) return notFound("job")
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const query = new URL(request.url, "http://harvest").searchParams
-      const limit = query.get("limit") === null ? 100 : Number(query.get("limit"))
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-        return error(400, "invalid_field", "limit must be an integer between 1 and 1000")
-      }
-      const cursorText = query.get("cursor")
-      const cursor = cursorText === null || cursorText === "" ? undefined : Number(cursorText)
-      if (cursor !== undefined && (!Number.isSafeInteger(cursor) || cursor < 0)) {
-        return error(400, "invalid_field", "cursor is not a cursor this API returned")
-      }
-      const jobs = yield* Jobs
-      return HttpServerResponse.unsafeJson(yield* jobs.results(job.value.id, limit, cursor))
-    }))
-  ),
-  HttpRouter.get(
-    "/jobs/:id/export",
-    requireToken(Effect.gen(function*() {
-      const job = yield* Effect.flatMap(routeParam("id"), findJob)
-      if (Option.isNone(job)) return notFound("job")
-      const jobs = yield* Jobs
-      const lines = jobs.exportResults(job.value.id).pipe(
-        Stream.map((result) => `${JSON.stringify(result)}\n`),
-        Stream.encodeText
-      )
-      return HttpServerResponse.stream(lines, { contentType: "application/x-ndjson" })
-    }))
-  ),
-  HttpRouter.del(
-    "/jobs/:id",
-    requireToken(Effect.gen(function*() {
-      const job = yield* Effect.flatMap(routeParam("id"), findJob)
-      if (Option.isNone(job)) return notFound("job")
-      const jobs = yield* Jobs
-      const pipeline = yield* PipelineTag
-      yield* jobs.cancel(job.value.id)
-      yield* pipeline.interruptJob(job.value.id)
-      const fresh = yield* jobs.find(job.value.id)
-      return HttpServerResponse.unsafeJson(yield* jobs.view(Option.getOrThrow(fresh)))
-    }))
-  ),
-  HttpRouter.get(
-    "/files/:fileId",
-    requireToken(Effect.gen(function*() {
-      const fileId = yield* routeParam("fileId")
-      const config = yield* HarvestConfig
-      const file = path.join(config.dataDir, "files", fileId)
-      if (!fileIdPattern.test(fileId) || !fs.existsSync(file)) return notFound("file")
-      return yield* HttpServerResponse.file(file, { contentType: "application/octet-stream" })
-    }))
-  ),
-  HttpRouter.get(
-    "/health",
-    Effect.gen(function*() {
-      const monitor = yield* EventLoopMonitor.EventLoopMonitor
-      const pipeline = yield* PipelineTag
-      const loop = monitor.unsafeCurrent()
-      const body = {
-        status: pipeline.isDraining() ? "draining" : "ok",
-        eventLoop: { p50Ms: loop.p50Ms, p99Ms: loop.p99Ms, maxMs: loop.maxMs },
-        inFlight: pipeline.inFlight()
-      }
-      return HttpServerResponse.unsafeJson(body, { status: pipeline.isDraining() ? 503 : 200 })
-    })
-  ),
-  HttpRouter.get(
-    "/metrics",
-    Effect.map(prometheus, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
-  ),
-  HttpRouter.concat(Dashboard.router),
-  HttpRouter.catchAll((cause) =>
-    Effect.as(
-      Effect.logError("request failed").pipe(Effect.annotateLogs({ cause: String(cause) })),
-      error(500, "internal", "unexpected error")
+)
+
+const describeDecodeError = (error: HttpApiError.HttpApiDecodeError) => {
+  const issue = error.issues[0]
+  if (issue === undefined) return error.message
+  return issue.path.length === 0 ? issue.message : `${issue.path.join(".")}: ${issue.message}`
+}
+
+// Path and query parameters are decoded by `HttpApi`, whose own error body is not the contract's: answer with ours.
+// (The app's type says it cannot fail, but before `HttpApi` encodes them it fails with the API's errors.)
+const ContractDecodeErrorsLive = HttpApiBuilder.middleware((app) =>
+  Effect.catchIf(
+    app as HttpApp.Default<unknown>,
+    (error): error is HttpApiError.HttpApiDecodeError => error instanceof HttpApiError.HttpApiDecodeError,
+    (error) => Effect.succeed(errorResponse(400, "invalid_field", describeDecodeError(error)))
+  ) as HttpApp.Default
+)
+
+/**
+ * Everything the app is built from: the API with its handlers and security, `GET /openapi.json`, and `GET /docs`
+ * (Swagger UI inlined in the page, so it works offline).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = Layer.mergeAll(
+  HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
+  HttpApiSwagger.layer({ path: "/docs" }),
+  ContractDecodeErrorsLive
+).pipe(
+  Layer.provideMerge(
+    HttpApiBuilder.api(Api.HarvestApi).pipe(
+      Layer.provide([JobsLive, FilesLive, SystemLive]),
+      Layer.provide(AuthorizationLive)
     )
-  )
+  ),
+  Layer.provideMerge(HttpApiBuilder.Router.Live),
+  Layer.provideMerge(HttpApiBuilder.Middleware.layer)
 )
 
+const isRouteNotFound = (error: unknown): error is HttpServerError.RouteNotFound =>
+  HttpServerError.isServerError(error) && error._tag === "RouteNotFound"
+
 /**
- * The router as an app whose unknown routes answer with the contract's JSON 404.
+ * The app: the API first, then the dashboard's routes, then the contract's JSON 404; request bodies are capped at
+ * `maxRequestBytes`, and an unexpected failure is logged and answered with a JSON 500.
  *
  * @since 0.1.0
- * @category routes
+ * @category apps
  */
-export const app = Effect.map(
-  HttpRouter.toHttpApp(router),
-  (handler) => Effect.catchTag(handler, "RouteNotFound", () => Effect.succeed(error(404, "not_found", "no such route")))
-)
+export const app = Effect.gen(function*() {
+  const api = (yield* HttpApiBuilder.httpApp) as HttpApp.Default<unknown, HttpRouter.HttpRouter.DefaultServices>
+  const dashboard = yield* HttpRouter.toHttpApp(Dashboard.router)
+  return api.pipe(
+    Effect.catchIf(isRouteNotFound, () => dashboard),
+    Effect.catchIf(isRouteNotFound, () => Effect.succeed(errorResponse(404, "not_found", "no such route"))),
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.as(
+          Effect.logError("request failed", cause),
+          errorResponse(500, "internal", "unexpected error")
+        )
+    ),
+    HttpIncomingMessage.withMaxBodySize(Option.some(maxRequestBytes))
+  )
+})

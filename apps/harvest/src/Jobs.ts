@@ -159,6 +159,11 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
       return yield* items.cancelGroup(id)
     })
 
-    return { find, create, view, results, exportResults, cancel } as const
+    const recent = Effect.fn("Jobs.recent")(function*(limit: number) {
+      const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs ORDER BY created_at DESC, id LIMIT ${limit}`
+      return rows.map(toJob)
+    })
+
+    return { find, create, view, results, exportResults, cancel, recent } as const
   })
 }) {}

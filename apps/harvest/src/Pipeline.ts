@@ -10,8 +10,8 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Bulkhead, CircuitBreaker, Deadline, KeyedCircuitBreaker, KeyedLimiter, RetryPolicy } from "@spindle/core"
-import { TokenBucketStore } from "@spindle/core"
+import { Bulkhead, CircuitBreaker, KeyedCircuitBreaker, KeyedLimiter, RetryPolicy } from "@spindle/core"
+import { SlotStore, TokenBucketStore } from "@spindle/core"
 import { AddressGuard } from "@spindle/node"
 import type { JobQueue } from "@spindle/sql"
 import * as Cause from "effect/Cause"
@@ -49,6 +49,26 @@ export interface Pipeline {
   readonly isDraining: () => boolean
   /** Jobs whose state this process holds now (those with fetches in flight). */
   readonly activeJobs: () => number
+  /** Hosts fetched from recently, busiest first (the dashboard's per-host view). */
+  readonly hosts: Effect.Effect<ReadonlyArray<HostState>>
+}
+
+/**
+ * One host (`host:port`) as this process sees it now: attempts in flight and waiting in its per-job limiters, the
+ * fewest rate tokens left in any of them (`null` without a rate limit), its circuit, and its latest failed attempts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostState {
+  readonly host: string
+  readonly inFlight: number
+  readonly queued: number
+  readonly tokens: number | null
+  readonly circuit: "closed" | "open" | "half-open"
+  readonly attempts: number
+  readonly recentErrors: ReadonlyArray<{ readonly at: number; readonly code: string; readonly message: string }>
+  readonly lastActiveAt: number
 }
 
 /**
@@ -93,6 +113,8 @@ export const layer: Layer.Layer<
     const items = yield* Items
     const jobs = yield* Jobs
     const store = yield* TokenBucketStore.TokenBucketStore
+    // Provided with REDIS_URL: per-host concurrency shared by every instance, not only this process's.
+    const sharedSlots = yield* Effect.serviceOption(SlotStore.SlotStore)
     const owner = `harvest-${randomUUID()}`
     // Start-up recovery of files: dead instances' temp files and bodies no result points to are swept now and then
     // once per lease period (leases of crashed instances expire on their own, and their items are leased again).
@@ -145,6 +167,80 @@ export const layer: Layer.Layer<
           Effect.zipRight(Deferred.done(created, exit), exit))
       })
 
+    // What the dashboard shows per host: attempts past the limiter, and the latest failures (kept a while after the
+    // host goes quiet, then forgotten).
+    interface HostActivity {
+      inFlight: number
+      attempts: number
+      lastActiveAt: number
+      readonly errors: Array<{ readonly at: number; readonly code: string; readonly message: string }>
+    }
+    const hostActivity = new Map<string, HostActivity>()
+    const trackHost = <A, R>(hostKey: string, effect: Effect.Effect<A, Fetcher.FetchFailure, R>) =>
+      Effect.suspend(() => {
+        let activity = hostActivity.get(hostKey)
+        if (activity === undefined) {
+          activity = { inFlight: 0, attempts: 0, lastActiveAt: Date.now(), errors: [] }
+          hostActivity.set(hostKey, activity)
+        }
+        const entry = activity
+        entry.inFlight++
+        entry.attempts++
+        return effect.pipe(
+          Effect.tapError((error) =>
+            Effect.sync(() => {
+              entry.errors.push({ at: Date.now(), code: error.code, message: error.message })
+              if (entry.errors.length > 5) entry.errors.shift()
+            })
+          ),
+          Effect.ensuring(Effect.sync(() => {
+            entry.inFlight--
+            entry.lastActiveAt = Date.now()
+          }))
+        )
+      })
+    const hostStates = Effect.gen(function*() {
+      const now = Date.now()
+      const result: Array<HostState> = []
+      for (const [host, activity] of hostActivity) {
+        if (activity.inFlight === 0 && now - activity.lastActiveAt > 10 * 60_000) {
+          hostActivity.delete(host)
+          continue
+        }
+        let queued = 0
+        let tokens: number | null = null
+        for (const deferred of jobStates.values()) {
+          const polled = yield* Deferred.poll(deferred)
+          const exit = Option.isSome(polled) ? yield* Effect.exit(polled.value) : undefined
+          if (exit === undefined || exit._tag === "Failure" || Option.isNone(exit.value)) continue
+          const stats = yield* Effect.orElseSucceed(exit.value.value.hosts.stats(host), () => Option.none())
+          if (Option.isNone(stats)) continue
+          queued += stats.value.queued
+          if (Option.isSome(stats.value.tokens)) {
+            tokens = Math.min(tokens ?? Number.POSITIVE_INFINITY, Math.floor(stats.value.tokens.value * 100) / 100)
+          }
+        }
+        const breaker = yield* breakers.state(host)
+        const circuit = Option.match(breaker, {
+          onNone: () => "closed" as const,
+          onSome: (s) => s._tag === "Open" ? "open" as const : s._tag === "HalfOpen" ? "half-open" as const : "closed"
+        })
+        result.push({
+          host,
+          inFlight: activity.inFlight,
+          queued,
+          tokens,
+          circuit,
+          attempts: activity.attempts,
+          recentErrors: activity.errors.slice(),
+          lastActiveAt: activity.lastActiveAt
+        })
+      }
+      return result
+        .sort((a, b) => b.inFlight - a.inFlight || b.queued - a.queued || b.lastActiveAt - a.lastActiveAt)
+        .slice(0, 100)
+    })
+
     const fetchItem = (item: Item, state: JobState) =>
       Effect.gen(function*() {
         const url = item.payload.url
@@ -169,18 +265,13 @@ export const layer: Layer.Layer<
           )
         )
         const hostKey = destination.url.host
-        const once = Fetcher.attempt(destination, { directories, maxBodyBytes: config.maxBodyBytes }).pipe(
-          Deadline.attempt(Duration.millis(state.options.timeoutMs)),
-          Effect.catchTag("TimeoutError", (timeout) =>
-            Effect.fail(
-              new Fetcher.FetchFailure({
-                code: "timeout",
-                message: timeout.message,
-                retryable: true,
-                httpStatus: null,
-                retryAfter: undefined
-              })
-            )),
+        // The attempt's timeout is a timer inside the fetch: `Deadline.attempt` forks a timeout fiber per attempt,
+        // about 60 µs of CPU each, more than the rest of the fetch of a small body (bench/RESULTS.md, section 7).
+        const once = Fetcher.attempt(destination, {
+          directories,
+          maxBodyBytes: config.maxBodyBytes,
+          timeoutMs: state.options.timeoutMs
+        }).pipe(
           (effect) => breakers.run(hostKey, effect),
           Effect.catchTag("CircuitOpen", (open) =>
             Effect.fail(
@@ -192,8 +283,31 @@ export const layer: Layer.Layer<
                 retryAfter: open.retryAfter
               })
             )),
-          (effect) => state.hosts.run(hostKey, Effect.zipRight(Ref.update(attempts, (n) => n + 1), effect)),
+          (effect) =>
+            state.hosts.run(hostKey, Effect.zipRight(Ref.update(attempts, (n) => n + 1), trackHost(hostKey, effect))),
+          // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
+          // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
+          (effect) =>
+            Option.match(sharedSlots, {
+              onNone: () => effect,
+              onSome: (slots) =>
+                SlotStore.withSlot(slots, {
+                  key: `harvest:${item.group}:${hostKey}`,
+                  limit: state.options.perHostConcurrency,
+                  ttl: Duration.millis(config.leaseMs)
+                })(effect)
+            }),
           Effect.catchTags({
+            SlotStoreError: (error: { readonly message: string }) =>
+              Effect.fail(
+                new Fetcher.FetchFailure({
+                  code: "network",
+                  message: `host concurrency store unavailable: ${error.message}`,
+                  retryable: true,
+                  httpStatus: null,
+                  retryAfter: undefined
+                })
+              ),
             TokenBucketStoreError: (error: { readonly message: string }) =>
               Effect.fail(
                 new Fetcher.FetchFailure({
@@ -279,6 +393,7 @@ export const layer: Layer.Layer<
             ),
             Effect.ensuring(Effect.sync(() => {
               inFlight--
+              if (wakeLeaser !== undefined && config.maxConcurrency - inFlight >= refill) wakeLeaser()
               held.delete(item.id)
               running.delete(fiber)
               // A job with nothing in flight here forgets its state: rebuilding it is lossless (its tokens live in
@@ -297,11 +412,31 @@ export const layer: Layer.Layer<
         jobFibers.set(item.group!, group.add(fiber))
       })
 
+    // While every slot is busy the lease loop waits for a quarter of them to free up, or 10 ms at most: on a fixed
+    // 10 ms tick, a slot freed by a 25 ms fetch idled 5 ms on average, a sixth of the capacity (bench section 7).
+    let wakeLeaser: (() => void) | undefined
+    const refill = Math.max(1, Math.floor(config.maxConcurrency / 4))
+    const slotsFreed = Effect.async<void>((resume) => {
+      const timer = setTimeout(() => {
+        wakeLeaser = undefined
+        resume(Effect.void)
+      }, 10)
+      wakeLeaser = () => {
+        clearTimeout(timer)
+        wakeLeaser = undefined
+        resume(Effect.void)
+      }
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        wakeLeaser = undefined
+      })
+    })
+
     const leaseLoop = Effect.gen(function*() {
       while (!draining) {
         const free = config.maxConcurrency - inFlight
         if (free <= 0) {
-          yield* Effect.sleep("10 millis")
+          yield* slotsFreed
           continue
         }
         const leased = yield* items.lease({
@@ -354,6 +489,7 @@ export const layer: Layer.Layer<
       inFlight: () => inFlight,
       isDraining: () => draining,
       activeJobs: () => jobStates.size,
+      hosts: hostStates,
       interruptJob: (jobId: string) =>
         Effect.suspend(() => {
           const fibers = jobFibers.get(jobId)

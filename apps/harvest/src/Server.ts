@@ -8,24 +8,33 @@
 import * as HttpServer from "@effect/platform/HttpServer"
 import { TokenBucketStore } from "@spindle/core"
 import { EventLoopMonitor, HttpDrain, LoadShedder, Shutdown } from "@spindle/node"
-import { RedisTokenBucketStore } from "@spindle/redis"
+import { RedisSlotStore, RedisTokenBucketStore } from "@spindle/redis"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
 import * as Database from "./Database.js"
+import * as Events from "./Events.js"
 import { HarvestConfig } from "./HarvestConfig.js"
 import * as Http from "./Http.js"
 import { Jobs, layerItems } from "./Jobs.js"
 import * as Pipeline from "./Pipeline.js"
 
-const LimitStoreLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) =>
-  Option.match(config.redisUrl, {
-    onNone: () => TokenBucketStore.layerMemory,
-    onSome: (url) =>
-      RedisTokenBucketStore.layer().pipe(Layer.provide(RedisTokenBucketStore.layerConnection(Redacted.value(url))))
-  })))
+// With REDIS_URL, one connection serves the per-host rates (token buckets) and the per-host concurrency (slots), so
+// that both hold across instances. The pipeline looks the slot store up as an optional service: without Redis, its
+// in-process limiter is the whole per-host concurrency limit.
+const LimitStoreLive = Layer.unwrapEffect(Effect.map(
+  HarvestConfig,
+  (config): Layer.Layer<TokenBucketStore.TokenBucketStore> =>
+    Option.match(config.redisUrl, {
+      onNone: () => TokenBucketStore.layerMemory,
+      onSome: (url) =>
+        Layer.merge(RedisTokenBucketStore.layer(), RedisSlotStore.layer()).pipe(
+          Layer.provide(RedisTokenBucketStore.layerConnection(Redacted.value(url)))
+        )
+    })
+))
 
 const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
   const routes = Layer.scopedDiscard(Effect.gen(function*() {
@@ -39,6 +48,7 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
     )
   }))
   return routes.pipe(
+    Layer.provide(Http.layer),
     Layer.provide(LoadShedder.layer({ maxEventLoopDelay: "500 millis" })),
     Layer.provideMerge(HttpDrain.layer(createServer, { port: config.port, host: config.host }, {
       grace: `${config.shutdownGraceMs} millis`
@@ -58,6 +68,7 @@ export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
   const pipeline = Pipeline.layer.pipe(Shutdown.phase("pipeline"))
   return HttpLive.pipe(
     Shutdown.phase("http"),
+    Layer.provideMerge(Events.layer()),
     Layer.provideMerge(pipeline),
     Layer.provideMerge(LimitStoreLive),
     Layer.provideMerge(EventLoopMonitor.layer()),

@@ -1,10 +1,11 @@
 /**
- * `POST /jobs` input validation, with an error naming the field (DESIGN.md's ranges and defaults).
+ * `POST /jobs` input validation, with an error naming the field (DESIGN.md's ranges and defaults). The HTTP API
+ * documents the body as `Domain.JobRequest` but decodes it here: its messages are the contract's.
  *
  * @since 0.1.0
  */
 import * as Either from "effect/Either"
-import type * as Domain from "./Domain.js"
+import * as Domain from "./Domain.js"
 
 /**
  * A request refused: `code` for machines, `message` naming the field for people.
@@ -33,7 +34,7 @@ const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "obj
 const numberField = (
   body: Record<string, unknown>,
   field: string,
-  range: { readonly min: number; readonly max: number; readonly exclusiveMin?: boolean; readonly integer: boolean },
+  range: Domain.Range,
   fallback: number | null
 ): Either.Either<number | null, Invalid> => {
   const value = body[field]
@@ -92,11 +93,11 @@ export const jobRequest = (
       { min: 1, max: limits.maxConcurrency, integer: true },
       limits.maxConcurrency
     ),
-    perHostConcurrency: numberField(body, "perHostConcurrency", { min: 1, max: 1000, integer: true }, 8),
-    perHostRps: numberField(body, "perHostRps", { min: 0, exclusiveMin: true, max: 1e6, integer: false }, null),
-    perHostBurst: numberField(body, "perHostBurst", { min: 1, max: 1e6, integer: true }, null),
-    timeoutMs: numberField(body, "timeoutMs", { min: 1, max: 600_000, integer: true }, 30_000),
-    maxAttempts: numberField(body, "maxAttempts", { min: 1, max: 20, integer: true }, 3)
+    perHostConcurrency: numberField(body, "perHostConcurrency", Domain.optionRanges.perHostConcurrency, 8),
+    perHostRps: numberField(body, "perHostRps", Domain.optionRanges.perHostRps, null),
+    perHostBurst: numberField(body, "perHostBurst", Domain.optionRanges.perHostBurst, null),
+    timeoutMs: numberField(body, "timeoutMs", Domain.optionRanges.timeoutMs, 30_000),
+    maxAttempts: numberField(body, "maxAttempts", Domain.optionRanges.maxAttempts, 3)
   }
   for (const value of Object.values(fields)) if (Either.isLeft(value)) return Either.left(value.left)
   const get = (name: keyof typeof fields) => (fields[name] as Either.Right<Invalid, number | null>).right

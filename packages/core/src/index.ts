@@ -38,6 +38,13 @@ export * as TokenBucket from "./TokenBucket.js"
 export * as TokenBucketStore from "./TokenBucketStore.js"
 
 /**
+ * Where shared concurrency limits keep their slots (leases with a time to live), and `withSlot` to run under one.
+ *
+ * @since 0.1.0
+ */
+export * as SlotStore from "./SlotStore.js"
+
+/**
  * A circuit breaker with consecutive-failure and failure-ratio policies, half-open probes and a typed CircuitOpen.
  *
  * @since 0.1.0

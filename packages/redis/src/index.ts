@@ -8,3 +8,11 @@
  * @since 0.1.0
  */
 export * as RedisTokenBucketStore from "./RedisTokenBucketStore.js"
+
+/**
+ * A SlotStore in Redis (sorted sets of leased holders, one Lua script per decision) so that several instances share
+ * one concurrency limit.
+ *
+ * @since 0.1.0
+ */
+export * as RedisSlotStore from "./RedisSlotStore.js"

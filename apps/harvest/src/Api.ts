@@ -1,0 +1,245 @@
+/**
+ * Harvest's public HTTP API as an `HttpApi` (DESIGN.md's contract): routes, request and response schemas, errors and
+ * security. The implementation is in `Http.ts`; the OpenAPI document and the docs page are generated from this.
+ *
+ * @since 0.1.0
+ */
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as OpenApi from "@effect/platform/OpenApi"
+import * as Schema from "effect/Schema"
+import * as Domain from "./Domain.js"
+
+const errorFields = { code: Schema.String, message: Schema.String }
+
+interface ErrorClass<Self> extends Schema.Schema<Self, any> {
+  new(props: { readonly code: string; readonly message: string }): Self
+}
+
+// The contract's error body is `{ error: { code, message } }`, whatever the status: each error class is carried in
+// that shape rather than in its own encoding (which would add a `_tag`).
+const asErrorBody = <Self extends { readonly code: string; readonly message: string }>(
+  self: ErrorClass<Self>,
+  status: number,
+  description: string
+) =>
+  Schema.transform(Domain.ErrorBody, Schema.typeSchema(self), {
+    strict: true,
+    decode: (body) => new self(body.error),
+    encode: (error) => ({ error: { code: error.code, message: error.message } })
+  }).annotations(HttpApiSchema.annotations({ status, description }))
+
+/**
+ * `400`: the request is invalid; `code` is `invalid_json`, `invalid_body`, `invalid_field` or `too_many_urls`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", errorFields) {}
+
+/**
+ * `401`: `API_TOKEN` is set and the request does not carry it as a bearer token.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", errorFields) {}
+
+/**
+ * `404`: no such job, file or route (malformed ids included).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", errorFields) {}
+
+/**
+ * `413`: the request body exceeds the server's limit.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", errorFields) {}
+
+/**
+ * `503`: the server is shutting down and takes no new jobs.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", errorFields) {}
+
+const badRequestDescription = "Invalid request; the message names the field"
+const BadRequestBody = asErrorBody(BadRequest, 400, badRequestDescription)
+const UnauthorizedBody = asErrorBody(Unauthorized, 401, "Missing or wrong bearer token (only when API_TOKEN is set)")
+const NotFoundBody = asErrorBody(NotFound, 404, "No such job or file")
+const PayloadTooLargeBody = asErrorBody(PayloadTooLarge, 413, "The request body exceeds the server's limit")
+const ShuttingDownBody = asErrorBody(ShuttingDown, 503, "The server is shutting down; retry on another instance")
+
+/**
+ * Bearer-token authorization for `/jobs*` and `/files*`; it lets everything through while `API_TOKEN` is unset.
+ *
+ * @since 0.1.0
+ * @category security
+ */
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("@spindle/harvest/Api/Authorization", {
+  failure: UnauthorizedBody,
+  security: {
+    bearer: HttpApiSecurity.bearer.pipe(
+      HttpApiSecurity.annotate(
+        OpenApi.Description,
+        "`Authorization: Bearer <API_TOKEN>`, required when API_TOKEN is set"
+      )
+    )
+  }
+}) {}
+
+const JobId = Schema.Struct({ id: Schema.String.annotations({ description: "a job id as POST /jobs returned it" }) })
+
+/**
+ * Jobs: submit, inspect, page through and export results, cancel.
+ *
+ * @since 0.1.0
+ * @category groups
+ */
+export class JobsGroup extends HttpApiGroup.make("jobs").add(
+  HttpApiEndpoint.post("create", "/jobs")
+    .setPayload(Domain.JobRequest)
+    .addSuccess(Domain.JobCreated, { status: 202 })
+    .addError(BadRequestBody)
+    .addError(PayloadTooLargeBody)
+    .addError(ShuttingDownBody)
+    .annotate(OpenApi.Summary, "Submit a job")
+    .annotate(
+      OpenApi.Description,
+      "The job and all its items are committed before the reply. Duplicate URLs in one job are stored once."
+    )
+).add(
+  HttpApiEndpoint.get("get", "/jobs/:id")
+    .setPath(JobId)
+    .addSuccess(Domain.JobView)
+    .addError(NotFoundBody)
+    .annotate(OpenApi.Summary, "A job's status and counts")
+).add(
+  HttpApiEndpoint.get("results", "/jobs/:id/results")
+    .setPath(JobId)
+    .setUrlParams(Schema.Struct({
+      limit: Schema.optional(
+        Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
+          jsonSchema: { type: "integer", minimum: 1, maximum: 1000, description: "page size (default 100)" }
+        })
+      ),
+      cursor: Schema.optional(Schema.String.annotations({ description: "`nextCursor` of the previous page" }))
+    }))
+    .addSuccess(Domain.ResultsPage)
+    .addError(BadRequestBody)
+    .addError(NotFoundBody)
+    .annotate(OpenApi.Summary, "A page of a job's results (keyset pagination)")
+).add(
+  HttpApiEndpoint.get("export", "/jobs/:id/export")
+    .setPath(JobId)
+    .addSuccess(
+      Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "application/x-ndjson" })).annotations(
+        {
+          description: "one ItemResult as JSON per line, streamed from a database cursor"
+        }
+      )
+    )
+    .addError(NotFoundBody)
+    .annotate(OpenApi.Summary, "All of a job's results as NDJSON")
+).add(
+  HttpApiEndpoint.del("cancel", "/jobs/:id")
+    .setPath(JobId)
+    .addSuccess(Domain.JobView)
+    .addError(NotFoundBody)
+    .annotate(OpenApi.Summary, "Cancel a job: its in-flight fetches are interrupted, its status becomes cancelled")
+).middleware(Authorization).annotate(OpenApi.Title, "Jobs") {}
+
+/**
+ * Stored bodies.
+ *
+ * @since 0.1.0
+ * @category groups
+ */
+export class FilesGroup extends HttpApiGroup.make("files").add(
+  HttpApiEndpoint.get("get", "/files/:fileId")
+    .setPath(Schema.Struct({
+      fileId: Schema.String.annotations({ description: "a result's fileId: the body's sha256 in lowercase hex" })
+    }))
+    .addSuccess(
+      HttpApiSchema.Uint8Array({ contentType: "application/octet-stream" }).annotations({
+        description: "the stored body, streamed from disk"
+      })
+    )
+    .addError(NotFoundBody)
+    .annotate(OpenApi.Summary, "A stored body")
+).middleware(Authorization).annotate(OpenApi.Title, "Files") {}
+
+/**
+ * Health and metrics; open even when `API_TOKEN` is set.
+ *
+ * @since 0.1.0
+ * @category groups
+ */
+export class SystemGroup extends HttpApiGroup.make("system").add(
+  HttpApiEndpoint.get("health", "/health")
+    .addSuccess(Domain.Health)
+    .addError(Domain.Health.annotations({ description: "Draining or overloaded" }), { status: 503 })
+    .annotate(OpenApi.Summary, "Readiness: 200 when ok, 503 while draining")
+).add(
+  HttpApiEndpoint.get("metrics", "/metrics")
+    .addSuccess(
+      HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4" }).annotations({
+        description: "Prometheus text format"
+      })
+    )
+    .annotate(OpenApi.Summary, "Prometheus metrics")
+).annotate(OpenApi.Title, "System") {}
+
+// `HttpApi.make` documents its own decode error (`HttpApiDecodeError`) for every endpoint, but Harvest answers every
+// decode error with its contract body (see `Http.ts`), so the document must not show the former.
+const withoutDecodeError = (spec: Record<string, any>): Record<string, any> => {
+  const decodeError = "#/components/schemas/HttpApiDecodeError"
+  for (const operations of Object.values<Record<string, any>>(spec.paths)) {
+    for (const operation of Object.values<any>(operations)) {
+      const bad = operation.responses?.["400"]
+      const content = bad?.content?.["application/json"]
+      if (content === undefined) continue
+      const members: Array<any> = content.schema.anyOf ?? [content.schema]
+      const kept = members.filter((member) => member.$ref !== decodeError)
+      if (kept.length === 0) delete operation.responses["400"]
+      else if (kept.length !== members.length) {
+        content.schema = kept.length === 1 ? kept[0] : { anyOf: kept }
+        bad.description = badRequestDescription
+      }
+    }
+  }
+  delete spec.components.schemas.HttpApiDecodeError
+  delete spec.components.schemas.Issue
+  delete spec.components.schemas.PropertyKey
+  return spec
+}
+
+/**
+ * The whole API.
+ *
+ * @since 0.1.0
+ * @category api
+ */
+export class HarvestApi extends HttpApi.make("harvest")
+  .add(JobsGroup)
+  .add(FilesGroup)
+  .add(SystemGroup)
+  .annotate(OpenApi.Title, "Harvest")
+  .annotate(OpenApi.Version, "0.1.0")
+  .annotate(
+    OpenApi.Description,
+    "A resilient URL fetch service. Every 4xx carries `{ error: { code, message } }`; any route may answer 503 " +
+      "with Retry-After while the process sheds load."
+  )
+  .annotate(OpenApi.Transform, withoutDecodeError)
+{}

@@ -1,0 +1,524 @@
+/**
+ * The dashboard page: one self-contained HTML document (inline CSS, plain JavaScript, SVG chart), no build step and
+ * no dependencies. It reads `GET /dashboard/events` with `fetch` (so that it can send the bearer token, which
+ * `EventSource` cannot), and submits, cancels and exports jobs through the public API. Every value from the server
+ * reaches the DOM as text, never as markup.
+ *
+ * @since 0.1.0
+ */
+
+const style = String.raw`
+:root {
+  --bg: #f4f6fa; --card: #fff; --line: #e3e8f0; --text: #0f172a; --muted: #64748b; --faint: #94a3b8;
+  --accent: #4f46e5; --accent-soft: #eef2ff; --ok: #16a34a; --ok-soft: #dcfce7; --bad: #dc2626; --bad-soft: #fee2e2;
+  --warn: #d97706; --warn-soft: #fef3c7; --run: #2563eb; --run-soft: #dbeafe; --idle: #cbd5e1;
+}
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--text); font: 14px/1.45 system-ui, -apple-system, "Segoe UI",
+  Roboto, "Helvetica Neue", Arial, sans-serif; -webkit-font-smoothing: antialiased; }
+header { background: #0f172a; color: #e2e8f0; }
+.bar { max-width: 1240px; margin: 0 auto; padding: 14px 24px; display: flex; align-items: center; gap: 16px; }
+.logo { display: flex; align-items: center; gap: 10px; font-weight: 650; font-size: 17px; color: #fff; }
+.logo svg { display: block; }
+.logo small { font-weight: 400; color: #94a3b8; font-size: 13px; }
+.spacer { flex: 1; }
+header a { color: #cbd5e1; text-decoration: none; font-size: 13px; }
+header a:hover { color: #fff; }
+.conn { display: inline-flex; align-items: center; gap: 7px; font-size: 12px; padding: 4px 10px; border-radius: 999px;
+  background: #1e293b; color: #cbd5e1; }
+.conn i { width: 8px; height: 8px; border-radius: 50%; background: var(--faint); }
+.conn.live i { background: #22c55e; box-shadow: 0 0 0 3px rgba(34,197,94,.25); }
+.conn.retry i { background: #f59e0b; }
+.conn.locked i { background: #ef4444; }
+main { max-width: 1240px; margin: 0 auto; padding: 20px 24px 40px; display: grid; gap: 16px;
+  grid-template-columns: repeat(3, minmax(0, 1fr)); }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
+  box-shadow: 0 1px 2px rgba(15,23,42,.04); min-width: 0; }
+.span2 { grid-column: span 2; }
+.span3 { grid-column: span 3; }
+.stats { grid-column: span 3; display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 16px; }
+.stat { padding: 14px 16px; }
+.stat .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.stat .value { font-size: 26px; font-weight: 650; margin-top: 2px; font-variant-numeric: tabular-nums; }
+.stat .value small { font-size: 14px; font-weight: 500; color: var(--muted); }
+.stat .sub { color: var(--muted); font-size: 12px; margin-top: 2px; }
+.meter { height: 6px; border-radius: 3px; background: #eef1f6; margin-top: 10px; overflow: hidden; }
+.meter > div { height: 100%; background: var(--accent); width: 0; transition: width .4s ease; }
+.card h2 { margin: 0; font-size: 14px; font-weight: 650; }
+.head { display: flex; align-items: center; gap: 10px; padding: 12px 16px; border-bottom: 1px solid var(--line); }
+.head .hint { color: var(--muted); font-size: 12px; }
+.legend { display: flex; gap: 12px; font-size: 12px; color: var(--muted); margin-left: auto; }
+.legend span::before { content: ""; display: inline-block; width: 8px; height: 8px; border-radius: 2px;
+  margin-right: 5px; background: var(--c); }
+table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th { text-align: left; font-weight: 550; color: var(--muted); font-size: 12px; padding: 8px 16px;
+  border-bottom: 1px solid var(--line); white-space: nowrap; }
+td { padding: 9px 16px; border-bottom: 1px solid #f0f3f8; vertical-align: middle; white-space: nowrap; }
+tr:last-child td { border-bottom: 0; }
+td.num, th.num { text-align: right; }
+.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
+.empty { color: var(--faint); text-align: center; padding: 28px 16px; }
+.badge { display: inline-block; padding: 2px 8px; border-radius: 999px; font-size: 12px; font-weight: 550; }
+.badge.queued { background: #f1f5f9; color: #475569; }
+.badge.running { background: var(--run-soft); color: var(--run); }
+.badge.completed, .badge.closed { background: var(--ok-soft); color: var(--ok); }
+.badge.cancelled, .badge.half-open { background: var(--warn-soft); color: var(--warn); }
+.badge.open { background: var(--bad-soft); color: var(--bad); }
+.scroll { overflow-x: auto; }
+.progress { display: flex; align-items: center; gap: 10px; min-width: 150px; }
+.track { flex: 1; display: flex; height: 8px; border-radius: 4px; background: #eef1f6; overflow: hidden; }
+.track > div { height: 100%; width: 0; flex: none; transition: width .4s ease; }
+.track .s { background: var(--ok); } .track .f { background: var(--bad); } .track .r { background: #60a5fa; }
+.pct { width: 44px; text-align: right; font-weight: 600; font-size: 13px; }
+.counts { color: var(--muted); font-size: 11.5px; white-space: nowrap; margin-top: 3px; display: block; }
+.counts b { color: var(--text); font-weight: 550; }
+.actions { white-space: nowrap; text-align: right; }
+button, .btn { font: inherit; font-size: 12.5px; border: 1px solid var(--line); background: #fff; color: var(--text);
+  border-radius: 6px; padding: 4px 10px; cursor: pointer; }
+button:hover { border-color: #cbd5e1; background: #f8fafc; }
+button.danger { color: var(--bad); }
+button.danger:hover { background: var(--bad-soft); border-color: #fecaca; }
+button.primary { background: var(--accent); border-color: var(--accent); color: #fff; padding: 7px 16px;
+  font-weight: 550; }
+button.primary:hover { background: #4338ca; }
+button:disabled { opacity: .45; cursor: default; }
+form { padding: 14px 16px 16px; display: grid; gap: 10px; }
+textarea, input[type=number], input[type=password] { font: inherit; width: 100%; border: 1px solid var(--line);
+  border-radius: 6px; padding: 8px 10px; background: #fbfcfe; color: var(--text); }
+textarea { min-height: 118px; resize: vertical; font-family: ui-monospace, SFMono-Regular, Menlo, monospace;
+  font-size: 12.5px; }
+textarea:focus, input:focus { outline: 2px solid var(--accent-soft); border-color: var(--accent); }
+.row { display: flex; gap: 8px; align-items: center; }
+.opts { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; }
+.opts label { font-size: 11.5px; color: var(--muted); display: grid; gap: 3px; }
+.opts input { padding: 5px 8px; }
+.file { font-size: 12.5px; color: var(--muted); }
+.file input { font-size: 12px; max-width: 100%; color: var(--muted); }
+.file input::file-selector-button { font: inherit; font-size: 12px; border: 1px solid var(--line); background: #fff;
+  color: var(--text); border-radius: 6px; padding: 4px 10px; margin-right: 8px; cursor: pointer; }
+.msg { font-size: 12.5px; min-height: 18px; color: var(--muted); }
+.msg.ok { color: var(--ok); } .msg.err { color: var(--bad); }
+.tight th, .tight td { padding-left: 12px; padding-right: 12px; }
+.err-line { color: var(--bad); font-size: 12px; max-width: 210px; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+.quiet { color: var(--faint); }
+.note { margin: 0 16px 16px; padding: 10px 12px; border-radius: 8px; background: #f8fafc; color: var(--muted);
+  font-size: 12px; line-height: 1.6; }
+.note .mono { font-size: 11.5px; color: #334155; }
+.chart { padding: 8px 12px 12px; }
+.chart svg { display: block; width: 100%; height: 190px; }
+.chart text { font-size: 10px; fill: var(--faint); }
+#modal { position: fixed; inset: 0; background: rgba(15,23,42,.55); display: none; align-items: center;
+  justify-content: center; z-index: 10; }
+#modal.show { display: flex; }
+#modal .card { width: 380px; padding: 20px; display: grid; gap: 12px; }
+#modal p { margin: 0; color: var(--muted); font-size: 13px; }
+@media (max-width: 980px) { main, .stats { grid-template-columns: 1fr; } .span2, .span3, .stats { grid-column: auto; } }
+`
+
+const body = String.raw`
+<header><div class="bar">
+  <div class="logo"><svg width="22" height="22" viewBox="0 0 24 24" fill="none" stroke="#a5b4fc" stroke-width="2"
+    stroke-linecap="round"><path d="M4 20c4-1 7-4 8-8M12 12c1-4 4-7 8-8M12 12c-3-1-5-3-6-6M12 12c3 1 5 3 6 6"/></svg>
+    Harvest <small>live dashboard</small></div>
+  <div class="spacer"></div>
+  <a href="/health" target="_blank">health</a><a href="/metrics" target="_blank">metrics</a>
+  <span class="conn" id="conn"><i></i><span>connecting</span></span>
+</div></header>
+<main>
+  <section class="stats">
+    <div class="card stat"><div class="label">In flight</div>
+      <div class="value" id="s-inflight">0 <small>/ 0</small></div>
+      <div class="meter"><div id="s-inflight-bar"></div></div></div>
+    <div class="card stat"><div class="label">Jobs</div><div class="value" id="s-jobs">0</div>
+      <div class="sub" id="s-jobs-sub">none yet</div></div>
+    <div class="card stat"><div class="label">Event loop delay</div><div class="value" id="s-loop">0 <small>ms p99</small></div>
+      <div class="sub" id="s-loop-sub">p50 0 ms</div></div>
+    <div class="card stat"><div class="label">Hosts</div><div class="value" id="s-hosts">0</div>
+      <div class="sub" id="s-hosts-sub">no open circuits</div></div>
+  </section>
+
+  <section class="card span2" id="jobs-card">
+    <div class="head"><h2>Jobs</h2><span class="hint">newest first</span>
+      <div class="legend"><span style="--c: var(--ok)">succeeded</span><span style="--c: var(--bad)">failed</span>
+        <span style="--c: #60a5fa">running</span><span style="--c: #e2e8f0">queued</span></div></div>
+    <div class="scroll"><table><thead><tr><th>Job</th><th>Status</th><th style="width: 45%">Progress</th>
+      <th>Created</th><th></th></tr></thead><tbody id="jobs"></tbody></table></div>
+    <div class="empty" id="jobs-empty">No jobs yet. Submit one →</div>
+  </section>
+
+  <section class="card">
+    <div class="head"><h2>New job</h2></div>
+    <form id="submit-form">
+      <textarea id="urls" placeholder="https://example.com/a&#10;https://example.com/b&#10;one URL per line"></textarea>
+      <div class="file">or upload a text file: <input type="file" id="file" accept=".txt,text/plain"></div>
+      <div class="opts">
+        <label>per-host rps<input type="number" id="o-rps" min="0" step="any" placeholder="none"></label>
+        <label>per-host conc.<input type="number" id="o-phc" min="1" placeholder="8"></label>
+        <label>max attempts<input type="number" id="o-att" min="1" max="20" placeholder="3"></label>
+      </div>
+      <div class="row"><button class="primary" type="submit" id="submit">Submit job</button>
+        <span class="msg" id="msg"></span></div>
+    </form>
+    <div class="note">Everything here goes through the public API: <span class="mono">POST /jobs</span>,
+      <span class="mono">DELETE /jobs/:id</span>, <span class="mono">GET /jobs/:id/export</span>. Live data streams
+      from <span class="mono">GET /dashboard/events</span> (Server-Sent Events).</div>
+  </section>
+
+  <section class="card span2">
+    <div class="head"><h2>Hosts</h2><span class="hint">per host:port, busiest first</span></div>
+    <div class="scroll"><table class="tight"><thead><tr><th>Host</th><th class="num">In flight</th><th class="num">Waiting</th>
+      <th class="num">Tokens</th><th>Circuit</th><th class="num">Attempts</th><th>Recent errors</th></tr></thead>
+      <tbody id="hosts"></tbody></table></div>
+    <div class="empty" id="hosts-empty">No host contacted yet.</div>
+  </section>
+
+  <section class="card">
+    <div class="head"><h2>Event loop</h2><span class="hint">delay, ms</span><div class="legend"><span style="--c: var(--accent)">p50</span>
+      <span style="--c: #f59e0b">p99</span></div></div>
+    <div class="chart"><svg id="chart" viewBox="0 0 360 190"></svg></div>
+  </section>
+</main>
+
+<div id="modal"><form class="card" id="token-form">
+  <h2>API token required</h2>
+  <p>This Harvest is protected by <span class="mono">API_TOKEN</span>. The token is kept for this tab only and sent as a
+    bearer header.</p>
+  <input type="password" id="token" placeholder="token" autocomplete="off">
+  <div class="row"><button class="primary" type="submit">Continue</button><span class="msg err" id="token-msg"></span></div>
+</form></div>
+`
+
+const script = String.raw`
+"use strict"
+const $ = (id) => document.getElementById(id)
+const SVG = "http://www.w3.org/2000/svg"
+const TOKEN_KEY = "harvest.token"
+let token = sessionStorage.getItem(TOKEN_KEY) || ""
+let controller = null
+let retryMs = 500
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag)
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") el.className = v
+    else if (k.startsWith("data-")) el.setAttribute(k, v)
+    else el[k] = v
+  }
+  for (const c of children) el.append(c)
+  return el
+}
+function s(tag, attrs) {
+  const el = document.createElementNS(SVG, tag)
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v))
+  return el
+}
+const headers = (extra) => Object.assign(token ? { authorization: "Bearer " + token } : {}, extra || {})
+const ago = (ms) => {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000))
+  return s < 5 ? "just now" : s < 60 ? s + " s ago" : s < 3600 ? Math.round(s / 60) + " min ago"
+    : Math.round(s / 3600) + " h ago"
+}
+const fmt = (n) => n.toLocaleString("en-US")
+const ms = (n) => (n < 10 ? n.toFixed(1) : Math.round(n)) + ""
+
+function setConn(kind, text) {
+  const c = $("conn")
+  c.className = "conn " + kind
+  c.lastElementChild.textContent = text
+}
+
+function askToken(wrong) {
+  setConn("locked", "token needed")
+  $("token-msg").textContent = wrong ? "That token was refused." : ""
+  $("modal").classList.add("show")
+  $("token").focus()
+}
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault()
+  token = $("token").value.trim()
+  sessionStorage.setItem(TOKEN_KEY, token)
+  $("modal").classList.remove("show")
+  connect()
+})
+
+async function api(method, path, body) {
+  const init = { method, headers: headers(body === undefined ? {} : { "content-type": "application/json" }) }
+  if (body !== undefined) init.body = JSON.stringify(body)
+  const res = await fetch(path, init)
+  if (res.status === 401) {
+    askToken(Boolean(token))
+    throw new Error("API token required")
+  }
+  return res
+}
+async function errorOf(res) {
+  try {
+    const j = await res.json()
+    return (j && j.error && j.error.message) || ("HTTP " + res.status)
+  } catch (e) {
+    return "HTTP " + res.status
+  }
+}
+
+// --- live updates over SSE, read with fetch so the bearer header can be sent --------------------------------
+async function connect() {
+  if (controller) controller.abort()
+  const mine = new AbortController()
+  controller = mine
+  setConn("", "connecting")
+  try {
+    const res = await fetch("/dashboard/events", { headers: headers(), signal: mine.signal, cache: "no-store" })
+    if (res.status === 401) {
+      askToken(Boolean(token))
+      return
+    }
+    if (!res.ok || !res.body) throw new Error("HTTP " + res.status)
+    setConn("live", "live")
+    retryMs = 500
+    const reader = res.body.getReader()
+    const decoder = new TextDecoder()
+    let buffer = ""
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      buffer += decoder.decode(value, { stream: true })
+      let end
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end)
+        buffer = buffer.slice(end + 2)
+        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart())
+          .join("\n")
+        if (data) render(JSON.parse(data))
+      }
+    }
+  } catch (e) {
+    if (mine.signal.aborted) return
+  }
+  if (controller !== mine) return
+  setConn("retry", "reconnecting")
+  setTimeout(() => { if (controller === mine) connect() }, retryMs)
+  retryMs = Math.min(retryMs * 2, 5000)
+}
+
+// --- rendering ------------------------------------------------------------------------------------------------
+const jobRows = new Map()
+let last = null
+
+function jobRow(id) {
+  let row = jobRows.get(id)
+  if (row) return row
+  const seg = (c) => h("div", { class: c })
+  const bars = { s: seg("s"), f: seg("f"), r: seg("r") }
+  const cells = {
+    status: h("span", { class: "badge" }),
+    pct: h("span", { class: "pct" }),
+    counts: h("span", { class: "counts" }),
+    created: h("span", { class: "quiet" }),
+    cancel: h("button", { class: "danger", type: "button", "data-action": "cancel", "data-id": id }, "Cancel"),
+    exp: h("button", { type: "button", "data-action": "export", "data-id": id }, "Export")
+  }
+  const tr = h("tr", { "data-job": id },
+    h("td", {}, h("span", { class: "mono", title: id }, id.slice(0, 8))),
+    h("td", {}, cells.status),
+    h("td", {}, h("div", { class: "progress" }, h("div", { class: "track" }, bars.s, bars.f, bars.r), cells.pct),
+      cells.counts),
+    h("td", {}, cells.created),
+    h("td", { class: "actions" }, cells.exp, " ", cells.cancel))
+  row = { tr, bars, cells }
+  jobRows.set(id, row)
+  return row
+}
+
+function renderJobs(jobs) {
+  const body = $("jobs")
+  const seen = new Set()
+  jobs.forEach((job, index) => {
+    seen.add(job.id)
+    const row = jobRow(job.id)
+    const total = Math.max(job.total, 1)
+    const done = job.succeeded + job.failed
+    const pct = Math.floor((done / total) * 100)
+    row.bars.s.style.width = (job.succeeded / total) * 100 + "%"
+    row.bars.f.style.width = (job.failed / total) * 100 + "%"
+    row.bars.r.style.width = (job.running / total) * 100 + "%"
+    row.cells.pct.textContent = pct + "%"
+    row.cells.status.className = "badge status " + job.status
+    row.cells.status.textContent = job.status
+    row.cells.counts.replaceChildren(h("b", {}, fmt(job.succeeded)), " ok · ", h("b", {}, fmt(job.failed)),
+      " failed · " + fmt(job.total) + " total")
+    row.cells.created.textContent = ago(Date.parse(job.createdAt))
+    row.cells.cancel.disabled = job.status === "completed" || job.status === "cancelled"
+    if (body.children[index] !== row.tr) body.insertBefore(row.tr, body.children[index] || null)
+  })
+  for (const [id, row] of jobRows) if (!seen.has(id)) { row.tr.remove(); jobRows.delete(id) }
+  $("jobs-empty").style.display = jobs.length ? "none" : ""
+}
+
+function renderHosts(hosts) {
+  $("hosts").replaceChildren(...hosts.map((host) => {
+    const latest = host.recentErrors[host.recentErrors.length - 1]
+    const errors = latest
+      ? h("div", { class: "err-line", title: host.recentErrors.map((e) => e.code + ": " + e.message).join("\n") },
+        latest.code + " · " + latest.message + (host.recentErrors.length > 1 ? " (+" + (host.recentErrors.length - 1) + ")" : ""))
+      : h("span", { class: "quiet" }, "none")
+    return h("tr", { "data-host": host.host },
+      h("td", {}, h("span", { class: "mono" }, host.host)),
+      h("td", { class: "num" }, fmt(host.inFlight)),
+      h("td", { class: "num" }, fmt(host.queued)),
+      h("td", { class: "num" }, host.tokens === null ? h("span", { class: "quiet" }, "no limit") : String(host.tokens)),
+      h("td", {}, h("span", { class: "badge " + host.circuit }, host.circuit)),
+      h("td", { class: "num" }, fmt(host.attempts)),
+      h("td", {}, errors))
+  }))
+  $("hosts-empty").style.display = hosts.length ? "none" : ""
+}
+
+function renderChart(loop) {
+  const svg = $("chart")
+  const W = Math.max(200, Math.round(svg.clientWidth || 360)), H = 190, L = 34, R = 8, T = 8, B = 18
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H)
+  const points = loop.history
+  const top = Math.max(10, ...points.map((p) => p[2]))
+  const nice = top <= 10 ? 10 : top <= 25 ? 25 : top <= 50 ? 50 : top <= 100 ? 100 : Math.ceil(top / 100) * 100
+  const now = points.length ? points[points.length - 1][0] : Date.now()
+  // The window grows with the history, from one minute up to five.
+  const span = Math.min(300000, Math.max(60000, points.length ? now - points[0][0] : 0))
+  const step = span <= 60000 ? 15 : span <= 150000 ? 30 : 60
+  const x = (t) => L + (W - L - R) * (1 - (now - t) / span)
+  const y = (v) => T + (H - T - B) * (1 - Math.min(v, nice) / nice)
+  const nodes = []
+  for (const f of [0, 0.5, 1]) {
+    nodes.push(s("line", { x1: L, x2: W - R, y1: y(nice * f), y2: y(nice * f), stroke: "#eef1f6" }))
+    nodes.push(Object.assign(s("text", { x: L - 4, y: y(nice * f) + 3, "text-anchor": "end" }),
+      { textContent: String(Math.round(nice * f)) }))
+  }
+  for (let back = 0; back * 1000 <= span; back += step) {
+    const label = back === 0 ? "now" : back % 60 === 0 ? "-" + back / 60 + "m" : "-" + back + "s"
+    const edge = (back + step) * 1000 > span && x(now - back * 1000) < L + 12
+    nodes.push(Object.assign(s("text", { x: x(now - back * 1000), y: H - 4, "text-anchor": back === 0 ? "end"
+      : edge ? "start" : "middle" }), { textContent: label }))
+  }
+  if (points.length > 1) {
+    const line = (i) => points.map((p) => x(p[0]).toFixed(1) + "," + y(p[i]).toFixed(1)).join(" ")
+    const base = y(0).toFixed(1)
+    nodes.push(s("polygon", { points: x(points[0][0]).toFixed(1) + "," + base + " " + line(2) + " " +
+      x(points[points.length - 1][0]).toFixed(1) + "," + base, fill: "rgba(245,158,11,.12)" }))
+    nodes.push(s("polyline", { points: line(2), fill: "none", stroke: "#f59e0b", "stroke-width": 1.6,
+      "vector-effect": "non-scaling-stroke", "stroke-linejoin": "round" }))
+    nodes.push(s("polyline", { points: line(1), fill: "none", stroke: "#4f46e5", "stroke-width": 1.6,
+      "vector-effect": "non-scaling-stroke", "stroke-linejoin": "round" }))
+  }
+  svg.replaceChildren(...nodes)
+}
+
+function render(snap) {
+  last = snap
+  $("s-inflight").replaceChildren(fmt(snap.inFlight) + " ", h("small", {}, "/ " + fmt(snap.maxConcurrency)))
+  $("s-inflight-bar").style.width = Math.min(100, (snap.inFlight / Math.max(1, snap.maxConcurrency)) * 100) + "%"
+  const active = snap.jobs.filter((j) => j.status === "running" || j.status === "queued")
+  $("s-jobs").textContent = fmt(active.length)
+  $("s-jobs-sub").textContent = active.length
+    ? active.filter((j) => j.status === "running").length + " running · " +
+      active.filter((j) => j.status === "queued").length + " queued"
+    : snap.jobs.length ? "all " + snap.jobs.length + " recent jobs finished" : "none yet"
+  $("s-loop").replaceChildren(ms(snap.eventLoop.p99Ms) + " ", h("small", {}, "ms p99"))
+  $("s-loop-sub").textContent = "p50 " + ms(snap.eventLoop.p50Ms) + " ms · utilization " +
+    Math.round(snap.eventLoop.utilization * 100) + "%"
+  const open = snap.hosts.filter((x) => x.circuit === "open").length
+  const half = snap.hosts.filter((x) => x.circuit === "half-open").length
+  $("s-hosts").textContent = fmt(snap.hosts.length)
+  $("s-hosts-sub").textContent = open || half
+    ? [open ? open + " circuit" + (open > 1 ? "s" : "") + " open" : "", half ? half + " half-open" : ""]
+      .filter(Boolean).join(" · ")
+    : "all circuits closed"
+  if (snap.draining) setConn("retry", "draining")
+  renderJobs(snap.jobs)
+  renderHosts(snap.hosts)
+  renderChart(snap.eventLoop)
+}
+
+// --- actions ------------------------------------------------------------------------------------------------
+function say(text, kind) {
+  const m = $("msg")
+  m.className = "msg " + (kind || "")
+  m.textContent = text
+}
+
+$("file").addEventListener("change", async () => {
+  const file = $("file").files[0]
+  if (file) $("urls").value = (await file.text()).trim()
+})
+
+$("submit-form").addEventListener("submit", async (e) => {
+  e.preventDefault()
+  const urls = $("urls").value.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"))
+  if (!urls.length) return say("Paste at least one URL.", "err")
+  const body = { urls }
+  const num = (id) => $(id).value === "" ? undefined : Number($(id).value)
+  if (num("o-rps") !== undefined) body.perHostRps = num("o-rps")
+  if (num("o-phc") !== undefined) body.perHostConcurrency = num("o-phc")
+  if (num("o-att") !== undefined) body.maxAttempts = num("o-att")
+  $("submit").disabled = true
+  try {
+    const res = await api("POST", "/jobs", body)
+    if (res.status !== 202) return say(await errorOf(res), "err")
+    const job = await res.json()
+    say("Job " + job.id.slice(0, 8) + " queued (" + fmt(job.total) + " URLs).", "ok")
+    $("urls").value = ""
+    $("file").value = ""
+  } catch (err) {
+    say(String(err.message || err), "err")
+  } finally {
+    $("submit").disabled = false
+  }
+})
+
+$("jobs").addEventListener("click", async (e) => {
+  const button = e.target.closest("button[data-action]")
+  if (!button) return
+  const id = button.getAttribute("data-id")
+  try {
+    if (button.getAttribute("data-action") === "cancel") {
+      button.disabled = true
+      const res = await api("DELETE", "/jobs/" + id)
+      if (!res.ok) return say(await errorOf(res), "err")
+      say("Job " + id.slice(0, 8) + " cancelled.", "ok")
+    } else {
+      const res = await api("GET", "/jobs/" + id + "/export")
+      if (!res.ok) return say(await errorOf(res), "err")
+      const url = URL.createObjectURL(await res.blob())
+      const a = h("a", { href: url, download: "harvest-" + id + ".ndjson" })
+      document.body.append(a)
+      a.click()
+      a.remove()
+      setTimeout(() => URL.revokeObjectURL(url), 10000)
+    }
+  } catch (err) {
+    say(String(err.message || err), "err")
+  }
+})
+
+setInterval(() => { if (last) renderJobs(last.jobs) }, 5000)
+connect()
+`
+
+/**
+ * The whole page, served as is at `GET /`.
+ *
+ * @since 0.1.0
+ * @category page
+ */
+export const html: string = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Harvest</title>
+<link rel="icon" href="data:,">
+<style>${style}</style>
+</head>
+<body>${body}<script>${script}</script>
+</body>
+</html>
+`

@@ -1,0 +1,247 @@
+/**
+ * What the dashboard shows, sampled: one fiber per process reads the jobs, the pipeline, the hosts and the event
+ * loop every `interval` and publishes a snapshot. Every subscriber reads through a sliding buffer of one (the latest
+ * snapshot wins), so a slow or vanished reader never slows the sampler, let alone the fetch pipeline, and holds at
+ * most one snapshot in memory.
+ *
+ * @since 0.1.0
+ */
+import { EventLoopMonitor } from "@spindle/node"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Stream from "effect/Stream"
+import type * as Domain from "./Domain.js"
+import { HarvestConfig } from "./HarvestConfig.js"
+import { Items, Jobs } from "./Jobs.js"
+import { type HostState, PipelineTag } from "./Pipeline.js"
+
+/**
+ * One event-loop sample for the chart: `[epoch ms, p50 ms, p99 ms]`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LoopPoint = readonly [at: number, p50Ms: number, p99Ms: number]
+
+/**
+ * A job as `GET /jobs/:id` shows it, plus how many of its items are being fetched now (the rest of `pending` waits).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobProgress extends Domain.JobView {
+  readonly running: number
+}
+
+/**
+ * The state of the service at one moment, as the dashboard renders it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Snapshot {
+  /** Increases by one with every sample. */
+  readonly seq: number
+  readonly at: number
+  readonly draining: boolean
+  readonly inFlight: number
+  readonly maxConcurrency: number
+  /** The most recent jobs, newest first. */
+  readonly jobs: ReadonlyArray<JobProgress>
+  readonly hosts: ReadonlyArray<HostState>
+  readonly eventLoop: {
+    readonly p50Ms: number
+    readonly p99Ms: number
+    readonly maxMs: number
+    readonly utilization: number
+    /** Oldest first, one point per `historyStep`, covering `history`. */
+    readonly history: ReadonlyArray<LoopPoint>
+  }
+  /** Live subscriptions (dashboard connections) when the sample was taken. */
+  readonly subscribers: number
+}
+
+/**
+ * Sampling options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** How often a snapshot is taken and published. Default 1 second. */
+  readonly interval?: Duration.DurationInput | undefined
+  /** How many recent jobs a snapshot lists. Default 25. */
+  readonly jobs?: number | undefined
+  /** How much event-loop history the chart covers. Default 5 minutes. */
+  readonly history?: Duration.DurationInput | undefined
+  /** The spacing of the chart's points. Default 1 second. */
+  readonly historyStep?: Duration.DurationInput | undefined
+}
+
+/**
+ * The sampler's output.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Events {
+  /** The latest snapshot. */
+  readonly latest: Effect.Effect<Snapshot>
+  /**
+   * The latest snapshot, then each new one. A reader slower than the sampler skips the snapshots it had no time
+   * for; its subscription ends with the stream (a client that goes away interrupts it).
+   */
+  readonly changes: Stream.Stream<Snapshot>
+  /** Subscriptions to `changes` open now. */
+  readonly subscribers: Effect.Effect<number>
+}
+
+/**
+ * The events service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class EventsTag extends Context.Tag("@spindle/harvest/Events")<EventsTag, Events>() {}
+
+/**
+ * Starts the sampler for the lifetime of the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
+  const config = yield* HarvestConfig
+  const jobs = yield* Jobs
+  const items = yield* Items
+  const pipeline = yield* PipelineTag
+  const monitor = yield* EventLoopMonitor.EventLoopMonitor
+  const interval = Duration.decode(options.interval ?? "1 second")
+  const jobLimit = options.jobs ?? 25
+  const historyStep = Duration.toMillis(options.historyStep ?? "1 second")
+  const historyLength = Math.max(2, Math.ceil(Duration.toMillis(options.history ?? "5 minutes") / historyStep))
+
+  const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Snapshot>(1), PubSub.shutdown)
+  const history: Array<LoopPoint> = []
+  // A finished job's counts never change again: read them once.
+  const finished = new Map<string, JobProgress>()
+  let subscribers = 0
+  let seq = 0
+
+  const jobViews = Effect.gen(function*() {
+    const rows = yield* jobs.recent(jobLimit)
+    const views = yield* Effect.forEach(rows, (job) => {
+      const known = finished.get(job.id)
+      if (known !== undefined) return Effect.succeed(known)
+      return Effect.zipWith(
+        jobs.view(job),
+        items.counts(job.id),
+        (view, counts): JobProgress => ({ ...view, running: view.finishedAt === null ? counts.leased : 0 })
+      )
+    })
+    const listed = new Set<string>()
+    for (const view of views) {
+      listed.add(view.id)
+      if (view.finishedAt !== null) finished.set(view.id, view)
+    }
+    for (const id of finished.keys()) if (!listed.has(id)) finished.delete(id)
+    return views
+  })
+
+  const sample = (previous: Snapshot | undefined) =>
+    Effect.gen(function*() {
+      const now = Date.now()
+      const loop = monitor.unsafeCurrent()
+      const last = history[history.length - 1]
+      if (last === undefined || now - last[0] >= historyStep) {
+        history.push([now, loop.p50Ms, loop.p99Ms])
+        if (history.length > historyLength) history.shift()
+      }
+      const views = yield* jobViews.pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.as(
+            Effect.logWarning("dashboard could not read jobs").pipe(
+              Effect.annotateLogs({ cause: Cause.pretty(cause) })
+            ),
+            previous?.jobs ?? []
+          )
+        )
+      )
+      const snapshot: Snapshot = {
+        seq: ++seq,
+        at: now,
+        draining: pipeline.isDraining(),
+        inFlight: pipeline.inFlight(),
+        maxConcurrency: config.maxConcurrency,
+        jobs: views,
+        hosts: yield* pipeline.hosts,
+        eventLoop: {
+          p50Ms: loop.p50Ms,
+          p99Ms: loop.p99Ms,
+          maxMs: loop.maxMs,
+          utilization: Math.round(loop.utilization * 1000) / 1000,
+          history: history.slice()
+        },
+        subscribers
+      }
+      return snapshot
+    })
+
+  let latest = yield* sample(undefined)
+  yield* Effect.forkScoped(Effect.forever(
+    Effect.gen(function*() {
+      yield* Effect.sleep(interval)
+      latest = yield* sample(latest).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.as(
+            Effect.logWarning("dashboard sample failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) })),
+            latest
+          )
+        )
+      )
+      // Sliding: never suspends, whatever the readers do.
+      yield* PubSub.publish(pubsub, latest)
+    })
+  ))
+
+  const changes: Stream.Stream<Snapshot> = Stream.unwrapScoped(Effect.gen(function*() {
+    const subscription = yield* PubSub.subscribe(pubsub)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => subscribers++),
+      () => Effect.sync(() => subscribers--)
+    )
+    // A snapshot published between subscribing and reading `latest` would otherwise come twice.
+    let sent = -1
+    return Stream.concat(Stream.sync(() => latest), Stream.fromQueue(subscription)).pipe(
+      Stream.filter((snapshot) => {
+        if (snapshot.seq <= sent) return false
+        sent = snapshot.seq
+        return true
+      })
+    )
+  }))
+
+  return {
+    latest: Effect.sync(() => latest),
+    changes,
+    subscribers: Effect.sync(() => subscribers)
+  } satisfies Events
+})
+
+/**
+ * The sampler as a layer, running while the layer lives.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<
+  EventsTag,
+  never,
+  HarvestConfig | Items | Jobs | PipelineTag | EventLoopMonitor.EventLoopMonitor
+> => Layer.scoped(EventsTag, make(options))

@@ -1,0 +1,240 @@
+import * as HttpServer from "@effect/platform/HttpServer"
+import { assert, describe, it } from "@effect/vitest"
+import { Databases } from "@spindle/testkit"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Http from "../src/Http.js"
+import { Jobs } from "../src/Jobs.js"
+import * as Server from "../src/Server.js"
+
+interface Reply {
+  readonly status: number
+  readonly json: any
+  readonly text: string
+  readonly headers: Headers
+}
+
+// Harvest on SQLite in a temp dir, on a free port; `call` sends a request over loopback.
+const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
+  Effect.gen(function*() {
+    const dataDir = yield* Databases.tempDir("harvest-api-test-")
+    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
+      dataDir,
+      port: 0,
+      maxConcurrency: 16,
+      shutdownGraceMs: 500,
+      ...overrides
+    })))
+    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
+    const base = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+    const call = (method: string, route: string, init: RequestInit = {}) =>
+      Effect.promise(async (): Promise<Reply> => {
+        const response = await fetch(`${base}${route}`, { method, ...init })
+        const text = await response.text()
+        let json: any = undefined
+        try {
+          json = JSON.parse(text)
+        } catch {
+          // not JSON
+        }
+        return { status: response.status, json, text, headers: response.headers }
+      })
+    const post = (body: string | ReadableStream<Uint8Array>, headers: Record<string, string> = {}) =>
+      call("POST", "/jobs", {
+        body,
+        headers: { "content-type": "application/json", ...headers },
+        ...(typeof body === "string" ? {} : { duplex: "half" })
+      } as RequestInit)
+    const jobsWritten = Effect.map(
+      Effect.flatMap(Jobs.pipe(Effect.provide(context)), (jobs) => jobs.recent(10)),
+      (jobs) => jobs.length
+    )
+    return { call, post, jobsWritten }
+  })
+
+const assertContractError = (reply: Reply, status: number, code: string) => {
+  assert.strictEqual(reply.status, status, reply.text.slice(0, 200))
+  assert.include(reply.headers.get("content-type") ?? "", "application/json")
+  assert.deepStrictEqual(Object.keys(reply.json), ["error"])
+  assert.deepStrictEqual(Object.keys(reply.json.error).sort(), ["code", "message"])
+  assert.strictEqual(reply.json.error.code, code)
+}
+
+// A URL that is refused (private address) without any connection being made, so that created jobs finish at once.
+const refusedUrl = "http://127.0.0.1:9/x"
+
+const contract: ReadonlyArray<readonly [string, string]> = [
+  ["post", "/jobs"],
+  ["get", "/jobs/{id}"],
+  ["get", "/jobs/{id}/results"],
+  ["get", "/jobs/{id}/export"],
+  ["delete", "/jobs/{id}"],
+  ["get", "/files/{fileId}"],
+  ["get", "/health"],
+  ["get", "/metrics"]
+]
+
+describe("Harvest HTTP API", () => {
+  it.scopedLive("GET /openapi.json documents every contract route with its schemas, and the ranges are enforced", () =>
+    Effect.gen(function*() {
+      const { call, post } = yield* harvest()
+      const reply = yield* call("GET", "/openapi.json")
+      assert.strictEqual(reply.status, 200)
+      const spec = JSON.parse(reply.text)
+      assert.strictEqual(spec.openapi, "3.1.0")
+      const resolve = (schema: any): any =>
+        schema.$ref === undefined ? schema : resolve(spec.components.schemas[schema.$ref.split("/").pop()])
+      for (const [method, route] of contract) {
+        const operation = spec.paths[route]?.[method]
+        assert.isDefined(operation, `${method} ${route}`)
+        const success = Object.keys(operation.responses).find((status) => status.startsWith("2"))
+        assert.isDefined(success, `${method} ${route} has a 2xx`)
+        for (const [status, response] of Object.entries<any>(operation.responses)) {
+          if (!status.startsWith("4")) continue
+          const body = resolve(response.content["application/json"].schema)
+          assert.deepStrictEqual(body.required, ["error"], `${method} ${route} ${status}`)
+          assert.deepStrictEqual(resolve(body.properties.error).required, ["code", "message"])
+        }
+      }
+      assert.deepStrictEqual(Object.keys(spec.paths).sort(), [...new Set(contract.map(([, route]) => route))].sort())
+      // The platform's own decode error body is not what Harvest sends, so it must not be documented.
+      assert.notInclude(reply.text, "HttpApiDecodeError")
+
+      const create = spec.paths["/jobs"].post
+      assert.deepStrictEqual(Object.keys(create.responses).sort(), ["202", "400", "401", "413", "503"])
+      const request = resolve(create.requestBody.content["application/json"].schema)
+      assert.deepStrictEqual(request.required, ["urls"])
+      assert.strictEqual(request.properties.urls.type, "array")
+      assert.strictEqual(request.properties.urls.minItems, 1)
+      assert.deepStrictEqual([request.properties.maxAttempts.minimum, request.properties.maxAttempts.maximum], [1, 20])
+      assert.strictEqual(request.properties.perHostRps.exclusiveMinimum, 0)
+      assert.deepStrictEqual(
+        Object.keys(spec.paths["/jobs/{id}/export"].get.responses["200"].content),
+        ["application/x-ndjson"]
+      )
+      assert.deepStrictEqual(
+        Object.keys(spec.paths["/files/{fileId}"].get.responses["200"].content),
+        ["application/octet-stream"]
+      )
+      assert.deepStrictEqual(Object.keys(spec.paths["/health"].get.responses).sort(), ["200", "503"])
+      const limit = spec.paths["/jobs/{id}/results"].get.parameters.find((p: any) => p.name === "limit")
+      assert.deepStrictEqual([limit.in, limit.schema.minimum, limit.schema.maximum], ["query", 1, 1000])
+      const bearer = spec.components.securitySchemes.bearer
+      assert.deepStrictEqual([bearer.type, bearer.scheme], ["http", "bearer"])
+      assert.deepStrictEqual(create.security, [{ bearer: [] }])
+      assert.deepStrictEqual(spec.paths["/health"].get.security, [])
+
+      // What the document says is what the server does: each documented bound is accepted, one step past it refused.
+      for (const [field, schema] of Object.entries<any>(request.properties)) {
+        const bounds = resolve(schema)
+        const step = field === "perHostRps" ? 1e-3 : 1
+        const probes: Array<readonly [number, boolean]> = []
+        if (schema.maximum !== undefined) probes.push([schema.maximum, true], [schema.maximum + step, false])
+        if (schema.minimum !== undefined) probes.push([schema.minimum, true], [schema.minimum - step, false])
+        if (schema.exclusiveMinimum !== undefined) probes.push([schema.exclusiveMinimum, false])
+        if (bounds.type === "integer" && schema.minimum !== undefined) probes.push([schema.minimum + 0.5, false])
+        if (field !== "urls") assert.isNotEmpty(probes, field)
+        for (const [value, accepted] of probes) {
+          const reply = yield* post(JSON.stringify({ urls: [refusedUrl], [field]: value }))
+          if (accepted) {
+            assert.strictEqual(reply.status, 202, `${field}=${value}: ${reply.text}`)
+          } else {
+            assertContractError(reply, 400, "invalid_field")
+            assert.include(reply.json.error.message, field)
+          }
+        }
+      }
+    }))
+
+  it.scopedLive("GET /docs is an interactive page that loads nothing from another host", () =>
+    Effect.gen(function*() {
+      const { call } = yield* harvest()
+      const reply = yield* call("GET", "/docs")
+      assert.strictEqual(reply.status, 200)
+      assert.include(reply.headers.get("content-type") ?? "", "text/html")
+      assert.include(reply.text, "SwaggerUIBundle(")
+      // The UI's code is in the page itself, and so is the document it renders.
+      assert.include(reply.text, "\"/jobs/{id}/export\"")
+      const external = /<(?:script|link|img|iframe|source|embed)\b[^>]*\b(?:src|href)\s*=\s*["']?\s*(?:[a-z]+:)?\/\//gi
+      assert.deepStrictEqual(reply.text.match(external), null)
+      assert.deepStrictEqual(reply.text.match(/@import\s+(?:url\()?\s*["']?(?:[a-z]+:)?\/\//gi), null)
+      assert.deepStrictEqual(reply.text.match(/url\(\s*["']?(?:https?:)?\/\//gi), null)
+    }))
+
+  it.scopedLive("a body over the limit is refused with 413 JSON, declared or streamed, and no job is written", () =>
+    Effect.gen(function*() {
+      const { call, jobsWritten, post } = yield* harvest()
+      // Valid JSON of exactly the limit is read; one byte more is not.
+      const job = JSON.stringify({ urls: [refusedUrl] })
+      const atLimit = yield* post(job + " ".repeat(Http.maxRequestBytes - job.length))
+      assert.strictEqual(atLimit.status, 202, atLimit.text)
+      assert.strictEqual(yield* jobsWritten, 1)
+
+      const overLimit = job + " ".repeat(Http.maxRequestBytes - job.length + 1)
+      assertContractError(yield* post(overLimit), 413, "body_too_large")
+      // Without a Content-Length the limit is found while reading.
+      const chunk = new TextEncoder().encode(" ".repeat(1024 * 1024))
+      let sent = 0
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent === 0) controller.enqueue(new TextEncoder().encode(job))
+          if (sent > Http.maxRequestBytes) return controller.close()
+          controller.enqueue(chunk)
+          sent += chunk.length
+        }
+      })
+      assertContractError(yield* post(stream), 413, "body_too_large")
+      assert.strictEqual(yield* jobsWritten, 1)
+      // The server goes on serving.
+      assert.strictEqual((yield* call("GET", "/health")).status, 200)
+    }))
+
+  it.scopedLive("malformed and deeply nested bodies get a 400 naming the problem, unknown routes a JSON 404", () =>
+    Effect.gen(function*() {
+      const { call, jobsWritten, post } = yield* harvest()
+      const deep = 200_000
+      const cases: Array<readonly [string, string]> = [
+        ["", "not valid JSON"],
+        ["[".repeat(deep), "not valid JSON"],
+        [`{"urls":${"[".repeat(deep)}${"]".repeat(deep)}}`, "urls[0]"],
+        [`{"urls":["${refusedUrl}"],"timeoutMs":${"{\"a\":".repeat(deep)}1${"}".repeat(deep)}}`, "timeoutMs"],
+        ["\"just a string\"", "JSON object"],
+        ["{\"urls\":[\"http://a\"],\"maxAttempts\":1e400}", "maxAttempts"]
+      ]
+      for (const [body, message] of cases) {
+        const reply = yield* post(body)
+        assert.strictEqual(reply.status, 400, body.slice(0, 40))
+        assert.include(reply.json.error.message, message)
+      }
+      assert.strictEqual(yield* jobsWritten, 0)
+      const job = "/jobs/00000000-0000-0000-0000-000000000000"
+      assertContractError(yield* call("GET", `${job}/results?limit=0`), 400, "invalid_field")
+      assert.include((yield* call("GET", `${job}/results?limit=many`)).json.error.message, "limit")
+      for (const [method, route] of [["GET", "/no/route"], ["POST", "/health"], ["DELETE", "/jobs"], ["GET", job]]) {
+        assertContractError(yield* call(method, route), 404, "not_found")
+      }
+    }))
+
+  it.scopedLive("with API_TOKEN, /jobs* and /files* need the bearer token; the other routes stay open", () =>
+    Effect.gen(function*() {
+      const { call, post } = yield* harvest({ apiToken: Option.some(Redacted.make("s3cret")) })
+      const body = JSON.stringify({ urls: [refusedUrl] })
+      assertContractError(yield* post(body), 401, "unauthorized")
+      assertContractError(yield* post(body, { authorization: "Bearer wrong" }), 401, "unauthorized")
+      assertContractError(yield* post(body, { authorization: "Basic s3cret" }), 401, "unauthorized")
+      assertContractError(yield* call("GET", "/jobs/nope"), 401, "unauthorized")
+      assertContractError(yield* call("GET", "/files/abc"), 401, "unauthorized")
+      const authorized = { headers: { authorization: "Bearer s3cret" } }
+      const created = yield* post(body, authorized.headers)
+      assert.strictEqual(created.status, 202, created.text)
+      assert.strictEqual((yield* call("GET", `/jobs/${created.json.id}`, authorized)).json.id, created.json.id)
+      assertContractError(yield* call("GET", "/files/abc", authorized), 404, "not_found")
+      for (const route of ["/health", "/metrics", "/openapi.json", "/docs", "/"]) {
+        assert.strictEqual((yield* call("GET", route)).status, 200, route)
+      }
+      assertContractError(yield* call("GET", "/no/route"), 404, "not_found")
+    }))
+})

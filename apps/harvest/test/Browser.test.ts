@@ -1,0 +1,240 @@
+import * as HttpServer from "@effect/platform/HttpServer"
+import { assert, describe, it } from "@effect/vitest"
+import { Databases, Upstream } from "@spindle/testkit"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { type BrowserContext, chromium, type Page } from "playwright-core"
+import * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Server from "../src/Server.js"
+
+// End to end in a real headless Chromium (Debian's): the page, its live updates and its actions, through the
+// public API only. Chromium is required under CI=true; elsewhere its absence skips the suite with a reason.
+const executablePath = "/usr/bin/chromium"
+// The functions passed to `page.waitForFunction` run in the page; this project compiles without the DOM library.
+declare const document: {
+  querySelector(selector: string): {
+    readonly textContent: string | null
+    readonly value?: string
+    readonly firstChild: { readonly textContent: string | null } | null
+  } | null
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const artifacts = path.join(here, "artifacts")
+// HARVEST_DOCS_SCREENSHOT=true runs the first test a minute longer (so that the chart has history) and also writes
+// the README's docs/dashboard.png.
+const docsScreenshot = Effect.runSync(Config.boolean("HARVEST_DOCS_SCREENSHOT").pipe(Config.withDefault(false)))
+
+const skip = ((): string | undefined => {
+  if (fs.existsSync(executablePath)) return undefined
+  const ci = Effect.runSync(Config.boolean("CI").pipe(Config.withDefault(false)))
+  if (ci) throw new Error(`Chromium is required in CI but ${executablePath} is missing (apt-get install chromium)`)
+  console.warn(`[spindle] skipping browser suites: no Chromium at ${executablePath}`)
+  return `no Chromium at ${executablePath}`
+})()
+
+const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
+  Effect.gen(function*() {
+    const dataDir = yield* Databases.tempDir("harvest-browser-")
+    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
+      dataDir,
+      port: 0,
+      allowPrivateNetworks: true,
+      maxConcurrency: 32,
+      shutdownGraceMs: 500,
+      ...overrides
+    })))
+    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
+    return `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+  })
+
+// A fresh browser profile per test, closed (browser and all) with the scope.
+const browser = Effect.gen(function*() {
+  const profile = yield* Databases.tempDir("harvest-chromium-")
+  const context = yield* Effect.acquireRelease(
+    Effect.promise(() =>
+      chromium.launchPersistentContext(profile, {
+        executablePath,
+        headless: true,
+        viewport: { width: 1360, height: 940 },
+        deviceScaleFactor: 1,
+        acceptDownloads: true,
+        args: [
+          "--no-sandbox",
+          "--disable-gpu",
+          "--disable-quic",
+          "--no-first-run",
+          "--disable-background-networking",
+          "--disable-component-update",
+          "--disable-sync",
+          "--disable-dev-shm-usage"
+        ]
+      })
+    ),
+    (context) => Effect.promise(() => context.close())
+  )
+  const page = context.pages()[0] ?? (yield* Effect.promise(() => context.newPage()))
+  const errors: Array<string> = []
+  page.on("pageerror", (error) => errors.push(error.message))
+  page.on("console", (message) => {
+    // A 401 the page answers by asking for the token is expected; nothing else may be logged as an error.
+    if (message.type() === "error" && !message.text().includes("401")) errors.push(message.text())
+  })
+  return { context: context as BrowserContext, page, errors }
+})
+
+const submitThroughForm = async (
+  page: Page,
+  urls: ReadonlyArray<string>,
+  options: { readonly rps?: number; readonly upload?: boolean } = {}
+) => {
+  if (options.upload === true) {
+    // A text file, one URL a line, read by the page into the form.
+    await page.fill("#urls", "")
+    await page.setInputFiles("#file", {
+      name: "urls.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from(`# exported list\n${urls.join("\r\n")}\n`)
+    })
+    await page.waitForFunction(() => document.querySelector("#urls")?.value !== "")
+  } else {
+    await page.fill("#urls", urls.join("\n"))
+  }
+  await page.fill("#o-rps", options.rps === undefined ? "" : String(options.rps))
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/jobs") && r.request().method() === "POST"),
+    page.click("#submit")
+  ])
+  assert.strictEqual(response.status(), 202, await response.text())
+  return ((await response.json()) as { id: string }).id
+}
+
+const rowText = (page: Page, id: string, selector: string, expected: string, timeout = 20_000) =>
+  page.waitForFunction(
+    ([id, selector, expected]) =>
+      document.querySelector(`tr[data-job="${id}"] ${selector}`)?.textContent?.trim() === expected,
+    [id, selector, expected] as const,
+    { timeout }
+  )
+
+const suite = skip === undefined ? describe : describe.skip
+
+suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`, () => {
+  it.scopedLive(
+    "submits a job and watches it reach 100 %, cancels another, exports, screenshots",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const second = yield* Upstream.make({ host: "127.0.0.2" })
+        const failing = yield* Upstream.make({ host: "127.0.0.3" })
+        const base = yield* harvest()
+        const { errors, page } = yield* browser
+        yield* Effect.promise(async () => {
+          await page.goto(base)
+          await page.waitForSelector("#conn.live")
+
+          // A job submitted through the form runs to 100 %, live.
+          const urls = Array.from({ length: 12 }, (_, i) => upstream.url(`/doc/${i}?latency=100-600&bytes=2000`))
+          urls.push(upstream.url("/missing?status=404"))
+          const done = await submitThroughForm(page, urls)
+          await rowText(page, done, ".pct", "100%")
+          await rowText(page, done, ".status", "completed")
+          const counts = await page.textContent(`tr[data-job="${done}"] .counts`)
+          assert.include(counts!.replace(/\s+/g, " "), "12 ok · 1 failed · 13 total")
+
+          // Its NDJSON export downloads through the public API.
+          const [download] = await Promise.all([
+            page.waitForEvent("download"),
+            page.click(`tr[data-job="${done}"] button[data-action=export]`)
+          ])
+          const exported = fs.readFileSync((await download.path())!, "utf8").trim().split("\n").map((l) =>
+            JSON.parse(l)
+          )
+          assert.strictEqual(exported.length, 13)
+          assert.strictEqual(exported.filter((r) => r.status === "succeeded").length, 12)
+
+          // A slow job is cancelled from the page: its row and the API both say cancelled.
+          const slow = await submitThroughForm(page, [upstream.url("/slow/1?hang=1"), upstream.url("/slow/2?hang=1")])
+          await rowText(page, slow, ".status", "running")
+          await page.click(`tr[data-job="${slow}"] button[data-action=cancel]`)
+          await rowText(page, slow, ".status", "cancelled")
+          const api = (await (await fetch(`${base}/jobs/${slow}`)).json()) as { status: string }
+          assert.strictEqual(api.status, "cancelled")
+
+          // Something in flight for the picture: a host that fails until its circuit opens, then a rate-limited
+          // job on a second host.
+          await submitThroughForm(page, Array.from({ length: 40 }, (_, i) => failing.url(`/api/${i}?status=503`)))
+          await page.waitForFunction(() => document.querySelector("tr[data-host] .badge.open") !== null, undefined, {
+            timeout: 20_000
+          })
+          await submitThroughForm(
+            page,
+            Array.from({ length: 300 }, (_, i) => second.url(`/feed/${i}?latency=200-900&bytes=5000`)),
+            { rps: 15 }
+          )
+          await page.waitForFunction(
+            () => Number(document.querySelector("#s-inflight")?.firstChild?.textContent ?? "0") > 0,
+            undefined,
+            { timeout: 10_000 }
+          )
+          await page.waitForTimeout(1500)
+          fs.mkdirSync(artifacts, { recursive: true })
+          await page.screenshot({ path: path.join(artifacts, "dashboard.png"), fullPage: true })
+          if (docsScreenshot) {
+            for (let round = 0; round < 3; round++) {
+              await page.waitForTimeout(20_000)
+              await submitThroughForm(
+                page,
+                Array.from({ length: 80 }, (_, i) => upstream.url(`/round${round}/${i}?latency=300-1500&bytes=3000`))
+              )
+            }
+            await page.waitForTimeout(8_000)
+            await page.screenshot({ path: path.join(here, "..", "..", "..", "docs", "dashboard.png"), fullPage: true })
+          }
+        })
+        assert.deepStrictEqual(errors, [])
+      }),
+    docsScreenshot ? 180_000 : 90_000
+  )
+
+  it.scopedLive(
+    "with API_TOKEN the page asks for the token once, then works (SSE included)",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const base = yield* harvest({ apiToken: Option.some(Redacted.make("let-me-in")) })
+        const { errors, page } = yield* browser
+        yield* Effect.promise(async () => {
+          await page.goto(base)
+          await page.waitForSelector("#modal.show")
+          await page.fill("#token", "wrong")
+          await page.click("#token-form button")
+          await page.waitForFunction(() =>
+            document.querySelector("#token-msg")?.textContent === "That token was refused."
+          )
+          await page.fill("#token", "let-me-in")
+          await page.click("#token-form button")
+          await page.waitForSelector("#conn.live")
+          const id = await submitThroughForm(page, [upstream.url("/a?latency=200"), upstream.url("/b?latency=300")], {
+            upload: true
+          })
+          await rowText(page, id, ".pct", "100%")
+          await rowText(page, id, ".counts", "2 ok · 0 failed · 2 total")
+
+          // The token is kept for the tab: a reload connects without asking again.
+          await page.reload()
+          await page.waitForSelector("#conn.live")
+          assert.isFalse(await page.isVisible("#modal"))
+          await rowText(page, id, ".status", "completed")
+        })
+        assert.deepStrictEqual(errors, [])
+      }),
+    60_000
+  )
+})
