@@ -17,3 +17,10 @@ export * as Upstream from "./Upstream.js"
  * @since 0.1.0
  */
 export * as Databases from "./Databases.js"
+
+/**
+ * Analysis of recorded requests: the most in flight at once, the most started in any window, per host.
+ *
+ * @since 0.1.0
+ */
+export * as Traffic from "./Traffic.js"

@@ -1,0 +1,181 @@
+import * as HttpServer from "@effect/platform/HttpServer"
+import { assert, describe, it } from "@effect/vitest"
+import { Databases, Traffic, Upstream } from "@spindle/testkit"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as net from "node:net"
+import * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Server from "../src/Server.js"
+
+// Every limit of the contract, measured where it matters: at the upstream, from the requests it recorded.
+
+// Harvest in this process on a free port, on SQLite (in a temp dir) or a fresh Postgres database.
+const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
+  Effect.gen(function*() {
+    const dataDir = yield* Databases.tempDir("harvest-limits-")
+    const databaseUrl = database === "pg"
+      ? Option.some(Redacted.make(yield* Databases.freshPostgres))
+      : Option.none()
+    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
+      dataDir,
+      databaseUrl,
+      port: 0,
+      allowPrivateNetworks: true,
+      maxConcurrency: 16,
+      shutdownGraceMs: 500,
+      ...overrides
+    })))
+    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
+    const base = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+    const call = (method: string, route: string, body?: unknown) =>
+      Effect.promise(async () => {
+        const init: RequestInit = { method, headers: { "content-type": "application/json" } }
+        if (body !== undefined) init.body = JSON.stringify(body)
+        const response = await fetch(`${base}${route}`, init)
+        return { status: response.status, json: (await response.json()) as any }
+      })
+    const submit = (body: Record<string, unknown>) =>
+      Effect.map(call("POST", "/jobs", body), (response) => {
+        assert.strictEqual(response.status, 202, JSON.stringify(response.json))
+        return response.json.id as string
+      })
+    const waitFor = (id: string, status: string) =>
+      Effect.gen(function*() {
+        for (let i = 0; i < 800; i++) {
+          const job = yield* call("GET", `/jobs/${id}`)
+          if (job.json.status === status) return job.json
+          yield* Effect.sleep("25 millis")
+        }
+        return yield* Effect.dieMessage(`job ${id} never reached ${status}`)
+      })
+    const results = (id: string) => Effect.map(call("GET", `/jobs/${id}/results?limit=1000`), (r) => r.json.items)
+    return { submit, waitFor, results }
+  })
+
+// Several upstreams (one host each: host:port differs) and `count` URLs on each, interleaved host by host so that
+// every host always has work waiting.
+const upstreams = (hosts: number) => Effect.all(Array.from({ length: hosts }, () => Upstream.make()))
+const interleaved = (servers: ReadonlyArray<Upstream.Upstream>, count: number, query: string) =>
+  Array.from({ length: count }, (_, i) => servers.map((server) => server.url(`/item/${i}?${query}&bytes=${50 + i}`)))
+    .flat()
+
+const requestsOf = (servers: ReadonlyArray<Upstream.Upstream>) => servers.flatMap((server) => server.requests())
+
+// A loopback port nothing listens on.
+const closedPort = Effect.promise(() =>
+  new Promise<number>((resolve) => {
+    const server = net.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+)
+
+for (const database of ["sqlite", "pg"] as const) {
+  const skip = database === "pg" ? Databases.postgresSkip : undefined
+  const suite = skip === undefined ? describe : describe.skip
+  const harvest = harvestOn(database)
+  suite(`Harvest limits on ${database}${skip === undefined ? "" : ` (skipped: ${skip})`}`, () => {
+    it.scopedLive("per host: never more than perHostConcurrency in flight, and exactly that many when busy", () =>
+      Effect.gen(function*() {
+        const servers = yield* upstreams(2)
+        const { submit, waitFor } = yield* harvest()
+        const id = yield* submit({ urls: interleaved(servers, 12, "latency=30-60"), perHostConcurrency: 3 })
+        const done = yield* waitFor(id, "completed")
+        assert.deepStrictEqual([done.succeeded, done.failed], [24, 0])
+        for (const server of servers) {
+          assert.strictEqual(server.requests().length, 12)
+          assert.strictEqual(Traffic.maxConcurrency(server.requests()), 3, server.origin)
+        }
+        // The two hosts ran side by side: each host's bound is its own.
+        assert.strictEqual(Traffic.maxConcurrency(requestsOf(servers)), 6)
+      }))
+
+    it.scopedLive("per host: in every window of T at most perHostBurst + perHostRps·T starts, and that many", () =>
+      Effect.gen(function*() {
+        const servers = yield* upstreams(2)
+        const { submit, waitFor } = yield* harvest()
+        // 5 per second (a start every 200 ms), bursts of 4; 24 URLs per host keep each bucket empty for 4 s.
+        const rate = { burst: 4, perSecond: 5 }
+        const id = yield* submit({
+          urls: interleaved(servers, 24, "latency=5-15"),
+          perHostRps: rate.perSecond,
+          perHostBurst: rate.burst
+        })
+        const done = yield* waitFor(id, "completed")
+        assert.deepStrictEqual([done.succeeded, done.failed], [48, 0])
+        for (const server of servers) {
+          const records = server.requests()
+          assert.strictEqual(records.length, 24)
+          // Windows of k + ½ emission intervals: the bound ⌊burst + rps·T⌋ = burst + k is exact, and the half
+          // interval either side absorbs the time a request takes from its token to the upstream. A burst one token
+          // larger would exceed it in the windows that hold the burst; a missing limiter would exceed it at once.
+          let reached = 0
+          for (let k = 0; k <= 18; k++) {
+            const windowMillis = (k + 0.5) * 200
+            const allowed = Traffic.rateAllowance(rate, windowMillis)
+            assert.strictEqual(allowed, rate.burst + k)
+            const seen = Traffic.maxStartsInWindow(records, windowMillis)
+            assert.isAtMost(seen, allowed, `${server.origin}: starts within ${windowMillis} ms`)
+            if (seen === allowed) reached++
+          }
+          // The workload kept the bucket empty, so the bound was not merely respected but met (the burst included:
+          // the shortest window holds it whole).
+          assert.strictEqual(Traffic.maxStartsInWindow(records, 100), rate.burst, server.origin)
+          assert.isAtLeast(reached, 10, `${server.origin}: the bound was reached`)
+        }
+      }))
+
+    it.scopedLive("MAX_CONCURRENCY bounds the whole process across hosts, and is reached", () =>
+      Effect.gen(function*() {
+        const servers = yield* upstreams(4)
+        const { submit, waitFor } = yield* harvest({ maxConcurrency: 6 })
+        const id = yield* submit({ urls: interleaved(servers, 8, "latency=30-60"), perHostConcurrency: 4 })
+        const done = yield* waitFor(id, "completed")
+        assert.deepStrictEqual([done.succeeded, done.failed], [32, 0])
+        // 4 hosts × 4 per host would allow 16.
+        assert.strictEqual(Traffic.maxConcurrency(requestsOf(servers)), 6)
+        for (const server of servers) assert.isAtMost(Traffic.maxConcurrency(server.requests()), 4)
+      }))
+
+    it.scopedLive("a job's concurrency bounds that job only, and is reached", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* upstreams(2)
+        const { submit, waitFor } = yield* harvest()
+        const first = yield* submit({ urls: interleaved([a], 12, "latency=30-60"), concurrency: 2 })
+        const second = yield* submit({ urls: interleaved([b], 12, "latency=30-60"), concurrency: 3 })
+        for (const id of [first, second]) {
+          const done = yield* waitFor(id, "completed")
+          assert.deepStrictEqual([done.succeeded, done.failed], [12, 0])
+        }
+        assert.strictEqual(Traffic.maxConcurrency(a.requests()), 2)
+        assert.strictEqual(Traffic.maxConcurrency(b.requests()), 3)
+        // Both jobs ran at once, each within its own bound.
+        assert.strictEqual(Traffic.maxConcurrency([...a.requests(), ...b.requests()]), 5)
+      }))
+
+    it.scopedLive("Redis unreachable: a rate-limited host gets no request at all; items fail as retryable", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const port = yield* closedPort
+        const { results, submit, waitFor } = yield* harvest({
+          redisUrl: Option.some(Redacted.make(`redis://127.0.0.1:${port}`))
+        })
+        const urls = [upstream.url("/a"), upstream.url("/b"), upstream.url("/c")]
+        const id = yield* submit({ urls, perHostRps: 1000, maxAttempts: 2 })
+        const done = yield* waitFor(id, "completed")
+        assert.deepStrictEqual([done.succeeded, done.failed], [0, 3])
+        assert.strictEqual(upstream.requests().length, 0, "no request is sent without the limiter's decision")
+        for (const item of yield* results(id)) {
+          assert.strictEqual(item.status, "failed")
+          // `network` is one of the retryable codes: the limiter's error was retried up to maxAttempts.
+          assert.strictEqual(item.error.code, "network")
+          assert.match(item.error.message, /store unavailable/)
+          assert.isNull(item.httpStatus)
+        }
+      }))
+  })
+}
