@@ -1,19 +1,25 @@
 /**
- * `pnpm bench`: runs every variant of the six benchmarks in a process of its own, in interleaved rounds
+ * `pnpm bench`: runs every variant of the eight benchmarks in a process of its own, in interleaved rounds
  * (A, B, C, A, B, C, ...), takes the median of each figure over the rounds and writes `bench/RESULTS.md`.
  *
- *   pnpm bench                 3 rounds at full size, 5 for the CPU pool (about 9–10 minutes)
+ *   pnpm bench                 3 rounds at full size, 5 for the CPU pool (about 15–20 minutes)
  *   pnpm bench -- --quick      1 round at small sizes (BENCH_QUICK=1 does the same); the tables say so
- *   pnpm bench -- --only=rate  one benchmark (throughput, rate, memory, resilience, workqueue or cpu); RESULTS.md
- *                              is written all the same, with that benchmark only
+ *   pnpm bench -- --only=rate  one benchmark (throughput, rate, memory, resilience, workqueue, cpu, harvest or
+ *                              limiter): its section of RESULTS.md is replaced, every other section is kept
+ *
+ * Every section starts with a line saying which run measured it, so a file assembled from several `--only` runs
+ * says where each figure comes from; the header describes the machine and method of the latest run.
  */
-import { readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { prepareScale } from "./lib/appLauncher.js"
 import { field, num, percent, perSecond, ratio, table, verdict } from "./lib/report.js"
 import { benchDir, type Launcher, type Outcome, prepare, runChild } from "./lib/runner.js"
 import { byId, failures, type Measured, med, values, type Variant, variant } from "./lib/suite.js"
 import * as Cpu from "./suites/cpu.js"
+import * as Harvest from "./suites/harvest.js"
+import * as Limiter from "./suites/limiter.js"
 import * as Resilience from "./suites/resilience.js"
 import * as WorkQueue from "./suites/workqueue.js"
 
@@ -38,7 +44,9 @@ const sizes = quick
     calls: 20_000,
     warmup: 2_000,
     queueItems: 100_000,
-    cpuTasks: 100
+    cpuTasks: 100,
+    harvestUrls: 2_000,
+    limiterSeconds: 2
   }
   : {
     tasks: 1_000_000,
@@ -51,7 +59,9 @@ const sizes = quick
     calls: 200_000,
     warmup: 20_000,
     queueItems: 1_000_000,
-    cpuTasks: 400
+    cpuTasks: 400,
+    harvestUrls: 10_000,
+    limiterSeconds: 5
   }
 const concurrency = 100
 const rate = 200
@@ -492,21 +502,46 @@ const version = (name: string): string => {
   return json.version
 }
 
-const header = (launcher: Launcher, started: Date, seconds: number): string => {
+/** The suites in the order and with the numbers of their sections in RESULTS.md. */
+const suiteNumbers: Readonly<Record<string, number>> = {
+  throughput: 1,
+  rate: 2,
+  memory: 3,
+  resilience: 4,
+  workqueue: 5,
+  cpu: 6,
+  harvest: 7,
+  limiter: 8
+}
+
+const command = (): string =>
+  `pnpm bench${quick || only !== undefined ? " --" : ""}${quick ? " --quick" : ""}${
+    only === undefined ? "" : ` --only=${only}`
+  }`
+
+/** The machine, shortly, for the line that starts each section (sections may come from runs on other machines). */
+const machine = (): string => {
+  const cpus = Os.cpus()
+  return `${cpus[0]?.model.trim() ?? "unknown CPU"}, ${cpus.length} cores`
+}
+
+const header = (launchers: ReadonlyArray<Launcher>, started: Date, seconds: number, written: string): string => {
   const cpus = Os.cpus()
   return [
-    `# Benchmarks${quick ? " (QUICK smoke run: small sizes, 1 round; not comparable with a full run)" : ""}`,
+    "# Benchmarks",
     "",
-    `Written by \`pnpm bench${quick ? " -- --quick" : ""}\` on ${started.toISOString()} in ${num(seconds)} s. ` +
-    "Every figure below comes from this one run; ratios compare variants measured side by side.",
+    `Last written by \`${command()}\` on ${started.toISOString()} in ${num(seconds)} s (${written}). Each section ` +
+    "starts with the run that measured it; within a section every figure comes from that one run, and ratios " +
+    "compare variants measured side by side.",
     "",
     `- Machine: ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${cpus.length} cores, ${
       num(Os.totalmem() / 1024 ** 3, 1)
     } GiB memory, ${Os.type()} ${Os.release()}; Node ${process.version}.`,
     `- Versions: effect ${version("effect")}, p-limit ${version("p-limit")}, p-queue ${version("p-queue")}, ` +
     `bottleneck ${version("bottleneck")}, cockatiel ${version("cockatiel")}, p-retry ${version("p-retry")}, ` +
-    `piscina ${version("piscina")}; Spindle from this repository's sources.`,
-    `- Method: ${launcher.description}, one process per variant and round; ${
+    `piscina ${version("piscina")}, undici ${version("undici")}; Spindle from this repository's sources.`,
+    `- Method: ${launchers.map((launcher) => launcher.description).join("; the application benchmarks (7, 8) ")}, ` +
+    `one process per variant and round; ${
       rounds === 1
         ? "a single round (quick mode), so the figures are single measurements"
         : `${rounds} rounds (${cpuRounds} for the CPU pool), interleaved (every variant of a benchmark once, then ` +
@@ -519,23 +554,62 @@ const header = (launcher: Launcher, started: Date, seconds: number): string => {
   ].join("\n")
 }
 
+/** The sections of an existing RESULTS.md by number (unnumbered ones under their heading), and its run line. */
+const previous = (file: string): { readonly sections: Map<string, string>; readonly run: string | undefined } => {
+  const sections = new Map<string, string>()
+  if (!existsSync(file)) return { sections, run: undefined }
+  const text = readFileSync(file, "utf8")
+  const written = /^(?:Last )?[Ww]ritten by `([^`]+)` on (\S+) in ([\d,.]+) s/m.exec(text)
+  const host = /^- Machine: ([^,]+, \d+ cores)/m.exec(text)?.[1]
+  const run = written === null
+    ? undefined
+    : `\`${written[1]}\` on ${written[2]}${host === undefined ? "" : `, ${host}`}`
+  for (const part of text.split(/^(?=## )/m).slice(1)) {
+    const heading = part.split("\n", 1)[0]
+    const key = /^## (\d+)\./.exec(heading)?.[1] ?? heading
+    sections.set(key, part.trimEnd())
+  }
+  return { sections, run }
+}
+
+/** Adds the run line under a section's heading, unless it has one. */
+const stamped = (section: string, run: string | undefined): string => {
+  const [heading, ...rest] = section.split("\n")
+  if (run === undefined || rest.some((line) => line.startsWith("*Measured by "))) return section
+  return [heading, "", `*Measured by ${run}.*`, ...rest].join("\n")
+}
+
 const main = async () => {
   const started = new Date()
   const clock = performance.now()
   const launcher = await prepare()
   process.stdout.write(`bench: ${quick ? "quick, " : ""}${rounds} round(s); ${launcher.description}\n`)
-  const sections: Array<string> = []
-  const all: Array<Measured> = []
+  const wanted = (name: string) => only === undefined || only === name
+  if (only !== undefined && suiteNumbers[only] === undefined) {
+    throw new Error(`--only must be one of ${Object.keys(suiteNumbers).join(", ")}, got ${only}`)
+  }
+  const launchers: Array<Launcher> = [launcher]
+  const scale = wanted("harvest") || wanted("limiter") ? await prepareScale() : undefined
+  if (scale !== undefined) launchers.push(scale)
+  const run = `\`${command()}\` on ${started.toISOString()}`
+  const sections = new Map<string, string>()
   const suite = async (
     name: string,
     variants: ReadonlyArray<Variant>,
     section: (measured: ReadonlyArray<Measured>) => string,
-    suiteRounds = rounds
+    suiteRounds = rounds,
+    suiteLauncher = launcher
   ) => {
-    if (only !== undefined && only !== name) return
-    const measured = await runSuite(launcher, name, variants, suiteRounds)
-    sections.push(section(measured))
-    for (const m of measured) all.push(m)
+    if (!wanted(name)) return
+    const suiteStarted = performance.now()
+    const measured = await runSuite(suiteLauncher, name, variants, suiteRounds)
+    const failed = failures(measured)
+    const text = [
+      section(measured),
+      ...(failed.length > 0 ? ["", "### Runs that failed", "", ...failed] : [])
+    ].join("\n")
+    const seconds = (performance.now() - suiteStarted) / 1000
+    sections.set(String(suiteNumbers[name]), stamped(text, `${run}, ${machine()} (this benchmark: ${num(seconds)} s)`))
   }
   await suite("throughput", throughput, throughputSection)
   await suite("rate", [...rateVariants, ...waiterHeap], rateSection)
@@ -544,7 +618,7 @@ const main = async () => {
   await suite("resilience", Resilience.variants(resilience), (measured) => Resilience.section(measured, resilience))
   const queue = { items: sizes.queueItems }
   await suite("workqueue", WorkQueue.variants(queue), (measured) => WorkQueue.section(measured, queue))
-  if (only === undefined || only === "cpu") {
+  if (wanted("cpu")) {
     const calibration = await Cpu.calibrate()
     process.stdout.write(
       `cpu: ${calibration.iterations} PBKDF2 iterations per task (${calibration.millis.toFixed(2)} ms here)\n`
@@ -557,11 +631,29 @@ const main = async () => {
       cpuRounds
     )
   }
-  const failed = failures(all)
-  if (failed.length > 0) sections.push(["## Runs that failed", "", ...failed].join("\n"))
-  const seconds = (performance.now() - clock) / 1000
-  const markdown = [header(launcher, started, seconds), ...sections].join("\n\n") + "\n"
+  if (scale !== undefined) {
+    const harvest = { urls: sizes.harvestUrls }
+    await suite("harvest", Harvest.variants(harvest), (measured) => Harvest.section(measured, harvest), rounds, scale)
+    const limiter = { seconds: sizes.limiterSeconds }
+    await suite("limiter", Limiter.variants(limiter), (measured) => Limiter.section(measured, limiter), rounds, scale)
+  }
   const target = Path.join(benchDir, "RESULTS.md")
+  // A partial run (`--only`) keeps every other section of the file as it was, each with the run that measured it.
+  const kept = only === undefined ? { sections: new Map<string, string>(), run: undefined } : previous(target)
+  const merged = new Map<string, string>()
+  for (const [key, text] of kept.sections) if (!sections.has(key)) merged.set(key, stamped(text, kept.run))
+  for (const [key, text] of sections) merged.set(key, text)
+  const ordered = Array.from(merged).sort(([a], [b]) => {
+    const [x, y] = [Number(a), Number(b)]
+    if (Number.isFinite(x) && Number.isFinite(y)) return x - y
+    return Number.isFinite(x) ? -1 : Number.isFinite(y) ? 1 : 0
+  })
+  const seconds = (performance.now() - clock) / 1000
+  const written = only === undefined
+    ? "every section"
+    : `section ${suiteNumbers[only]}${merged.size > 1 ? "; the others kept from earlier runs" : ""}`
+  const markdown = [header(launchers, started, seconds, written), ...ordered.map(([, text]) => text)].join("\n\n") +
+    "\n"
   writeFileSync(target, markdown)
   process.stdout.write(`\nwrote ${target} (${num(seconds)} s)\n`)
 }

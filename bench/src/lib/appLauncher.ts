@@ -1,0 +1,90 @@
+/**
+ * The launcher of the application benchmarks (Harvest end to end, limiters at scale): the files of
+ * `src/variants/scale`, bundled like the other variants but with every package that is not Spindle's own left as an
+ * import of the file Node would load, by absolute path.
+ *
+ * They need it because Harvest loads native and CommonJS packages (better-sqlite3, pg, ioredis, undici) that only
+ * its own workspace package depends on: bundled, they break (a native `.node` file, `require` of Node built-ins in
+ * an ES module); imported by name from `.tmp/scale`, Node would not find them, as they are not in
+ * `bench/node_modules`. An absolute path is what Node itself would have resolved from the importing package, so
+ * every package, `effect` included, is loaded once, from `node_modules`, as an application would load it.
+ */
+import { mkdirSync, readdirSync } from "node:fs"
+import { createRequire, isBuiltin } from "node:module"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import { benchDir, type Launcher } from "./runner.js"
+
+const variantsDir = Path.join(benchDir, "src", "variants", "scale")
+const outDir = Path.join(benchDir, ".tmp", "scale")
+
+interface ResolveResult {
+  readonly path: string
+  readonly errors: ReadonlyArray<unknown>
+}
+
+interface PluginBuild {
+  readonly onResolve: (
+    options: { readonly filter: RegExp },
+    callback: (args: {
+      readonly path: string
+      readonly kind: string
+      readonly resolveDir: string
+      readonly pluginData: unknown
+    }) => Promise<Record<string, unknown> | undefined>
+  ) => void
+  readonly resolve: (
+    path: string,
+    options: { readonly kind: string; readonly resolveDir: string; readonly pluginData: unknown }
+  ) => Promise<ResolveResult>
+}
+
+interface Esbuild {
+  readonly version: string
+  readonly build: (options: Record<string, unknown>) => Promise<{ readonly errors: ReadonlyArray<unknown> }>
+}
+
+const INNER = Symbol.for("spindle-bench/inner-resolve")
+
+/** Leaves every bare import except `@spindle/*` external, rewritten to the absolute path esbuild resolved. */
+const externalPackages = {
+  name: "external-packages",
+  setup: (build: PluginBuild) => {
+    build.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (args.pluginData === INNER || args.path.startsWith("@spindle/")) return undefined
+      if (isBuiltin(args.path)) return { path: args.path, external: true }
+      const resolved = await build.resolve(args.path, {
+        kind: args.kind,
+        resolveDir: args.resolveDir,
+        pluginData: INNER
+      })
+      if (resolved.errors.length > 0) return { errors: resolved.errors }
+      return { path: resolved.path, external: true }
+    })
+  }
+}
+
+/** Bundles `src/variants/scale/*.ts` into `.tmp/scale`. */
+export const prepareScale = async (): Promise<Launcher> => {
+  const tsx = createRequire(import.meta.url).resolve("tsx/package.json")
+  const entry = createRequire(tsx).resolve("esbuild")
+  const esbuild = (await import(pathToFileURL(entry).href)) as Esbuild
+  const entryPoints = readdirSync(variantsDir).filter((file) => file.endsWith(".ts"))
+  mkdirSync(outDir, { recursive: true })
+  await esbuild.build({
+    entryPoints: entryPoints.map((file) => Path.join(variantsDir, file)),
+    outdir: outDir,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    plugins: [externalPackages],
+    logLevel: "warning"
+  })
+  return {
+    description: `bundled by esbuild ${esbuild.version} (Spindle and Harvest inlined, every other package imported ` +
+      "from node_modules) and run as `node --expose-gc .tmp/scale/<variant>.mjs`",
+    command: (variant) => ["--expose-gc", Path.join(outDir, `${variant}.mjs`)]
+  }
+}
