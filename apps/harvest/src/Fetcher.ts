@@ -122,9 +122,15 @@ export const attempt = (
     let out: fs.WriteStream | undefined
     // A plain timer: a timeout fiber per attempt (`Effect.timeout`) costs more CPU than fetching a small body.
     let timer: ReturnType<typeof setTimeout> | undefined
-    const cleanup = () => {
-      out?.destroy()
-      fs.rm(tmpPath, { force: true }, () => {})
+    // Removes the partial body, then calls `done`: only once the write stream has closed (it may still be opening
+    // the file), so that the file cannot reappear after the removal, and a process exiting right after an
+    // interrupted or failed attempt leaves nothing in tmp/.
+    const discard = (done: () => void) => {
+      const remove = () => fs.rm(tmpPath, { force: true }, () => done())
+      const stream = out
+      if (stream === undefined || stream.closed) return remove()
+      stream.once("close", remove)
+      stream.destroy()
     }
     const settle = (effect: Effect.Effect<Fetched, FetchFailure>) => {
       if (settled) return
@@ -133,8 +139,10 @@ export const attempt = (
       resume(effect)
     }
     const fail = (error: FetchFailure) => {
-      cleanup()
-      settle(Effect.fail(error))
+      if (settled) return
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      discard(() => resume(Effect.fail(error)))
     }
     const request = (secure ? https : http).request({
       host: destination.address,
@@ -208,10 +216,10 @@ export const attempt = (
         fail(failure("timeout", `Attempt timed out after ${Duration.format(limit)}`, true))
       }, options.timeoutMs)
     }
-    return Effect.sync(() => {
+    return Effect.async<void>((removed) => {
       if (timer !== undefined) clearTimeout(timer)
       settled = true
       request.destroy()
-      cleanup()
+      discard(() => removed(Effect.void))
     })
   })

@@ -95,9 +95,21 @@ describe("Fetcher.attempt", () => {
       yield* Effect.sleep("150 millis")
       assert.strictEqual(tmpFiles(dirs.tmp).length, 1, "the body is being written")
       yield* Fiber.interrupt(fiber)
-      yield* Effect.sleep("50 millis")
+      // The interruption returns only once the partial file is gone: a process exiting right after leaves nothing.
       assert.deepStrictEqual(tmpFiles(dirs.tmp), [])
       assert.deepStrictEqual(tmpFiles(dirs.files), [])
+      yield* Effect.sleep("50 millis")
       assert.strictEqual(upstream.requests()[0].outcome, "client_closed")
+    }))
+
+  it.scopedLive("interrupted at once, before the temp file is even open, still leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const { dirs, fetch } = yield* setup
+      for (let i = 0; i < 20; i++) {
+        const fiber = yield* Effect.fork(fetch(`/fast/${i}?bytes=50000&latency=${i % 4}`))
+        yield* Effect.sleep(`${i % 5} millis`)
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(tmpFiles(dirs.tmp), [], `round ${i}`)
+      }
     }))
 })
