@@ -14,6 +14,7 @@
 import { SlotStore } from "@spindle/core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Script from "./internal/script.js"
 import { RedisConnection } from "./RedisTokenBucketStore.js"
 
 // KEYS[1]: the set. ARGV: holder, ttl (ms), limit (0 to only refresh a slot the holder has). Returns 1 or 0.
@@ -30,6 +31,8 @@ redis.call("ZADD", KEYS[1], now + ttl, holder)
 redis.call("PEXPIRE", KEYS[1], ttl)
 return 1
 `
+
+const decide = Script.make(script)
 
 const unavailable = (cause: unknown) =>
   new SlotStore.SlotStoreError({
@@ -53,7 +56,7 @@ export const make = (options: { readonly prefix?: string | undefined } = {}): Ef
     const prefix = options.prefix ?? "spindle:slots:"
     const run = (key: string, holder: string, ttlMillis: number, limit: number) =>
       Effect.tryPromise({
-        try: () => redis.eval(script, 1, prefix + key, holder, Math.max(1, Math.ceil(ttlMillis)), limit),
+        try: () => decide(redis, 1, prefix + key, holder, Math.max(1, Math.ceil(ttlMillis)), limit),
         catch: unavailable
       }).pipe(
         Effect.flatMap((reply) =>

@@ -10,9 +10,11 @@
  * lets a request through without a decision, and callers treat the error as retryable.
  *
  * Why not `@effect/experimental`'s `RateLimiter/Redis` store: its token bucket refills `limit` tokens per window and
- * has no separate burst capacity, and it answers "allowed or not" rather than "how long until allowed", which a FIFO
- * waiter needs to sleep exactly once; its fixed-window mode admits up to twice the limit across a window boundary.
- * The connection handling below follows its shape (a scoped `ioredis` client, typed errors).
+ * has no separate burst capacity; its `delay` mode reserves the token up front (overflowing the bucket), so a waiter
+ * interrupted while it waits has still spent its token, where this store's FIFO gate asks "how long until allowed"
+ * and takes the token only when the request starts; its fixed-window mode admits up to twice the limit across a
+ * window boundary. The connection handling below follows its shape (a scoped `ioredis` client, typed errors).
+ * The script is called by its hash (`EVALSHA`), loaded again after the server's script cache is flushed.
  *
  * @since 0.1.0
  */
@@ -25,6 +27,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
+import * as Script from "./internal/script.js"
 
 // ARGV: tokens, burst, emission (ms, may be fractional), peek ("1" to only read). Returns { wait (string), left }.
 const script = `
@@ -60,6 +63,8 @@ redis.call("HSET", KEYS[1], "a", tostring(anchor), "c", tostring(count))
 redis.call("PEXPIRE", KEYS[1], math.ceil(newlag) + 1)
 return { "0", left(newlag) }
 `
+
+const decide = Script.make(script)
 
 /**
  * The Redis connection used by Spindle's Redis stores.
@@ -157,7 +162,7 @@ export const make = (options: { readonly prefix?: string | undefined } = {}): Ef
     const run = (key: string, tokens: number, burst: number, emission: number, peek: boolean) =>
       Effect.tryPromise({
         try: () =>
-          redis.eval(script, 1, prefix + key, tokens, burst, emission, peek ? "1" : "0") as Promise<[string, number]>,
+          decide(redis, 1, prefix + key, tokens, burst, emission, peek ? "1" : "0") as Promise<[string, number]>,
         catch: unavailable
       }).pipe(
         Effect.flatMap((reply) => {

@@ -46,6 +46,17 @@ suite(`RedisTokenBucketStore${available ? "" : ` (skipped: ${Databases.redis.ski
       assert.strictEqual(yield* Effect.promise(() => redis.exists(keys[0])), 0)
     }).pipe(Effect.provide(storeLayer())))
 
+  it.live("decisions go on across a flushed script cache (a Redis restart): the script is loaded again", () =>
+    Effect.gen(function*() {
+      const store = yield* TokenBucketStore.TokenBucketStore
+      const redis = yield* RedisTokenBucketStore.RedisConnection
+      const options = { key: "flush", burst: 2, emissionMillis: 60_000 }
+      assert.strictEqual((yield* store.reserve({ ...options, tokens: 1 })).delayMillis, 0)
+      yield* Effect.promise(() => redis.script("FLUSH"))
+      assert.strictEqual((yield* store.reserve({ ...options, tokens: 1 })).delayMillis, 0, "NOSCRIPT, then EVAL")
+      assert.isAbove((yield* store.reserve({ ...options, tokens: 1 })).delayMillis, 0, "the state survived")
+    }).pipe(Effect.provide(storeLayer())))
+
   it.scopedLive("two instances (two connections) share one limit through the same key", () =>
     Effect.gen(function*() {
       const prefix = `spindle-test:${run}:shared:`
