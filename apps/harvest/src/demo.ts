@@ -72,6 +72,8 @@ const program = Effect.gen(function*() {
   console.log(`\nJob ${final.status}. Outcomes:`)
   for (const [key, n] of [...codes].sort()) console.log(`  ${key.padEnd(24)} ${n}`)
   console.log(`\nHarvest keeps running at ${base} — try:`)
+  console.log(`  open ${base}/           the live dashboard (submit, cancel, export from the page)`)
+  console.log(`  open ${base}/docs       the API's interactive docs (OpenAPI at ${base}/openapi.json)`)
   console.log(`  curl ${base}/jobs/${created.id}`)
   console.log(`  curl '${base}/jobs/${created.id}/results?limit=5'`)
   console.log(`  curl ${base}/health   |   curl ${base}/metrics`)
