@@ -1,14 +1,11 @@
-import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
-import { Databases } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as HarvestConfig from "../src/HarvestConfig.js"
+import type * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Http from "../src/Http.js"
 import { Jobs } from "../src/Jobs.js"
-import * as Server from "../src/Server.js"
+import * as Harness from "./harness.js"
 
 interface Reply {
   readonly status: number
@@ -20,16 +17,7 @@ interface Reply {
 // Harvest on SQLite in a temp dir, on a free port; `call` sends a request over loopback.
 const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
-    const dataDir = yield* Databases.tempDir("harvest-api-test-")
-    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
-      dataDir,
-      port: 0,
-      maxConcurrency: 16,
-      shutdownGraceMs: 500,
-      ...overrides
-    })))
-    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
-    const base = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+    const { base, context } = yield* Harness.inProcess({ allowPrivateNetworks: false, ...overrides })
     const call = (method: string, route: string, init: RequestInit = {}) =>
       Effect.promise(async (): Promise<Reply> => {
         const response = await fetch(`${base}${route}`, { method, ...init })

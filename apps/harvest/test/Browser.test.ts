@@ -1,17 +1,15 @@
-import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream } from "@spindle/testkit"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type BrowserContext, chromium, type Page } from "playwright-core"
-import * as HarvestConfig from "../src/HarvestConfig.js"
-import * as Server from "../src/Server.js"
+import type * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Harness from "./harness.js"
 
 // End to end in a real headless Chromium (Debian's): the page, its live updates and its actions, through the
 // public API only. Chromium is required under CI=true; elsewhere its absence skips the suite with a reason.
@@ -41,17 +39,8 @@ const skip = ((): string | undefined => {
 
 const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
-    const dataDir = yield* Databases.tempDir("harvest-browser-")
-    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
-      dataDir,
-      port: 0,
-      allowPrivateNetworks: true,
-      maxConcurrency: 32,
-      shutdownGraceMs: 500,
-      ...overrides
-    })))
-    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
-    return `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+    const { base } = yield* Harness.inProcess({ maxConcurrency: 32, ...overrides })
+    return base
   })
 
 // A fresh browser profile per test, closed (browser and all) with the scope.

@@ -1,32 +1,20 @@
-import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
-import { Databases, Upstream } from "@spindle/testkit"
+import { Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as net from "node:net"
 import * as Events from "../src/Events.js"
-import * as HarvestConfig from "../src/HarvestConfig.js"
-import * as Server from "../src/Server.js"
+import type * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Harness from "./harness.js"
 
 // Harvest on a free port, SQLite and files in a temp dir.
 const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
-    const dataDir = yield* Databases.tempDir("harvest-dashboard-")
-    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
-      dataDir,
-      port: 0,
-      allowPrivateNetworks: true,
-      maxConcurrency: 16,
-      shutdownGraceMs: 500,
-      ...overrides
-    })))
-    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
-    const port = (server.address as HttpServer.TcpAddress).port
-    const base = `http://127.0.0.1:${port}`
+    const { base, context } = yield* Harness.inProcess(overrides)
+    const port = Number(new URL(base).port)
     const events = yield* Events.EventsTag.pipe(Effect.provide(context))
     const post = (urls: ReadonlyArray<string>, headers: Record<string, string> = {}) =>
       Effect.promise(async () => {

@@ -1,59 +1,17 @@
-import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as HarvestConfig from "../src/HarvestConfig.js"
+import type * as HarvestConfig from "../src/HarvestConfig.js"
 import { PipelineTag } from "../src/Pipeline.js"
-import * as Server from "../src/Server.js"
+import * as Harness from "./harness.js"
 
-// Harvest on a free port with files in a temp dir, on SQLite (in that dir) or a fresh Postgres database.
 const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
-    const dataDir = yield* Databases.tempDir("harvest-test-")
-    const databaseUrl = database === "pg"
-      ? Option.some(Redacted.make(yield* Databases.freshPostgres))
-      : Option.none()
-    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
-      dataDir,
-      databaseUrl,
-      port: 0,
-      allowPrivateNetworks: true,
-      maxConcurrency: 16,
-      shutdownGraceMs: 500,
-      ...overrides
-    })))
-    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
-    const base = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
-    const call = (method: string, route: string, body?: unknown) =>
-      Effect.promise(async () => {
-        const init: RequestInit = { method, headers: { "content-type": "application/json" } }
-        if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body)
-        const response = await fetch(`${base}${route}`, init)
-        const text = await response.text()
-        let json: any = undefined
-        try {
-          json = JSON.parse(text)
-        } catch {
-          // not JSON
-        }
-        return { status: response.status, json, text, headers: response.headers }
-      })
-    const waitFor = (id: string, status: string) =>
-      Effect.gen(function*() {
-        for (let i = 0; i < 400; i++) {
-          const job = yield* call("GET", `/jobs/${id}`)
-          if (job.json.status === status) return job.json
-          yield* Effect.sleep("25 millis")
-        }
-        return yield* Effect.dieMessage(`job ${id} never reached ${status}`)
-      })
-    const pipeline = yield* PipelineTag.pipe(Effect.provide(context))
-    return { base, call, dataDir, waitFor, pipeline }
+    const harvest = yield* Harness.inProcess(overrides, { database })
+    const pipeline = yield* PipelineTag.pipe(Effect.provide(harvest.context))
+    return { ...harvest, pipeline }
   })
 
 for (const database of ["sqlite", "pg"] as const) {

@@ -1,62 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
-import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import * as Harness from "./harness.js"
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
-
-interface Instance {
-  readonly child: ChildProcess
-  readonly base: string
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-}
-
-// Starts Harvest as a real process (PORT=0) and resolves once it logs the address it listens on.
-const start = (env: Record<string, string>) =>
-  Effect.acquireRelease(
-    Effect.async<Instance>((resume) => {
-      const child = spawn(process.execPath, ["--import", "tsx", main], {
-        env: { ...process.env, PORT: "0", HARVEST_ALLOW_PRIVATE_NETWORKS: "true", ...env },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      let resolved = false
-      const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)))
-      void exited.then((code) => {
-        if (!resolved) resume(Effect.dieMessage(`Harvest exited (${code}) before listening:\n${output}`))
-      })
-      const onData = (chunk: Buffer) => {
-        output += chunk
-        const match = /Harvest listening" url=(http:\/\/[^\s]+)/.exec(output)
-        if (match !== null && !resolved) {
-          resolved = true
-          resume(Effect.succeed({ child, base: match[1], output: () => output, exited }))
-        }
-      }
-      child.stdout.on("data", onData)
-      child.stderr.on("data", onData)
-    }),
-    (instance) => Effect.sync(() => instance.child.kill("SIGKILL"))
-  )
+const start = Harness.spawn
 
 const json = (url: string, init?: RequestInit) =>
   Effect.promise(async () => (await (await fetch(url, init)).json()) as any)
-
-const waitForStatus = (base: string, id: string, status: string, timeoutMs = 20_000) =>
-  Effect.gen(function*() {
-    const until = Date.now() + timeoutMs
-    while (Date.now() < until) {
-      const job = yield* json(`${base}/jobs/${id}`)
-      if (job.status === status) return job
-      yield* Effect.sleep("50 millis")
-    }
-    return yield* Effect.dieMessage(`job never reached ${status}`)
-  })
 
 describe("Harvest lifecycle (real processes)", () => {
   it.scopedLive(
@@ -76,7 +29,7 @@ describe("Harvest lifecycle (real processes)", () => {
         assert.strictEqual(code, 0, first.output())
         assert.isBelow(Date.now() - sentAt, 1000 + 2000)
         const second = yield* start(env)
-        const done = yield* waitForStatus(second.base, job.id, "completed")
+        const done = yield* second.waitFor(job.id, "completed")
         assert.deepStrictEqual([done.succeeded, done.failed], [40, 0], "nothing was failed by the shutdown")
         const results = yield* json(`${second.base}/jobs/${job.id}/results?limit=100`)
         assert.deepStrictEqual(new Set(results.items.map((r: any) => r.url)).size, 40)
@@ -104,7 +57,7 @@ describe("Harvest lifecycle (real processes)", () => {
           yield* Effect.promise(() => instance.exited)
           instance = yield* start(env)
         }
-        yield* waitForStatus(instance.base, job.id, "completed", 30_000)
+        yield* instance.waitFor(job.id, "completed", 30_000)
         const results = yield* json(`${instance.base}/jobs/${job.id}/results?limit=100`)
         assert.strictEqual(results.items.length, 60)
         assert.strictEqual(new Set(results.items.map((r: any) => r.url)).size, 60, "each URL exactly once")
@@ -152,7 +105,7 @@ describe("Harvest lifecycle (real processes)", () => {
         instance.child.kill("SIGKILL")
         yield* Effect.promise(() => instance.exited)
         instance = yield* start(env)
-        yield* waitForStatus(instance.base, job.id, "completed", 20_000)
+        yield* instance.waitFor(job.id, "completed", 20_000)
         const results = yield* json(`${instance.base}/jobs/${job.id}/results`)
         assert.deepStrictEqual(
           [results.items[0].status, results.items[0].attempts, results.items[0].error.code],

@@ -1,58 +1,16 @@
-import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Traffic, Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as net from "node:net"
-import * as HarvestConfig from "../src/HarvestConfig.js"
-import * as Server from "../src/Server.js"
+import type * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Harness from "./harness.js"
 
 // Every limit of the contract, measured where it matters: at the upstream, from the requests it recorded.
 
-// Harvest in this process on a free port, on SQLite (in a temp dir) or a fresh Postgres database.
 const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
-  Effect.gen(function*() {
-    const dataDir = yield* Databases.tempDir("harvest-limits-")
-    const databaseUrl = database === "pg"
-      ? Option.some(Redacted.make(yield* Databases.freshPostgres))
-      : Option.none()
-    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
-      dataDir,
-      databaseUrl,
-      port: 0,
-      allowPrivateNetworks: true,
-      maxConcurrency: 16,
-      shutdownGraceMs: 500,
-      ...overrides
-    })))
-    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
-    const base = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
-    const call = (method: string, route: string, body?: unknown) =>
-      Effect.promise(async () => {
-        const init: RequestInit = { method, headers: { "content-type": "application/json" } }
-        if (body !== undefined) init.body = JSON.stringify(body)
-        const response = await fetch(`${base}${route}`, init)
-        return { status: response.status, json: (await response.json()) as any }
-      })
-    const submit = (body: Record<string, unknown>) =>
-      Effect.map(call("POST", "/jobs", body), (response) => {
-        assert.strictEqual(response.status, 202, JSON.stringify(response.json))
-        return response.json.id as string
-      })
-    const waitFor = (id: string, status: string) =>
-      Effect.gen(function*() {
-        for (let i = 0; i < 800; i++) {
-          const job = yield* call("GET", `/jobs/${id}`)
-          if (job.json.status === status) return job.json
-          yield* Effect.sleep("25 millis")
-        }
-        return yield* Effect.dieMessage(`job ${id} never reached ${status}`)
-      })
-    const results = (id: string) => Effect.map(call("GET", `/jobs/${id}/results?limit=1000`), (r) => r.json.items)
-    return { submit, waitFor, results }
-  })
+  Harness.inProcess(overrides, { database })
 
 // Several upstreams (one host each: host:port differs) and `count` URLs on each, interleaved host by host so that
 // every host always has work waiting.

@@ -2,51 +2,16 @@ import { assert, describe, it } from "@effect/vitest"
 import { RedisTokenBucketStore } from "@spindle/redis"
 import { Databases, Traffic, Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
-import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import * as Harness from "./harness.js"
 
 // Three Harvest processes on one Postgres database, one Redis and one DATA_DIR, against upstreams in this process:
 // the contract's limits must hold for the instances together, as the upstream sees them.
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
-
-interface Instance {
-  readonly child: ChildProcess
-  readonly base: string
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-}
-
-// Starts Harvest as a real process (PORT=0) and resolves once it logs the address it listens on.
-const start = (env: Record<string, string>) =>
-  Effect.acquireRelease(
-    Effect.async<Instance>((resume) => {
-      const child = spawn(process.execPath, ["--import", "tsx", main], {
-        env: { ...process.env, PORT: "0", HARVEST_ALLOW_PRIVATE_NETWORKS: "true", ...env },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      let resolved = false
-      const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)))
-      void exited.then((code) => {
-        if (!resolved) resume(Effect.dieMessage(`Harvest exited (${code}) before listening:\n${output}`))
-      })
-      const onData = (chunk: Buffer) => {
-        output += chunk
-        const match = /Harvest listening" url=(http:\/\/[^\s]+)/.exec(output)
-        if (match !== null && !resolved) {
-          resolved = true
-          resume(Effect.succeed({ child, base: match[1], output: () => output, exited }))
-        }
-      }
-      child.stdout.on("data", onData)
-      child.stderr.on("data", onData)
-    }),
-    (instance) => Effect.sync(() => instance.child.kill("SIGKILL"))
-  )
+const start = Harness.spawn
+type Instance = Harness.Instance
 
 const request = (url: string, init?: RequestInit) =>
   Effect.promise(async () => {

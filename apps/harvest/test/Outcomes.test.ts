@@ -1,53 +1,26 @@
-import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as HarvestConfig from "../src/HarvestConfig.js"
-import * as Server from "../src/Server.js"
+import type * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Harness from "./harness.js"
 
 // Every fetch outcome of the contract, end to end: a job submitted over HTTP, fetched from the simulated upstream,
 // its results read back over HTTP, and what the upstream saw.
 const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
-    const dataDir = yield* Databases.tempDir("harvest-outcomes-")
-    const databaseUrl = database === "pg"
-      ? Option.some(Redacted.make(yield* Databases.freshPostgres))
-      : Option.none()
-    const context = yield* Layer.build(Server.make(HarvestConfig.layerWith({
-      dataDir,
-      databaseUrl,
-      port: 0,
-      allowPrivateNetworks: true,
-      shutdownGraceMs: 200,
-      ...overrides
-    })))
-    const server = yield* HttpServer.HttpServer.pipe(Effect.provide(context))
-    const base = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
-    const call = (method: string, route: string, body?: unknown) =>
-      Effect.promise(async () => {
-        const init: RequestInit = { method, headers: { "content-type": "application/json" } }
-        if (body !== undefined) init.body = JSON.stringify(body)
-        const response = await fetch(`${base}${route}`, init)
-        return { status: response.status, json: (await response.json()) as any }
-      })
+    const { dataDir, results, submit, waitFor } = yield* Harness.inProcess({ shutdownGraceMs: 200, ...overrides }, {
+      database
+    })
     // Submits a job, waits for it to complete, and returns its results by URL path.
     const run = (body: Record<string, unknown>) =>
       Effect.gen(function*() {
-        const created = yield* call("POST", "/jobs", body)
-        assert.strictEqual(created.status, 202, JSON.stringify(created.json))
-        for (let i = 0; i < 1200; i++) {
-          const job = yield* call("GET", `/jobs/${created.json.id}`)
-          if (job.json.status === "completed") break
-          yield* Effect.sleep("25 millis")
-        }
-        const results = yield* call("GET", `/jobs/${created.json.id}/results?limit=1000`)
-        assert.strictEqual(results.json.items.length, new Set(body.urls as Array<string>).size, "every URL settled")
-        return new Map<string, any>(results.json.items.map((r: any) => [new URL(r.url).pathname, r]))
+        const id = yield* submit(body)
+        yield* waitFor(id, "completed", 30_000)
+        const items = yield* results(id)
+        assert.strictEqual(items.length, new Set(body.urls as Array<string>).size, "every URL settled")
+        return new Map<string, any>(items.map((r: any) => [new URL(r.url).pathname, r]))
       })
     const stored = () => fs.readdirSync(path.join(dataDir, "files"))
     const temp = () => fs.readdirSync(path.join(dataDir, "tmp"))
