@@ -19,12 +19,12 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Ref from "effect/Ref"
 import { randomUUID } from "node:crypto"
 import * as BodyStore from "./BodyStore.js"
 import type * as Domain from "./Domain.js"
@@ -138,6 +138,12 @@ export const layer: Layer.Layer<
       readonly options: Domain.JobOptions
       readonly bulkhead: Bulkhead.Bulkhead<never>
       readonly hosts: KeyedLimiter.KeyedLimiter<any>
+      readonly retries: Map<
+        number,
+        <A, E extends Fetcher.FetchFailure, R>(
+          self: Effect.Effect<A, E, R>
+        ) => Effect.Effect<A, E, R>
+      >
     }
     const jobStates = new Map<string, Deferred.Deferred<Option.Option<JobState>>>()
     const jobFibers = new Map<string, Set<Fiber.RuntimeFiber<void, never>>>()
@@ -155,7 +161,7 @@ export const layer: Layer.Layer<
             : { limit: options.perHostRps, interval: "1 second", burst: options.perHostBurst }
         }).pipe(Effect.provideService(TokenBucketStore.TokenBucketStore, store))
         const bulkhead = yield* Bulkhead.make({ name: "jobs", maxConcurrent: options.concurrency })
-        return Option.some<JobState>({ options, bulkhead, hosts })
+        return Option.some<JobState>({ options, bulkhead, hosts, retries: new Map() })
       })
     const jobState = (jobId: string) =>
       Effect.suspend(() => {
@@ -241,175 +247,212 @@ export const layer: Layer.Layer<
         .slice(0, 100)
     })
 
-    const fetchItem = (item: Item, state: JobState) =>
-      Effect.gen(function*() {
-        const url = item.payload.url
-        const attempts = yield* Ref.make(0)
-        const destination = yield* AddressGuard.check(url, { allowPrivate: config.allowPrivateNetworks }).pipe(
-          Effect.mapError((error) =>
-            error._tag === "BlockedAddress"
-              ? new Fetcher.FetchFailure({
-                code: "blocked_address",
-                message: error.message,
-                retryable: false,
-                httpStatus: null,
-                retryAfter: undefined
-              })
-              : new Fetcher.FetchFailure({
-                code: "network",
-                message: error.message,
-                retryable: true,
-                httpStatus: null,
-                retryAfter: undefined
-              })
-          )
+    // The per-item path builds no more than it must: the handlers below are shared, the retry combinator is built
+    // once per job and attempt budget, and the attempt count is a plain counter (bench/RESULTS.md, section 7).
+    const guardFailure = (error: AddressGuard.BlockedAddress | AddressGuard.UnresolvableHost) =>
+      error._tag === "BlockedAddress"
+        ? new Fetcher.FetchFailure({
+          code: "blocked_address",
+          message: error.message,
+          retryable: false,
+          httpStatus: null,
+          retryAfter: undefined
+        })
+        : new Fetcher.FetchFailure({
+          code: "network",
+          message: error.message,
+          retryable: true,
+          httpStatus: null,
+          retryAfter: undefined
+        })
+    const circuitOpen = (open: { readonly message: string; readonly retryAfter: Duration.Duration | undefined }) =>
+      Effect.fail(
+        new Fetcher.FetchFailure({
+          code: "circuit_open",
+          message: open.message,
+          retryable: true,
+          httpStatus: null,
+          retryAfter: open.retryAfter
+        })
+      )
+    const storeFailures = {
+      SlotStoreError: (error: { readonly message: string }) =>
+        Effect.fail(
+          new Fetcher.FetchFailure({
+            code: "network",
+            message: `host concurrency store unavailable: ${error.message}`,
+            retryable: true,
+            httpStatus: null,
+            retryAfter: undefined
+          })
+        ),
+      TokenBucketStoreError: (error: { readonly message: string }) =>
+        Effect.fail(
+          new Fetcher.FetchFailure({
+            code: "network",
+            message: `rate limit store unavailable: ${error.message}`,
+            retryable: true,
+            httpStatus: null,
+            retryAfter: undefined
+          })
         )
-        const hostKey = destination.url.host
-        // The attempt's timeout is a timer inside the fetch: `Deadline.attempt` forks a timeout fiber per attempt,
-        // about 60 µs of CPU each, more than the rest of the fetch of a small body (bench/RESULTS.md, section 7).
-        const once = Fetcher.attempt(destination, {
-          directories,
-          maxBodyBytes: config.maxBodyBytes,
-          timeoutMs: state.options.timeoutMs
-        }).pipe(
-          (effect) => breakers.run(hostKey, effect),
-          Effect.catchTag("CircuitOpen", (open) =>
-            Effect.fail(
-              new Fetcher.FetchFailure({
-                code: "circuit_open",
-                message: open.message,
-                retryable: true,
-                httpStatus: null,
-                retryAfter: open.retryAfter
-              })
-            )),
-          (effect) =>
-            state.hosts.run(hostKey, Effect.zipRight(Ref.update(attempts, (n) => n + 1), trackHost(hostKey, effect))),
-          // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
-          // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
-          (effect) =>
-            Option.match(sharedSlots, {
-              onNone: () => effect,
-              onSome: (slots) =>
-                SlotStore.withSlot(slots, {
-                  key: `harvest:${item.group}:${hostKey}`,
-                  limit: state.options.perHostConcurrency,
-                  ttl: Duration.millis(config.leaseMs)
-                })(effect)
-            }),
-          Effect.catchTags({
-            SlotStoreError: (error: { readonly message: string }) =>
-              Effect.fail(
-                new Fetcher.FetchFailure({
-                  code: "network",
-                  message: `host concurrency store unavailable: ${error.message}`,
-                  retryable: true,
-                  httpStatus: null,
-                  retryAfter: undefined
-                })
-              ),
-            TokenBucketStoreError: (error: { readonly message: string }) =>
-              Effect.fail(
-                new Fetcher.FetchFailure({
-                  code: "network",
-                  message: `rate limit store unavailable: ${error.message}`,
-                  retryable: true,
-                  httpStatus: null,
-                  retryAfter: undefined
-                })
-              )
-          } as any)
-        ) as Effect.Effect<Fetcher.Fetched, Fetcher.FetchFailure>
-        // A failed attempt that will be retried is counted in the queue at once: after a crash the next lease goes
-        // on from there instead of granting maxAttempts afresh (an attempt cut short by the crash counts nothing).
-        const counted = Effect.tapError(once, (error) =>
-          error.retryable ? Effect.ignore(items.recordAttempt(item.id, owner, error.message)) : Effect.void)
-        const fetched = yield* RetryPolicy.retry(counted, {
+    } as any
+    const retryFor = (state: JobState, maxAttempts: number) => {
+      let retry = state.retries.get(maxAttempts)
+      if (retry === undefined) {
+        retry = RetryPolicy.make<Fetcher.FetchFailure>({
           name: "fetch",
           base: "200 millis",
           cap: "10 seconds",
           jitter: "full",
-          maxAttempts: Math.max(1, state.options.maxAttempts - item.attempts),
-          retryable: (error) =>
-            error.retryable,
+          maxAttempts,
+          retryable: (error) => error.retryable,
           retryAfterMax: Duration.millis(config.retryAfterMaxMs)
-        }).pipe(Effect.either)
-        const count = Math.max(1, item.attempts + (yield* Ref.get(attempts)))
-        return { fetched, count }
-      }).pipe(
-        Effect.catchAll((error) => Effect.succeed({ fetched: { _tag: "Left" as const, left: error }, count: 1 }))
-      )
+        })
+        state.retries.set(maxAttempts, retry)
+      }
+      return retry
+    }
+    interface Fetch {
+      readonly fetched: Either.Either<Fetcher.Fetched, Fetcher.FetchFailure>
+      readonly count: number
+    }
 
-    const process = (item: Item) =>
-      Effect.gen(function*() {
-        const jobId = item.group!
-        const state = yield* jobState(jobId)
-        if (Option.isNone(state)) return yield* Effect.orDie(items.fail(item.id, owner, "job not found"))
-        const { count, fetched } = yield* state.value.bulkhead.run(fetchItem(item, state.value))
-        if (fetched._tag === "Right") {
-          const result: Domain.ItemResult = {
-            url: item.payload.url,
-            status: "succeeded",
-            httpStatus: fetched.right.httpStatus,
-            bytes: fetched.right.bytes,
-            sha256: fetched.right.sha256,
-            attempts: count,
-            error: null,
-            fileId: fetched.right.fileId
-          }
-          itemsFetched.unsafeUpdate(1, [])
-          yield* Effect.orDie(bodies.settle(result.fileId, items.ack(item.id, owner, result)))
-        } else {
-          const error = fetched.left
-          yield* Effect.orDie(
-            items.fail(
-              item.id,
-              owner,
-              error.message,
-              failed(item.payload.url, count, { code: error.code, message: error.message }, error.httpStatus)
-            )
-          )
-        }
+    const fetchItem = (item: Item, state: JobState): Effect.Effect<Fetch> => {
+      let attempts = 0
+      const attempted = Effect.sync(() => {
+        attempts++
       })
+      return AddressGuard.check(item.payload.url, { allowPrivate: config.allowPrivateNetworks }).pipe(
+        Effect.mapError(guardFailure),
+        Effect.flatMap((destination) => {
+          const hostKey = destination.url.host
+          // The attempt's timeout is a timer inside the fetch: `Deadline.attempt` forks a timeout fiber per
+          // attempt, about 60 µs of CPU each, more than the rest of the fetch of a small body.
+          const attempt = Effect.catchTag(
+            breakers.run(
+              hostKey,
+              Fetcher.attempt(destination, {
+                directories,
+                maxBodyBytes: config.maxBodyBytes,
+                timeoutMs: state.options.timeoutMs
+              })
+            ),
+            "CircuitOpen",
+            circuitOpen
+          )
+          const limited = state.hosts.run(hostKey, Effect.zipRight(attempted, trackHost(hostKey, attempt)))
+          // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
+          // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
+          const once = Effect.catchTags(
+            Option.isNone(sharedSlots) ? limited : SlotStore.withSlot(sharedSlots.value, {
+              key: `harvest:${item.group}:${hostKey}`,
+              limit: state.options.perHostConcurrency,
+              ttl: Duration.millis(config.leaseMs)
+            })(limited),
+            storeFailures
+          ) as Effect.Effect<Fetcher.Fetched, Fetcher.FetchFailure>
+          // A failed attempt that will be retried is counted in the queue at once: after a crash the next lease
+          // goes on from there instead of granting maxAttempts afresh (an attempt cut short by the crash counts
+          // nothing).
+          const counted = Effect.tapError(
+            once,
+            (error) => error.retryable ? Effect.ignore(items.recordAttempt(item.id, owner, error.message)) : Effect.void
+          )
+          return retryFor(state, Math.max(1, state.options.maxAttempts - item.attempts))(counted)
+        }),
+        Effect.either,
+        Effect.map((fetched): Fetch => ({ fetched, count: Math.max(1, item.attempts + attempts) }))
+      )
+    }
 
+    // The item's slot is freed as soon as its fetch ends, before its result is committed (with others, in a group
+    // commit): the lease loop can start the next fetch meanwhile.
+    const process = (item: Item, slot: Slot) =>
+      Effect.flatMap(jobState(item.group!), (state) => {
+        if (Option.isNone(state)) return bodies.settle({ _tag: "Fail", id: item.id, error: "job not found" }, null)
+        return Effect.flatMap(state.value.bulkhead.run(fetchItem(item, state.value)), ({ count, fetched }) => {
+          freeSlot(slot)
+          if (fetched._tag === "Right") {
+            const result: Domain.ItemResult = {
+              url: item.payload.url,
+              status: "succeeded",
+              httpStatus: fetched.right.httpStatus,
+              bytes: fetched.right.bytes,
+              sha256: fetched.right.sha256,
+              attempts: count,
+              error: null,
+              fileId: fetched.right.fileId
+            }
+            itemsFetched.unsafeUpdate(1, [])
+            return bodies.settle({ _tag: "Ack", id: item.id, result }, result.fileId)
+          }
+          const error = fetched.left
+          return bodies.settle({
+            _tag: "Fail",
+            id: item.id,
+            error: error.message,
+            result: failed(item.payload.url, count, { code: error.code, message: error.message }, error.httpStatus)
+          }, null)
+        })
+      }).pipe(Effect.orDie)
+
+    // `inFlight`: fetches running (the slots the lease loop fills); `active`: items held, until their result is
+    // committed (what shutdown waits for).
     let inFlight = 0
+    let active = 0
     let draining = false
     const held = new Set<number>()
     const running = new Set<Fiber.RuntimeFiber<void, never>>()
+    interface Slot {
+      open: boolean
+    }
+    const freeSlot = (slot: Slot) => {
+      if (!slot.open) return
+      slot.open = false
+      inFlight--
+      if (wakeLeaser !== undefined && config.maxConcurrency - inFlight >= refill) wakeLeaser()
+    }
+    const logFailure = (item: Item) => (cause: Cause.Cause<never>) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.void
+        : Effect.logError("item processing failed").pipe(
+          Effect.annotateLogs({ item: item.id, cause: Cause.pretty(cause) })
+        )
 
     const start = (item: Item) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         inFlight++
+        active++
         held.add(item.id)
-        const fiber: Fiber.RuntimeFiber<void, never> = yield* Effect.forkDaemon(
-          process(item).pipe(
-            Effect.asVoid,
-            Effect.catchAllCause((cause) =>
-              Cause.isInterruptedOnly(cause)
-                ? Effect.void
-                : Effect.logError("item processing failed").pipe(
-                  Effect.annotateLogs({ item: item.id, cause: Cause.pretty(cause) })
-                )
-            ),
-            Effect.ensuring(Effect.sync(() => {
-              inFlight--
-              if (wakeLeaser !== undefined && config.maxConcurrency - inFlight >= refill) wakeLeaser()
-              held.delete(item.id)
-              running.delete(fiber)
-              // A job with nothing in flight here forgets its state: rebuilding it is lossless (its tokens live in
-              // the store, its bulkhead holds no permits), and a long-running process must not keep every job.
-              const group = jobFibers.get(item.group!)
-              group?.delete(fiber)
-              if (group !== undefined && group.size === 0) {
-                jobFibers.delete(item.group!)
-                jobStates.delete(item.group!)
-              }
-            }))
-          )
+        const slot: Slot = { open: true }
+        let fiber: Fiber.RuntimeFiber<void, never> | undefined
+        const finished = Effect.sync(() => {
+          freeSlot(slot)
+          active--
+          held.delete(item.id)
+          if (fiber === undefined) return
+          running.delete(fiber)
+          // A job with nothing in flight here forgets its state: rebuilding it is lossless (its tokens live in the
+          // store, its bulkhead holds no permits), and a long-running process must not keep every job.
+          const group = jobFibers.get(item.group!)
+          group?.delete(fiber)
+          if (group !== undefined && group.size === 0) {
+            jobFibers.delete(item.group!)
+            jobStates.delete(item.group!)
+          }
+        })
+        return Effect.map(
+          Effect.forkDaemon(
+            Effect.ensuring(Effect.catchAllCause(Effect.asVoid(process(item, slot)), logFailure(item)), finished)
+          ),
+          (forked) => {
+            fiber = forked
+            running.add(forked)
+            const group = jobFibers.get(item.group!) ?? new Set()
+            jobFibers.set(item.group!, group.add(forked))
+          }
         )
-        running.add(fiber)
-        const group = jobFibers.get(item.group!) ?? new Set()
-        jobFibers.set(item.group!, group.add(fiber))
       })
 
     // While every slot is busy the lease loop waits for a quarter of them to free up, or 10 ms at most: on a fixed
@@ -473,7 +516,7 @@ export const layer: Layer.Layer<
       Effect.gen(function*() {
         draining = true
         const deadline = Date.now() + config.shutdownGraceMs
-        while (inFlight > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
+        while (active > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
         const left = Array.from(running)
         const ids = Array.from(held)
         yield* Effect.forEach(left, (fiber) => Fiber.interruptAs(fiber, FiberId.none), { discard: true })

@@ -88,19 +88,46 @@ for (const database of Databases.all) {
           })
           // Committed: recorded with its result.
           write(path.join(files, hex(1)), 10 * leaseMs)
-          assert.isTrue(yield* store.settle(hex(1), items.ack(first.id, "me", result(hex(1)))))
-          // Renamed into place, but the lease was lost before the ack (another owner settled it meanwhile).
+          assert.isTrue(yield* store.settle({ _tag: "Ack", id: first.id, result: result(hex(1)) }, hex(1)))
+          // Renamed into place, but the lease was lost before the ack (another owner took it over meanwhile).
           write(path.join(files, hex(2)), 10 * leaseMs)
-          assert.isFalse(yield* store.settle(hex(2), items.ack(second.id, "not-me", result(hex(2)))))
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`UPDATE spindle_jobs SET lease_owner = 'not-me' WHERE id = ${second.id}`
+          assert.isFalse(yield* store.settle({ _tag: "Ack", id: second.id, result: result(hex(2)) }, hex(2)))
           // Renamed a moment ago by a live instance that has not committed yet: within the grace.
           write(path.join(files, hex(3)))
           // Not a body at all: left alone.
           write(path.join(files, "README"), 10 * leaseMs)
-          const sql = yield* SqlClient.SqlClient
           const recorded = yield* sql<{ file_id: string }>`SELECT file_id FROM harvest_files ORDER BY file_id`
           assert.deepStrictEqual(recorded.map((row) => row.file_id), [hex(1)])
           assert.deepStrictEqual(yield* store.sweep, { tmp: 0, orphans: 1 })
           assert.deepStrictEqual(names(files), [hex(1), hex(3), "README"])
+        }))
+
+      it.scoped("settlements made at once are committed together; a lost lease records neither result nor body", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const items = yield* Items
+          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
+          yield* items.enqueue(Array.from({ length: 5 }, (_, i) => ({ url: `http://d.test/${i}` })), { group: "g4" })
+          // Other tests' expired leases may come first: only this test's items are settled.
+          const leased = (yield* items.lease({ limit: 10, owner: "me", lease: "30 seconds" })).filter((item) =>
+            item.group === "g4"
+          )
+          assert.strictEqual(leased.length, 5)
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`UPDATE spindle_jobs SET lease_owner = 'not-me' WHERE id = ${leased[4].id}`
+          const settled = yield* Effect.forEach(leased, (item, i) =>
+            i === 3
+              ? store.settle({ _tag: "Fail", id: item.id, error: "http 404" }, null)
+              : store.settle({ _tag: "Ack", id: item.id }, hex(100 + i)), { concurrency: "unbounded" })
+          assert.deepStrictEqual(settled, [true, true, true, true, false])
+          const recorded = yield* sql<{ file_id: string }>`
+            SELECT file_id FROM harvest_files WHERE file_id IN (${hex(100)}, ${hex(101)}, ${hex(102)}, ${hex(104)})
+            ORDER BY file_id
+          `
+          assert.deepStrictEqual(recorded.map((row) => row.file_id), [hex(100), hex(101), hex(102)])
+          assert.deepStrictEqual(yield* items.counts("g4"), { pending: 0, leased: 1, done: 3, failed: 1, cancelled: 0 })
         }))
 
       it.scoped("settling the same body twice records it once", () =>
@@ -111,7 +138,7 @@ for (const database of Databases.all) {
           yield* items.enqueue([{ url: "http://c.test/1" }, { url: "http://c.test/2" }], { group: "g3" })
           const leased = yield* items.lease({ limit: 2, owner: "me", lease: "30 seconds" })
           for (const item of leased) {
-            assert.isTrue(yield* store.settle(hex(9), items.ack(item.id, "me")))
+            assert.isTrue(yield* store.settle({ _tag: "Ack", id: item.id }, hex(9)))
           }
           const sql = yield* SqlClient.SqlClient
           const rows = yield* sql<{ n: number | string }>`

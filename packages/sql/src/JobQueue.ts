@@ -3,7 +3,8 @@
  *
  * Jobs are enqueued in one transaction; workers `lease` a batch (Postgres: `FOR UPDATE SKIP LOCKED`, so concurrent
  * instances never lease the same job; SQLite: one atomic `UPDATE … RETURNING`, its writes being serialized),
- * extend their leases with `heartbeat`, and settle each job with `ack`, `retry` (back to pending after a delay,
+ * extend their leases with `heartbeat`, and settle each job with `ack` (or many at once with `settleMany`), `retry`
+ * (back to pending after a delay,
  * counted as an attempt), `fail` (terminal) or `release` (back to pending, not counted: the attempt was cut short
  * by a shutdown, not by the job). A lease that expires — its owner crashed — makes the job leasable again, with its
  * attempt count untouched. Every settlement names the owner, so a worker whose lease was taken over cannot settle
@@ -17,6 +18,7 @@ import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -67,6 +69,16 @@ export interface Counts {
 }
 
 /**
+ * One settlement of `settleMany`: an `ack` (the job is done) or a `fail` (failed for good, the attempt counted).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Settlement<R> =
+  | { readonly _tag: "Ack"; readonly id: number; readonly result?: R | undefined }
+  | { readonly _tag: "Fail"; readonly id: number; readonly error: string; readonly result?: R | undefined }
+
+/**
  * A queue of `A`s stored in `spindle_jobs` under one queue name.
  *
  * @since 0.1.0
@@ -82,7 +94,11 @@ export interface JobQueue<A, R = unknown> {
       readonly group?: string | undefined
     }
   ) => Effect.Effect<ReadonlyArray<number>, SqlError.SqlError | ParseResult.ParseError>
-  /** Leases up to `limit` ready jobs (pending and due, or leased with an expired lease), oldest first. */
+  /**
+   * Leases up to `limit` ready jobs in one statement: those whose lease expired first (earliest expiry first), then
+   * pending jobs that are due (earliest due first, then by id). Each kind is one indexed, limited select, so the cost
+   * does not grow with the number of jobs waiting. Returned in id order.
+   */
   readonly lease: (options: {
     readonly limit: number
     readonly owner: string
@@ -100,6 +116,15 @@ export interface JobQueue<A, R = unknown> {
     owner: string,
     result?: R | undefined
   ) => Effect.Effect<boolean, SqlError.SqlError | ParseResult.ParseError>
+  /**
+   * Settles many jobs `owner` leased — each as `ack` or `fail` would — in one statement per kind, and returns the ids
+   * whose settlement took (a missing id's lease was lost). Each job is settled atomically on its own; run it in a
+   * transaction to commit it together with other writes.
+   */
+  readonly settleMany: (
+    settlements: ReadonlyArray<Settlement<R>>,
+    owner: string
+  ) => Effect.Effect<ReadonlySet<number>, SqlError.SqlError | ParseResult.ParseError>
   /**
    * Counts a failed attempt of a job its worker goes on retrying itself, keeping the lease: a worker that crashes
    * then leaves the count behind for the next one (`Job.attempts`), so retries do not start over. `false` if the
@@ -187,32 +212,45 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     const sql = yield* SqlClient.SqlClient
     const queue = options.name
     const codec = Schema.parseJson(options.schema)
-    const encode = Schema.encode(codec)
-    const decode = Schema.decodeUnknown(codec)
+    const encode = Schema.encodeEither(codec)
     const resultCodec = Schema.parseJson((options.result ?? Schema.Unknown) as Schema.Schema<R, RI>)
-    const encodeResult = (result: R | undefined) =>
-      result === undefined ? Effect.succeed(null) : Schema.encode(resultCodec)(result)
-    const decodeResult = Schema.decodeUnknown(resultCodec)
+    const encodeResultEither = Schema.encodeEither(resultCodec)
+    const encodeResult = (result: R | undefined): Either.Either<string | null, ParseResult.ParseError> =>
+      result === undefined ? Either.right(null) : encodeResultEither(result)
     const now = Clock.currentTimeMillis
 
-    const toJob = (row: Row): Effect.Effect<Job<A, R>, ParseResult.ParseError> =>
-      Effect.zipWith(decode(row.payload), row.result === null ? Effect.succeed(null) : decodeResult(row.result), (
-        payload,
-        result
-      ) => ({
+    // Decoded synchronously, without an effect per row: a lease or a page brings hundreds of them.
+    const decodeEither = Schema.decodeUnknownEither(codec)
+    const decodeResultEither = Schema.decodeUnknownEither(resultCodec)
+    const toJob = (row: Row): Either.Either<Job<A, R>, ParseResult.ParseError> => {
+      const payload = decodeEither(row.payload)
+      if (Either.isLeft(payload)) return Either.left(payload.left)
+      const result = row.result === null ? Either.right(null) : decodeResultEither(row.result)
+      if (Either.isLeft(result)) return Either.left(result.left)
+      return Either.right({
         id: Number(row.id),
-        payload,
+        payload: payload.right,
         group: row.group_key,
-        result,
+        result: result.right,
         status: row.status as Status,
         attempts: Number(row.attempts),
         availableAt: Number(row.available_at),
         leaseOwner: row.lease_owner,
         leaseExpiresAt: nullableNumber(row.lease_expires_at),
         lastError: row.last_error
-      }))
-    const toJobs = (rows: ReadonlyArray<Row>) =>
-      Effect.forEach([...rows].sort((a, b) => Number(a.id) - Number(b.id)), toJob)
+      })
+    }
+    const toJobs = (rows: ReadonlyArray<Row>): Effect.Effect<Array<Job<A, R>>, ParseResult.ParseError> =>
+      Effect.suspend(() => {
+        const sorted = [...rows].sort((a, b) => Number(a.id) - Number(b.id))
+        const jobs: Array<Job<A, R>> = new Array(sorted.length)
+        for (let i = 0; i < sorted.length; i++) {
+          const job = toJob(sorted[i])
+          if (Either.isLeft(job)) return Effect.fail(job.left)
+          jobs[i] = job.right
+        }
+        return Effect.succeed(jobs)
+      })
 
     const columns =
       sql`id, payload, status, attempts, available_at, lease_owner, lease_expires_at, last_error, group_key, result`
@@ -221,7 +259,13 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
       Effect.gen(function*() {
         const items = Array.from(payloads)
         if (items.length === 0) return []
-        const encoded = yield* Effect.forEach(items, (p) => encode(p))
+        // Encoded synchronously, without an effect per payload: a job may bring 100,000 of them.
+        const encoded: Array<string> = new Array(items.length)
+        for (let i = 0; i < items.length; i++) {
+          const result = encode(items[i])
+          if (Either.isLeft(result)) return yield* result.left
+          encoded[i] = result.right
+        }
         const at = yield* now
         const availableAt = at + (enqueueOptions?.delay === undefined ? 0 : Duration.toMillis(enqueueOptions.delay))
         const ids: Array<number> = []
@@ -246,25 +290,31 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         return ids
       })
 
+    // One statement, two indexed selects each stopping at its `LIMIT`: expired leases (`spindle_jobs_leases`), then
+    // due pending jobs in the order of `spindle_jobs_ready`, as many as the expired ones left room for. One `OR` of
+    // both made SQLite gather every ready row through two indexes and sort them before the `LIMIT`, 3 ms per lease
+    // with 10,000 jobs pending. Postgres locks what it selects, skipping rows other leasers hold.
+    const lock = sql.onDialectOrElse({ pg: () => sql`FOR UPDATE SKIP LOCKED`, orElse: () => sql`` })
+
     const lease: JobQueue<A, R>["lease"] = ({ lease: leaseDuration, limit, owner }) =>
       Effect.gen(function*() {
         const at = yield* now
         const expires = at + Duration.toMillis(leaseDuration)
-        const ready = sql`
-          SELECT id FROM spindle_jobs
-          WHERE queue = ${queue}
-            AND ((status = 'pending' AND available_at <= ${at}) OR (status = 'leased' AND lease_expires_at <= ${at}))
-          ORDER BY id
-          LIMIT ${limit}
-        `
-        const candidates = sql.onDialectOrElse({
-          pg: () => sql`${ready} FOR UPDATE SKIP LOCKED`,
-          orElse: () => ready
-        })
         const rows = yield* sql<Row>`
+          WITH expired AS (
+            SELECT id FROM spindle_jobs
+            WHERE queue = ${queue} AND status = 'leased' AND lease_expires_at <= ${at}
+            ORDER BY lease_expires_at
+            LIMIT ${limit} ${lock}
+          ), due AS (
+            SELECT id FROM spindle_jobs
+            WHERE queue = ${queue} AND status = 'pending' AND available_at <= ${at}
+            ORDER BY available_at, id
+            LIMIT (${limit} - (SELECT COUNT(*) FROM expired)) ${lock}
+          )
           UPDATE spindle_jobs
           SET status = 'leased', lease_owner = ${owner}, lease_expires_at = ${expires}
-          WHERE id IN (${candidates})
+          WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)
           RETURNING ${columns}
         `
         return yield* toJobs(rows)
@@ -280,6 +330,51 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         (rows) => rows.length === 1
       )
 
+    // One `UPDATE` for many jobs: per-job values through `CASE id WHEN … THEN … END`, the owner checked per row, and
+    // `RETURNING id` naming the jobs whose lease was still held. Chunks keep the parameters well under the limits.
+    const settleMany: JobQueue<A, R>["settleMany"] = (settlements, owner) =>
+      Effect.gen(function*() {
+        const settled = new Set<number>()
+        if (settlements.length === 0) return settled
+        const at = yield* now
+        const acks: Array<{ readonly id: number; readonly stored: string | null }> = []
+        const fails: Array<{ readonly id: number; readonly stored: string | null; readonly error: string }> = []
+        for (const settlement of settlements) {
+          const stored = yield* encodeResult(settlement.result)
+          if (settlement._tag === "Ack") acks.push({ id: settlement.id, stored })
+          else fails.push({ id: settlement.id, stored, error: settlement.error })
+        }
+        const cases = <T extends { readonly id: number }>(rows: ReadonlyArray<T>, value: (row: T) => string | null) =>
+          sql.join(" ", false)(rows.map((row) => sql`WHEN ${row.id} THEN ${value(row)}`))
+        const run = (ids: ReadonlyArray<number>, set: ReturnType<typeof sql.unsafe>) =>
+          Effect.map(
+            sql<{ id: number | string }>`
+              UPDATE spindle_jobs SET ${set}
+              WHERE id IN ${sql.in(ids)} AND status = 'leased' AND lease_owner = ${owner} AND queue = ${queue}
+              RETURNING id
+            `,
+            (rows) => {
+              for (const row of rows) settled.add(Number(row.id))
+            }
+          )
+        for (const batch of chunks(acks, 500)) {
+          yield* run(
+            batch.map((row) => row.id),
+            sql`status = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = ${at},
+              result = CASE id ${cases(batch, (row) => row.stored)} END`
+          )
+        }
+        for (const batch of chunks(fails, 500)) {
+          yield* run(
+            batch.map((row) => row.id),
+            sql`status = 'failed', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts + 1,
+              finished_at = ${at}, last_error = CASE id ${cases(batch, (row) => row.error)} END,
+              result = CASE id ${cases(batch, (row) => row.stored)} END`
+          )
+        }
+        return settled
+      })
+
     const statusFilter = (status: Status | ReadonlyArray<Status> | undefined) =>
       status === undefined
         ? sql``
@@ -291,6 +386,7 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
       name: queue,
       enqueue,
       lease,
+      settleMany,
       heartbeat: (ids, owner, leaseDuration) =>
         ids.length === 0 ? Effect.succeed([]) : Effect.flatMap(now, (at) =>
           Effect.map(

@@ -203,6 +203,57 @@ for (const database of Databases.all) {
             assert.strictEqual(bad._tag, "ParseError")
           }))
 
+        it.effect("settleMany acks and fails many jobs at once, only those whose lease is held", () =>
+          Effect.gen(function*() {
+            const q = yield* JobQueue.make({
+              name: `q${counter++}`,
+              schema: Payload,
+              result: Schema.Struct({ bytes: Schema.Number })
+            })
+            yield* q.enqueue(payloads(6), { group: "g" })
+            const [a, b, c, d, e, f] = yield* q.lease({ limit: 6, owner: "w", lease: "30 seconds" })
+            assert.isTrue(yield* q.ack(e.id, "w"))
+            assert.strictEqual(yield* q.release([f.id], "w"), 1)
+            const settled = yield* q.settleMany([
+              { _tag: "Ack", id: a.id, result: { bytes: 1 } },
+              { _tag: "Fail", id: b.id, error: "http 404", result: { bytes: 0 } },
+              { _tag: "Ack", id: c.id },
+              { _tag: "Fail", id: d.id, error: "timeout" },
+              { _tag: "Ack", id: e.id, result: { bytes: 5 } },
+              { _tag: "Ack", id: f.id, result: { bytes: 6 } }
+            ], "w")
+            assert.deepStrictEqual([...settled].sort((x, y) => x - y), [a.id, b.id, c.id, d.id])
+            assert.deepStrictEqual(yield* q.settleMany([{ _tag: "Ack", id: a.id }], "w"), new Set(), "settled once")
+            const page = yield* q.page({ limit: 10, group: "g" })
+            assert.deepStrictEqual(page.jobs.map((j) => [j.status, j.result, j.attempts, j.lastError]), [
+              ["done", { bytes: 1 }, 0, null],
+              ["failed", { bytes: 0 }, 1, "http 404"],
+              ["done", null, 0, null],
+              ["failed", null, 1, "timeout"],
+              ["done", null, 0, null],
+              ["pending", null, 0, null]
+            ])
+            assert.deepStrictEqual(yield* q.settleMany([], "w"), new Set())
+          }))
+
+        it.effect("leases expired leases first, then due jobs in order, however many wait", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            const ids = yield* q.enqueue(payloads(50))
+            const [first] = yield* q.lease({ limit: 1, owner: "crashed", lease: "1 second" })
+            assert.strictEqual(first.id, ids[0])
+            const [next] = yield* q.lease({ limit: 1, owner: "w", lease: "30 seconds" })
+            assert.isTrue(yield* q.retry(next.id, "w", { delay: "2 seconds", error: "http 503" }))
+            yield* TestClock.adjust("2 seconds")
+            const leased = yield* q.lease({ limit: 3, owner: "w", lease: "30 seconds" })
+            // The expired lease, then the due jobs by due time: the retried one is due last.
+            assert.deepStrictEqual(leased.map((j) => j.id), [ids[0], ids[2], ids[3]])
+            const rest = yield* q.lease({ limit: 100, owner: "w", lease: "30 seconds" })
+            assert.strictEqual(rest.length, 47)
+            assert.strictEqual(rest[rest.length - 1].id, ids[49])
+            assert.isTrue(rest.some((j) => j.id === ids[1]))
+          }))
+
         it.effect("a payload that does not match the schema is a typed error and writes nothing", () =>
           Effect.gen(function*() {
             const q = yield* queue()
