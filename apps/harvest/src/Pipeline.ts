@@ -25,6 +25,7 @@ import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import { randomUUID } from "node:crypto"
 import * as BodyStore from "./BodyStore.js"
 import type * as Domain from "./Domain.js"
@@ -275,28 +276,26 @@ export const layer: Layer.Layer<
           retryAfter: open.retryAfter
         })
       )
-    const storeFailures = {
-      SlotStoreError: (error: { readonly message: string }) =>
-        Effect.fail(
-          new Fetcher.FetchFailure({
-            code: "network",
-            message: `host concurrency store unavailable: ${error.message}`,
-            retryable: true,
-            httpStatus: null,
-            retryAfter: undefined
-          })
-        ),
-      TokenBucketStoreError: (error: { readonly message: string }) =>
-        Effect.fail(
-          new Fetcher.FetchFailure({
-            code: "network",
-            message: `rate limit store unavailable: ${error.message}`,
-            retryable: true,
-            httpStatus: null,
-            retryAfter: undefined
-          })
-        )
-    } as any
+    // The shared limit stores (Redis) being unreachable says nothing about the item or its host: no request is sent
+    // without their decision, and the attempt waits for them (backing off, logged, interruptible) instead of spending
+    // the item's attempts. With every slot waiting, leasing pauses by itself until the store answers again.
+    const storeDown = (error: { readonly _tag: string }) =>
+      error._tag === "SlotStoreError" || error._tag === "TokenBucketStoreError"
+    const storeBackoff = Schedule.exponential("100 millis", 2).pipe(
+      Schedule.either(Schedule.spaced("5 seconds")),
+      // One warning every few seconds for the whole process, not one per waiting item.
+      Schedule.tapInput((error: { readonly message: string }) =>
+        Effect.suspend(() => {
+          const now = Date.now()
+          if (now - lastStoreWarning < 5_000) return Effect.void
+          lastStoreWarning = now
+          return Effect.logWarning("limit store unavailable; fetches wait for it").pipe(
+            Effect.annotateLogs({ error: error.message })
+          )
+        })
+      )
+    )
+    let lastStoreWarning = 0
     const retryFor = (state: JobState, maxAttempts: number) => {
       let retry = state.retries.get(maxAttempts)
       if (retry === undefined) {
@@ -344,13 +343,13 @@ export const layer: Layer.Layer<
           const limited = state.hosts.run(hostKey, Effect.zipRight(attempted, trackHost(hostKey, attempt)))
           // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
           // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
-          const once = Effect.catchTags(
+          const once = Effect.retry(
             Option.isNone(sharedSlots) ? limited : SlotStore.withSlot(sharedSlots.value, {
               key: `harvest:${item.group}:${hostKey}`,
               limit: state.options.perHostConcurrency,
               ttl: Duration.millis(config.leaseMs)
             })(limited),
-            storeFailures
+            { schedule: storeBackoff, while: storeDown as (error: unknown) => boolean }
           ) as Effect.Effect<Fetcher.Fetched, Fetcher.FetchFailure>
           // A failed attempt that will be retried is counted in the queue at once: after a crash the next lease
           // goes on from there instead of granting maxAttempts afresh (an attempt cut short by the crash counts
