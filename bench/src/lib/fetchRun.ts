@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process"
 import { mkdirSync, rmSync } from "node:fs"
+import { createServer as createNetServer } from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
@@ -118,3 +119,15 @@ export const machineLoad = () => {
     }
   }
 }
+
+/** A TCP port free on 127.0.0.1 right now. */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createNetServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })

@@ -16,10 +16,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import { createServer } from "node:net"
 import { setTimeout as sleep } from "node:timers/promises"
 import { choiceArg, numberArg, runVariant } from "../../lib/child.js"
-import { dataDir, loopDelay, machineLoad, startUpstream, urls } from "../../lib/fetchRun.js"
+import { dataDir, freePort, loopDelay, machineLoad, startUpstream, urls } from "../../lib/fetchRun.js"
 
 const n = numberArg("urls", 10_000)
 const hosts = numberArg("hosts", 20)
@@ -37,17 +36,6 @@ interface SqlReader {
   readonly unsafe: (sql: string) => Effect.Effect<ReadonlyArray<Record<string, unknown>>, unknown>
 }
 const SqlReader = Context.GenericTag<SqlReader>("@effect/sql/SqlClient")
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 interface JobView {
   readonly id: string

@@ -12,11 +12,10 @@
 import * as Databases from "@spindle/testkit/Databases"
 import * as Effect from "effect/Effect"
 import { type ChildProcess, fork } from "node:child_process"
-import { createServer } from "node:net"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { choiceArg, numberArg, runVariant } from "../../lib/child.js"
-import { dataDir, machineLoad, startUpstream, urls } from "../../lib/fetchRun.js"
+import { dataDir, freePort, machineLoad, startUpstream, urls } from "../../lib/fetchRun.js"
 
 const instances = numberArg("instances", 1)
 const n = numberArg("urls", 10_000)
@@ -25,17 +24,6 @@ const latency = numberArg("latency", 25)
 const concurrency = numberArg("concurrency", 50)
 const storage = choiceArg("storage", ["shm", "disk"])
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 interface Instance {
   readonly port: number
