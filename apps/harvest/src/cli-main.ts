@@ -6,11 +6,13 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Runtime from "@effect/platform/Runtime"
 import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import * as Cli from "./Cli.js"
 
 // Logs (a local Harvest's included) go to stderr, errors only unless `--log-level` says otherwise, so that stdout
@@ -48,9 +50,11 @@ const runMain = Runtime.makeRunMain(({ fiber, teardown }) => {
 })
 
 // `pnpm harvest …` runs in the repository root: relative paths are meant from where the command was typed.
-if (process.env.npm_lifecycle_event === "harvest" && process.env.INIT_CWD !== undefined) {
-  process.chdir(process.env.INIT_CWD)
-}
+const invokedBy = Effect.runSync(Config.all({
+  script: Config.string("npm_lifecycle_event").pipe(Config.withDefault("")),
+  cwd: Config.option(Config.string("INIT_CWD"))
+}))
+if (invokedBy.script === "harvest" && Option.isSome(invokedBy.cwd)) process.chdir(invokedBy.cwd.value)
 
 runMain(
   Cli.run(process.argv).pipe(Effect.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layer, Quiet))),
