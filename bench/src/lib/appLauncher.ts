@@ -10,10 +10,9 @@
  * every package, `effect` included, is loaded once, from `node_modules`, as an application would load it.
  */
 import { mkdirSync, readdirSync } from "node:fs"
-import { createRequire, isBuiltin } from "node:module"
+import { isBuiltin } from "node:module"
 import * as Path from "node:path"
-import { pathToFileURL } from "node:url"
-import { benchDir, type Launcher } from "./runner.js"
+import { benchDir, type Launcher, loadEsbuild } from "./runner.js"
 
 const variantsDir = Path.join(benchDir, "src", "variants", "scale")
 const outDir = Path.join(benchDir, ".tmp", "scale")
@@ -39,11 +38,6 @@ interface PluginBuild {
   ) => Promise<ResolveResult>
 }
 
-interface Esbuild {
-  readonly version: string
-  readonly build: (options: Record<string, unknown>) => Promise<{ readonly errors: ReadonlyArray<unknown> }>
-}
-
 const INNER = Symbol.for("spindle-bench/inner-resolve")
 
 /** Leaves every bare import except `@spindle/*` external, rewritten to the absolute path esbuild resolved. */
@@ -66,9 +60,7 @@ const externalPackages = {
 
 /** Bundles `src/variants/scale/*.ts` into `.tmp/scale`. */
 export const prepareScale = async (): Promise<Launcher> => {
-  const tsx = createRequire(import.meta.url).resolve("tsx/package.json")
-  const entry = createRequire(tsx).resolve("esbuild")
-  const esbuild = (await import(pathToFileURL(entry).href)) as Esbuild
+  const esbuild = await loadEsbuild()
   const entryPoints = readdirSync(variantsDir).filter((file) => file.endsWith(".ts"))
   mkdirSync(outDir, { recursive: true })
   await esbuild.build({

@@ -20,7 +20,8 @@ const outDir = Path.join(benchDir, ".tmp", "variants")
 /** Libraries loaded from `node_modules` at run time, as an application would load them. */
 const external = ["effect", "effect/*", "p-limit", "p-queue", "bottleneck", "cockatiel", "p-retry", "piscina"]
 
-interface Esbuild {
+/** The part of esbuild's API the launchers use. */
+export interface Esbuild {
   readonly version: string
   readonly build: (options: Record<string, unknown>) => Promise<{ readonly errors: ReadonlyArray<unknown> }>
 }
@@ -31,7 +32,8 @@ export interface Launcher {
   readonly command: (variant: string) => ReadonlyArray<string>
 }
 
-const loadEsbuild = async (): Promise<Esbuild> => {
+/** The esbuild that tsx ships (the workspace has no esbuild of its own to pin). */
+export const loadEsbuild = async (): Promise<Esbuild> => {
   const tsx = createRequire(import.meta.url).resolve("tsx/package.json")
   const entry = createRequire(tsx).resolve("esbuild")
   return (await import(pathToFileURL(entry).href)) as Esbuild
