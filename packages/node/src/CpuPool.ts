@@ -28,9 +28,9 @@ import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
 import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
-// Shared with core (the same intrusive list its limiters queue waiters in).
-import { LinkedList } from "@spindle/core/internal/linkedList"
 import * as ExecArgv from "./internal/execArgv.js"
+// A copy of core's intrusive list (core keeps its internals private).
+import { LinkedList } from "./internal/linkedList.js"
 
 /**
  * A task failed: the function threw (`Threw`, `cause` is what it threw), its worker crashed (`WorkerCrashed`), or
