@@ -1,6 +1,6 @@
 import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
-import { Databases, Upstream } from "@spindle/testkit"
+import { Databases, Upstream, Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -10,11 +10,9 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Server from "../src/Server.js"
-
-const cliMain = fileURLToPath(new URL("../src/cli-main.ts", import.meta.url))
+import * as Harness from "./harness.js"
 
 interface Finished {
   readonly code: number | null
@@ -36,10 +34,10 @@ interface CliOptions {
   readonly whileRunning?: (child: Running) => Effect.Effect<void>
 }
 
-// `harvest …` as a real child process (tsx, like `pnpm harvest`), stdout and stderr captured; never a TTY here.
+// `harvest …` as a real child process (the run's build of the command line), stdout and stderr captured; never a TTY here.
 const harvest = (args: ReadonlyArray<string>, options: CliOptions = {}) =>
   Effect.gen(function*() {
-    const child = spawn(process.execPath, ["--import", "tsx", cliMain, ...args], {
+    const child = spawn(process.execPath, [Harness.built("cli-main"), ...args], {
       env: { ...process.env, HARVEST_SERVER: "", HARVEST_TOKEN: "" },
       stdio: ["pipe", "pipe", "pipe"]
     })
@@ -119,15 +117,6 @@ const freePort = Effect.promise(() =>
     })
   })
 )
-
-const waitUntil = (what: string, condition: () => boolean, timeoutMs = 20_000) =>
-  Effect.gen(function*() {
-    const until = Date.now() + timeoutMs
-    while (!condition()) {
-      if (Date.now() > until) return yield* Effect.dieMessage(`timed out waiting for ${what}`)
-      yield* Effect.sleep("25 millis")
-    }
-  })
 
 describe("harvest command line (real processes)", () => {
   it.scopedLive(
@@ -230,7 +219,7 @@ describe("harvest command line (real processes)", () => {
           whileRunning: (child) =>
             Effect.gen(function*() {
               child.write([...slow, ""].join("\n"))
-              yield* waitUntil("two batches submitted", () => upstream.inFlight() === 4)
+              yield* Wait.until("two batches submitted", Effect.sync(() => upstream.inFlight() === 4))
               child.write(["", "ftp://example.com/file", upstream.url("/never"), ""].join("\n"))
               child.endInput()
             })
@@ -311,18 +300,23 @@ describe("harvest command line (real processes)", () => {
         const upstream = yield* Upstream.make()
         const dataDir = yield* Databases.tempDir("harvest-cli-sigint-")
         const dir = yield* Databases.tempDir("harvest-cli-")
-        // Slow bodies: while they drip in, their temp files exist under tmp/.
+        // Slow bodies: while they drip in, their temp files exist under tmp/. All 40 at once (one wave of 3 s here,
+        // and one when the server finishes them), so the test waits for bodies, not for a per-host queue.
         const urls = Array.from({ length: 40 }, (_, i) => upstream.url(`/slow/${i}?bytes=30000&drip=1000&every=100`))
         const file = writeFile(dir, "urls.txt", urls)
         let sawTemp = false
-        const result = yield* harvest(["fetch", file, "--data-dir", dataDir, "--allow-private-networks"], {
+        const args = ["fetch", file, "--data-dir", dataDir, "--allow-private-networks", "--per-host-concurrency", "40"]
+        const result = yield* harvest(args, {
           whileRunning: (child) =>
             Effect.gen(function*() {
-              yield* waitUntil("bodies being written", () => {
-                const tmp = path.join(dataDir, "tmp")
-                sawTemp = fs.existsSync(tmp) && fs.readdirSync(tmp).length > 0
-                return sawTemp && upstream.inFlight() >= 4
-              })
+              yield* Wait.until(
+                "bodies being written",
+                Effect.sync(() => {
+                  const tmp = path.join(dataDir, "tmp")
+                  sawTemp = fs.existsSync(tmp) && fs.readdirSync(tmp).length > 0
+                  return sawTemp && upstream.inFlight() >= 4
+                })
+              )
               child.kill("SIGINT")
             })
         })
@@ -337,11 +331,10 @@ describe("harvest command line (real processes)", () => {
 
         // The interrupted items went back to pending: Harvest on the same data dir finishes them, each in one attempt.
         const { base } = yield* server({ dataDir })
-        let view = (yield* api(base, `/jobs/${job.id}`)).json
-        for (let i = 0; i < 400 && view.status !== "completed"; i++) {
-          yield* Effect.sleep("50 millis")
-          view = (yield* api(base, `/jobs/${job.id}`)).json
-        }
+        const view = yield* Wait.until(
+          "the server to finish the job",
+          Effect.map(api(base, `/jobs/${job.id}`), (reply) => reply.json.status === "completed" && reply.json)
+        )
         assert.deepStrictEqual([view.status, view.succeeded, view.failed], ["completed", 40, 0])
         const results = (yield* api(base, `/jobs/${job.id}/results?limit=100`)).json
         assert.isTrue(results.items.every((r: any) => r.attempts === 1), "an interrupted attempt does not count")
@@ -364,7 +357,7 @@ describe("harvest command line (real processes)", () => {
         const result = yield* harvest(["fetch", file, "--server", base, "--batch", "10"], {
           whileRunning: (child) =>
             Effect.gen(function*() {
-              yield* waitUntil("fetches in flight", () => upstream.inFlight() >= 4)
+              yield* Wait.until("fetches in flight", Effect.sync(() => upstream.inFlight() >= 4))
               child.kill("SIGINT")
             })
         })
@@ -376,7 +369,9 @@ describe("harvest command line (real processes)", () => {
           assert.strictEqual(job.status, "cancelled")
           assert.strictEqual((yield* api(base, `/jobs/${job.id}`)).json.status, "cancelled")
         }
-        yield* waitUntil("in-flight fetches interrupted", () => upstream.inFlight() === 0, 5_000)
+        yield* Wait.until("in-flight fetches interrupted", Effect.sync(() => upstream.inFlight() === 0), {
+          timeout: "5 seconds"
+        })
       }),
     60_000
   )
@@ -413,12 +408,14 @@ describe("harvest command line (real processes)", () => {
           method: "POST",
           body: JSON.stringify({ urls: [upstream.url("/hang?hang=1")] })
         })).json
-        yield* waitUntil("the fetch in flight", () => upstream.inFlight() === 1)
+        yield* Wait.until("the fetch in flight", Effect.sync(() => upstream.inFlight() === 1))
         const cancelled = yield* harvest(["cancel", slow.id, "--server", base])
         expectCode(cancelled, 0)
         assert.match(cancelled.stdout, new RegExp(`job ${slow.id} cancelled`))
         assert.strictEqual((yield* api(base, `/jobs/${slow.id}`)).json.status, "cancelled")
-        yield* waitUntil("the fetch interrupted", () => upstream.inFlight() === 0, 5_000)
+        yield* Wait.until("the fetch interrupted", Effect.sync(() => upstream.inFlight() === 0), {
+          timeout: "5 seconds"
+        })
 
         const unknown = yield* harvest(["status", "00000000-0000-0000-0000-000000000000", "--server", base])
         expectCode(unknown, 2)

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Upstream } from "@spindle/testkit"
+import { Upstream, Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
@@ -74,15 +74,6 @@ const stalledClient = (port: number, path: string) =>
     (socket) => Effect.sync(() => socket.destroy())
   )
 
-const waitUntil = (what: string, check: Effect.Effect<boolean>, tries = 400) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < tries; i++) {
-      if (yield* check) return
-      yield* Effect.sleep("25 millis")
-    }
-    return yield* Effect.dieMessage(`never: ${what}`)
-  })
-
 describe("Dashboard", () => {
   it.scopedLive("serves the page, and the event stream carries a job's progress to completion", () =>
     Effect.gen(function*() {
@@ -138,21 +129,21 @@ describe("Dashboard", () => {
         await response.body!.getReader().read()
         return controller
       })
-      yield* waitUntil("four subscriptions", Effect.map(events.subscribers, (n) => n === 4))
+      yield* Wait.until("four subscriptions", Effect.map(events.subscribers, (n) => n === 4))
       gone.abort()
-      yield* waitUntil("the aborted reader's subscription ended", Effect.map(events.subscribers, (n) => n === 3))
+      yield* Wait.until("the aborted reader's subscription ended", Effect.map(events.subscribers, (n) => n === 3))
 
       const before = (yield* events.latest).seq
       const job = yield* post(Array.from({ length: 40 }, (_, i) => upstream.url(`/s${i}?latency=20-80`)))
-      yield* waitUntil("the job completed", Effect.map(jobStatus(job.id), (s) => s === "completed"))
-      yield* waitUntil("the sampler kept publishing", Effect.map(events.latest, (s) => s.seq >= before + 2))
+      yield* Wait.until("the job completed", Effect.map(jobStatus(job.id), (s) => s === "completed"))
+      yield* Wait.until("the sampler kept publishing", Effect.map(events.latest, (s) => s.seq >= before + 2))
       const latest = yield* events.latest
       assert.strictEqual(latest.jobs.find((j) => j.id === job.id)?.succeeded, 40)
       assert.strictEqual(yield* events.subscribers, 3)
 
       // The browsers vanish: their connections close, their streams end, their subscriptions are released.
       for (const socket of stalled) socket.destroy()
-      yield* waitUntil("no subscription left", Effect.map(events.subscribers, (n) => n === 0))
+      yield* Wait.until("no subscription left", Effect.map(events.subscribers, (n) => n === 0))
     }))
 
   it.scopedLive("a reader that falls behind skips to the latest snapshot instead of queueing old ones", () =>
@@ -169,11 +160,11 @@ describe("Dashboard", () => {
             gate.await
           ))
       )
-      yield* waitUntil("the first snapshot", Effect.sync(() => seen.length === 1))
+      yield* Wait.until("the first snapshot", Effect.sync(() => seen.length === 1))
       // The reader is stuck on its first snapshot; meanwhile the sampler publishes many more, never waiting for it.
-      yield* waitUntil("the sampler moved on", Effect.map(events.latest, (s) => s.seq >= seen[0] + 20))
+      yield* Wait.until("the sampler moved on", Effect.map(events.latest, (s) => s.seq >= seen[0] + 20))
       yield* gate.open
-      yield* waitUntil("the reader resumed", Effect.sync(() => seen.length >= 2))
+      yield* Wait.until("the reader resumed", Effect.sync(() => seen.length >= 2))
       // What it reads next is recent, not the snapshot after its first: nothing queued up behind the slow reader.
       assert.isAtLeast(seen[1], seen[0] + 15)
       assert.strictEqual(yield* events.subscribers, 1)

@@ -13,8 +13,14 @@ const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConf
   Harness.inProcess(overrides, { database })
 
 // Several upstreams (one host each: host:port differs) and `count` URLs on each, interleaved host by host so that
-// every host always has work waiting.
-const upstreams = (hosts: number) => Effect.all(Array.from({ length: hosts }, () => Upstream.make()))
+// every host always has work waiting. With `wave`, their requests wait at one shared gate until that many are there
+// at once: a limit is shown to be reached by the gate filling, not by latencies happening to overlap on a busy
+// machine (a limit never reached leaves a wave waiting until the gate's timeout, and the assertion fails).
+const upstreams = (hosts: number, wave?: number) =>
+  Effect.gen(function*() {
+    const gate = wave === undefined ? undefined : yield* Upstream.gate(wave)
+    return yield* Effect.all(Array.from({ length: hosts }, () => Upstream.make({ gate })))
+  })
 const interleaved = (servers: ReadonlyArray<Upstream.Upstream>, count: number, query: string) =>
   Array.from({ length: count }, (_, i) => servers.map((server) => server.url(`/item/${i}?${query}&bytes=${50 + i}`)))
     .flat()
@@ -66,9 +72,9 @@ for (const database of ["sqlite", "pg"] as const) {
   suite(`Harvest limits on ${database}${skip === undefined ? "" : ` (skipped: ${skip})`}`, () => {
     it.scopedLive("per host: never more than perHostConcurrency in flight, and exactly that many when busy", () =>
       Effect.gen(function*() {
-        const servers = yield* upstreams(2)
+        const servers = yield* upstreams(2, 6)
         const { submit, waitFor } = yield* harvest()
-        const id = yield* submit({ urls: interleaved(servers, 12, "latency=30-60"), perHostConcurrency: 3 })
+        const id = yield* submit({ urls: interleaved(servers, 12, "latency=5"), perHostConcurrency: 3 })
         const done = yield* waitFor(id, "completed")
         assert.deepStrictEqual([done.succeeded, done.failed], [24, 0])
         for (const server of servers) {
@@ -116,11 +122,11 @@ for (const database of ["sqlite", "pg"] as const) {
 
     it.scopedLive("MAX_CONCURRENCY bounds the whole process across hosts, and is reached", () =>
       Effect.gen(function*() {
-        const servers = yield* upstreams(4)
+        const servers = yield* upstreams(4, 6)
         const { submit, waitFor } = yield* harvest({ maxConcurrency: 6 })
-        const id = yield* submit({ urls: interleaved(servers, 8, "latency=30-60"), perHostConcurrency: 4 })
+        const id = yield* submit({ urls: interleaved(servers, 9, "latency=5"), perHostConcurrency: 4 })
         const done = yield* waitFor(id, "completed")
-        assert.deepStrictEqual([done.succeeded, done.failed], [32, 0])
+        assert.deepStrictEqual([done.succeeded, done.failed], [36, 0])
         // 4 hosts × 4 per host would allow 16.
         assert.strictEqual(Traffic.maxConcurrency(requestsOf(servers)), 6)
         for (const server of servers) assert.isAtMost(Traffic.maxConcurrency(server.requests()), 4)
@@ -128,13 +134,14 @@ for (const database of ["sqlite", "pg"] as const) {
 
     it.scopedLive("a job's concurrency bounds that job only, and is reached", () =>
       Effect.gen(function*() {
-        const [a, b] = yield* upstreams(2)
+        // Waves of five: two of the first job's and three of the second's (8 and 12 URLs: four waves).
+        const [a, b] = yield* upstreams(2, 5)
         const { submit, waitFor } = yield* harvest()
-        const first = yield* submit({ urls: interleaved([a], 12, "latency=30-60"), concurrency: 2 })
-        const second = yield* submit({ urls: interleaved([b], 12, "latency=30-60"), concurrency: 3 })
-        for (const id of [first, second]) {
+        const first = yield* submit({ urls: interleaved([a], 8, "latency=5"), concurrency: 2 })
+        const second = yield* submit({ urls: interleaved([b], 12, "latency=5"), concurrency: 3 })
+        for (const [id, total] of [[first, 8], [second, 12]] as const) {
           const done = yield* waitFor(id, "completed")
-          assert.deepStrictEqual([done.succeeded, done.failed], [12, 0])
+          assert.deepStrictEqual([done.succeeded, done.failed], [total, 0])
         }
         assert.strictEqual(Traffic.maxConcurrency(a.requests()), 2)
         assert.strictEqual(Traffic.maxConcurrency(b.requests()), 3)

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { RedisTokenBucketStore } from "@spindle/redis"
-import { Databases, Traffic, Upstream } from "@spindle/testkit"
+import { Databases, Traffic, Upstream, Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -41,17 +41,6 @@ const succeededBy = (instance: Instance) =>
   Effect.map(request(`${instance.base}/metrics`), (r) => {
     const match = /^harvest_items_total(?:\{[^}]*\})? (\d+)/m.exec(r.text)
     return match === null ? 0 : Number(match[1])
-  })
-
-const waitUntil = <A>(what: string, check: Effect.Effect<A | undefined>, timeoutMs = 30_000) =>
-  Effect.gen(function*() {
-    const until = Date.now() + timeoutMs
-    while (Date.now() < until) {
-      const value = yield* check
-      if (value !== undefined) return value
-      yield* Effect.sleep("50 millis")
-    }
-    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
   })
 
 const skip = Databases.postgresSkip ?? Databases.redis.skip
@@ -101,7 +90,7 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
           })
         )
         for (const store of stores) {
-          const keys = yield* waitUntil(
+          const keys = yield* Wait.until(
             `the ${store} keys in Redis`,
             Effect.promise(async () => {
               const found = await redis.keys(`${store}harvest:${job.id}:*`)
@@ -113,10 +102,10 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
 
         // Once about a third is done, SIGKILL the first instance with its leases held.
         const answered = () => hosts.reduce((n, host) => n + host.requests().length, 0)
-        yield* waitUntil("a third of the job", Effect.sync(() => answered() >= urls.length / 3 ? true : undefined))
+        yield* Wait.until("a third of the job", Effect.sync(() => answered() >= urls.length / 3 ? true : undefined))
         const [victim, ...survivors] = instances
         const victimDone = yield* succeededBy(victim)
-        const victimHeld = yield* waitUntil(
+        const victimHeld = yield* Wait.until(
           "the victim's health",
           Effect.map(
             request(`${victim.base}/health`),
@@ -128,13 +117,13 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
         victim.child.kill("SIGKILL")
         yield* Effect.promise(() => victim.exited)
 
-        const done = yield* waitUntil(
+        const done = yield* Wait.until(
           "the job to complete",
           Effect.map(
             json(`${survivors[0].base}/jobs/${job.id}`),
             (view) => view.status === "completed" ? view : undefined
           ),
-          45_000
+          { timeout: "45 seconds" }
         )
         assert.deepStrictEqual([done.succeeded, done.failed, done.pending], [urls.length, 0, 0])
 

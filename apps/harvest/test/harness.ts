@@ -11,7 +11,8 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { type ChildProcess, spawn as spawnChild } from "node:child_process"
-import { fileURLToPath } from "node:url"
+import * as path from "node:path"
+import { inject } from "vitest"
 import * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Server from "../src/Server.js"
 
@@ -124,7 +125,8 @@ export interface Instance extends Omit<Harvest, "dataDir" | "context"> {
   readonly exited: Promise<number | null>
 }
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+/** An entry point of the build made for this test run (`test/globalSetup.ts`): `main`, `demo` or `cli-main`. */
+export const built = (name: "main" | "demo" | "cli-main"): string => path.join(inject("harvestBuild"), `${name}.mjs`)
 
 /**
  * Starts Harvest as a real process (PORT=0, private networks allowed, `env` on top) and resolves once it logs the
@@ -133,7 +135,7 @@ const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 export const spawn = (env: Record<string, string>): Effect.Effect<Instance, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Instance>((resume) => {
-      const child = spawnChild(process.execPath, ["--import", "tsx", main], {
+      const child = spawnChild(process.execPath, [built("main")], {
         env: { ...process.env, PORT: "0", HARVEST_ALLOW_PRIVATE_NETWORKS: "true", ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })

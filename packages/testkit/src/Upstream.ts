@@ -18,7 +18,12 @@
  * | `page=2&pages=5&per=10` | a JSON listing page with `Link: <…>; rel="next"` until the last page |
  *
  * Every request is recorded with its arrival and end times and host, so tests can assert rates and concurrency
- * as the upstream saw them. Listen on any 127.0.0.x address to play distinct hosts.
+ * as the upstream saw them. Distinct ports on 127.0.0.1 play distinct hosts (clients key hosts by `host:port`), which
+ * works on every platform; other 127.0.0.x addresses answer on Linux only (macOS needs loopback aliases).
+ *
+ * A `Gate` shared by one or more upstreams holds requests until a given number are waiting at once, then lets them
+ * all through: a test that asserts a limit is reached waits for the limit to be reached instead of hoping a latency
+ * is long enough on a busy machine.
  *
  * @since 0.1.0
  */
@@ -82,7 +87,82 @@ export interface Options {
   readonly host?: string | undefined
   /** Default 0 (any free port). */
   readonly port?: number | undefined
+  /** Holds every request until the gate opens (before its `latency`). */
+  readonly gate?: Gate | undefined
 }
+
+/**
+ * Holds requests, from any of the upstreams that share it, until `size` are waiting at once, then lets that wave
+ * through together; a wave that does not fill within `timeoutMillis` of its first request is let through as it is
+ * (so a limit that is never reached fails the test's assertion instead of hanging it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Gate {
+  readonly size: number
+  /** Waves let through because they filled. */
+  readonly filled: () => number
+  /** Waves let through because `timeoutMillis` passed first. */
+  readonly timedOut: () => number
+  /** Requests waiting now. */
+  readonly waiting: () => number
+  /** @internal Holds `pass` until the gate opens; the returned function withdraws it (its client left). */
+  readonly hold: (pass: () => void) => () => void
+}
+
+/**
+ * A gate of `size` requests for the lifetime of the current scope (default `timeoutMillis`: 10 seconds).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const gate = (
+  size: number,
+  options: { readonly timeoutMillis?: number | undefined } = {}
+): Effect.Effect<Gate, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const timeoutMillis = options.timeoutMillis ?? 10_000
+    let held = new Set<() => void>()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let filled = 0
+    let timedOut = 0
+    const open = () => {
+      if (timer !== undefined) clearTimeout(timer)
+      timer = undefined
+      const wave = held
+      held = new Set()
+      for (const pass of wave) pass()
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(open))
+    return {
+      size,
+      filled: () => filled,
+      timedOut: () => timedOut,
+      waiting: () => held.size,
+      hold: (pass) => {
+        const entry = () => pass()
+        held.add(entry)
+        if (held.size >= size) {
+          filled++
+          open()
+        } else if (timer === undefined) {
+          timer = setTimeout(() => {
+            timer = undefined
+            timedOut++
+            open()
+          }, timeoutMillis)
+        }
+        return () => {
+          held.delete(entry)
+          if (held.size === 0 && timer !== undefined) {
+            clearTimeout(timer)
+            timer = undefined
+          }
+        }
+      }
+    }
+  })
 
 /**
  * The body served for `bytes=n`: deterministic, so clients' hashes can be checked with `expectedSha256`.
@@ -181,10 +261,13 @@ export const make = (options: Options = {}): Effect.Effect<Upstream, never, Scop
         record.endedAt = performance.now()
         record.outcome = outcome
       }
-      res.on("close", () => finish(res.writableFinished ? "answered" : "client_closed"))
+      let withdraw: (() => void) | undefined
+      res.on("close", () => {
+        withdraw?.()
+        finish(res.writableFinished ? "answered" : "client_closed")
+      })
 
-      if (params.get("hang") === "1") return
-      later(latencyOf(params), () => {
+      const answer = () => {
         if (res.destroyed) return
         if (params.get("reset") === "1") {
           finish("reset")
@@ -241,7 +324,17 @@ export const make = (options: Options = {}): Effect.Effect<Upstream, never, Scop
           else res.write(chunk, () => later(every, sendNext))
         }
         sendNext()
-      })
+      }
+
+      if (params.get("hang") === "1") return
+      const respond = () => later(latencyOf(params), answer)
+      if (options.gate === undefined) respond()
+      else {
+        withdraw = options.gate.hold(() => {
+          withdraw = undefined
+          respond()
+        })
+      }
     }
 
     const server = yield* Effect.acquireRelease(

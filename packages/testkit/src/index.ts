@@ -24,3 +24,10 @@ export * as Databases from "./Databases.js"
  * @since 0.1.0
  */
 export * as Traffic from "./Traffic.js"
+
+/**
+ * Waiting for a condition with a generous deadline instead of sleeping, for live tests on busy machines.
+ *
+ * @since 0.1.0
+ */
+export * as Wait from "./Wait.js"

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Upstream } from "@spindle/testkit"
+import { Traffic, Upstream, Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import { createHash } from "node:crypto"
 
 const get = (url: string, init: RequestInit = {}) =>
@@ -46,13 +47,14 @@ describe("Upstream", () => {
 
   it.scoped("holds latency, drips slow bodies, and tracks concurrency", () =>
     Effect.gen(function*() {
-      const upstream = yield* Upstream.make()
-      yield* Effect.all(Array.from({ length: 5 }, () => get(upstream.url("/slow?latency=100"))), {
+      // The gate holds the five until all have arrived, however slowly this machine sends them.
+      const gated = yield* Upstream.make({ gate: yield* Upstream.gate(5) })
+      yield* Effect.all(Array.from({ length: 5 }, () => get(gated.url("/slow?latency=100"))), {
         concurrency: "unbounded"
       })
-      assert.strictEqual(upstream.peakInFlight(), 5)
-      for (const r of upstream.requests()) assert.isAtLeast(r.endedAt! - r.arrivedAt, 95)
-      upstream.resetStats()
+      assert.strictEqual(gated.peakInFlight(), 5)
+      for (const r of gated.requests()) assert.isAtLeast(r.endedAt! - r.arrivedAt, 95)
+      const upstream = yield* Upstream.make()
       const dripped = yield* get(upstream.url("/drip?bytes=1000&drip=100&every=20"))
       assert.strictEqual(dripped.buffer.length, 1000)
       const [record] = upstream.requests()
@@ -66,7 +68,7 @@ describe("Upstream", () => {
       assert.strictEqual((yield* Effect.either(attempt(upstream.url("/r?bytes=4096&resetAfter=1000"))))._tag, "Left")
       const hung = yield* Effect.either(attempt(upstream.url("/h?hang=1"), { signal: AbortSignal.timeout(100) }))
       assert.strictEqual(hung._tag, "Left")
-      yield* Effect.sleep("50 millis")
+      yield* Wait.until("every exchange ended", Effect.sync(() => upstream.inFlight() === 0))
       assert.deepStrictEqual(upstream.requests().map((r) => r.outcome), ["reset", "reset", "client_closed"])
       assert.strictEqual(upstream.inFlight(), 0)
     }))
@@ -88,13 +90,58 @@ describe("Upstream", () => {
       ])
     }))
 
-  it.scoped("plays distinct hosts on distinct loopback addresses", () =>
+  it.scoped("plays distinct hosts on distinct ports of 127.0.0.1", () =>
     Effect.gen(function*() {
-      const a = yield* Upstream.make({ host: "127.0.0.2" })
-      const b = yield* Upstream.make({ host: "127.0.0.3" })
+      const a = yield* Upstream.make()
+      const b = yield* Upstream.make()
       yield* get(a.url("/"))
       yield* get(b.url("/"))
-      assert.strictEqual(a.requests()[0].host, `127.0.0.2:${a.port}`)
-      assert.strictEqual(b.requests()[0].host, `127.0.0.3:${b.port}`)
+      assert.notStrictEqual(a.port, b.port)
+      assert.strictEqual(a.requests()[0].host, `127.0.0.1:${a.port}`)
+      assert.strictEqual(b.requests()[0].host, `127.0.0.1:${b.port}`)
+    }))
+
+  it.scopedLive("a gate shared by two upstreams lets requests through in waves of its size", () =>
+    Effect.gen(function*() {
+      const gate = yield* Upstream.gate(3)
+      const a = yield* Upstream.make({ gate })
+      const b = yield* Upstream.make({ gate })
+      const first = yield* Effect.fork(Effect.all([get(a.url("/1")), get(b.url("/2"))], { concurrency: 2 }))
+      // Two wait at the gate (however long that takes here); none is answered until a third arrives.
+      yield* Wait.until("two requests at the gate", Effect.sync(() => gate.waiting() === 2))
+      assert.strictEqual(a.requests()[0].outcome, undefined)
+      assert.strictEqual(b.requests()[0].outcome, undefined)
+      yield* get(a.url("/3"))
+      yield* Fiber.join(first)
+      assert.deepStrictEqual([gate.filled(), gate.timedOut(), gate.waiting()], [1, 0, 0])
+      assert.strictEqual(Traffic.maxConcurrency([...a.requests(), ...b.requests()]), 3)
+    }))
+
+  it.scopedLive("a wave that does not fill is let through after the gate's timeout", () =>
+    Effect.gen(function*() {
+      const gate = yield* Upstream.gate(5, { timeoutMillis: 50 })
+      const upstream = yield* Upstream.make({ gate })
+      const started = performance.now()
+      const replies = yield* Effect.all([get(upstream.url("/1")), get(upstream.url("/2"))], { concurrency: 2 })
+      assert.deepStrictEqual(replies.map((reply) => reply.status), [200, 200])
+      assert.deepStrictEqual([gate.filled(), gate.timedOut()], [0, 1])
+      assert.isAtLeast(performance.now() - started, 50)
+    }))
+
+  it.scopedLive("a request whose client leaves while it waits at a gate is withdrawn from the wave", () =>
+    Effect.gen(function*() {
+      const gate = yield* Upstream.gate(2)
+      const upstream = yield* Upstream.make({ gate })
+      const controller = new AbortController()
+      const left = yield* Effect.fork(Effect.either(attempt(upstream.url("/gone"), { signal: controller.signal })))
+      yield* Wait.until("the request at the gate", Effect.sync(() => gate.waiting() === 1))
+      controller.abort()
+      yield* Fiber.join(left)
+      yield* Wait.until("the request ended", Effect.sync(() => upstream.inFlight() === 0))
+      assert.strictEqual(gate.waiting(), 0)
+      // The next two make a full wave of their own.
+      yield* Effect.all([get(upstream.url("/a")), get(upstream.url("/b"))], { concurrency: 2 })
+      assert.deepStrictEqual([gate.filled(), gate.timedOut()], [1, 0])
+      assert.deepStrictEqual(upstream.requests().map((r) => r.outcome), ["client_closed", "answered", "answered"])
     }))
 })

@@ -1,0 +1,66 @@
+// Builds Harvest's entry points (server, demo, command line) into plain JavaScript: `node scripts/build.mjs [outdir]`
+// (default `dist`). One ES module per entry point, with Spindle, Effect and every pure-ESM package inlined, so a start
+// loads one file instead of hundreds of modules (about 0.3 s instead of 1.3 s under tsx). Native and CommonJS packages
+// (better-sqlite3, pg, ioredis) stay imports of the file Node would have loaded, by absolute path: they are not direct
+// dependencies of this package, so Node could not find them by name from the output directory.
+import * as esbuild from "esbuild"
+import { isBuiltin } from "node:module"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+
+/** The entry points, by the name of the file each becomes (`<name>.mjs`). */
+export const entryPoints = ["main", "demo", "cli-main"]
+
+const loadedByNode = /^(better-sqlite3|pg|pg-[a-z-]+|ioredis)(\/|$)/
+const INNER = Symbol("inner-resolve")
+
+/** @type {import("esbuild").Plugin} */
+const leaveToNode = {
+  name: "leave-to-node",
+  setup(build) {
+    build.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (args.pluginData === INNER) return undefined
+      if (isBuiltin(args.path)) return { path: args.path, external: true }
+      if (!loadedByNode.test(args.path)) return undefined
+      const resolved = await build.resolve(args.path, {
+        kind: args.kind,
+        resolveDir: args.resolveDir,
+        pluginData: INNER
+      })
+      if (resolved.errors.length > 0) return { errors: resolved.errors }
+      return { path: resolved.path, external: true }
+    })
+  }
+}
+
+/**
+ * Builds every entry point into `outdir` (relative to the app's directory, or absolute).
+ *
+ * @param {string} [outdir]
+ * @returns {Promise<string>} the absolute output directory
+ */
+export const build = async (outdir = "dist") => {
+  const out = path.resolve(appDir, outdir)
+  await esbuild.build({
+    entryPoints: entryPoints.map((name) => ({ in: path.join(appDir, "src", `${name}.ts`), out: name })),
+    outdir: out,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    sourcemap: true,
+    // CommonJS code inlined into an ES module still calls `require` for Node's built-ins.
+    banner: { js: "import { createRequire as __harvestRequire } from \"node:module\"\n" +
+      "const require = __harvestRequire(import.meta.url)" },
+    plugins: [leaveToNode],
+    logLevel: "warning"
+  })
+  return out
+}
+
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await build(process.argv[2])
+}
