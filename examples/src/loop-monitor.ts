@@ -83,7 +83,7 @@ export const sheddingServer: Effect.Effect<SheddingServer, HttpServerError.Serve
     const context = yield* Layer.build(Layer.mergeAll(
       NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }),
       LoadShedder.layer({ maxEventLoopDelay: "100 millis", retryAfter: "2 seconds" }).pipe(
-        Layer.provideMerge(EventLoopMonitor.layer({ ...monitorOptions, sampleInterval: "200 millis" }))
+        Layer.provideMerge(EventLoopMonitor.layer({ ...monitorOptions, sampleInterval: "500 millis" }))
       )
     ))
     const shedder = Context.get(context, LoadShedder.LoadShedder)

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as HashMap from "effect/HashMap"
@@ -27,6 +28,8 @@ const capturingLogs = <A, E>(effect: Effect.Effect<A, E>) =>
     return [result, logs] as const
   })
 
+const servedOk = (url: string) => Effect.map(get(`${url}/hello`), (answer) => answer.status === 200 && answer)
+
 describe("loop-monitor", () => {
   it.live("a slow callback is logged as `event loop blocked` with its duration, and shows in the max", () =>
     Effect.gen(function*() {
@@ -54,7 +57,9 @@ describe("loop-monitor", () => {
   it.scopedLive("LoadShedder answers 503 with Retry-After while the loop lags, and serves again once it recovers", () =>
     Effect.gen(function*() {
       const server = yield* sheddingServer
-      assert.deepStrictEqual(yield* get(`${server.url}/hello`), { status: 200, retryAfter: null, body: "hello" })
+      // A loaded machine can lag past the threshold by itself: "served while healthy" is what eventually holds.
+      const healthy = yield* Wait.until("a 200 while the loop is healthy", servedOk(server.url))
+      assert.deepStrictEqual(healthy, { status: 200, retryAfter: null, body: "hello" })
       const lagging = yield* Effect.fork(awaitSnapshot(server.monitor, (s) => s.lastMaxMs > 100))
       // This handler holds the loop for 300 ms: it is served (it was admitted before the lag), and causes it.
       assert.strictEqual((yield* get(`${server.url}/report`)).status, 200)
@@ -68,6 +73,6 @@ describe("loop-monitor", () => {
       assert.strictEqual(error.code, "overloaded")
       assert.match(error.message, /^Event loop delay \d+ ms exceeds 100 ms/)
       assert.isTrue(Option.isSome(yield* awaitSnapshot(server.monitor, (s) => s.lastMaxMs <= 100)))
-      assert.strictEqual((yield* get(`${server.url}/hello`)).status, 200)
+      yield* Wait.until("a 200 once the loop has recovered", servedOk(server.url))
     }))
 })

@@ -32,6 +32,11 @@ export interface HarvestConfig {
   readonly leaseMs: number
   readonly retryAfterMaxMs: number
   readonly maxUrlsPerJob: number
+  /**
+   * The event-loop delay past which every route answers `503 overloaded` (500 ms). Not read from the environment:
+   * embedders and tests set it (an in-process test on a loaded machine can stall longer than that by itself).
+   */
+  readonly shedEventLoopDelayMs: number
 }
 
 /**
@@ -76,7 +81,8 @@ export const config: Config.Config<HarvestConfig> = Config.all({
   maxBodyBytes: positiveInt("MAX_BODY_BYTES", 10_485_760),
   leaseMs: positiveInt("LEASE_MS", 30_000),
   retryAfterMaxMs: positiveInt("RETRY_AFTER_MAX_MS", 60_000),
-  maxUrlsPerJob: positiveInt("MAX_URLS_PER_JOB", 100_000)
+  maxUrlsPerJob: positiveInt("MAX_URLS_PER_JOB", 100_000),
+  shedEventLoopDelayMs: Config.succeed(500)
 })
 
 /**

@@ -49,7 +49,7 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
   }))
   return routes.pipe(
     Layer.provide(Http.layer),
-    Layer.provide(LoadShedder.layer({ maxEventLoopDelay: "500 millis" })),
+    Layer.provide(LoadShedder.layer({ maxEventLoopDelay: `${config.shedEventLoopDelayMs} millis` })),
     Layer.provideMerge(HttpDrain.layer(createServer, { port: config.port, host: config.host }, {
       grace: `${config.shutdownGraceMs} millis`
     }))

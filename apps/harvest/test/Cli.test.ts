@@ -76,6 +76,7 @@ const server = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
       port: 0,
       allowPrivateNetworks: true,
       shutdownGraceMs: 200,
+      shedEventLoopDelayMs: 60_000,
       ...overrides
     })))
     const address = (yield* HttpServer.HttpServer.pipe(Effect.provide(context))).address as HttpServer.TcpAddress

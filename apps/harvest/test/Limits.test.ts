@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as net from "node:net"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import type * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Harness from "./harness.js"
 
@@ -65,6 +66,19 @@ const proxy = (port: number, target: URL) =>
       )
   )
 
+// Runs `effect` and measures the longest this process's event loop was held up meanwhile (in whole milliseconds,
+// rounded up): a loaded machine can stall a live test for hundreds of them.
+const longestStall = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const histogram = monitorEventLoopDelay({ resolution: 10 })
+      histogram.enable()
+      return histogram
+    }),
+    (histogram) => Effect.map(effect, (a) => [a, Math.ceil(histogram.max / 1e6)] as const),
+    (histogram) => Effect.sync(() => histogram.disable())
+  )
+
 for (const database of ["sqlite", "pg"] as const) {
   const skip = database === "pg" ? Databases.postgresSkip : undefined
   const suite = skip === undefined ? describe : describe.skip
@@ -96,7 +110,7 @@ for (const database of ["sqlite", "pg"] as const) {
           perHostRps: rate.perSecond,
           perHostBurst: rate.burst
         })
-        const done = yield* waitFor(id, "completed")
+        const [done, stallMillis] = yield* longestStall(waitFor(id, "completed"))
         assert.deepStrictEqual([done.succeeded, done.failed], [48, 0])
         for (const server of servers) {
           const records = server.requests()
@@ -104,18 +118,26 @@ for (const database of ["sqlite", "pg"] as const) {
           // Windows of k + ½ emission intervals: the bound ⌊burst + rps·T⌋ = burst + k is exact, and the half
           // interval either side absorbs the time a request takes from its token to the upstream. A burst one token
           // larger would exceed it in the windows that hold the burst; a missing limiter would exceed it at once.
+          // Requests whose tokens fell due while this process was stalled reach the upstream together once it runs
+          // again, so each window is widened by the longest stall measured (nothing on a calm machine).
           let reached = 0
           for (let k = 0; k <= 18; k++) {
             const windowMillis = (k + 0.5) * 200
             const allowed = Traffic.rateAllowance(rate, windowMillis)
             assert.strictEqual(allowed, rate.burst + k)
             const seen = Traffic.maxStartsInWindow(records, windowMillis)
-            assert.isAtMost(seen, allowed, `${server.origin}: starts within ${windowMillis} ms`)
-            if (seen === allowed) reached++
+            assert.isAtMost(
+              seen,
+              Traffic.rateAllowance(rate, windowMillis + stallMillis),
+              `${server.origin}: starts within ${windowMillis} ms (longest stall ${stallMillis} ms)`
+            )
+            if (seen >= allowed) reached++
           }
           // The workload kept the bucket empty, so the bound was not merely respected but met (the burst included:
           // the shortest window holds it whole).
-          assert.strictEqual(Traffic.maxStartsInWindow(records, 100), rate.burst, server.origin)
+          const burst = Traffic.maxStartsInWindow(records, 100)
+          assert.isAtLeast(burst, rate.burst, server.origin)
+          assert.isAtMost(burst, Traffic.rateAllowance(rate, 100 + stallMillis), server.origin)
           assert.isAtLeast(reached, 10, `${server.origin}: the bound was reached`)
         }
       }))

@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Blocking, EventLoopMonitor } from "@spindle/node"
+import { Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { busy } from "./fixtures/blocking.mjs"
 
 const fixture = new URL("./fixtures/blocking.mjs", import.meta.url)
@@ -39,9 +41,10 @@ describe("Blocking", () => {
     Effect.gen(function*() {
       const shared = new SharedArrayBuffer(4)
       const counter = new Int32Array(shared)
-      const exit = yield* Effect.exit(Blocking.call(fixture, "spinCounting", shared).pipe(Effect.timeout("300 millis")))
-      assert.isTrue(Exit.isFailure(exit))
-      assert.isAbove(Atomics.load(counter, 0), 0, "the call was running")
+      const call = yield* Effect.fork(Blocking.call(fixture, "spinCounting", shared))
+      yield* Wait.until("the call running on its thread", Effect.sync(() => Atomics.load(counter, 0) > 0))
+      const exit = yield* Fiber.interrupt(call)
+      assert.isTrue(Exit.isInterrupted(exit))
       // The thread is gone: the counter it was incrementing stands still.
       yield* Effect.sleep("100 millis")
       const settled = Atomics.load(counter, 0)
