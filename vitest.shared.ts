@@ -1,4 +1,8 @@
+import { fileURLToPath } from "node:url"
 import type { ViteUserConfig } from "vitest/config"
+
+// `pnpm test:quick` sets SPINDLE_TEST_QUICK=1: tests on the live clock are skipped (see scripts/vitest-quick.ts).
+const quick = process.env.SPINDLE_TEST_QUICK === "1"
 
 const config: ViteUserConfig = {
   test: {
@@ -6,7 +10,8 @@ const config: ViteUserConfig = {
     testTimeout: 30_000,
     hookTimeout: 30_000,
     fakeTimers: { toFake: undefined },
-    sequence: { concurrent: false }
+    sequence: { concurrent: false },
+    setupFiles: quick ? [fileURLToPath(new URL("scripts/vitest-quick.ts", import.meta.url))] : []
   }
 }
 

@@ -74,7 +74,7 @@ describe("KeyedLimiter", () => {
       assert.strictEqual(yield* Fiber.join(fiber), 60_000)
     }).pipe(Effect.provide(TokenBucketStore.layerMemory)))
 
-  it.effect("memory stays bounded with a million distinct keys over time", () =>
+  it.effect("memory stays bounded as 200,000 distinct keys pass through over time", () =>
     Effect.gen(function*() {
       const store = yield* TokenBucketStore.makeMemory
       const limiter = yield* KeyedLimiter.make({
@@ -84,20 +84,20 @@ describe("KeyedLimiter", () => {
       }).pipe(Effect.provideService(TokenBucketStore.TokenBucketStore, store))
       let peakKeys = 0
       let peakBuckets = 0
-      // 1,000,000 keys, 10,000 per simulated second, each used once.
-      for (let second = 0; second < 100; second++) {
+      // 200,000 keys, 10,000 per simulated second, each used once: ten times what may be held at any moment.
+      for (let second = 0; second < 20; second++) {
         yield* Effect.forEach(keysOf(second), (key) => limiter.run(key, Effect.void), { discard: true })
         yield* TestClock.adjust("1 second")
         peakKeys = Math.max(peakKeys, yield* limiter.size)
         peakBuckets = Math.max(peakBuckets, yield* store.size)
       }
-      // Only the keys of the last idle window are held, never the million.
+      // Only the keys of the last idle window are held, never all of them.
       assert.isAtMost(peakKeys, 20_000)
       assert.isAtMost(peakBuckets, 20_000)
       yield* TestClock.adjust("2 seconds")
       assert.strictEqual(yield* limiter.size, 0)
       assert.strictEqual(yield* store.size, 0)
-    }), 120_000)
+    }))
 
   it.effect("limiters sharing a store share each key's rate", () =>
     Effect.gen(function*() {
