@@ -21,12 +21,30 @@ import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
 
 /**
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(Bulkhead.make({ maxConcurrent: 4 }), (bulkhead) => Bulkhead.TypeId in bulkhead)
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/Bulkhead")
 
 /**
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ *
+ * const isBulkhead = (u: unknown): u is Bulkhead.Bulkhead<unknown> =>
+ *   typeof u === "object" && u !== null && Bulkhead.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -34,6 +52,24 @@ export type TypeId = typeof TypeId
 
 /**
  * The bulkhead's wait queue was full: the effect was not run. Safe to retry later.
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   // One running, nobody may wait: the second caller is shed at once.
+ *   const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 0, name: "reports" })
+ *   const results = yield* Effect.all([bulkhead.run(Effect.sleep("10 millis")), bulkhead.run(Effect.void)], {
+ *     concurrency: 2,
+ *     mode: "either"
+ *   })
+ *   return results.map((r) => r._tag === "Left" ? r.left.message : "ran")
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["ran", 'Bulkhead "reports" is full: 1 running and 0 queued']
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -51,6 +87,16 @@ export class BulkheadRejected extends Data.TaggedError("BulkheadRejected")<{
 /**
  * Limits of a bulkhead.
  *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ *
+ * // 8 at once, 100 waiting, the 101st waiter is rejected.
+ * const options: Bulkhead.Options = { maxConcurrent: 8, maxQueued: 100, name: "thumbnails" }
+ *
+ * const bulkhead = Bulkhead.make({ ...options, maxQueued: 100 })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -65,6 +111,23 @@ export interface Options {
 
 /**
  * A bulkhead whose `run` fails with `E` when it sheds load (`never` for an unbounded queue).
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const resize = (bulkhead: Bulkhead.Bulkhead, image: string) => bulkhead.run(Effect.succeed(`${image} resized`))
+ *
+ * const program = Effect.gen(function*() {
+ *   const bulkhead = yield* Bulkhead.make({ maxConcurrent: 2, maxQueued: 10 })
+ *   const one = yield* resize(bulkhead, "a.png")
+ *   const all = yield* bulkhead.forEach(["b.png", "c.png", "d.png"], (image) => Effect.succeed(image.length))
+ *   return [one, all, yield* bulkhead.inFlight] as const
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["a.png resized", [5, 5, 5], 0]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -101,6 +164,18 @@ export interface Bulkhead<E = BulkheadRejected> {
 /**
  * The bulkhead service, for apps that want one bulkhead swapped by layer.
  *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const render = (page: string) => Effect.flatMap(Bulkhead.Bulkhead, (bulkhead) => bulkhead.run(Effect.succeed(page)))
+ *
+ * const program = render("/home").pipe(Effect.provide(Bulkhead.layer({ maxConcurrent: 16, maxQueued: 64 })))
+ *
+ * Effect.runPromise(program).then(console.log) // "/home"
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -109,6 +184,24 @@ export const Bulkhead: Context.Tag<Bulkhead, Bulkhead> = Context.GenericTag<Bulk
 /**
  * The metrics every bulkhead (and every limiter built on one) updates, labelled `limiter=<name>`: effects
  * holding a permit, effects queued, and rejections.
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 0, name: "docs-bulkhead" })
+ *   yield* Effect.all([bulkhead.run(Effect.sleep("10 millis")), Effect.either(bulkhead.run(Effect.void))], {
+ *     concurrency: 2
+ *   })
+ *   const rejected = yield* Metric.value(Bulkhead.metrics.rejections.pipe(Metric.tagged("limiter", "docs-bulkhead")))
+ *   return rejected.count
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 1
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -268,6 +361,24 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
  * Creates a bulkhead. With `maxQueued`, `run` can fail with `BulkheadRejected`; without it, the error channel
  * is untouched. Invalid options are a defect (`IllegalArgumentException`) naming the field.
  *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   // Without maxQueued nobody is ever rejected: the error type is `never`.
+ *   const unbounded = yield* Bulkhead.make({ maxConcurrent: 4 })
+ *   // With it, `BulkheadRejected` appears in the error channel.
+ *   const bounded = yield* Bulkhead.make({ maxConcurrent: 4, maxQueued: 20 })
+ *   const a = yield* unbounded.run(Effect.succeed(1))
+ *   const b = yield* bounded.run(Effect.succeed(2)).pipe(Effect.catchTag("BulkheadRejected", () => Effect.succeed(0)))
+ *   return a + b
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 3
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -279,6 +390,18 @@ export const make: {
 /**
  * A layer providing one `Bulkhead`.
  *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const BulkheadLive = Bulkhead.layer({ maxConcurrent: 8, maxQueued: 100, name: "db" })
+ *
+ * const query = (sql: string) => Effect.flatMap(Bulkhead.Bulkhead, (bulkhead) => bulkhead.run(Effect.succeed(sql)))
+ *
+ * Effect.runPromise(query("select 1").pipe(Effect.provide(BulkheadLive))).then(console.log) // "select 1"
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -287,6 +410,21 @@ export const layer = (options: Options): Layer.Layer<Bulkhead> =>
 
 /**
  * Reads `maxConcurrent` and an optional `maxQueued` from configuration, as positive / non-negative integers.
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Config from "effect/Config"
+ * import * as ConfigProvider from "effect/ConfigProvider"
+ * import * as Effect from "effect/Effect"
+ *
+ * const options = Config.nested(Bulkhead.config("db"), "db")
+ *
+ * const provider = ConfigProvider.fromJson({ db: { maxConcurrent: 8, maxQueued: 50 } })
+ *
+ * Effect.runPromise(Effect.withConfigProvider(options, provider)).then(console.log)
+ * // { maxConcurrent: 8, maxQueued: 50, name: "db" }
+ * ```
  *
  * @since 0.1.0
  * @category config
@@ -305,6 +443,27 @@ export const config = (name?: string): Config.Config<Options> =>
 
 /**
  * A layer providing one `Bulkhead` configured through `Config`.
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@spindle/core"
+ * import * as Config from "effect/Config"
+ * import * as ConfigProvider from "effect/ConfigProvider"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * const BulkheadLive = Bulkhead.layerConfig(Config.nested(Bulkhead.config("db"), "db")).pipe(
+ *   Layer.provide(Layer.setConfigProvider(ConfigProvider.fromJson({ db: { maxConcurrent: 0 } })))
+ * )
+ *
+ * // maxConcurrent 0 is refused as a ConfigError, not a defect.
+ * const program = Effect.flatMap(Bulkhead.Bulkhead, (b) => b.run(Effect.void)).pipe(
+ *   Effect.provide(BulkheadLive),
+ *   Effect.catchTag("ConfigError", (e) => Effect.succeed(`bad config: ${e._op}`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "bad config: InvalidData"
+ * ```
  *
  * @since 0.1.0
  * @category layers

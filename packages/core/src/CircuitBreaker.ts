@@ -25,12 +25,33 @@ import * as Validate from "./internal/validate.js"
 import * as RetryAfter from "./RetryAfter.js"
 
 /**
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(
+ *   CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(5) }),
+ *   (breaker) => CircuitBreaker.TypeId in breaker
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/CircuitBreaker")
 
 /**
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ *
+ * const isCircuitBreaker = (u: unknown): u is CircuitBreaker.CircuitBreaker<unknown> =>
+ *   typeof u === "object" && u !== null && CircuitBreaker.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -38,6 +59,19 @@ export type TypeId = typeof TypeId
 
 /**
  * The state of a breaker. `Open.until` is the clock time (ms) after which probes are admitted.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ *
+ * const describe = CircuitBreaker.State.$match({
+ *   Closed: () => "closed",
+ *   Open: ({ openings, until }) => `open (${openings}x) until ${new Date(until).toISOString()}`,
+ *   HalfOpen: () => "probing"
+ * })
+ *
+ * console.log(describe(CircuitBreaker.State.Closed())) // "closed"
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -51,6 +85,16 @@ export type State = Data.TaggedEnum<{
 /**
  * Constructors and matchers for `State`.
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ *
+ * const isOpen = CircuitBreaker.State.$is("Open")
+ *
+ * console.log(isOpen(CircuitBreaker.State.Open({ until: Date.now() + 5_000, openings: 1 }))) // true
+ * console.log(isOpen(CircuitBreaker.State.HalfOpen({ openings: 1 }))) // false
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -58,6 +102,17 @@ export const State = Data.taggedEnum<State>()
 
 /**
  * When a closed breaker opens.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ *
+ * // A quiet service: 5 failures in a row. A busy one: half of at least 20 calls over 30 seconds.
+ * const policyFor = (callsPerMinute: number): CircuitBreaker.Policy =>
+ *   callsPerMinute < 60
+ *     ? CircuitBreaker.consecutiveFailures(5)
+ *     : CircuitBreaker.failureRatio({ ratio: 0.5, window: "30 seconds", minimumThroughput: 20 })
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -75,6 +130,22 @@ export type Policy =
 /**
  * Opens after `threshold` counted failures in a row.
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(2), cooldown: "1 minute" })
+ *   const failing = Effect.fail("boom")
+ *   yield* Effect.either(breaker.run(failing))
+ *   yield* Effect.either(breaker.run(failing))
+ *   return (yield* breaker.state)._tag
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // "Open"
+ * ```
+ *
  * @since 0.1.0
  * @category policies
  */
@@ -83,6 +154,20 @@ export const consecutiveFailures = (threshold: number): Policy => ({ _tag: "Cons
 /**
  * Opens when, over the last `window`, at least `minimumThroughput` calls ended and at least `ratio` of them
  * failed. The window slides in `buckets` steps (default 10).
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Opens when at least half of the last 30 seconds' calls failed, once 20 calls have ended in that window.
+ * const breaker = CircuitBreaker.make({
+ *   policy: CircuitBreaker.failureRatio({ ratio: 0.5, window: "30 seconds", minimumThroughput: 20, buckets: 30 }),
+ *   cooldown: "5 seconds"
+ * })
+ *
+ * const program = Effect.flatMap(breaker, (b) => b.run(Effect.succeed("ok")))
+ * ```
  *
  * @since 0.1.0
  * @category policies
@@ -96,6 +181,28 @@ export const failureRatio = (options: {
 
 /**
  * Options of a breaker over errors of type `E`.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ *
+ * class HttpError {
+ *   readonly _tag = "HttpError"
+ *   constructor(readonly status: number) {}
+ * }
+ *
+ * const options: CircuitBreaker.Options<HttpError> = {
+ *   policy: CircuitBreaker.consecutiveFailures(5),
+ *   cooldown: "5 seconds",
+ *   cooldownFactor: 2, // 5 s, 10 s, 20 s … while probes keep failing
+ *   cooldownMax: "2 minutes",
+ *   halfOpenProbes: 2,
+ *   isFailure: (e) => e.status >= 500, // a 404 says the upstream is alive
+ *   name: "payments"
+ * }
+ *
+ * const breaker = CircuitBreaker.make(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -120,6 +227,27 @@ export interface Options<E = unknown> {
 /**
  * The circuit is open: the call was not made. `retryAfter` is the time until probes are admitted again.
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, RetryAfter } from "@spindle/core"
+ * import * as Duration from "effect/Duration"
+ * import * as Effect from "effect/Effect"
+ * import * as Option from "effect/Option"
+ *
+ * const program = Effect.gen(function*() {
+ *   const policy = CircuitBreaker.consecutiveFailures(1)
+ *   const breaker = yield* CircuitBreaker.make({ policy, cooldown: "30 seconds" })
+ *   yield* Effect.either(breaker.run(Effect.fail("down")))
+ *   const refused = yield* Effect.flip(breaker.run(Effect.succeed("never runs")))
+ *   // CircuitOpen carries its retry-after hint, so RetryPolicy waits for the next probe.
+ *   return refused._tag === "CircuitOpen" && Option.isSome(RetryAfter.get(refused))
+ *     ? Duration.toSeconds(refused.retryAfter)
+ *     : -1
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 30
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -138,6 +266,25 @@ export class CircuitOpen extends Data.TaggedError("CircuitOpen")<{
 /**
  * A circuit breaker for effects failing with `E`.
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Stream from "effect/Stream"
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker: CircuitBreaker.CircuitBreaker<string> = yield* CircuitBreaker.make<string>({
+ *     policy: CircuitBreaker.consecutiveFailures(1)
+ *   })
+ *   yield* Effect.either(breaker.run(Effect.fail("timeout")))
+ *   // `changes` starts with the state now.
+ *   const states = yield* Stream.runCollect(Stream.take(breaker.changes, 1))
+ *   return Array.from(states, (s) => s._tag)
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["Open"]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -155,6 +302,22 @@ export interface CircuitBreaker<E = unknown> {
 /**
  * The metrics circuit breakers update, labelled `breaker=<name>`: breakers open or half-open (a keyed breaker
  * adds up its keys), transitions labelled with the `state` entered, and refused calls.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(1), name: "docs-breaker" })
+ *   yield* Effect.either(breaker.run(Effect.fail("down")))
+ *   const open = yield* Metric.value(CircuitBreaker.metrics.open.pipe(Metric.tagged("breaker", "docs-breaker")))
+ *   return open.value
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 1
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -380,6 +543,32 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
 
 /**
  * Creates a circuit breaker. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * class HttpError {
+ *   readonly _tag = "HttpError"
+ *   constructor(readonly status: number) {}
+ * }
+ *
+ * const callUpstream = (status: number): Effect.Effect<string, HttpError> =>
+ *   status < 400 ? Effect.succeed("ok") : Effect.fail(new HttpError(status))
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make<HttpError>({
+ *     policy: CircuitBreaker.consecutiveFailures(3),
+ *     isFailure: (e) => e.status >= 500
+ *   })
+ *   // 404s do not count: the breaker stays closed.
+ *   for (let i = 0; i < 5; i++) yield* Effect.either(breaker.run(callUpstream(404)))
+ *   return (yield* breaker.state)._tag
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // "Closed"
+ * ```
  *
  * @since 0.1.0
  * @category constructors

@@ -21,6 +21,21 @@ import * as Validate from "./internal/validate.js"
  * A time limit fired and the work was interrupted: `limit` is `"attempt"` for a per-attempt timeout and
  * `"deadline"` for the overall deadline; `duration` is the limit that was set.
  *
+ * @example
+ * ```ts
+ * import { Deadline } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const slow = Effect.sleep("1 second").pipe(Effect.as("done"))
+ *
+ * const program = slow.pipe(
+ *   Deadline.attempt("20 millis"),
+ *   Effect.catchTag("TimeoutError", (e) => Effect.succeed(`${e.limit}: ${e.message}`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "attempt: Attempt timed out after 20ms"
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -38,6 +53,20 @@ export class TimeoutError extends Data.TaggedError("TimeoutError")<{
 /**
  * The deadline in effect, as clock milliseconds, and the duration it was set with.
  *
+ * @example
+ * ```ts
+ * import { Deadline } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as FiberRef from "effect/FiberRef"
+ *
+ * const program = FiberRef.get(Deadline.currentDeadline).pipe(
+ *   Effect.map((deadline) => deadline?.duration),
+ *   Deadline.within("2 seconds")
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // { _id: "Duration", _tag: "Millis", millis: 2000 }
+ * ```
+ *
  * @since 0.1.0
  * @category fiber refs
  */
@@ -47,6 +76,21 @@ export const currentDeadline: FiberRef.FiberRef<
 
 /**
  * The deadline in effect (clock milliseconds), if any.
+ *
+ * @example
+ * ```ts
+ * import { Deadline } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Option from "effect/Option"
+ *
+ * // Pass the deadline on to a downstream service (as a header, say).
+ * const deadlineHeader = Effect.map(Deadline.current, Option.map((at) => new Date(at).toISOString()))
+ *
+ * const program = Effect.all([deadlineHeader, deadlineHeader.pipe(Deadline.within("5 seconds"))])
+ *
+ * Effect.runPromise(program).then(([outside, inside]) => console.log(Option.isNone(outside), Option.isSome(inside)))
+ * // true true
+ * ```
  *
  * @since 0.1.0
  * @category getters
@@ -58,6 +102,23 @@ export const current: Effect.Effect<Option.Option<number>> = Effect.map(
 
 /**
  * Time left before the deadline in effect, if any (zero once it has passed).
+ *
+ * @example
+ * ```ts
+ * import { Deadline } from "@spindle/core"
+ * import * as Duration from "effect/Duration"
+ * import * as Effect from "effect/Effect"
+ * import * as Option from "effect/Option"
+ *
+ * // Skip optional work when less than 100 ms are left.
+ * const enrich = Effect.gen(function*() {
+ *   const left = yield* Deadline.remaining
+ *   if (Option.isSome(left) && Duration.lessThan(left.value, "100 millis")) return "skipped"
+ *   return "enriched"
+ * })
+ *
+ * Effect.runPromise(enrich.pipe(Deadline.within("1 second"))).then(console.log) // "enriched"
+ * ```
  *
  * @since 0.1.0
  * @category getters
@@ -87,6 +148,24 @@ const timeoutAfter = <A, E, R>(
  * Runs `self` under an overall deadline of `duration` from now (or the enclosing deadline, if sooner), which
  * every `attempt` and retry inside it respects.
  *
+ * @example
+ * ```ts
+ * import { Deadline, RetryPolicy } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const flaky = Effect.fail("503")
+ *
+ * // The deadline spans every attempt and backoff: no retry starts after it, and a late attempt is cut short.
+ * const program = flaky.pipe(
+ *   Deadline.attempt("20 millis"),
+ *   RetryPolicy.retry({ base: "10 millis", maxAttempts: 100 }),
+ *   Deadline.within("100 millis"),
+ *   Effect.either
+ * )
+ *
+ * Effect.runPromise(program).then((result) => console.log(result._tag)) // "Left", well before 100 attempts
+ * ```
+ *
  * @since 0.1.0
  * @category combinators
  */
@@ -111,6 +190,20 @@ export const within: {
 /**
  * Runs one attempt of `self` for at most `duration`, or for what remains of the deadline in effect if that is
  * shorter (then a timeout reports `limit: "deadline"`). With no time left it fails without starting `self`.
+ *
+ * @example
+ * ```ts
+ * import { Deadline } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * let calls = 0
+ * // The first call hangs; the second answers at once.
+ * const call = Effect.suspend(() => ++calls === 1 ? Effect.never : Effect.succeed(`answer after ${calls} calls`))
+ *
+ * const program = call.pipe(Deadline.attempt("20 millis"), Effect.retry({ times: 2 }))
+ *
+ * Effect.runPromise(program).then(console.log) // "answer after 2 calls"
+ * ```
  *
  * @since 0.1.0
  * @category combinators

@@ -21,12 +21,33 @@ import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
 
 /**
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(
+ *   KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(5) }),
+ *   (breakers) => KeyedCircuitBreaker.TypeId in breakers
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/KeyedCircuitBreaker")
 
 /**
+ * @example
+ * ```ts
+ * import { KeyedCircuitBreaker } from "@spindle/core"
+ *
+ * const isKeyedCircuitBreaker = (u: unknown): u is KeyedCircuitBreaker.KeyedCircuitBreaker<unknown> =>
+ *   typeof u === "object" && u !== null && KeyedCircuitBreaker.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -34,6 +55,20 @@ export type TypeId = typeof TypeId
 
 /**
  * Per-key breaker options plus how long an idle, healthy key is kept.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ *
+ * const options: KeyedCircuitBreaker.Options = {
+ *   policy: CircuitBreaker.consecutiveFailures(5),
+ *   cooldown: "10 seconds",
+ *   idleTimeToLive: "10 minutes", // healthy hosts unused for 10 minutes are forgotten
+ *   name: "per-host"
+ * }
+ *
+ * const perHost = KeyedCircuitBreaker.make(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -46,6 +81,21 @@ export interface Options<E = unknown> extends CircuitBreaker.Options<E> {
 /**
  * A state change of one key.
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(1) })
+ *   yield* Effect.either(perHost.run("down.example", Effect.fail("refused")))
+ *   const unhealthy: ReadonlyArray<KeyedCircuitBreaker.Change> = yield* perHost.unhealthy
+ *   return unhealthy.map((change) => `${change.key}: ${change.state._tag}`)
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["down.example: Open"]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -56,6 +106,23 @@ export interface Change {
 
 /**
  * A breaker per key.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const fetchFrom = (breakers: KeyedCircuitBreaker.KeyedCircuitBreaker, url: URL) =>
+ *   Effect.succeed(`GET ${url.pathname}`).pipe(breakers.run(url.host))
+ *
+ * const program = Effect.gen(function*() {
+ *   const breakers = yield* KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(3) })
+ *   const body = yield* fetchFrom(breakers, new URL("https://api.example/users"))
+ *   return [body, yield* breakers.size] as const
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["GET /users", 1]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -86,6 +153,22 @@ export interface KeyedCircuitBreaker<E = unknown> {
 /**
  * The keyed circuit breaker service.
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const PerHostLive = KeyedCircuitBreaker.layer({
+ *   policy: CircuitBreaker.consecutiveFailures(5),
+ *   cooldown: "5 seconds"
+ * })
+ *
+ * const call = (host: string) =>
+ *   Effect.flatMap(KeyedCircuitBreaker.KeyedCircuitBreaker, (breakers) => breakers.run(host, Effect.succeed(host)))
+ *
+ * Effect.runPromise(call("example.com").pipe(Effect.provide(PerHostLive))).then(console.log) // "example.com"
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -102,6 +185,24 @@ const MIN_SWEEP_SIZE = 256
 
 /**
  * Creates a keyed circuit breaker. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Option from "effect/Option"
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(1) })
+ *   yield* Effect.either(perHost.run("flaky.example", Effect.fail("503")))
+ *   // One failing host opens only its own circuit.
+ *   const healthy = yield* Effect.either(perHost.run("stable.example", Effect.succeed("200")))
+ *   const flaky = yield* perHost.state("flaky.example")
+ *   return [healthy._tag, Option.map(flaky, (s) => s._tag)] as const
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["Right", { _id: "Option", _tag: "Some", value: "Open" }]
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -177,6 +278,23 @@ export const make = <E = unknown>(options: Options<E>): Effect.Effect<KeyedCircu
 
 /**
  * A layer providing the `KeyedCircuitBreaker` service.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const PerHostLive = KeyedCircuitBreaker.layer({
+ *   policy: CircuitBreaker.failureRatio({ ratio: 0.5, window: "1 minute", minimumThroughput: 10 }),
+ *   name: "upstreams"
+ * })
+ *
+ * const program = Effect.flatMap(KeyedCircuitBreaker.KeyedCircuitBreaker, (b) => b.unhealthy).pipe(
+ *   Effect.provide(PerHostLive)
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // []
+ * ```
  *
  * @since 0.1.0
  * @category layers

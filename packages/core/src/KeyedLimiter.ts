@@ -27,12 +27,32 @@ import * as TokenBucket from "./TokenBucket.js"
 import * as TokenBucketStore from "./TokenBucketStore.js"
 
 /**
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(KeyedLimiter.make({ concurrency: 2 }), (limiter) => KeyedLimiter.TypeId in limiter).pipe(
+ *   Effect.provide(TokenBucketStore.layerMemory)
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/KeyedLimiter")
 
 /**
+ * @example
+ * ```ts
+ * import { KeyedLimiter } from "@spindle/core"
+ *
+ * const isKeyedLimiter = (u: unknown): u is KeyedLimiter.KeyedLimiter<unknown> =>
+ *   typeof u === "object" && u !== null && KeyedLimiter.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -40,6 +60,22 @@ export type TypeId = typeof TypeId
 
 /**
  * Per-key limits plus how long an idle key is kept.
+ *
+ * @example
+ * ```ts
+ * import { KeyedLimiter } from "@spindle/core"
+ *
+ * // Per host: 8 in flight, 5 per second; a host idle for 5 minutes is forgotten.
+ * const options: KeyedLimiter.Options = {
+ *   concurrency: 8,
+ *   rate: { limit: 5, interval: "1 second" },
+ *   idleTimeToLive: "5 minutes",
+ *   keyPrefix: "crawler",
+ *   name: "per-host"
+ * }
+ *
+ * const limiter = KeyedLimiter.make(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -54,6 +90,22 @@ export interface Options extends Limiter.Options {
 /**
  * What a key's limiter holds now.
  *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Option from "effect/Option"
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedLimiter.make({ concurrency: 4, rate: { limit: 10, interval: "1 second" } })
+ *   yield* perHost.run("example.com", Effect.void)
+ *   const stats: Option.Option<KeyedLimiter.KeyStats> = yield* perHost.stats("example.com")
+ *   return Option.map(stats, (s) => s.inFlight)
+ * }).pipe(Effect.provide(TokenBucketStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // { _id: "Option", _tag: "Some", value: 0 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -65,6 +117,27 @@ export interface KeyStats {
 
 /**
  * A keyed limiter whose `run` may fail with `E`.
+ *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const fetchUrl = (limiter: KeyedLimiter.KeyedLimiter, url: URL) =>
+ *   Effect.succeed(`fetched ${url.href}`).pipe(limiter.run(url.host))
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedLimiter.make({ concurrency: 2, maxQueued: 100 })
+ *   const pages = yield* Effect.forEach(
+ *     ["https://a.example/1", "https://b.example/1", "https://a.example/2"],
+ *     (url) => fetchUrl(perHost, new URL(url)),
+ *     { concurrency: "unbounded" }
+ *   )
+ *   return [pages.length, yield* perHost.size]
+ * }).pipe(Effect.provide(TokenBucketStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // [3, 2]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -86,6 +159,22 @@ export interface KeyedLimiter<E = Bulkhead.BulkheadRejected | TokenBucketStore.T
 /**
  * The keyed limiter service.
  *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * const PerTenantLive = KeyedLimiter.layer({ rate: { limit: 100, interval: "1 minute" } }).pipe(
+ *   Layer.provide(TokenBucketStore.layerMemory)
+ * )
+ *
+ * const handle = (tenant: string) =>
+ *   Effect.flatMap(KeyedLimiter.KeyedLimiter, (limiter) => limiter.run(tenant, Effect.succeed(`${tenant}: ok`)))
+ *
+ * Effect.runPromise(handle("acme").pipe(Effect.provide(PerTenantLive))).then(console.log) // "acme: ok"
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -96,6 +185,22 @@ export const KeyedLimiter: Context.Tag<KeyedLimiter, KeyedLimiter> = Context.Gen
 /**
  * The metrics of keyed limiters, labelled `limiter=<name>`: keys held in memory. In-flight, queued and rejection
  * figures are those of `Bulkhead.metrics`, summed over the keys under the same label.
+ *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedLimiter.make({ concurrency: 1, name: "docs-hosts" })
+ *   yield* Effect.forEach(["a", "b", "c"], (host) => perHost.run(host, Effect.void))
+ *   const keys = yield* Metric.value(KeyedLimiter.metrics.keys.pipe(Metric.tagged("limiter", "docs-hosts")))
+ *   return keys.value
+ * }).pipe(Effect.provide(TokenBucketStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // 3
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -115,6 +220,20 @@ const MIN_SWEEP_SIZE = 256
 /**
  * Creates a keyed limiter over the `TokenBucketStore` in context. Invalid options are a defect
  * (`IllegalArgumentException`) naming the field.
+ *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   // One limiter per host, created on first use, evicted after a minute idle.
+ *   const perHost = yield* KeyedLimiter.make({ concurrency: 8, rate: { limit: 5, interval: "1 second" } })
+ *   return yield* perHost.run("example.com", Effect.succeed(200))
+ * }).pipe(Effect.provide(TokenBucketStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // 200
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -208,6 +327,17 @@ export const make = <const O extends Options>(
 /**
  * A layer providing the `KeyedLimiter` service over the `TokenBucketStore` in context.
  *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Layer from "effect/Layer"
+ *
+ * // The rates live in the TokenBucketStore: in memory here, in Redis to share them across instances.
+ * const PerHostLive = KeyedLimiter.layer({ concurrency: 8, rate: { limit: 5, interval: "1 second" } }).pipe(
+ *   Layer.provide(TokenBucketStore.layerMemory)
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -218,6 +348,18 @@ export const layer = (
 
 /**
  * A layer providing the `KeyedLimiter` service configured through `Config` (the keys of `Limiter.config`).
+ *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, Limiter, TokenBucketStore } from "@spindle/core"
+ * import * as Config from "effect/Config"
+ * import * as Layer from "effect/Layer"
+ *
+ * // PER_HOST_CONCURRENCY, PER_HOST_RATE_LIMIT, … read once when the layer is built.
+ * const PerHostLive = KeyedLimiter.layerConfig(Config.nested(Limiter.config("per-host"), "PER_HOST")).pipe(
+ *   Layer.provide(TokenBucketStore.layerMemory)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

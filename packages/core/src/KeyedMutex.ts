@@ -19,12 +19,30 @@ import * as Layer from "effect/Layer"
 import { LinkedList, type Node } from "./internal/linkedList.js"
 
 /**
+ * @example
+ * ```ts
+ * import { KeyedMutex } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(KeyedMutex.make(), (mutex) => KeyedMutex.TypeId in mutex)
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/KeyedMutex")
 
 /**
+ * @example
+ * ```ts
+ * import { KeyedMutex } from "@spindle/core"
+ *
+ * const isKeyedMutex = (u: unknown): u is KeyedMutex.KeyedMutex<unknown> =>
+ *   typeof u === "object" && u !== null && KeyedMutex.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -32,6 +50,25 @@ export type TypeId = typeof TypeId
 
 /**
  * A lock per key.
+ *
+ * @example
+ * ```ts
+ * import { KeyedMutex } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // One writer per file: appends to the same path never interleave; different paths proceed in parallel.
+ * const appendLine = (mutex: KeyedMutex.KeyedMutex, path: string, line: string) =>
+ *   Effect.log(`append to ${path}: ${line}`).pipe(mutex.withLock(path))
+ *
+ * const program = Effect.gen(function*() {
+ *   const mutex = yield* KeyedMutex.make()
+ *   const writes = [appendLine(mutex, "a.log", "1"), appendLine(mutex, "a.log", "2"), appendLine(mutex, "b.log", "1")]
+ *   yield* Effect.all(writes, { concurrency: "unbounded" })
+ *   return yield* mutex.size
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 0: no key is held once everyone is done
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -52,6 +89,17 @@ export interface KeyedMutex<K = string> {
 /**
  * The keyed mutex service (string keys).
  *
+ * @example
+ * ```ts
+ * import { KeyedMutex } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const refreshToken = (tenant: string) =>
+ *   Effect.flatMap(KeyedMutex.KeyedMutex, (mutex) => mutex.withLock(tenant, Effect.succeed(`token for ${tenant}`)))
+ *
+ * Effect.runPromise(refreshToken("acme").pipe(Effect.provide(KeyedMutex.layer))).then(console.log) // "token for acme"
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -66,6 +114,22 @@ interface Waiter {
 
 /**
  * Creates a keyed mutex. Keys are compared with `Map` semantics (strings, numbers, or the same object).
+ *
+ * @example
+ * ```ts
+ * import { KeyedMutex } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   // Numeric keys: one migration per tenant id at a time.
+ *   const mutex = yield* KeyedMutex.make<number>()
+ *   const held = yield* mutex.isLocked(42).pipe(mutex.withLock(42))
+ *   const after = yield* mutex.isLocked(42)
+ *   return [held, after]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [true, false]
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -121,6 +185,19 @@ export const make = <K = string>(): Effect.Effect<KeyedMutex<K>> =>
 
 /**
  * A layer providing the `KeyedMutex` service.
+ *
+ * @example
+ * ```ts
+ * import { KeyedMutex } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const mutex = yield* KeyedMutex.KeyedMutex
+ *   return yield* mutex.withLock("cache:users", Effect.succeed("refreshed once"))
+ * }).pipe(Effect.provide(KeyedMutex.layer))
+ *
+ * Effect.runPromise(program).then(console.log) // "refreshed once"
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -20,12 +20,30 @@ import * as TokenBucket from "./TokenBucket.js"
 import type * as TokenBucketStore from "./TokenBucketStore.js"
 
 /**
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(Limiter.make({ concurrency: 2 }), (limiter) => Limiter.TypeId in limiter)
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/Limiter")
 
 /**
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ *
+ * const isLimiter = (u: unknown): u is Limiter.Limiter<unknown> =>
+ *   typeof u === "object" && u !== null && Limiter.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -33,6 +51,21 @@ export type TypeId = typeof TypeId
 
 /**
  * Both limits; either may be omitted.
+ *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ *
+ * // What a typical API imposes: 4 requests in flight, 10 per second with bursts of 5, 50 callers queued at most.
+ * const options: Limiter.Options = {
+ *   concurrency: 4,
+ *   maxQueued: 50,
+ *   rate: { limit: 10, interval: "1 second", burst: 5 },
+ *   name: "billing-api"
+ * }
+ *
+ * const limiter = Limiter.make(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -51,6 +84,15 @@ export interface Options {
 /**
  * The rate part of a limiter: `limit` starts per `interval`, `burst` at once (default `max(1, ceil(limit))`).
  *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ *
+ * const tenPerSecond: Limiter.RateOptions = { limit: 10, interval: "1 second" }
+ *
+ * const limiter = Limiter.make({ concurrency: 2, rate: tenPerSecond })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -62,6 +104,23 @@ export interface RateOptions {
 
 /**
  * A combined concurrency and rate limiter whose `run` may fail with `E`.
+ *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const callApi = <E>(limiter: Limiter.Limiter<E>, path: string) => limiter.run(Effect.succeed(`GET ${path}`))
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* Limiter.make({ concurrency: 2, rate: { limit: 10, interval: "1 second" } })
+ *   const body = yield* callApi(limiter, "/users")
+ *   const tokens = yield* limiter.tokens
+ *   return [body, tokens] as const
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["GET /users", { _id: "Option", _tag: "Some", value: 9 }]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -81,6 +140,20 @@ export interface Limiter<E = Bulkhead.BulkheadRejected> {
 
 /**
  * The limiter service, for apps that want one limiter swapped by layer.
+ *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const callApi = (path: string) => Effect.flatMap(Limiter.Limiter, (limiter) => limiter.run(Effect.succeed(path)))
+ *
+ * const program = callApi("/orders").pipe(
+ *   Effect.provide(Limiter.layer({ concurrency: 4, maxQueued: 100, rate: { limit: 20, interval: "1 second" } }))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "/orders"
+ * ```
  *
  * @since 0.1.0
  * @category tags
@@ -115,6 +188,18 @@ export const bucketOptions = (options: Options): TokenBucket.Options | undefined
 /**
  * Type of the error a limiter with these options can fail with.
  *
+ * @example
+ * ```ts
+ * import type { Bulkhead, Limiter } from "@spindle/core"
+ *
+ * // A limiter fails with BulkheadRejected only when its queue is bounded.
+ * type Bounded = Limiter.ErrorFor<{ concurrency: 4; maxQueued: 10 }> // Bulkhead.BulkheadRejected
+ * type Unbounded = Limiter.ErrorFor<{ concurrency: 4 }> // never
+ *
+ * const bounded: Bounded extends Bulkhead.BulkheadRejected ? true : false = true
+ * const unbounded: [Unbounded] extends [never] ? true : false = true
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -122,6 +207,20 @@ export type ErrorFor<O extends Options> = O extends { readonly maxQueued: number
 
 /**
  * Creates an in-process limiter. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* Limiter.make({ concurrency: 2, rate: { limit: 100, interval: "1 second", burst: 10 } })
+ *   // Starts obey the rate; at most two run at once.
+ *   return yield* Effect.forEach([1, 2, 3, 4], (n) => limiter.run(Effect.succeed(n * n)), { concurrency: "unbounded" })
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [1, 4, 9, 16]
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -137,6 +236,24 @@ export const make = <const O extends Options>(options: O): Effect.Effect<Limiter
 /**
  * Creates a limiter whose rate lives in the `TokenBucketStore` under `key` (shared by every process using the
  * same store), while concurrency is limited in this process.
+ *
+ * @example
+ * ```ts
+ * import { Limiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // The rate is shared by every process using the store under the same key; the concurrency limit is local.
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* Limiter.fromStore({
+ *     key: "partner-api",
+ *     concurrency: 4,
+ *     rate: { limit: 5, interval: "1 second" }
+ *   })
+ *   return yield* limiter.run(Effect.succeed("ok"))
+ * }).pipe(Effect.provide(TokenBucketStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // "ok"
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -158,6 +275,19 @@ export const fromStore = <const O extends Options>(
 /**
  * A layer providing one in-process `Limiter`.
  *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const LimiterLive = Limiter.layer({ concurrency: 8, rate: { limit: 50, interval: "1 second" }, name: "geo" })
+ *
+ * const geocode = (address: string) =>
+ *   Effect.flatMap(Limiter.Limiter, (limiter) => limiter.run(Effect.succeed({ address, lat: 0, lon: 0 })))
+ *
+ * Effect.runPromise(geocode("1 Main St").pipe(Effect.provide(LimiterLive))).then(console.log)
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -167,6 +297,22 @@ export const layer = (options: Options): Layer.Layer<Limiter> =>
 /**
  * Reads `concurrency`, `maxQueued`, `rateLimit`, `rateInterval` and `rateBurst` from configuration (each
  * optional), validated so that a bad value is a `ConfigError` naming its key.
+ *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ * import * as Config from "effect/Config"
+ * import * as ConfigProvider from "effect/ConfigProvider"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Keys: concurrency, maxQueued, rateLimit, rateInterval, rateBurst (all optional).
+ * const options = Config.nested(Limiter.config("geo"), "geo")
+ *
+ * const provider = ConfigProvider.fromJson({ geo: { concurrency: 4, rateLimit: 10 } })
+ *
+ * Effect.runPromise(Effect.withConfigProvider(options, provider)).then((o) => console.log(o.concurrency, o.rate))
+ * // 4 { limit: 10, interval: Duration(1s), burst: undefined }
+ * ```
  *
  * @since 0.1.0
  * @category config
@@ -206,6 +352,20 @@ const optionalInteger = (key: string, min: number): Config.Config<number | undef
 
 /**
  * A layer providing one in-process `Limiter` configured through `Config`.
+ *
+ * @example
+ * ```ts
+ * import { Limiter } from "@spindle/core"
+ * import * as Config from "effect/Config"
+ * import * as Effect from "effect/Effect"
+ *
+ * // GEO_CONCURRENCY, GEO_RATE_LIMIT, … from the environment; bad values fail the layer with a ConfigError.
+ * const LimiterLive = Limiter.layerConfig(Config.nested(Limiter.config("geo"), "GEO"))
+ *
+ * const program = Effect.flatMap(Limiter.Limiter, (limiter) => limiter.run(Effect.succeed("ok"))).pipe(
+ *   Effect.provide(LimiterLive)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -20,6 +20,21 @@ import * as Stream from "effect/Stream"
 /**
  * A line was longer than `maxLineLength` characters.
  *
+ * @example
+ * ```ts
+ * import { Lines } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Stream from "effect/Stream"
+ *
+ * const program = Stream.make("short\n", "x".repeat(100), "\n").pipe(
+ *   Lines.split({ maxLineLength: 10 }),
+ *   Stream.runCollect,
+ *   Effect.catchTag("LineTooLong", (e) => Effect.succeed(e.message))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "Line 2 is longer than 10 characters"
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -35,6 +50,17 @@ export class LineTooLong extends Data.TaggedError("LineTooLong")<{
 /**
  * Options for line splitting.
  *
+ * @example
+ * ```ts
+ * import { Lines } from "@spindle/core"
+ * import * as Stream from "effect/Stream"
+ *
+ * // A single-line JSON dump cannot grow a buffer without bound.
+ * const options: Lines.Options = { maxLineLength: 1_000_000 }
+ *
+ * const lines = Stream.make("{}\n").pipe(Lines.split(options))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -46,6 +72,19 @@ export interface Options {
 /**
  * Splits a stream of text into lines without their line endings. A final line without an ending is emitted too;
  * an empty input emits nothing.
+ *
+ * @example
+ * ```ts
+ * import { Lines } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Stream from "effect/Stream"
+ *
+ * // Line endings split across chunks, mixed \r\n and \n, and a last line without an ending.
+ * const chunks = Stream.make("first\r", "\nsecond\nthi", "rd")
+ *
+ * Effect.runPromise(Stream.runCollect(chunks.pipe(Lines.split()))).then((lines) => console.log(Array.from(lines)))
+ * // ["first", "second", "third"]
+ * ```
  *
  * @since 0.1.0
  * @category combinators
@@ -107,6 +146,28 @@ export const split = (options: Options = {}) =>
 /**
  * The lines of a file, read lazily in chunks of `chunkSize` bytes (default 64 KiB) and decoded as `encoding`
  * (default UTF-8).
+ *
+ * @example
+ * ```ts
+ * import { Lines } from "@spindle/core"
+ * import { NodeFileSystem } from "@effect/platform-node"
+ * import * as FileSystem from "@effect/platform/FileSystem"
+ * import * as Effect from "effect/Effect"
+ * import * as Stream from "effect/Stream"
+ *
+ * const program = Effect.gen(function*() {
+ *   const fs = yield* FileSystem.FileSystem
+ *   const path = yield* fs.makeTempFileScoped({ prefix: "urls" })
+ *   yield* fs.writeFileString(path, "https://a.example/\nhttps://b.example/\n")
+ *   // Constant memory, whatever the size of the file.
+ *   return yield* Lines.fromFile(path, { maxLineLength: 8192 }).pipe(
+ *     Stream.filter((line) => line.startsWith("https://")),
+ *     Stream.runCount
+ *   )
+ * }).pipe(Effect.scoped, Effect.provide(NodeFileSystem.layer))
+ *
+ * Effect.runPromise(program).then(console.log) // 2
+ * ```
  *
  * @since 0.1.0
  * @category constructors

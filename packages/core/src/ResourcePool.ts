@@ -21,12 +21,33 @@ import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
 
 /**
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(
+ *   ResourcePool.make({ acquire: Effect.succeed({}), max: 1 }),
+ *   (pool) => ResourcePool.TypeId in pool
+ * )
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/ResourcePool")
 
 /**
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ *
+ * const isResourcePool = (u: unknown): u is ResourcePool.ResourcePool<unknown, unknown> =>
+ *   typeof u === "object" && u !== null && ResourcePool.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -34,6 +55,20 @@ export type TypeId = typeof TypeId
 
 /**
  * No resource could be borrowed within `acquireTimeout`.
+ *
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* ResourcePool.make({ acquire: Effect.succeed("conn"), max: 1, acquireTimeout: "20 millis" })
+ *   yield* pool.get // hold the only resource for the rest of this scope
+ *   return yield* pool.use(Effect.succeed).pipe(Effect.catchTag("PoolTimeout", (e) => Effect.succeed(e.message)))
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // 'No resource from pool "default" within 20ms'
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -50,6 +85,27 @@ export class PoolTimeout extends Data.TaggedError("PoolTimeout")<{
 /**
  * Every resource tried failed validation, fresh ones included: the pool cannot hand out a working one.
  *
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Every connection fails its health check: the pool gives up with a typed error instead of handing one out.
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* ResourcePool.make({
+ *     acquire: Effect.succeed({ healthy: false }),
+ *     max: 2,
+ *     validate: (conn) => Effect.succeed(conn.healthy),
+ *     name: "db"
+ *   })
+ *   return yield* pool.use(Effect.succeed).pipe(
+ *     Effect.catchTag("PoolExhausted", (e) => Effect.succeed(e.attempts > 0))
+ *   )
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -64,6 +120,40 @@ export class PoolExhausted extends Data.TaggedError("PoolExhausted")<{
 
 /**
  * Options of a pool of `A`s.
+ *
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import type * as Scope from "effect/Scope"
+ *
+ * interface Connection {
+ *   readonly id: number
+ *   readonly ping: Effect.Effect<boolean>
+ * }
+ *
+ * let nextId = 0
+ * const connect = Effect.acquireRelease(
+ *   Effect.sync((): Connection => ({ id: ++nextId, ping: Effect.succeed(true) })),
+ *   (conn) => Effect.log(`closed ${conn.id}`)
+ * )
+ *
+ * // `acquire` needs a Scope: the pool provides its own, which releases the connection.
+ * const options: ResourcePool.Options<Connection, never, Scope.Scope> = {
+ *   acquire: connect,
+ *   min: 1,
+ *   max: 10,
+ *   idleTimeToLive: "30 seconds",
+ *   validate: (conn) => conn.ping,
+ *   acquireTimeout: "2 seconds",
+ *   name: "db"
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* ResourcePool.make(options)
+ *   return yield* pool.use((conn) => Effect.succeed(conn.id))
+ * }).pipe(Effect.scoped)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -88,6 +178,20 @@ export interface Options<A, E, R> {
 /**
  * What a pool holds now.
  *
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* ResourcePool.make({ acquire: Effect.succeed("conn"), max: 4 })
+ *   const during: ResourcePool.Stats = yield* pool.use(() => pool.stats)
+ *   return during
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // { size: 1, inUse: 1, waiting: 0 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -99,6 +203,22 @@ export interface Stats {
 
 /**
  * A pool of `A`s whose acquisition may fail with `E`.
+ *
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const query = (pool: ResourcePool.ResourcePool<{ readonly id: number }, never>, sql: string) =>
+ *   pool.use((conn) => Effect.succeed(`${sql} on connection ${conn.id}`))
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* ResourcePool.make({ acquire: Effect.succeed({ id: 1 }), max: 2 })
+ *   return yield* query(pool, "select 1")
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // "select 1 on connection 1"
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -121,6 +241,32 @@ export interface ResourcePool<A, E> {
 /**
  * Creates a pool in the current scope. Invalid options are a defect (`IllegalArgumentException`) naming the
  * field.
+ *
+ * @example
+ * ```ts
+ * import { ResourcePool } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * interface Connection {
+ *   readonly id: number
+ *   readonly broken: boolean
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   let opened = 0
+ *   const pool = yield* ResourcePool.make({
+ *     acquire: Effect.sync((): Connection => ({ id: ++opened, broken: false })),
+ *     max: 2,
+ *     validate: (conn: Connection) => Effect.succeed(!conn.broken)
+ *   })
+ *   // A borrower that finds its resource broken invalidates it; the next borrow gets a fresh one.
+ *   const first = yield* pool.use((conn) => Effect.as(pool.invalidate(conn), conn.id))
+ *   const second = yield* pool.use((conn) => Effect.succeed(conn.id))
+ *   return [first, second]
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // [1, 2]
+ * ```
  *
  * @since 0.1.0
  * @category constructors

@@ -29,6 +29,18 @@ import * as RetryAfter from "./RetryAfter.js"
  * - `equal`: `d/2` plus uniform in `[0, d/2]` (never shorter than half)
  * - `decorrelated`: uniform in `[base, 3 · previous]`, capped (grows from the previous delay, not from `n`)
  *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ *
+ * // `equal` never waits less than half the exponential delay; `full` spreads clients best.
+ * const jitter: RetryPolicy.Jitter = "equal"
+ *
+ * const policy = RetryPolicy.resolve({ base: "100 millis", jitter })
+ *
+ * console.log(RetryPolicy.backoffMillis(policy, 2, 0, 0)) // 200 (half of 400, with the lowest random draw)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -36,6 +48,30 @@ export type Jitter = "none" | "full" | "equal" | "decorrelated"
 
 /**
  * A retry policy over errors of type `E`.
+ *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ *
+ * interface HttpError {
+ *   readonly _tag: "HttpError"
+ *   readonly status: number
+ * }
+ *
+ * const options: RetryPolicy.Options<HttpError> = {
+ *   base: "100 millis",
+ *   factor: 2,
+ *   cap: "5 seconds",
+ *   jitter: "full",
+ *   maxAttempts: 5,
+ *   maxElapsed: "30 seconds",
+ *   retryable: (e) => e.status >= 500 || e.status === 429 || e.status === 408,
+ *   retryAfterMax: "60 seconds",
+ *   name: "upstream"
+ * }
+ *
+ * const retryUpstream = RetryPolicy.make(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -64,6 +100,26 @@ export interface Options<E = unknown> {
 /**
  * Why a policy stopped retrying, for callers that want to tell.
  *
+ * @example
+ * ```ts
+ * import type { RetryPolicy } from "@spindle/core"
+ *
+ * const explain = (reason: RetryPolicy.StopReason): string => {
+ *   switch (reason) {
+ *     case "not_retryable":
+ *       return "the error is final"
+ *     case "max_attempts":
+ *       return "out of attempts"
+ *     case "max_elapsed":
+ *       return "retried for too long"
+ *     case "deadline":
+ *       return "the deadline would pass before the next attempt"
+ *   }
+ * }
+ *
+ * console.log(explain("max_attempts")) // "out of attempts"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -71,6 +127,15 @@ export type StopReason = "not_retryable" | "max_attempts" | "max_elapsed" | "dea
 
 /**
  * The resolved settings of a policy, in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ *
+ * const policy: RetryPolicy.Resolved<unknown> = RetryPolicy.resolve({ base: "1 second", maxAttempts: 4 })
+ *
+ * console.log(policy.baseMillis, policy.capMillis, policy.jitter, policy.maxAttempts) // 1000 30000 "full" 4
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -89,6 +154,15 @@ export interface Resolved<E> {
 
 /**
  * Validates options (a bad value is a defect naming the field) and fills in the defaults.
+ *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ *
+ * const policy = RetryPolicy.resolve() // every default
+ *
+ * console.log(policy.baseMillis, policy.factor, policy.maxAttempts, policy.retryAfterMaxMillis) // 100 2 3 60000
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -125,6 +199,17 @@ interface State {
  * The delay before retry number `retries + 1` (0-based `retries`), before any server hint, given a uniform
  * random number in `[0, 1)`.
  *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ *
+ * const policy = RetryPolicy.resolve({ base: "100 millis", cap: "1 second", jitter: "none" })
+ *
+ * // Delays before retries 1 to 5: 100 · 2^n, capped.
+ * console.log([0, 1, 2, 3, 4].map((n) => RetryPolicy.backoffMillis(policy, n, 0, Math.random())))
+ * // [100, 200, 400, 800, 1000]
+ * ```
+ *
  * @since 0.1.0
  * @category delays
  */
@@ -156,6 +241,22 @@ const retries = Metric.counter("spindle_retries_total", {
 
 /**
  * The metrics retry policies update, labelled `policy=<name>`.
+ *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const program = Effect.gen(function*() {
+ *   const policy = RetryPolicy.make({ base: "1 millis", maxAttempts: 3, name: "docs" })
+ *   yield* Effect.either(policy(Effect.fail("503")))
+ *   const retries = yield* Metric.value(RetryPolicy.metrics.retries.pipe(Metric.tagged("policy", "docs")))
+ *   return retries.count
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 2
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -218,6 +319,20 @@ const stopped: Step = { _tag: "Stop" }
  * The policy as a schedule fed with the failures of the effect it retries. Its output is the delay it chose.
  * It also stops when the next attempt would start after the `Deadline` in effect, if any.
  *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * let attempts = 0
+ * const flaky = Effect.suspend(() => ++attempts < 3 ? Effect.fail("503") : Effect.succeed(`ok after ${attempts}`))
+ *
+ * // The same policy as a Schedule, for Effect.retry, Stream.retry or HttpClient.retry.
+ * const program = Effect.retry(flaky, RetryPolicy.schedule({ base: "10 millis", maxAttempts: 5 }))
+ *
+ * Effect.runPromise(program).then(console.log) // "ok after 3"
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -242,6 +357,26 @@ export const schedule = <E>(options: Options<E> = {}): Schedule.Schedule<Duratio
  * Retries `self` with a policy: the same decisions as `schedule`, without a schedule driver, so that a call
  * that succeeds at once costs one error handler and nothing else.
  *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * class HttpError {
+ *   readonly _tag = "HttpError"
+ *   constructor(readonly status: number) {}
+ * }
+ *
+ * let calls = 0
+ * const fetchUser = Effect.suspend(() => ++calls < 2 ? Effect.fail(new HttpError(503)) : Effect.succeed({ id: 1 }))
+ *
+ * const program = fetchUser.pipe(
+ *   RetryPolicy.retry({ base: "10 millis", maxAttempts: 3, retryable: (e) => e.status >= 500 })
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // { id: 1 }
+ * ```
+ *
  * @since 0.1.0
  * @category combinators
  */
@@ -255,6 +390,19 @@ export const retry: {
 
 /**
  * Builds the `retry` combinator for a policy once, for callers that wrap many effects with the same policy.
+ *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Built once, applied to every call of a client.
+ * const withRetries = RetryPolicy.make<string>({ base: "10 millis", maxAttempts: 2, name: "search" })
+ *
+ * const search = (q: string) => withRetries(q === "" ? Effect.fail("empty query") : Effect.succeed([q]))
+ *
+ * Effect.runPromise(search("effect")).then(console.log) // ["effect"]
+ * ```
  *
  * @since 0.1.0
  * @category constructors

@@ -22,6 +22,18 @@ import * as Layer from "effect/Layer"
 /**
  * What one `acquire` asks of a store: a slot of `key` (which has `limit` of them) for `holder`, for `ttlMillis`.
  *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const options: SlotStore.AcquireOptions = { key: "host:example.com", limit: 8, holder: "w-1", ttlMillis: 30_000 }
+ *
+ * const program = Effect.flatMap(SlotStore.makeMemory, (store) => store.acquire(options))
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -36,6 +48,23 @@ export interface AcquireOptions {
  * A store could not answer (unreachable, timed out, or replied with something unexpected). Callers treat it as
  * retryable: work never runs without a slot.
  *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* SlotStore.SlotStore
+ *   return yield* Effect.succeed("work").pipe(SlotStore.withSlot(store, { key: "k", limit: 1, ttl: "10 seconds" }))
+ * }).pipe(
+ *   // The work never runs without a slot; a store outage is a typed, retryable failure.
+ *   Effect.catchTag("SlotStoreError", (e) => Effect.succeed(`no decision: ${e.message}`)),
+ *   Effect.provide(SlotStore.layerMemory)
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "work"
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -47,6 +76,23 @@ export class SlotStoreError extends Data.TaggedError("SlotStoreError")<{
 
 /**
  * Atomic, keyed slot decisions.
+ *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store: SlotStore.SlotStore = yield* SlotStore.makeMemory
+ *   const slot = { key: "exports", holder: "job-7", ttlMillis: 5_000 }
+ *   const first = yield* store.acquire({ ...slot, limit: 1 })
+ *   const other = yield* store.acquire({ ...slot, holder: "job-8", limit: 1 })
+ *   yield* store.release(slot)
+ *   return [first, other]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [true, false]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -66,6 +112,22 @@ export interface SlotStore {
 /**
  * The store service.
  *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const exportReport = Effect.gen(function*() {
+ *   const store = yield* SlotStore.SlotStore
+ *   // At most 2 exports at once across every process that shares the store.
+ *   return yield* Effect.succeed("report.csv").pipe(
+ *     SlotStore.withSlot(store, { key: "exports", limit: 2, ttl: "30 seconds" })
+ *   )
+ * })
+ *
+ * Effect.runPromise(exportReport.pipe(Effect.provide(SlotStore.layerMemory))).then(console.log) // "report.csv"
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -73,6 +135,21 @@ export const SlotStore: Context.Tag<SlotStore, SlotStore> = Context.GenericTag<S
 
 /**
  * An in-memory store that also says how many unexpired holders a key has.
+ *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store: SlotStore.MemorySlotStore = yield* SlotStore.makeMemory
+ *   yield* store.acquire({ key: "k", limit: 3, holder: "a", ttlMillis: 1_000 })
+ *   yield* store.acquire({ key: "k", limit: 3, holder: "b", ttlMillis: 1_000 })
+ *   return yield* store.holders("k")
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 2
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -83,6 +160,20 @@ export interface MemorySlotStore extends SlotStore {
 
 /**
  * Creates an in-memory store (for tests; one process is better served by a `Bulkhead`).
+ *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* SlotStore.makeMemory
+ *   yield* Effect.void.pipe(SlotStore.withSlot(store, { key: "k", limit: 1, ttl: "1 second" }))
+ *   return yield* store.holders("k") // released when the work ended
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 0
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -125,6 +216,17 @@ export const makeMemory: Effect.Effect<MemorySlotStore> = Effect.sync(() => {
 /**
  * The in-memory store as a layer.
  *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.flatMap(SlotStore.SlotStore, (store) =>
+ *   store.acquire({ key: "k", limit: 1, holder: "me", ttlMillis: 1_000 })).pipe(Effect.provide(SlotStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -132,6 +234,23 @@ export const layerMemory: Layer.Layer<SlotStore> = Layer.effect(SlotStore, makeM
 
 /**
  * How `withSlot` holds a slot.
+ *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // 4 slots per host, each a 30 s lease refreshed every 10 s, polled every 50 ms while all are taken.
+ * const perHost = (host: string): SlotStore.WithSlotOptions => ({
+ *   key: `host:${host}`,
+ *   limit: 4,
+ *   ttl: "30 seconds",
+ *   pollInterval: "50 millis"
+ * })
+ *
+ * const fetchFrom = (store: SlotStore.SlotStore, host: string) =>
+ *   Effect.succeed(`GET ${host}`).pipe(SlotStore.withSlot(store, perHost(host)))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -152,6 +271,21 @@ let nextHolder = 0
  * Runs `self` holding one of the `limit` slots of `key` in `store`: waits (polling) until one is free, refreshes
  * its lease while `self` runs, and gives it back however `self` ends. Interrupting a waiter takes no slot. A store
  * error fails the effect with `SlotStoreError` (the work does not run without a slot).
+ *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* SlotStore.makeMemory
+ *   const limited = SlotStore.withSlot(store, { key: "db-exports", limit: 2, ttl: "10 seconds" })
+ *   // Five exports, never more than two holding a slot at once.
+ *   return yield* Effect.forEach([1, 2, 3, 4, 5], (n) => limited(Effect.succeed(n * 10)), { concurrency: "unbounded" })
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [10, 20, 30, 40, 50]
+ * ```
  *
  * @since 0.1.0
  * @category combinators

@@ -32,12 +32,30 @@ import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
 
 /**
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(TaskSupervisor.make(), (supervisor) => TaskSupervisor.TypeId in supervisor)
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/TaskSupervisor")
 
 /**
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ *
+ * const isTaskSupervisor = (u: unknown): u is TaskSupervisor.TaskSupervisor =>
+ *   typeof u === "object" && u !== null && TaskSupervisor.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -45,6 +63,32 @@ export type TypeId = typeof TypeId
 
 /**
  * The signal a task observes to finish gracefully.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // A poller that ends its loop when shutdown begins instead of being interrupted mid-poll.
+ * const poller = (drain: TaskSupervisor.Drain) =>
+ *   Effect.gen(function*() {
+ *     let polls = 0
+ *     while (!(yield* drain.isDraining)) {
+ *       polls++
+ *       yield* Effect.race(Effect.sleep("5 millis"), drain.await)
+ *     }
+ *     return polls
+ *   })
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   yield* supervisor.start({ name: "poller", run: poller })
+ *   yield* Effect.sleep("20 millis")
+ *   return yield* supervisor.shutdown("1 second")
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // { finished: ["poller"], interrupted: [] }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -59,6 +103,19 @@ export interface Drain {
 /**
  * When a task that ended is started again.
  *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Schedule from "effect/Schedule"
+ *
+ * const policyFor = (kind: "oneshot" | "worker" | "ticker"): TaskSupervisor.RestartPolicy =>
+ *   kind === "oneshot"
+ *     ? TaskSupervisor.never
+ *     : kind === "worker"
+ *     ? TaskSupervisor.onFailure(Schedule.exponential("1 second"))
+ *     : TaskSupervisor.always(Schedule.spaced("1 minute"))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -70,6 +127,21 @@ export type RestartPolicy =
 /**
  * Never restart.
  *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   yield* supervisor.start({ name: "warm-cache", run: () => Effect.fail("cold"), restart: TaskSupervisor.never })
+ *   yield* Effect.sleep("10 millis")
+ *   return (yield* supervisor.tasks).map((t) => `${t.name}: ${t.status}`)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // ["warm-cache: failed"]
+ * ```
+ *
  * @since 0.1.0
  * @category restart policies
  */
@@ -77,6 +149,28 @@ export const never: RestartPolicy = { _tag: "Never" }
 
 /**
  * Restart after a failure (a defect included), waiting the schedule's delays; a clean end completes the task.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Schedule from "effect/Schedule"
+ *
+ * let runs = 0
+ * // Crashes twice, then ends cleanly: restarted after each crash, then completed.
+ * const flaky = () => Effect.suspend(() => ++runs <= 2 ? Effect.die("crash") : Effect.void)
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   const restart = TaskSupervisor.onFailure(Schedule.spaced("1 millis"))
+ *   yield* supervisor.start({ name: "sync", run: flaky, restart })
+ *   yield* Effect.sleep("50 millis")
+ *   return yield* supervisor.tasks
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then((tasks) => console.log(tasks[0].status, tasks[0].restarts))
+ * // "completed" 2
+ * ```
  *
  * @since 0.1.0
  * @category restart policies
@@ -89,6 +183,23 @@ export const onFailure = (schedule: Schedule.Schedule<unknown, unknown>): Restar
 /**
  * Restart whenever the task ends, waiting the schedule's delays.
  *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Schedule from "effect/Schedule"
+ *
+ * // Runs a sweep, then again every 10 minutes, until the supervisor shuts down.
+ * const sweeper = TaskSupervisor.layer({ grace: "5 seconds" })
+ *
+ * const startSweeper = Effect.flatMap(TaskSupervisor.TaskSupervisor, (supervisor) =>
+ *   supervisor.start({
+ *     name: "sweep-temp-files",
+ *     run: () => Effect.log("sweeping"),
+ *     restart: TaskSupervisor.always(Schedule.spaced("10 minutes"))
+ *   }))
+ * ```
+ *
  * @since 0.1.0
  * @category restart policies
  */
@@ -96,6 +207,24 @@ export const always = (schedule: Schedule.Schedule<unknown, unknown>): RestartPo
 
 /**
  * A task to supervise.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Schedule from "effect/Schedule"
+ *
+ * const consumer: TaskSupervisor.Task<string, never> = {
+ *   name: "consumer",
+ *   run: (drain) => Effect.race(drain.await, Effect.never),
+ *   restart: TaskSupervisor.onFailure(Schedule.exponential("100 millis")),
+ *   // More than 5 crashes in a minute: give up and mark it failed rather than spin.
+ *   maxRestarts: 5,
+ *   window: "1 minute"
+ * }
+ *
+ * const program = Effect.flatMap(TaskSupervisor.make(), (s) => s.start(consumer)).pipe(Effect.scoped)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -113,6 +242,15 @@ export interface Task<E, R> {
 /**
  * Where a task is in its life.
  *
+ * @example
+ * ```ts
+ * import type { TaskSupervisor } from "@spindle/core"
+ *
+ * const isAlive = (status: TaskSupervisor.Status) => status === "running" || status === "restarting"
+ *
+ * console.log(isAlive("restarting"), isAlive("stopped")) // true false
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -120,6 +258,25 @@ export type Status = "running" | "restarting" | "completed" | "failed" | "stoppe
 
 /**
  * What a supervisor knows of a task.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Option from "effect/Option"
+ *
+ * const health = (info: TaskSupervisor.TaskInfo) =>
+ *   `${info.name} ${info.status} (restarts: ${info.restarts}, last error: ${Option.isSome(info.lastError)})`
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   yield* supervisor.start({ name: "idle", run: (drain) => drain.await })
+ *   return Option.map(yield* supervisor.status("idle"), health)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log)
+ * // { _id: "Option", _tag: "Some", value: "idle running (restarts: 0, last error: false)" }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -134,6 +291,22 @@ export interface TaskInfo {
 /**
  * What a shutdown did: tasks that ended within the grace period, and tasks it had to interrupt.
  *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   yield* supervisor.start({ name: "polite", run: (drain) => drain.await })
+ *   yield* supervisor.start({ name: "stubborn", run: () => Effect.never })
+ *   const report: TaskSupervisor.ShutdownReport = yield* supervisor.shutdown("20 millis")
+ *   return report
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // { finished: ["polite"], interrupted: ["stubborn"] }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -144,6 +317,23 @@ export interface ShutdownReport {
 
 /**
  * A task with this name is already supervised and not finished.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   const task = { name: "indexer", run: (drain: TaskSupervisor.Drain) => drain.await }
+ *   yield* supervisor.start(task)
+ *   return yield* supervisor.start(task).pipe(
+ *     Effect.catchTag("TaskAlreadyRunning", (e) => Effect.succeed(e.message))
+ *   )
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // 'Task "indexer" is already running'
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -157,6 +347,22 @@ export class TaskAlreadyRunning extends Data.TaggedError("TaskAlreadyRunning")<{
 /**
  * The supervisor is shutting down and takes no new tasks.
  *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   yield* supervisor.shutdown()
+ *   return yield* supervisor.start({ name: "late", run: () => Effect.void }).pipe(
+ *     Effect.catchTag("SupervisorShuttingDown", () => Effect.succeed("refused: shutting down"))
+ *   )
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // "refused: shutting down"
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -164,6 +370,25 @@ export class SupervisorShuttingDown extends Data.TaggedError("SupervisorShutting
 
 /**
  * A supervisor of background tasks.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const startWorkers = (supervisor: TaskSupervisor.TaskSupervisor, n: number) =>
+ *   Effect.forEach(Array.from({ length: n }, (_, i) => `worker-${i}`), (name) =>
+ *     supervisor.start({ name, run: (drain) => drain.await }))
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make({ grace: "1 second" })
+ *   yield* startWorkers(supervisor, 3)
+ *   yield* supervisor.stop("worker-1")
+ *   return (yield* supervisor.tasks).map((t) => t.status)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // ["running", "stopped", "running"]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -187,6 +412,18 @@ export interface TaskSupervisor {
 /**
  * The supervisor service.
  *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const startHeartbeat = Effect.flatMap(TaskSupervisor.TaskSupervisor, (supervisor) =>
+ *   supervisor.start({ name: "heartbeat", run: (drain) => drain.await }))
+ *
+ * // The layer's release shuts the supervisor down: no background task outlives the program.
+ * Effect.runPromise(startHeartbeat.pipe(Effect.provide(TaskSupervisor.layer()))).then(() => console.log("stopped"))
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -196,6 +433,23 @@ export const TaskSupervisor: Context.Tag<TaskSupervisor, TaskSupervisor> = Conte
 
 /**
  * The metrics supervisors update, labelled `task=<name>`: 1 while running, and restarts.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const program = Effect.gen(function*() {
+ *   const supervisor = yield* TaskSupervisor.make()
+ *   yield* supervisor.start({ name: "docs-task", run: (drain) => drain.await })
+ *   yield* Effect.sleep("5 millis") // the task's fiber has begun
+ *   const running = yield* Metric.value(TaskSupervisor.metrics.running.pipe(Metric.tagged("task", "docs-task")))
+ *   return running.value
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // 1
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -213,6 +467,28 @@ interface Entry {
 
 /**
  * Creates a supervisor in the current scope; closing the scope shuts it down with `grace` (default 10 seconds).
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Schedule from "effect/Schedule"
+ *
+ * const program = Effect.gen(function*() {
+ *   // Closing the scope shuts the supervisor down with a 10 second grace.
+ *   const supervisor = yield* TaskSupervisor.make({ grace: "10 seconds" })
+ *   yield* supervisor.start({
+ *     name: "poller",
+ *     run: (drain) => Effect.race(drain.await, Effect.never),
+ *     restart: TaskSupervisor.onFailure(Schedule.exponential("1 second")),
+ *     maxRestarts: 5,
+ *     window: "1 minute"
+ *   })
+ *   return (yield* supervisor.tasks).length
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // 1
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -372,6 +648,19 @@ export const make = (options: { readonly grace?: Duration.DurationInput | undefi
 
 /**
  * A layer providing a `TaskSupervisor` that shuts down when the layer is released.
+ *
+ * @example
+ * ```ts
+ * import { TaskSupervisor } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * // Background work of an app, started with the app and drained when it stops.
+ * const BackgroundLive = Layer.effectDiscard(
+ *   Effect.flatMap(TaskSupervisor.TaskSupervisor, (supervisor) =>
+ *     supervisor.start({ name: "outbox-relay", run: (drain) => drain.await }))
+ * ).pipe(Layer.provideMerge(TaskSupervisor.layer({ grace: "5 seconds" })))
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -21,12 +21,35 @@ import * as Validate from "./internal/validate.js"
 import * as TokenBucketStore from "./TokenBucketStore.js"
 
 /**
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bucket = yield* TokenBucket.make({ limit: 5, interval: "1 second" })
+ *   return bucket[TokenBucket.TypeId] === TokenBucket.TypeId
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/TokenBucket")
 
 /**
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ *
+ * const isTokenBucket = (u: unknown): u is TokenBucket.TokenBucket<unknown> =>
+ *   typeof u === "object" && u !== null && TokenBucket.TypeId in u
+ *
+ * console.log(isTokenBucket({})) // false
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -34,6 +57,16 @@ export type TypeId = typeof TypeId
 
 /**
  * How fast and how bursty a bucket is.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ *
+ * // 100 calls a minute, at most 10 back to back after a quiet spell.
+ * const options: TokenBucket.Options = { limit: 100, interval: "1 minute", burst: 10, name: "search-api" }
+ *
+ * const bucket = TokenBucket.make(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -51,6 +84,23 @@ export interface Options {
 
 /**
  * A token bucket whose decisions may fail with `E` (never, in memory; a store error with a shared store).
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Anything that needs pacing can take the bucket as a plain value.
+ * const callSearch = (bucket: TokenBucket.TokenBucket, query: string) =>
+ *   Effect.succeed(`results for ${query}`).pipe(bucket.withTokens())
+ *
+ * const program = Effect.gen(function*() {
+ *   const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second" })
+ *   return yield* callSearch(bucket, "effect")
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // "results for effect"
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -78,6 +128,22 @@ export interface TokenBucket<E = never> {
 /**
  * The token bucket service, for apps that want one bucket swapped by layer.
  *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bucket = yield* TokenBucket.TokenBucket
+ *   yield* bucket.take()
+ *   return yield* bucket.waiting
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(TokenBucket.layer({ limit: 5, interval: "1 second" })))).then(
+ *   console.log
+ * ) // 0
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -88,6 +154,22 @@ export const TokenBucket: Context.Tag<TokenBucket, TokenBucket> = Context.Generi
 /**
  * The metrics every token bucket updates, labelled `bucket=<name>`: tokens available after the latest decision,
  * fibers waiting, tokens granted and `tryTake` refusals.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bucket = yield* TokenBucket.make({ limit: 5, interval: "1 second", name: "docs" })
+ *   yield* bucket.take(2)
+ *   const granted = yield* Metric.value(TokenBucket.metrics.granted.pipe(Metric.tagged("bucket", "docs")))
+ *   return granted.count
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 2
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -171,6 +253,20 @@ export const fromGate = <E>(
  * Creates an in-process token bucket. Invalid options are a defect (`IllegalArgumentException`) naming the
  * field; use `layerConfig` to get them as a typed `ConfigError` instead.
  *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 2 })
+ *   yield* bucket.take()
+ *   return yield* bucket.tryTake()
+ * })
+ *
+ * Effect.runPromise(program).then((taken) => console.log(taken)) // true
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -199,6 +295,21 @@ export const make = (options: Options): Effect.Effect<TokenBucket> =>
  * Creates a token bucket whose state lives in the `TokenBucketStore` under `key`, so that every process using
  * the same store and key shares one limit. Waiters inside this process are still served in arrival order.
  *
+ * @example
+ * ```ts
+ * import { TokenBucket, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Every process that uses the same store and key shares this limit (swap layerMemory for a Redis store).
+ * const program = Effect.gen(function*() {
+ *   const bucket = yield* TokenBucket.fromStore({ key: "api.example.com", limit: 20, interval: "1 second" })
+ *   yield* bucket.take()
+ *   return yield* bucket.available
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(TokenBucketStore.layerMemory))).then(console.log) // 19
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -226,6 +337,25 @@ export const makeWithStore = (
 /**
  * A layer providing one in-process `TokenBucket`.
  *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const fetchPage = (page: number) =>
+ *   Effect.gen(function*() {
+ *     const bucket = yield* TokenBucket.TokenBucket
+ *     yield* bucket.take()
+ *     return `page ${page}`
+ *   })
+ *
+ * const program = Effect.forEach([1, 2, 3], fetchPage).pipe(
+ *   Effect.provide(TokenBucket.layer({ limit: 50, interval: "1 second", burst: 5 }))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // ["page 1", "page 2", "page 3"]
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -234,6 +364,25 @@ export const layer = (options: Options): Layer.Layer<TokenBucket> => Layer.effec
 /**
  * Reads bucket options from configuration: `limit`, `interval` (a duration such as `"1 second"`) and an
  * optional `burst`, validated so that a bad value is a `ConfigError` naming its key.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Config from "effect/Config"
+ * import * as ConfigProvider from "effect/ConfigProvider"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Reads UPSTREAM_LIMIT, UPSTREAM_INTERVAL and UPSTREAM_BURST.
+ * const options = Config.nested(TokenBucket.config("upstream"), "UPSTREAM")
+ *
+ * // As the environment would give them.
+ * const provider = ConfigProvider.fromMap(new Map([["UPSTREAM_LIMIT", "20"], ["UPSTREAM_INTERVAL", "1 second"]]), {
+ *   pathDelim: "_"
+ * }).pipe(ConfigProvider.constantCase)
+ *
+ * Effect.runPromise(Effect.withConfigProvider(options, provider)).then((o) => console.log(o.limit, o.burst))
+ * // 20 undefined
+ * ```
  *
  * @since 0.1.0
  * @category config
@@ -263,6 +412,20 @@ export const positiveFiniteDuration = (duration: Duration.Duration): boolean => 
 /**
  * A layer providing one in-process `TokenBucket` configured through `Config` (for example
  * `Config.nested(TokenBucket.config(), "UPSTREAM")` reads `UPSTREAM_LIMIT`, `UPSTREAM_INTERVAL`, `UPSTREAM_BURST`).
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "@spindle/core"
+ * import * as Config from "effect/Config"
+ * import * as Effect from "effect/Effect"
+ *
+ * // A missing or invalid UPSTREAM_LIMIT is a typed ConfigError when the layer is built.
+ * const UpstreamBucket = TokenBucket.layerConfig(Config.nested(TokenBucket.config("upstream"), "UPSTREAM"))
+ *
+ * const program = Effect.flatMap(TokenBucket.TokenBucket, (bucket) => bucket.take()).pipe(
+ *   Effect.provide(UpstreamBucket)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -17,6 +17,17 @@ import * as Gcra from "./internal/gcra.js"
  * What one reservation asks of a store: `tokens` from the bucket `key`, which holds at most `burst` tokens and
  * gains one every `emissionMillis`.
  *
+ * @example
+ * ```ts
+ * import { TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // One token from a bucket of 10 that gains a token every 100 ms (10 per second).
+ * const request: TokenBucketStore.ReserveOptions = { key: "example.com", tokens: 1, burst: 10, emissionMillis: 100 }
+ *
+ * const program = Effect.flatMap(TokenBucketStore.makeMemory, (store) => store.reserve(request))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -31,6 +42,23 @@ export interface ReserveOptions {
  * A store's answer: `delayMillis` is `0` when the tokens were taken, otherwise the time after which they would
  * be (nothing was taken); `remaining` is the whole number of tokens left, for metrics.
  *
+ * @example
+ * ```ts
+ * import { TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const describe = (decision: TokenBucketStore.Decision) =>
+ *   decision.delayMillis === 0 ? `taken, ${decision.remaining} left` : `retry in ${decision.delayMillis} ms`
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* TokenBucketStore.makeMemory
+ *   const decision = yield* store.reserve({ key: "k", tokens: 1, burst: 1, emissionMillis: 1000 })
+ *   return describe(decision)
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // "taken, 0 left"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -43,6 +71,25 @@ export interface Decision {
  * A store could not answer (unreachable, timed out, or replied with something unexpected). Callers treat it as
  * retryable: a limiter never lets work through without a decision.
  *
+ * @example
+ * ```ts
+ * import { TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const down = new TokenBucketStore.TokenBucketStoreError({ reason: "Unavailable", message: "connection refused" })
+ * const unreachable: TokenBucketStore.TokenBucketStore = {
+ *   reserve: () => Effect.fail(down),
+ *   available: () => Effect.fail(down)
+ * }
+ *
+ * // A limiter never lets work through without a decision: callers retry or report.
+ * const program = unreachable.reserve({ key: "k", tokens: 1, burst: 1, emissionMillis: 1000 }).pipe(
+ *   Effect.catchTag("TokenBucketStoreError", (e) => Effect.succeed(`store ${e.reason}`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "store Unavailable"
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -54,6 +101,25 @@ export class TokenBucketStoreError extends Data.TaggedError("TokenBucketStoreErr
 
 /**
  * Atomic, keyed token-bucket decisions.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // A store that logs every decision of another one.
+ * const logged = (store: TokenBucketStore.TokenBucketStore): TokenBucketStore.TokenBucketStore => ({
+ *   reserve: (options) => Effect.tap(store.reserve(options), (d) => Effect.logDebug(options.key, d.delayMillis)),
+ *   available: store.available
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = logged(yield* TokenBucketStore.makeMemory)
+ *   return yield* store.available({ key: "k", burst: 5, emissionMillis: 200 })
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 5
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -68,6 +134,21 @@ export interface TokenBucketStore {
 /**
  * The store service: provide `layerMemory` for one process, or a shared store for several.
  *
+ * @example
+ * ```ts
+ * import { TokenBucket, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* TokenBucketStore.TokenBucketStore
+ *   const bucket = yield* TokenBucket.fromStore({ key: "tenant-42", limit: 5, interval: "1 second" })
+ *   yield* bucket.take(2)
+ *   return yield* store.available({ key: "tenant-42", burst: 5, emissionMillis: 200 })
+ * }).pipe(Effect.provide(TokenBucketStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // 3
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -77,6 +158,20 @@ export const TokenBucketStore: Context.Tag<TokenBucketStore, TokenBucketStore> =
 
 /**
  * An in-memory store that also reports how many buckets it holds.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store: TokenBucketStore.MemoryTokenBucketStore = yield* TokenBucketStore.makeMemory
+ *   yield* store.reserve({ key: "a", tokens: 1, burst: 2, emissionMillis: 60_000 })
+ *   return yield* store.size
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 1
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -92,6 +187,22 @@ const MIN_SWEEP_SIZE = 1024
  * Creates an in-memory store. Buckets that have refilled completely are indistinguishable from missing ones,
  * so they are dropped by a sweep that runs whenever the map has doubled since the last one: memory stays
  * proportional to the keys used within one refill period, with 1M distinct keys over time or more.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* TokenBucketStore.makeMemory
+ *   const bucket = yield* TokenBucket.fromStore({ key: "k", limit: 1, interval: "1 second" }).pipe(
+ *     Effect.provideService(TokenBucketStore.TokenBucketStore, store)
+ *   )
+ *   return yield* bucket.tryTake()
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -150,6 +261,19 @@ export const makeMemory: Effect.Effect<MemoryTokenBucketStore> = Effect.sync(() 
 
 /**
  * The in-memory store as a layer: the default for a single process.
+ *
+ * @example
+ * ```ts
+ * import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedLimiter.make({ rate: { limit: 5, interval: "1 second" } })
+ *   return yield* perHost.run("example.com", Effect.succeed("fetched"))
+ * }).pipe(Effect.provide(TokenBucketStore.layerMemory))
+ *
+ * Effect.runPromise(program).then(console.log) // "fetched"
+ * ```
  *
  * @since 0.1.0
  * @category layers

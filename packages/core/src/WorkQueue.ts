@@ -24,12 +24,33 @@ import * as Validate from "./internal/validate.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
 /**
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.map(
+ *   WorkQueue.make({ capacity: 10, workers: 1, process: (n: number) => Effect.log(n) }),
+ *   (queue) => WorkQueue.TypeId in queue
+ * )
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@spindle/core/WorkQueue")
 
 /**
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ *
+ * const isWorkQueue = (u: unknown): u is WorkQueue.WorkQueue<unknown, unknown> =>
+ *   typeof u === "object" && u !== null && WorkQueue.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -37,6 +58,27 @@ export type TypeId = typeof TypeId
 
 /**
  * The queue no longer takes items: it is shutting down, or it failed under the `fail` policy.
+ *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const queue = yield* WorkQueue.make({
+ *     capacity: 10,
+ *     workers: 2,
+ *     process: (_: string) => Effect.void,
+ *     name: "emails"
+ *   })
+ *   yield* queue.shutdown("complete")
+ *   return yield* queue.offer("late@example.com").pipe(
+ *     Effect.catchTag("WorkQueueClosed", (e) => Effect.succeed(e.message))
+ *   )
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // 'Work queue "emails" is closed'
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -55,6 +97,27 @@ export class WorkQueueClosed extends Data.TaggedError("WorkQueueClosed")<{
 /**
  * An item whose processing failed (recorded under the `continue` policy).
  *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Cause from "effect/Cause"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const queue = yield* WorkQueue.make({
+ *     capacity: 10,
+ *     workers: 2,
+ *     process: (n: number) => n < 0 ? Effect.fail(`negative: ${n}`) : Effect.void
+ *   })
+ *   yield* queue.offerAll([1, -2, 3])
+ *   yield* queue.drain
+ *   const failures: ReadonlyArray<WorkQueue.Failure<number, string>> = yield* queue.failures
+ *   return failures.map((f) => [f.item, Cause.squash(f.cause)])
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // [[-2, "negative: -2"]]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -65,6 +128,26 @@ export interface Failure<A, E> {
 
 /**
  * Options of a work queue processing `A`s with an effect failing with `E`.
+ *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const sendEmail = (to: string) => to.includes("@") ? Effect.log(`sent to ${to}`) : Effect.fail("bad address")
+ *
+ * const options: WorkQueue.Options<string, string, never> = {
+ *   capacity: 1000, // offer waits once 1000 are buffered
+ *   workers: 8,
+ *   process: sendEmail,
+ *   onError: "continue",
+ *   retry: { base: "1 second", maxAttempts: 3, retryable: (e) => e !== "bad address" },
+ *   maxRecordedFailures: 100,
+ *   name: "emails"
+ * }
+ *
+ * const program = Effect.scoped(Effect.flatMap(WorkQueue.make(options), (queue) => queue.offer("a@example.com")))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -92,6 +175,23 @@ export interface Options<A, E, R> {
 /**
  * What `shutdown` hands back: items never started, and items interrupted while being processed.
  *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const queue = yield* WorkQueue.make({ capacity: 10, workers: 1, process: (_: number) => Effect.never })
+ *   yield* queue.offerAll([1, 2, 3])
+ *   yield* Effect.sleep("10 millis")
+ *   // Nothing is dropped: what was not processed comes back, to be stored or re-queued elsewhere.
+ *   const left: WorkQueue.Unprocessed<number> = yield* queue.shutdown("abandon")
+ *   return left
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // { pending: [2, 3], interrupted: [1] }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -102,6 +202,27 @@ export interface Unprocessed<A> {
 
 /**
  * A running work queue.
+ *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Any number of producers offer; backpressure slows them to the workers' pace.
+ * const produce = (queue: WorkQueue.WorkQueue<string, never>, prefix: string) =>
+ *   Effect.forEach([1, 2, 3], (n) => queue.offer(`${prefix}-${n}`), { discard: true })
+ *
+ * const program = Effect.gen(function*() {
+ *   const done: Array<string> = []
+ *   const record = (s: string) => Effect.sync(() => done.push(s))
+ *   const queue = yield* WorkQueue.make({ capacity: 2, workers: 2, process: record })
+ *   yield* Effect.all([produce(queue, "a"), produce(queue, "b")], { concurrency: "unbounded" })
+ *   yield* queue.drain
+ *   return [done.length, yield* queue.size, yield* queue.inFlight]
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // [6, 0, 0]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -140,6 +261,26 @@ type Wake = (effect: Effect.Effect<void>) => void
 /**
  * Starts a work queue whose workers live in the current scope. Closing the scope abandons what is left, with a
  * warning naming how many items were not processed; call `drain` or `shutdown("complete")` first to finish them.
+ *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const queue = yield* WorkQueue.make({
+ *     capacity: 100,
+ *     workers: 4,
+ *     process: (url: string) => Effect.logDebug(`fetched ${url}`),
+ *     retry: { base: "100 millis", maxAttempts: 3 }
+ *   })
+ *   yield* queue.offerAll(["https://a.example/", "https://b.example/"])
+ *   // Finish everything queued, then stop the workers.
+ *   return yield* queue.shutdown("complete")
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // { pending: [], interrupted: [] }
+ * ```
  *
  * @since 0.1.0
  * @category constructors

@@ -6,6 +6,7 @@
  * A TokenBucketStore in Redis (GCRA in one Lua script) so that several instances share one limit.
  *
  * @since 0.1.0
+ * @category modules
  */
 export * as RedisTokenBucketStore from "./RedisTokenBucketStore.js"
 
@@ -14,5 +15,6 @@ export * as RedisTokenBucketStore from "./RedisTokenBucketStore.js"
  * one concurrency limit.
  *
  * @since 0.1.0
+ * @category modules
  */
 export * as RedisSlotStore from "./RedisSlotStore.js"

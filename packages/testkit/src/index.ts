@@ -7,6 +7,7 @@
  * and pagination, recording every request.
  *
  * @since 0.1.0
+ * @category modules
  */
 export * as Upstream from "./Upstream.js"
 
@@ -15,6 +16,7 @@ export * as Upstream from "./Upstream.js"
  * when Postgres is absent.
  *
  * @since 0.1.0
+ * @category modules
  */
 export * as Databases from "./Databases.js"
 
@@ -22,6 +24,7 @@ export * as Databases from "./Databases.js"
  * Analysis of recorded requests: the most in flight at once, the most started in any window, per host.
  *
  * @since 0.1.0
+ * @category modules
  */
 export * as Traffic from "./Traffic.js"
 
@@ -29,5 +32,6 @@ export * as Traffic from "./Traffic.js"
  * Waiting for a condition with a generous deadline instead of sleeping, for live tests on busy machines.
  *
  * @since 0.1.0
+ * @category modules
  */
 export * as Wait from "./Wait.js"
