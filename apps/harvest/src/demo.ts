@@ -4,7 +4,7 @@
  * running for you to explore. Works offline.
  */
 import { Shutdown } from "@spindle/node"
-import { Upstream } from "@spindle/testkit"
+import * as Upstream from "@spindle/testkit/Upstream"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as HarvestConfig from "./HarvestConfig.js"
@@ -34,7 +34,8 @@ const sampleUrls = (hosts: ReadonlyArray<Upstream.Upstream>): Array<string> => {
 
 const program = Effect.gen(function*() {
   const config = yield* HarvestConfig.HarvestConfig
-  const hosts = yield* Effect.forEach([2, 3, 4, 5], (i) => Upstream.make({ host: `127.0.0.${i}` }))
+  // Four simulated hosts: distinct ports on 127.0.0.1 (Harvest keys hosts by host:port), which works on every OS.
+  const hosts = yield* Effect.all(Array.from({ length: 4 }, () => Upstream.make()))
   const base = `http://${config.host}:${config.port}`
   const urls = sampleUrls(hosts)
   const created = yield* Effect.promise(async () => {

@@ -120,8 +120,8 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
     () =>
       Effect.gen(function*() {
         const upstream = yield* Upstream.make()
-        const second = yield* Upstream.make({ host: "127.0.0.2" })
-        const failing = yield* Upstream.make({ host: "127.0.0.3" })
+        const second = yield* Upstream.make()
+        const failing = yield* Upstream.make()
         const base = yield* harvest()
         const { errors, page } = yield* browser
         yield* Effect.promise(async () => {

@@ -188,7 +188,7 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string
     ...findings(),
     "",
     "How it is measured. Each row is one process, the client under test, which first forks the simulated upstream " +
-    `(${hosts} instances of \`@spindle/testkit\`'s \`Upstream\` on 127.0.0.2 to 127.0.0.${hosts + 1}, in a ` +
+    `(${hosts} instances of \`@spindle/testkit\`'s \`Upstream\` on distinct ports of 127.0.0.1, in a ` +
     `process of its own, so the client's figures are its own). The ${num(sizes.urls)} URLs are distinct and spread ` +
     `round-robin over the hosts; each is answered after ${latency} ms with a distinct JSON body of about 1 KiB ` +
     "(a listing page of 150 numbers, 0.5 to 1.2 KiB), so no two bodies share a hash and every body becomes a file " +

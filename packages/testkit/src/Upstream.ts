@@ -83,7 +83,7 @@ export interface Upstream {
  * @category models
  */
 export interface Options {
-  /** Default `127.0.0.1`; any 127.0.0.x works on Linux. */
+  /** Default `127.0.0.1`, which answers on every platform (other 127.0.0.x only on Linux). */
   readonly host?: string | undefined
   /** Default 0 (any free port). */
   readonly port?: number | undefined

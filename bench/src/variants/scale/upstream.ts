@@ -1,7 +1,8 @@
 /**
  * The simulated upstream of the fetch benchmarks, in a process of its own so that the client under test measures
- * only itself: `--hosts` instances of `@spindle/testkit`'s `Upstream` on 127.0.0.2, 127.0.0.3, … (distinct hosts
- * for the client's per-host limits and connection pools), started by a benchmark with `fork`.
+ * only itself: `--hosts` instances of `@spindle/testkit`'s `Upstream` on distinct ports of 127.0.0.1 (distinct hosts
+ * for the client's per-host limits and connection pools, which key them by host:port; one address works on every
+ * OS), started by a benchmark with `fork`.
  *
  * Messages: it sends `{ origins }` once every host listens; it answers `"stats"` with the requests it served,
  * the most it had in flight at once and the CPU time it used (both since
@@ -14,10 +15,7 @@ import { numberArg } from "../../lib/child.js"
 const hosts = numberArg("hosts", 20)
 
 const program = Effect.gen(function*() {
-  const servers = yield* Effect.forEach(
-    Array.from({ length: hosts }, (_, i) => i),
-    (i) => Upstream.make({ host: `127.0.0.${i + 2}` })
-  )
+  const servers = yield* Effect.all(Array.from({ length: hosts }, () => Upstream.make()))
   let cpuAtStart = process.cpuUsage()
   process.on("message", (message) => {
     if (message === "reset") {
