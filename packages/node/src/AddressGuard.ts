@@ -18,6 +18,25 @@ import * as net from "node:net"
 /**
  * Why an address is refused.
  *
+ * @example
+ * ```ts
+ * import { AddressGuard } from "@spindle/node"
+ *
+ * const reasons: Record<AddressGuard.Category, string> = {
+ *   loopback: "this machine",
+ *   private: "an internal network",
+ *   link_local: "the local link (cloud metadata lives here)",
+ *   unique_local: "an internal IPv6 network",
+ *   unspecified: "no address at all",
+ *   multicast: "a multicast group",
+ *   reserved: "a reserved range",
+ *   shared: "carrier-grade NAT"
+ * }
+ *
+ * console.log(reasons[AddressGuard.classify("169.254.169.254") ?? "reserved"])
+ * // "the local link (cloud metadata lives here)"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -34,6 +53,19 @@ export type Category =
 /**
  * The URL's host is, or resolves to, a forbidden address; no connection was made.
  *
+ * @example
+ * ```ts
+ * import { AddressGuard } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Decimal, hex and octal spellings of 127.0.0.1 are normalized first, as fetch would.
+ * const program = AddressGuard.check("http://2130706433/admin").pipe(
+ *   Effect.catchTag("BlockedAddress", (e) => Effect.succeed(`${e.host} -> ${e.address} (${e.category})`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "127.0.0.1 -> 127.0.0.1 (loopback)"
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -49,6 +81,18 @@ export class BlockedAddress extends Data.TaggedError("BlockedAddress")<{
 
 /**
  * The URL cannot be fetched at all: not absolute, not http(s), or its host does not resolve.
+ *
+ * @example
+ * ```ts
+ * import { AddressGuard } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = AddressGuard.check("ftp://files.example/").pipe(
+ *   Effect.catchTag("UnresolvableHost", (e) => Effect.succeed(e.reason))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "scheme ftp: is not http or https"
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -124,6 +168,16 @@ const classifyV6 = (address: string): Category | undefined => {
 /**
  * Why `address` (an IP literal) is forbidden, or `undefined` when it is a public address.
  *
+ * @example
+ * ```ts
+ * import { AddressGuard } from "@spindle/node"
+ *
+ * console.log(AddressGuard.classify("10.1.2.3")) // "private"
+ * console.log(AddressGuard.classify("::ffff:127.0.0.1")) // "loopback"
+ * console.log(AddressGuard.classify("fd00::1")) // "unique_local"
+ * console.log(AddressGuard.classify("93.184.216.34")) // undefined: public
+ * ```
+ *
  * @since 0.1.0
  * @category classification
  */
@@ -136,6 +190,25 @@ export const classify = (address: string): Category | undefined => {
 
 /**
  * A checked destination: connect to `address` (family 4 or 6) and send `Host: host`.
+ *
+ * @example
+ * ```ts
+ * import { AddressGuard } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Connect to the address that was checked, and send the original host name.
+ * const connectOptions = (d: AddressGuard.Destination) => ({
+ *   host: d.address,
+ *   family: d.family,
+ *   port: Number(d.url.port || (d.url.protocol === "https:" ? 443 : 80)),
+ *   servername: d.host,
+ *   headers: { host: d.url.host }
+ * })
+ *
+ * const program = Effect.map(AddressGuard.check("http://[2606:4700::1111]:8080/"), connectOptions)
+ *
+ * Effect.runPromise(program).then(console.log) // { host: "2606:4700::1111", family: 6, port: 8080, … }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -150,6 +223,23 @@ export interface Destination {
 /**
  * Parses `input` as an absolute http(s) URL, resolves its host and checks every address. With `allowPrivate`, only
  * the scheme and resolution are checked.
+ *
+ * @example
+ * ```ts
+ * import { AddressGuard } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // `lookup` replaces DNS here; by default every address the host resolves to is checked.
+ * const rebinding = async () => [{ address: "93.184.216.34", family: 4 }, { address: "10.0.0.5", family: 4 }]
+ *
+ * const program = Effect.all([
+ *   AddressGuard.check("https://example.com/", { lookup: async () => [{ address: "93.184.216.34", family: 4 }] }),
+ *   Effect.flip(AddressGuard.check("https://rebind.example/", { lookup: rebinding }))
+ * ])
+ *
+ * Effect.runPromise(program).then(([ok, blocked]) => console.log(ok.address, blocked._tag))
+ * // "93.184.216.34" "BlockedAddress"
+ * ```
  *
  * @since 0.1.0
  * @category checking

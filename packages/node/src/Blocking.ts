@@ -23,6 +23,19 @@ import * as ExecArgv from "./internal/execArgv.js"
 /**
  * The blocking call threw (`cause` is the error it threw), or its worker could not start or died.
  *
+ * @example
+ * ```ts
+ * import { Blocking } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // `legacy.js` exports a synchronous `parseHuge(text)` that may throw on bad input.
+ * const parse = (text: string) =>
+ *   Blocking.call<unknown>(new URL("./legacy.js", import.meta.url), "parseHuge", text).pipe(
+ *     Effect.catchTag("BlockingCallError", (e) =>
+ *       e.reason === "Threw" ? Effect.succeed(null) : Effect.die(e)) // a dead worker is a defect here
+ *   )
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -56,6 +69,20 @@ import(workerData.module).then(async (mod) => {
  * Runs `module`'s export `exportName` with `args` on a worker thread and returns its result. The module is an
  * absolute path or URL (for example `new URL("./compress.js", import.meta.url)`); the worker inherits the
  * process's `execArgv`, so a module loader in use (such as `tsx`) applies there too.
+ *
+ * @example
+ * ```ts
+ * import { Blocking } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // node:zlib's gzipSync would block the loop on a large buffer; a module of our own re-exports it:
+ * //   // gzip.js
+ * //   export { gzipSync } from "node:zlib"
+ * const gzip = (data: Uint8Array) => Blocking.call<Uint8Array>(new URL("./gzip.js", import.meta.url), "gzipSync", data)
+ *
+ * // Timers and other fibers keep running while it compresses; a timeout terminates the worker.
+ * const program = gzip(new Uint8Array(50_000_000)).pipe(Effect.timeout("5 seconds"))
+ * ```
  *
  * @since 0.1.0
  * @category constructors

@@ -36,6 +36,21 @@ import { LinkedList } from "./internal/linkedList.js"
  * A task failed: the function threw (`Threw`, `cause` is what it threw), its worker crashed (`WorkerCrashed`), or
  * the module or export could not be loaded (`LoadFailed`).
  *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* CpuPool.CpuPool
+ *   return yield* pool.run<string>(new URL("./hash.js", import.meta.url), "sha256", "payload")
+ * }).pipe(
+ *   Effect.catchTag("CpuTaskError", (e) =>
+ *     // Threw: the function threw; WorkerCrashed: the worker died (it is replaced); LoadFailed: bad module or export.
+ *     Effect.logError(`${e.exportName} failed: ${e.reason}`))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -53,6 +68,17 @@ export class CpuTaskError extends Data.TaggedError("CpuTaskError")<{
 
 /**
  * Options of a pool.
+ *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as os from "node:os"
+ *
+ * // Leave one core to the event loop.
+ * const options: CpuPool.Options = { size: Math.max(1, os.availableParallelism() - 1), name: "thumbnails" }
+ *
+ * const PoolLive = CpuPool.layer(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -72,6 +98,22 @@ export interface Options {
 /**
  * What a pool is doing now.
  *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const report = (stats: CpuPool.Stats) =>
+ *   `${stats.busy}/${stats.size} busy, ${stats.queued} queued, ${stats.replaced} replaced`
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* CpuPool.make({ size: 1 })
+ *   return report(yield* pool.stats)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // "0/1 busy, 0 queued, 0 replaced"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -85,6 +127,28 @@ export interface Stats {
 
 /**
  * A pool of worker threads.
+ *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ *
+ * // resize.js: export const resize = ({ width, height }) => ({ pixels: width * height })
+ * const resize = (pool: CpuPool.CpuPool) =>
+ *   pool.task({
+ *     module: new URL("./resize.js", import.meta.url),
+ *     exportName: "resize",
+ *     request: Schema.Struct({ width: Schema.Int, height: Schema.Int }),
+ *     response: Schema.Struct({ pixels: Schema.Number })
+ *   })
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* CpuPool.make()
+ *   const { pixels } = yield* resize(pool)({ width: 640, height: 480 })
+ *   return pixels
+ * }).pipe(Effect.scoped)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -112,6 +176,20 @@ export interface CpuPool {
 /**
  * The pool service.
  *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // hash.js: export const sha256 = (text) => createHash("sha256").update(text).digest("hex")
+ * const sha256 = (text: string) =>
+ *   Effect.flatMap(CpuPool.CpuPool, (pool) => pool.run<string>(new URL("./hash.js", import.meta.url), "sha256", text))
+ *
+ * const program = Effect.forEach(["a", "b", "c"], sha256, { concurrency: "unbounded" }).pipe(
+ *   Effect.provide(CpuPool.layer({ size: 2 }))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -129,6 +207,21 @@ const workersReplaced = Metric.counter("spindle_cpu_pool_replaced_total", {
 
 /**
  * The metrics pools update, labelled `pool=<name>`.
+ *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * // Tasks finished and workers replaced by the pool named "images".
+ * const snapshot = Effect.all({
+ *   tasks: Metric.value(CpuPool.metrics.tasks.pipe(Metric.tagged("pool", "images"))),
+ *   replaced: Metric.value(CpuPool.metrics.replaced.pipe(Metric.tagged("pool", "images")))
+ * })
+ *
+ * Effect.runPromise(snapshot).then(({ replaced, tasks }) => console.log(tasks.count, replaced.count)) // 0 0
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -182,6 +275,23 @@ const toUrl = (module: string | URL): string => {
 /**
  * Starts a pool for the lifetime of the current scope; closing it terminates the workers (tasks still running
  * are interrupted).
+ *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // primes.js: export const countPrimes = (limit) => { …a CPU-bound loop… }
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* CpuPool.make({ size: 4 })
+ *   const counts = yield* Effect.forEach(
+ *     [1e6, 2e6, 3e6],
+ *     (limit) => pool.run<number>(new URL("./primes.js", import.meta.url), "countPrimes", limit),
+ *     { concurrency: "unbounded" }
+ *   )
+ *   return counts
+ * }).pipe(Effect.scoped) // closing the scope terminates the workers
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -300,6 +410,16 @@ export const make = (options: Options = {}): Effect.Effect<CpuPool, never, Scope
 
 /**
  * A layer providing a `CpuPool`.
+ *
+ * @example
+ * ```ts
+ * import { CpuPool } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const PoolLive = CpuPool.layer({ name: "hashing" })
+ *
+ * const program = Effect.flatMap(CpuPool.CpuPool, (pool) => pool.stats).pipe(Effect.provide(PoolLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -26,6 +26,21 @@ import * as Metrics from "./internal/metrics.js"
 /**
  * What the loop looked like over the window.
  *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const isHealthy = (s: EventLoopMonitor.Snapshot) => s.p99Ms < 100 && s.utilization < 0.9
+ *
+ * const program = Effect.gen(function*() {
+ *   const monitor = yield* EventLoopMonitor.make({ resolution: "5 millis" })
+ *   return isHealthy(yield* monitor.sample)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true while the loop keeps up
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -41,6 +56,20 @@ export interface Snapshot {
 
 /**
  * Options of the monitor.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ *
+ * const options: EventLoopMonitor.Options = {
+ *   sampleInterval: "500 millis",
+ *   window: "30 seconds", // percentiles over the last 30 s
+ *   blockedThreshold: "50 millis", // warn about any stall longer than this
+ *   resolution: "5 millis"
+ * }
+ *
+ * const MonitorLive = EventLoopMonitor.layer(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -59,6 +88,20 @@ export interface Options {
 /**
  * A running monitor.
  *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // A /health body built from the monitor.
+ * const health = (monitor: EventLoopMonitor.EventLoopMonitor) =>
+ *   Effect.map(monitor.current, ({ maxMs, p50Ms, p99Ms }) => ({ status: "ok", eventLoop: { p50Ms, p99Ms, maxMs } }))
+ *
+ * const program = Effect.scoped(Effect.flatMap(EventLoopMonitor.make(), health))
+ *
+ * Effect.runPromise(program).then(console.log) // { status: "ok", eventLoop: { p50Ms: 0, p99Ms: 0, maxMs: 0 } }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -76,6 +119,20 @@ export interface EventLoopMonitor {
 /**
  * The monitor service.
  *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const monitor = yield* EventLoopMonitor.EventLoopMonitor
+ *   const { utilization } = yield* monitor.sample
+ *   return utilization >= 0 && utilization <= 1
+ * }).pipe(Effect.provide(EventLoopMonitor.layer({ sampleInterval: "1 second" })))
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -85,6 +142,23 @@ export const EventLoopMonitor: Context.Tag<EventLoopMonitor, EventLoopMonitor> =
 
 /**
  * The metrics the monitor updates: delay percentiles over the window, utilization, blocked samples.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const program = Effect.gen(function*() {
+ *   const monitor = yield* EventLoopMonitor.make()
+ *   yield* monitor.sample
+ *   // What a Prometheus scrape reports as spindle_event_loop_delay_p99_ms.
+ *   const p99 = yield* Metric.value(EventLoopMonitor.metrics.p99)
+ *   return p99.value >= 0
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
  *
  * @since 0.1.0
  * @category metrics
@@ -103,6 +177,24 @@ const toMs = (nanos: number) => Math.round(nanos / 1e4) / 100
 
 /**
  * Starts a monitor for the lifetime of the current scope.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const monitor = yield* EventLoopMonitor.make({ blockedThreshold: "20 millis", resolution: "5 millis" })
+ *   const started = Date.now()
+ *   while (Date.now() - started < 50) {
+ *     // block the loop for 50 ms: the next sample logs "event loop blocked"
+ *   }
+ *   yield* Effect.sleep("10 millis")
+ *   return (yield* monitor.sample).lastMaxMs >= 20
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -186,6 +278,17 @@ export const make = (options: Options = {}): Effect.Effect<EventLoopMonitor, nev
 /**
  * A layer running the monitor for the lifetime of the layer.
  *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor, LoadShedder } from "@spindle/node"
+ * import * as Layer from "effect/Layer"
+ *
+ * // One monitor for the process, read by the load shedder and the health check.
+ * const MonitorLive = EventLoopMonitor.layer({ sampleInterval: "1 second", window: "10 seconds" })
+ *
+ * const ShedderLive = LoadShedder.layer({ maxEventLoopDelay: "200 millis" }).pipe(Layer.provideMerge(MonitorLive))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -194,6 +297,18 @@ export const layer = (options: Options = {}): Layer.Layer<EventLoopMonitor> =>
 
 /**
  * Reads `sampleInterval`, `window` and `blockedThreshold` (durations such as `"500 millis"`) from configuration.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ * import * as ConfigProvider from "effect/ConfigProvider"
+ * import * as Effect from "effect/Effect"
+ *
+ * const provider = ConfigProvider.fromJson({ sampleInterval: "250 millis", blockedThreshold: "50 millis" })
+ *
+ * Effect.runPromise(Effect.withConfigProvider(EventLoopMonitor.config, provider)).then((o) => console.log(o.window))
+ * // { _id: "Duration", _tag: "Millis", millis: 10000 } (the default)
+ * ```
  *
  * @since 0.1.0
  * @category config
@@ -206,6 +321,15 @@ export const config: Config.Config<Options> = Config.all({
 
 /**
  * A layer running the monitor configured through `Config`.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor } from "@spindle/node"
+ * import * as Config from "effect/Config"
+ *
+ * // LOOP_SAMPLE_INTERVAL, LOOP_WINDOW and LOOP_BLOCKED_THRESHOLD from the environment.
+ * const MonitorLive = EventLoopMonitor.layerConfig(Config.nested(EventLoopMonitor.config, "LOOP"))
+ * ```
  *
  * @since 0.1.0
  * @category layers

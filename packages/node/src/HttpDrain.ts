@@ -31,6 +31,17 @@ import type * as Net from "node:net"
 /**
  * How the server drains.
  *
+ * @example
+ * ```ts
+ * import { HttpDrain } from "@spindle/node"
+ * import { createServer } from "node:http"
+ *
+ * // Requests in flight get 10 seconds to finish once shutdown starts.
+ * const options: HttpDrain.Options = { grace: "10 seconds" }
+ *
+ * const ServerLive = HttpDrain.layer(createServer, { port: 8080 }, options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -41,6 +52,18 @@ export interface Options {
 
 /**
  * What the draining server exposes besides `HttpServer`: its state, for readiness checks.
+ *
+ * @example
+ * ```ts
+ * import { HttpDrain } from "@spindle/node"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import * as Effect from "effect/Effect"
+ *
+ * // A readiness probe: 503 as soon as draining starts, so the load balancer stops sending traffic.
+ * const ready = (drain: HttpDrain.HttpDrain) =>
+ *   Effect.map(drain.isDraining, (draining) =>
+ *     draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready"))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -57,6 +80,29 @@ export interface HttpDrain {
 /**
  * The draining server's service.
  *
+ * @example
+ * ```ts
+ * import { HttpDrain } from "@spindle/node"
+ * import * as HttpRouter from "@effect/platform/HttpRouter"
+ * import * as HttpServer from "@effect/platform/HttpServer"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import { createServer } from "node:http"
+ *
+ * const app = HttpRouter.empty.pipe(
+ *   HttpRouter.get(
+ *     "/ready",
+ *     Effect.flatMap(HttpDrain.HttpDrain, (drain) =>
+ *       Effect.map(drain.inFlight, (n) => HttpServerResponse.text(`in flight: ${n}`)))
+ *   )
+ * )
+ *
+ * const ServerLive = HttpServer.serve(app).pipe(
+ *   Layer.provide(HttpDrain.layer(createServer, { port: 8080 }, { grace: "10 seconds" }))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -69,6 +115,25 @@ const drainingResponse = HttpServerResponse.unsafeJson(
 
 /**
  * Creates the server and its drain control in the current scope; closing the scope drains it.
+ *
+ * @example
+ * ```ts
+ * import { HttpDrain } from "@spindle/node"
+ * import * as HttpServer from "@effect/platform/HttpServer"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import * as Effect from "effect/Effect"
+ * import { createServer } from "node:http"
+ *
+ * // Serve until `stop` completes, then drain: the scope's release waits for every handler.
+ * const serveUntil = (stop: Effect.Effect<void>) =>
+ *   Effect.scoped(Effect.gen(function*() {
+ *     const listen = { port: 0, host: "127.0.0.1" }
+ *     const [server, drain] = yield* HttpDrain.make(createServer, listen, { grace: "5 seconds" })
+ *     yield* Effect.forkScoped(server.serve(HttpServerResponse.text("hello")))
+ *     yield* stop
+ *     yield* drain.startDraining
+ *   }))
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -141,6 +206,23 @@ export const make = (
 
 /**
  * A layer providing `HttpServer` (plus the platform services `NodeHttpServer.layer` provides) and `HttpDrain`.
+ *
+ * @example
+ * ```ts
+ * import { HttpDrain, Shutdown } from "@spindle/node"
+ * import * as HttpServer from "@effect/platform/HttpServer"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import * as Layer from "effect/Layer"
+ * import { createServer } from "node:http"
+ *
+ * const ServerLive = HttpServer.serve(HttpServerResponse.text("hello")).pipe(
+ *   Layer.provide(HttpDrain.layer(createServer, { port: 8080, host: "0.0.0.0" }, { grace: "10 seconds" })),
+ *   Shutdown.phase("http")
+ * )
+ *
+ * // On SIGTERM: stop accepting, let handlers finish for 10 s, interrupt the rest, wait for them, exit 0.
+ * export const main = () => Shutdown.runLayer(ServerLive, { deadline: "30 seconds" })
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -21,6 +21,19 @@ import * as EventLoopMonitor from "./EventLoopMonitor.js"
 /**
  * Limits past which requests are shed.
  *
+ * @example
+ * ```ts
+ * import { LoadShedder } from "@spindle/node"
+ *
+ * const options: LoadShedder.Options = {
+ *   maxEventLoopDelay: "200 millis",
+ *   maxInFlight: 500,
+ *   retryAfter: "2 seconds" // what Retry-After tells shed clients
+ * }
+ *
+ * const ShedderLive = LoadShedder.layer(options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -36,6 +49,24 @@ export interface Options {
 /**
  * Why requests are being shed now, if they are.
  *
+ * @example
+ * ```ts
+ * import { LoadShedder } from "@spindle/node"
+ *
+ * const describe = (pressure: LoadShedder.Pressure): string => {
+ *   switch (pressure._tag) {
+ *     case "None":
+ *       return "accepting"
+ *     case "EventLoopDelay":
+ *       return `shedding: loop ${pressure.delayMs} ms late (limit ${pressure.limitMs})`
+ *     case "InFlight":
+ *       return `shedding: ${pressure.inFlight} in flight (limit ${pressure.limit})`
+ *   }
+ * }
+ *
+ * console.log(describe({ _tag: "InFlight", inFlight: 500, limit: 500 })) // "shedding: 500 in flight (limit 500)"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -46,6 +77,19 @@ export type Pressure =
 
 /**
  * A load shedder: its middleware, and what it sees.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor, LoadShedder } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const shedder: LoadShedder.LoadShedder = yield* LoadShedder.make({ maxInFlight: 100 })
+ *   return [(yield* shedder.pressure)._tag, yield* shedder.inFlight] as const
+ * }).pipe(Effect.provide(EventLoopMonitor.layer()))
+ *
+ * Effect.runPromise(program).then(console.log) // ["None", 0]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -64,6 +108,22 @@ export interface LoadShedder {
 /**
  * The load shedder service.
  *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor, LoadShedder } from "@spindle/node"
+ * import * as HttpServer from "@effect/platform/HttpServer"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * const app = HttpServerResponse.text("hello")
+ *
+ * // Every request passes the shedder first; under pressure it answers 503 with Retry-After.
+ * const ServeLive = Layer.unwrapEffect(
+ *   Effect.map(LoadShedder.LoadShedder, (shedder) => HttpServer.serve(shedder.middleware(app)))
+ * ).pipe(Layer.provide(LoadShedder.layer({ maxInFlight: 500 })), Layer.provide(EventLoopMonitor.layer()))
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -79,6 +139,17 @@ const shed = Metric.counter("spindle_http_shed_total", {
 /**
  * The metrics the shedder updates: requests shed.
  *
+ * @example
+ * ```ts
+ * import { LoadShedder } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ *
+ * const shedSoFar = Effect.map(Metric.value(LoadShedder.metrics.shed), (state) => state.count)
+ *
+ * Effect.runPromise(shedSoFar).then(console.log) // 0
+ * ```
+ *
  * @since 0.1.0
  * @category metrics
  */
@@ -86,6 +157,20 @@ export const metrics = { shed } as const
 
 /**
  * Creates a load shedder reading the `EventLoopMonitor` in context.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor, LoadShedder } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const shedder = yield* LoadShedder.make({ maxEventLoopDelay: "100 millis" })
+ *   // A synchronous read, for hot paths.
+ *   return shedder.unsafePressure()._tag
+ * }).pipe(Effect.provide(EventLoopMonitor.layer()))
+ *
+ * Effect.runPromise(program).then(console.log) // "None"
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -137,6 +222,16 @@ export const make = (options: Options = {}): Effect.Effect<LoadShedder, never, E
 
 /**
  * A layer providing the `LoadShedder` service.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopMonitor, LoadShedder } from "@spindle/node"
+ * import * as Layer from "effect/Layer"
+ *
+ * const ShedderLive = LoadShedder.layer({ maxEventLoopDelay: "200 millis", maxInFlight: 1000 }).pipe(
+ *   Layer.provide(EventLoopMonitor.layer())
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

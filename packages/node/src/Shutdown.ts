@@ -27,6 +27,19 @@ import * as Scope from "effect/Scope"
 /**
  * Options of `runMain`.
  *
+ * @example
+ * ```ts
+ * import { Shutdown } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ *
+ * const options: Shutdown.Options = {
+ *   deadline: "30 seconds", // past it, the closing phases are logged and the process exits 1
+ *   signals: ["SIGTERM", "SIGINT", "SIGHUP"]
+ * }
+ *
+ * export const main = () => Shutdown.runMain(Effect.never, options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -50,6 +63,29 @@ const closing = globalValue("@spindle/node/Shutdown/closing", () => new Set<Runn
 /**
  * Names a layer as a shutdown phase: its release is logged when it starts and ends, and a warning names it if it
  * takes longer than `deadline` (default 10 seconds). Behaviour is otherwise unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Shutdown } from "@spindle/node"
+ * import * as Context from "effect/Context"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * class Database extends Context.Tag("Database")<
+ *   Database,
+ *   { readonly query: (sql: string) => Effect.Effect<number> }
+ * >() {}
+ *
+ * // Its release is logged ("shutdown phase started/finished", with how long it took) and warned about past 5 s.
+ * const DatabaseLive = Layer.scoped(
+ *   Database,
+ *   Effect.acquireRelease(Effect.succeed({ query: () => Effect.succeed(1) }), () => Effect.log("pool closed"))
+ * ).pipe(Shutdown.phase("database", { deadline: "5 seconds" }))
+ *
+ * const program = Effect.flatMap(Database, (db) => db.query("select 1")).pipe(Effect.provide(DatabaseLive))
+ *
+ * Effect.runPromise(program).then(console.log) // 1
+ * ```
  *
  * @since 0.1.0
  * @category combinators
@@ -92,6 +128,21 @@ export const phase =
  * Runs `program` as the process's main effect with signal handling and a shutdown deadline; see the module
  * documentation. Exit codes: 0 after a clean end or a clean shutdown, 1 after a failure or a shutdown past its
  * deadline, 130 on a second signal.
+ *
+ * @example
+ * ```ts
+ * import { Shutdown } from "@spindle/node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schedule from "effect/Schedule"
+ *
+ * const worker = Effect.log("tick").pipe(
+ *   Effect.repeat(Schedule.spaced("1 second")),
+ *   Effect.ensuring(Effect.log("worker stopped"))
+ * )
+ *
+ * // Runs until SIGTERM/SIGINT, then interrupts the worker (its finalizers run) and exits 0, or 1 after 10 s.
+ * export const main = () => Shutdown.runMain(worker, { deadline: "10 seconds" })
+ * ```
  *
  * @since 0.1.0
  * @category running
@@ -148,6 +199,22 @@ export const runMain = <A, E>(program: Effect.Effect<A, E>, options: Options = {
 
 /**
  * `runMain` for a program that is a layer (a server): builds it and keeps it running until a signal.
+ *
+ * @example
+ * ```ts
+ * import { HttpDrain, Shutdown } from "@spindle/node"
+ * import * as HttpServer from "@effect/platform/HttpServer"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import * as Layer from "effect/Layer"
+ * import { createServer } from "node:http"
+ *
+ * const ServerLive = HttpServer.serve(HttpServerResponse.text("ok")).pipe(
+ *   Layer.provide(HttpDrain.layer(createServer, { port: 8080 })),
+ *   Shutdown.phase("http")
+ * )
+ *
+ * export const main = () => Shutdown.runLayer(ServerLive, { deadline: "30 seconds" })
+ * ```
  *
  * @since 0.1.0
  * @category running
