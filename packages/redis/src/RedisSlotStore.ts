@@ -44,6 +44,21 @@ const unavailable = (cause: unknown) =>
 /**
  * Creates the store over a connection. `prefix` (default `spindle:slots:`) namespaces the keys.
  *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import { RedisSlotStore, RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Effect from "effect/Effect"
+ *
+ * // At most 4 exports at once across every instance.
+ * const program = Effect.gen(function*() {
+ *   const store = yield* RedisSlotStore.make({ prefix: "myapp:slots:" })
+ *   return yield* Effect.succeed("report.csv").pipe(
+ *     SlotStore.withSlot(store, { key: "exports", limit: 4, ttl: "30 seconds" })
+ *   )
+ * }).pipe(Effect.provide(RedisTokenBucketStore.layerConnection("redis://127.0.0.1:6379")))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -80,6 +95,25 @@ export const make = (options: { readonly prefix?: string | undefined } = {}): Ef
 
 /**
  * The store as a layer over the `RedisConnection` in context.
+ *
+ * @example
+ * ```ts
+ * import { SlotStore } from "@spindle/core"
+ * import { RedisSlotStore, RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * const SlotsLive = RedisSlotStore.layer().pipe(Layer.provide(RedisTokenBucketStore.layerConnectionConfig()))
+ *
+ * // A crashed instance's slots free themselves when their 30 s leases lapse.
+ * const perHost = (host: string) =>
+ *   Effect.flatMap(SlotStore.SlotStore, (store) =>
+ *     Effect.succeed(`GET ${host}`).pipe(
+ *       SlotStore.withSlot(store, { key: `host:${host}`, limit: 8, ttl: "30 seconds" })
+ *     ))
+ *
+ * const program = perHost("example.com").pipe(Effect.provide(SlotsLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -69,6 +69,17 @@ const decide = Script.make(script)
 /**
  * The Redis connection used by Spindle's Redis stores.
  *
+ * @example
+ * ```ts
+ * import { RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Effect from "effect/Effect"
+ *
+ * // The ioredis client itself, for commands of your own on the same connection.
+ * const ping = Effect.flatMap(RedisTokenBucketStore.RedisConnection, (redis) => Effect.promise(() => redis.ping()))
+ *
+ * const program = ping.pipe(Effect.provide(RedisTokenBucketStore.layerConnection("redis://127.0.0.1:6379")))
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -79,6 +90,18 @@ export class RedisConnection extends Context.Tag("@spindle/redis/RedisConnection
  * connection. If Redis is not there yet, the service starts anyway (with a warning) and the client keeps
  * reconnecting in the background; meanwhile commands fail fast (no offline queue, one attempt per request), so
  * callers get a typed error instead of a hang.
+ *
+ * @example
+ * ```ts
+ * import { RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   // Closed with the scope; if Redis is down the client keeps reconnecting and commands fail fast meanwhile.
+ *   const redis = yield* RedisTokenBucketStore.connect("redis://127.0.0.1:6379", { connectTimeout: 1_000 })
+ *   return yield* Effect.promise(() => redis.dbsize())
+ * }).pipe(Effect.scoped)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -122,6 +145,17 @@ export const connect = (url: string, options: RedisOptions = {}): Effect.Effect<
 /**
  * A layer providing the connection, from a URL.
  *
+ * @example
+ * ```ts
+ * import { RedisSlotStore, RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Layer from "effect/Layer"
+ *
+ * // One connection shared by both stores.
+ * const StoresLive = Layer.mergeAll(RedisTokenBucketStore.layer(), RedisSlotStore.layer()).pipe(
+ *   Layer.provide(RedisTokenBucketStore.layerConnection("redis://127.0.0.1:6379", { keyPrefix: "" }))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -130,6 +164,18 @@ export const layerConnection = (url: string, options: RedisOptions = {}): Layer.
 
 /**
  * A layer providing the connection from `REDIS_URL` (read as a secret).
+ *
+ * @example
+ * ```ts
+ * import { RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Config from "effect/Config"
+ * import * as Layer from "effect/Layer"
+ *
+ * // REDIS_URL by default; here RATE_LIMIT_REDIS_URL.
+ * const ConnectionLive = RedisTokenBucketStore.layerConnectionConfig(Config.redacted("RATE_LIMIT_REDIS_URL"))
+ *
+ * const StoreLive = RedisTokenBucketStore.layer().pipe(Layer.provide(ConnectionLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -148,6 +194,23 @@ const unavailable = (cause: unknown) =>
 
 /**
  * Creates the store over a connection. `prefix` (default `spindle:tb:`) namespaces the keys.
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket, TokenBucketStore } from "@spindle/core"
+ * import { RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Every instance taking from "api.example.com" shares its 10 per second, bursts of 20.
+ * const program = Effect.gen(function*() {
+ *   const store = yield* RedisTokenBucketStore.make({ prefix: "myapp:tb:" })
+ *   const options = { key: "api.example.com", limit: 10, interval: "1 second", burst: 20 } as const
+ *   const bucket = yield* TokenBucket.fromStore(options).pipe(
+ *     Effect.provideService(TokenBucketStore.TokenBucketStore, store)
+ *   )
+ *   yield* bucket.take()
+ * }).pipe(Effect.provide(RedisTokenBucketStore.layerConnection("redis://127.0.0.1:6379")))
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -187,6 +250,28 @@ export const make = (options: { readonly prefix?: string | undefined } = {}): Ef
 
 /**
  * The store as a layer over the `RedisConnection` in context.
+ *
+ * @example
+ * ```ts
+ * import { KeyedLimiter } from "@spindle/core"
+ * import { RedisTokenBucketStore } from "@spindle/redis"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * // The same KeyedLimiter code as in one process; only the store's layer changes.
+ * const StoreLive = RedisTokenBucketStore.layer().pipe(
+ *   Layer.provide(RedisTokenBucketStore.layerConnection("redis://127.0.0.1:6379"))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedLimiter.make({ rate: { limit: 5, interval: "1 second" } })
+ *   return yield* perHost.run("example.com", Effect.succeed("fetched"))
+ * }).pipe(
+ *   // A Redis outage is a typed, retryable TokenBucketStoreError: nothing runs without a decision.
+ *   Effect.catchTag("TokenBucketStoreError", (e) => Effect.succeed(`no decision: ${e.message}`)),
+ *   Effect.provide(StoreLive)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

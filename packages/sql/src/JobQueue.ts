@@ -27,6 +27,15 @@ import * as Stream from "effect/Stream"
 /**
  * Where a job is.
  *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "@spindle/sql"
+ *
+ * const isFinished = (status: JobQueue.Status) => status === "done" || status === "failed" || status === "cancelled"
+ *
+ * console.log(isFinished("leased"), isFinished("cancelled")) // false true
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -34,6 +43,28 @@ export type Status = "pending" | "leased" | "done" | "failed" | "cancelled"
 
 /**
  * A job as read from the table.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue, Migrations } from "@spindle/sql"
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ *
+ * const describe = (job: JobQueue.Job<{ readonly url: string }>) =>
+ *   `#${job.id} ${job.payload.url}: ${job.status}, ${job.attempts} attempt(s), lease held by ${job.leaseOwner}`
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* Migrations.run
+ *   const queue = yield* JobQueue.make({ name: "fetch", schema: Schema.Struct({ url: Schema.String }) })
+ *   yield* queue.enqueue([{ url: "https://example.com/" }])
+ *   const [job] = yield* queue.lease({ limit: 1, owner: "worker-1", lease: "30 seconds" })
+ *   return describe(job)
+ * }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
+ *
+ * Effect.runPromise(program).then(console.log)
+ * // "#1 https://example.com/: leased, 0 attempt(s), lease held by worker-1"
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -57,6 +88,30 @@ export interface Job<A, R = unknown> {
 /**
  * Jobs per status.
  *
+ * @example
+ * ```ts
+ * import { JobQueue, Migrations } from "@spindle/sql"
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ *
+ * const progress = (c: JobQueue.Counts) => {
+ *   const finished = c.done + c.failed + c.cancelled
+ *   return `${finished}/${finished + c.pending + c.leased}`
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* Migrations.run
+ *   const queue = yield* JobQueue.make({ name: "emails", schema: Schema.String })
+ *   const [first] = yield* queue.enqueue(["a@example.com", "b@example.com"], { group: "newsletter-42" })
+ *   yield* queue.lease({ limit: 1, owner: "w1", lease: "1 minute" })
+ *   yield* queue.ack(first, "w1")
+ *   return progress(yield* queue.counts("newsletter-42"))
+ * }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
+ *
+ * Effect.runPromise(program).then(console.log) // "1/2"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -71,6 +126,32 @@ export interface Counts {
 /**
  * One settlement of `settleMany`: an `ack` (the job is done) or a `fail` (failed for good, the attempt counted).
  *
+ * @example
+ * ```ts
+ * import { JobQueue, Migrations } from "@spindle/sql"
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* Migrations.run
+ *   const result = Schema.Struct({ status: Schema.Int })
+ *   const queue = yield* JobQueue.make({ name: "fetch", schema: Schema.String, result })
+ *   yield* queue.enqueue(["https://a.example/", "https://b.example/"])
+ *   const [a, b] = yield* queue.lease({ limit: 2, owner: "w1", lease: "30 seconds" })
+ *   // Settle a batch in one statement per kind (group commit).
+ *   const settlements: Array<JobQueue.Settlement<{ readonly status: number }>> = [
+ *     { _tag: "Ack", id: a.id, result: { status: 200 } },
+ *     { _tag: "Fail", id: b.id, error: "http_status", result: { status: 404 } }
+ *   ]
+ *   const settled = yield* queue.settleMany(settlements, "w1")
+ *   return [settled.size, yield* queue.counts()] as const
+ * }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
+ *
+ * Effect.runPromise(program).then(console.log)
+ * // [2, { pending: 0, leased: 0, done: 1, failed: 1, cancelled: 0 }]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -80,6 +161,36 @@ export type Settlement<R> =
 
 /**
  * A queue of `A`s stored in `spindle_jobs` under one queue name.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue, Migrations } from "@spindle/sql"
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ *
+ * // One worker's loop body: lease a batch, keep the leases alive, settle each job.
+ * const work = (queue: JobQueue.JobQueue<string>, owner: string) =>
+ *   Effect.gen(function*() {
+ *     const jobs = yield* queue.lease({ limit: 10, owner, lease: "30 seconds" })
+ *     yield* queue.heartbeat(jobs.map((j) => j.id), owner, "30 seconds")
+ *     for (const job of jobs) {
+ *       if (job.payload.startsWith("https://")) yield* queue.ack(job.id, owner)
+ *       else yield* queue.retry(job.id, owner, { delay: "1 minute", error: "not https" })
+ *     }
+ *     return jobs.length
+ *   })
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* Migrations.run
+ *   const queue = yield* JobQueue.make({ name: "urls", schema: Schema.String })
+ *   yield* queue.enqueue(["https://a.example/", "http://b.example/"])
+ *   yield* work(queue, "worker-1")
+ *   return yield* queue.counts()
+ * }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
+ *
+ * Effect.runPromise(program).then(console.log) // { pending: 1, leased: 0, done: 1, failed: 0, cancelled: 0 }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -198,6 +309,31 @@ const nullableNumber = (value: number | string | null): number | null => value =
 
 /**
  * Creates a queue over the `SqlClient` in context. Run `Migrations.run` once first.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue, Migrations } from "@spindle/sql"
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ * import * as Stream from "effect/Stream"
+ *
+ * const Payload = Schema.Struct({ url: Schema.String, depth: Schema.Int })
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* Migrations.run
+ *   const queue = yield* JobQueue.make({ name: "crawl", schema: Payload })
+ *   yield* queue.enqueue([{ url: "https://example.com/", depth: 0 }, { url: "https://example.com/a", depth: 1 }])
+ *   // Keyset pages, one short query each: no connection is held between pages.
+ *   return yield* queue.stream({ status: "pending", pageSize: 100 }).pipe(
+ *     Stream.map((job) => job.payload.url),
+ *     Stream.runCollect
+ *   )
+ * }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
+ *
+ * Effect.runPromise(program).then((urls) => console.log(Array.from(urls)))
+ * // ["https://example.com/", "https://example.com/a"]
+ * ```
  *
  * @since 0.1.0
  * @category constructors

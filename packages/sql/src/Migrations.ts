@@ -11,6 +11,15 @@ import * as Effect from "effect/Effect"
 /**
  * The migrations, by name (applied in order of their numeric prefix).
  *
+ * @example
+ * ```ts
+ * import { Migrations } from "@spindle/sql"
+ * import * as Migrator from "@effect/sql/Migrator"
+ *
+ * // Run Spindle's migrations under a table name of your own, alongside your application's.
+ * const runSpindleMigrations = Migrator.make({})({ loader: Migrations.loader, table: "app_spindle_migrations" })
+ * ```
+ *
  * @since 0.1.0
  * @category migrations
  */
@@ -48,6 +57,22 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
 
 /**
  * Applies every pending migration, recording them in `spindle_migrations`.
+ *
+ * @example
+ * ```ts
+ * import { Migrations } from "@spindle/sql"
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Idempotent: a second run applies nothing.
+ * const program = Effect.gen(function*() {
+ *   const first = yield* Migrations.run
+ *   const second = yield* Migrations.run
+ *   return [first.map(([, name]) => name), second.length] as const
+ * }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
+ *
+ * Effect.runPromise(program).then(console.log) // [["spindle_jobs", "spindle_jobs_groups"], 0]
+ * ```
  *
  * @since 0.1.0
  * @category migrations
