@@ -23,6 +23,17 @@ import * as path from "node:path"
 /**
  * One database a suite can run against.
  *
+ * @example
+ * ```ts
+ * import type { Databases } from "@spindle/testkit"
+ * import * as SqlClient from "@effect/sql/SqlClient"
+ * import * as Effect from "effect/Effect"
+ *
+ * // One test body, run against every database that is available here.
+ * const selectOne = (database: Databases.Database) =>
+ *   Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1 AS one`).pipe(Effect.provide(database.layer))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -71,6 +82,16 @@ const pgSkip = await requireService("Postgres", pgUrl, 5432, "SPINDLE_TEST_PG_UR
  * The Redis the Redis suites use (`SPINDLE_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`), and why it is
  * unavailable here, if it is (required under `CI=true`, like Postgres).
  *
+ * @example
+ * ```ts
+ * import { Databases } from "@spindle/testkit"
+ *
+ * // Skip (or, under CI=true, fail at import) when there is no Redis.
+ * const redisSuite = Databases.redis.skip === undefined
+ *   ? `Redis at ${Databases.redis.url}`
+ *   : `skipped: ${Databases.redis.skip}`
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -81,6 +102,22 @@ export const redis: { readonly url: string; readonly skip: string | undefined } 
 
 /**
  * A temporary directory, removed with the scope.
+ *
+ * @example
+ * ```ts
+ * import { Databases } from "@spindle/testkit"
+ * import * as Effect from "effect/Effect"
+ * import * as fs from "node:fs"
+ * import * as path from "node:path"
+ *
+ * const program = Effect.gen(function*() {
+ *   const dir = yield* Databases.tempDir("spindle-example-")
+ *   fs.writeFileSync(path.join(dir, "data.txt"), "hello")
+ *   return dir
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program).then((dir) => console.log(fs.existsSync(dir))) // false: removed with the scope
+ * ```
  *
  * @since 0.1.0
  * @category resources
@@ -93,6 +130,20 @@ export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scop
 
 /**
  * A fresh Postgres database for the scope's lifetime: its URL (dropped, connections and all, when the scope closes).
+ *
+ * @example
+ * ```ts
+ * import { Databases } from "@spindle/testkit"
+ * import { PgClient } from "@effect/sql-pg"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import * as Redacted from "effect/Redacted"
+ *
+ * // A database of its own, dropped (with its connections) when the layer is released.
+ * const PgLive = Layer.unwrapScoped(
+ *   Effect.map(Databases.freshPostgres, (url) => PgClient.layer({ url: Redacted.make(url) }).pipe(Layer.orDie))
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category resources
@@ -114,6 +165,13 @@ export const freshPostgres: Effect.Effect<string, never, Scope.Scope> = Effect.g
 /**
  * Why Postgres suites cannot run here, if they cannot.
  *
+ * @example
+ * ```ts
+ * import { Databases } from "@spindle/testkit"
+ *
+ * console.log(Databases.postgresSkip ?? "Postgres available") // e.g. "no Postgres at 127.0.0.1:5432"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -121,6 +179,20 @@ export const postgresSkip: string | undefined = pgSkip
 
 /**
  * SQLite and Postgres, in that order.
+ *
+ * @example
+ * ```ts
+ * import { Databases } from "@spindle/testkit"
+ * import * as SqlClient from "@effect/sql/SqlClient"
+ * import * as Effect from "effect/Effect"
+ *
+ * // The shape of the shared suites: the same checks on SQLite and Postgres, skipped with a reason where absent.
+ * const suites = Databases.all.map((database) => ({
+ *   name: database.name,
+ *   skip: database.skip,
+ *   run: Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1 AS one`).pipe(Effect.provide(database.layer))
+ * }))
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -13,6 +13,21 @@ import type { RequestRecord } from "./Upstream.js"
 /**
  * The records grouped by their `Host` header (`host:port`), each group in arrival order.
  *
+ * @example
+ * ```ts
+ * import * as Traffic from "@spindle/testkit/Traffic"
+ * import type * as Upstream from "@spindle/testkit/Upstream"
+ *
+ * const record = (host: string, arrivedAt: number): Upstream.RequestRecord => ({
+ *   method: "GET", path: "/", url: "/", host, arrivedAt, endedAt: arrivedAt + 10, outcome: "answered", status: 200
+ * })
+ *
+ * const groups = Traffic.byHost([record("a:80", 5), record("b:80", 1), record("a:80", 0)])
+ *
+ * console.log(Array.from(groups, ([host, records]) => [host, records.map((r) => r.arrivedAt)]))
+ * // [["a:80", [0, 5]], ["b:80", [1]]]
+ * ```
+ *
  * @since 0.1.0
  * @category grouping
  */
@@ -30,6 +45,19 @@ export const byHost = (records: Iterable<RequestRecord>): Map<string, Array<Requ
 /**
  * The most requests in flight at once: a request counts from its arrival until it ended (or, if it has not ended,
  * until now). A request ending at the very moment another arrives is not counted with it.
+ *
+ * @example
+ * ```ts
+ * import * as Traffic from "@spindle/testkit/Traffic"
+ * import type * as Upstream from "@spindle/testkit/Upstream"
+ *
+ * const record = (arrivedAt: number, endedAt: number): Upstream.RequestRecord => ({
+ *   method: "GET", path: "/", url: "/", host: "a:80", arrivedAt, endedAt, outcome: "answered", status: 200
+ * })
+ *
+ * // [0, 10) and [5, 15) overlap; [10, 20) starts as the first ends.
+ * console.log(Traffic.maxConcurrency([record(0, 10), record(5, 15), record(10, 20)])) // 2
+ * ```
  *
  * @since 0.1.0
  * @category analysis
@@ -54,6 +82,23 @@ export const maxConcurrency = (records: Iterable<RequestRecord>): number => {
 /**
  * The most requests that arrived within any closed window `[t, t + windowMillis]`.
  *
+ * @example
+ * ```ts
+ * import * as Traffic from "@spindle/testkit/Traffic"
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const upstream = yield* Upstream.make()
+ *   yield* Effect.forEach([1, 2, 3], () => Effect.promise(() => fetch(upstream.url("/")).then((r) => r.text())))
+ *   // A limiter of 5 per second with bursts of 2 may start at most rateAllowance(...) in any second.
+ *   const started = Traffic.maxStartsInWindow(upstream.requests(), 1000)
+ *   return started <= Traffic.rateAllowance({ burst: 2, perSecond: 5 }, 1000)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true: 3 starts, 7 allowed
+ * ```
+ *
  * @since 0.1.0
  * @category analysis
  */
@@ -71,6 +116,14 @@ export const maxStartsInWindow = (records: Iterable<RequestRecord>, windowMillis
 /**
  * The most starts a token bucket of `burst` tokens refilled at `perSecond` admits in a window of `windowMillis`:
  * `⌊burst + perSecond · T⌋`.
+ *
+ * @example
+ * ```ts
+ * import * as Traffic from "@spindle/testkit/Traffic"
+ *
+ * // A bucket of 10 refilled at 5 per second admits at most 10 + 5·2 starts in any 2 seconds.
+ * console.log(Traffic.rateAllowance({ burst: 10, perSecond: 5 }, 2000)) // 20
+ * ```
  *
  * @since 0.1.0
  * @category analysis

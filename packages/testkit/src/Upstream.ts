@@ -36,6 +36,23 @@ import type { AddressInfo, Socket } from "node:net"
 /**
  * One request as the upstream saw it.
  *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ *
+ * const summary = (r: Upstream.RequestRecord) =>
+ *   `${r.method} ${r.path} -> ${r.status} (${r.outcome}) in ${Math.round((r.endedAt ?? r.arrivedAt) - r.arrivedAt)} ms`
+ *
+ * const program = Effect.gen(function*() {
+ *   const upstream = yield* Upstream.make()
+ *   yield* Effect.promise(() => fetch(upstream.url("/items?status=404")).then((res) => res.text()))
+ *   return upstream.requests().map(summary)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // ["GET /items -> 404 (answered) in 1 ms"]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -55,6 +72,29 @@ export interface RequestRecord {
 
 /**
  * A running upstream.
+ *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ *
+ * // A client under test, pointed at the upstream.
+ * const fetchAll = (upstream: Upstream.Upstream, n: number) =>
+ *   Effect.forEach(
+ *     Array.from({ length: n }, (_, i) => upstream.url(`/item/${i}?latency=20`)),
+ *     (url) => Effect.promise(() => fetch(url).then((res) => res.status)),
+ *     { concurrency: 3 }
+ *   )
+ *
+ * const program = Effect.gen(function*() {
+ *   const upstream = yield* Upstream.make()
+ *   yield* fetchAll(upstream, 9)
+ *   // What the upstream saw: a client limited to 3 at once never had more in flight.
+ *   return [upstream.requests().length, upstream.peakInFlight() <= 3, upstream.inFlight()]
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // [9, true, 0]
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -79,6 +119,22 @@ export interface Upstream {
 /**
  * Options of an upstream.
  *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const options: Upstream.Options = { host: "127.0.0.1", port: 0 }
+ *   // Two upstreams on distinct ports play two hosts (clients key hosts by host:port).
+ *   const a = yield* Upstream.make(options)
+ *   const b = yield* Upstream.make(options)
+ *   return a.origin !== b.origin
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -95,6 +151,22 @@ export interface Options {
  * Holds requests, from any of the upstreams that share it, until `size` are waiting at once, then lets that wave
  * through together; a wave that does not fill within `timeoutMillis` of its first request is let through as it is
  * (so a limit that is never reached fails the test's assertion instead of hanging it).
+ *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const gate: Upstream.Gate = yield* Upstream.gate(4, { timeoutMillis: 5_000 })
+ *   const upstream = yield* Upstream.make({ gate })
+ *   // A client allowed 4 at once: the gate opens only when 4 requests are waiting together.
+ *   yield* Effect.forEach([1, 2, 3, 4], (i) => Effect.promise(() => fetch(upstream.url(`/${i}`))), { concurrency: 4 })
+ *   return [gate.filled(), gate.timedOut()]
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // [1, 0]: the limit was reached
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -113,6 +185,23 @@ export interface Gate {
 
 /**
  * A gate of `size` requests for the lifetime of the current scope (default `timeoutMillis`: 10 seconds).
+ *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ *
+ * // One gate shared by two hosts: waves of 2 requests across both.
+ * const program = Effect.gen(function*() {
+ *   const gate = yield* Upstream.gate(2)
+ *   const a = yield* Upstream.make({ gate })
+ *   const b = yield* Upstream.make({ gate })
+ *   yield* Effect.all([a.url("/x"), b.url("/y")].map((url) => Effect.promise(() => fetch(url))), { concurrency: 2 })
+ *   return gate.waiting()
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // 0
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -167,6 +256,15 @@ export const gate = (
 /**
  * The body served for `bytes=n`: deterministic, so clients' hashes can be checked with `expectedSha256`.
  *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ *
+ * const expected = Upstream.body(100)
+ *
+ * console.log(expected.length, expected.subarray(0, 16).toString()) // 100 "spindle-upstream"
+ * ```
+ *
  * @since 0.1.0
  * @category bodies
  */
@@ -179,6 +277,24 @@ export const body = (bytes: number): Buffer => {
 
 /**
  * The lowercase hex SHA-256 of `body(bytes)`.
+ *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ * import { createHash } from "node:crypto"
+ *
+ * const program = Effect.gen(function*() {
+ *   const upstream = yield* Upstream.make()
+ *   const bytes = yield* Effect.promise(() =>
+ *     fetch(upstream.url("/file?bytes=4096&drip=1024&every=1")).then((res) => res.arrayBuffer())
+ *   )
+ *   // A slow, dripped body still arrives whole.
+ *   return createHash("sha256").update(Buffer.from(bytes)).digest("hex") === Upstream.expectedSha256(4096)
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // true
+ * ```
  *
  * @since 0.1.0
  * @category bodies
@@ -206,6 +322,28 @@ const latencyOf = (params: URLSearchParams): number => {
 
 /**
  * Starts an upstream for the lifetime of the current scope.
+ *
+ * @example
+ * ```ts
+ * import * as Upstream from "@spindle/testkit/Upstream"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const upstream = yield* Upstream.make()
+ *   // The first 2 requests with key "a" fail with 429 and Retry-After: 1; the third succeeds.
+ *   const url = upstream.url("/flaky?fail=2&key=a&status=429&retryAfter=1")
+ *   const statuses: Array<string> = []
+ *   for (let i = 0; i < 3; i++) {
+ *     const res = yield* Effect.promise(() => fetch(url))
+ *     statuses.push(`${res.status} ${res.headers.get("retry-after") ?? "-"}`)
+ *     yield* Effect.promise(() => res.arrayBuffer())
+ *   }
+ *   return statuses
+ * })
+ *
+ * // ["429 1", "429 1", "200 1"]: `retryAfter` applies to every answer, `fail` to the first two
+ * Effect.runPromise(Effect.scoped(program)).then(console.log)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
