@@ -85,7 +85,9 @@ describe("Lines", () => {
         )
       )
       assert.strictEqual(count, 2_000_000)
-      // Holding the file would take over 200 MB of heap (400 MB as JS strings); streaming stays far below.
-      assert.isBelow(peak - baseline, 64 * 1024 * 1024, `heap grew by ${Math.round((peak - baseline) / 1e6)} MB`)
+      // Holding the file would take over 200 MB of heap (400 MB as JS strings); streaming stays far below. The peak
+      // counts garbage not yet collected: Node 20 lets up to ~60 MB of spent lines pile up, Node 24 ~90 MB (after a
+      // full GC both are back at the baseline), so the bound sits between that and holding the file.
+      assert.isBelow(peak - baseline, 128 * 1024 * 1024, `heap grew by ${Math.round((peak - baseline) / 1e6)} MB`)
     }).pipe(Effect.provide(NodeFileSystem.layer)), 120_000)
 })
