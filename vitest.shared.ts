@@ -7,8 +7,9 @@ const quick = process.env.SPINDLE_TEST_QUICK === "1"
 const config: ViteUserConfig = {
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // Bounds for a stuck test, not timing assertions: a loaded machine runs the heavier tests several times slower.
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     fakeTimers: { toFake: undefined },
     sequence: { concurrent: false },
     setupFiles: quick ? [fileURLToPath(new URL("scripts/vitest-quick.ts", import.meta.url))] : []

@@ -223,7 +223,6 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
           await rowText(page, id, ".status", "completed")
         })
         assert.deepStrictEqual(errors, [])
-      }),
-    60_000
+      })
   )
 })

@@ -162,8 +162,7 @@ describe("harvest command line (real processes)", () => {
         expectCode(denied, 2)
         assert.match(denied.stderr, /answered 401 unauthorized/)
         assert.notMatch(denied.stdout, /Summary/)
-      }),
-    60_000
+      })
   )
 
   it.scopedLive(
@@ -195,8 +194,7 @@ describe("harvest command line (real processes)", () => {
         const allowed = yield* harvest(["fetch", file, "--server", base, "--allow-failures"])
         expectCode(allowed, 0)
         assert.strictEqual(row(allowed.stdout, "failed"), 2)
-      }),
-    60_000
+      })
   )
 
   it.scopedLive(
@@ -231,8 +229,7 @@ describe("harvest command line (real processes)", () => {
         assert.strictEqual(cancelled.length, 2)
         for (const id of cancelled) assert.strictEqual((yield* api(base, `/jobs/${id}`)).json.status, "cancelled")
         assert.isFalse(upstream.requests().some((r) => r.path === "/never"))
-      }),
-    60_000
+      })
   )
 
   it.scopedLive(
@@ -247,8 +244,7 @@ describe("harvest command line (real processes)", () => {
         expectCode(result, 2)
         assert.include(result.stderr, `${file}:3: "not a url" is not an absolute URL`)
         assert.deepStrictEqual(recorder.requests(), [])
-      }),
-    30_000
+      })
   )
 
   it.scopedLive(
@@ -290,8 +286,7 @@ describe("harvest command line (real processes)", () => {
           assert.strictEqual(createHash("sha256").update(body).digest("hex"), line.sha256)
         }
         assert.deepStrictEqual(fs.readdirSync(dir).sort(), ["results.ndjson", "urls.txt"], "no temp file left")
-      }),
-    90_000
+      })
   )
 
   it.scopedLive(
@@ -339,8 +334,7 @@ describe("harvest command line (real processes)", () => {
         assert.deepStrictEqual([view.status, view.succeeded, view.failed], ["completed", 40, 0])
         const results = (yield* api(base, `/jobs/${job.id}/results?limit=100`)).json
         assert.isTrue(results.items.every((r: any) => r.attempts === 1), "an interrupted attempt does not count")
-      }),
-    90_000
+      })
   )
 
   it.scopedLive(
@@ -373,8 +367,7 @@ describe("harvest command line (real processes)", () => {
         yield* Wait.until("in-flight fetches interrupted", Effect.sync(() => upstream.inFlight() === 0), {
           timeout: "5 seconds"
         })
-      }),
-    60_000
+      })
   )
 
   it.scopedLive(
@@ -434,8 +427,7 @@ describe("harvest command line (real processes)", () => {
           unreachable.stderr,
           new RegExp(`cannot reach Harvest at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`)
         )
-      }),
-    60_000
+      })
   )
 
   it.scopedLive(
@@ -476,7 +468,6 @@ describe("harvest command line (real processes)", () => {
         const both = yield* harvest(["status", "x", "--local", "--server", "http://127.0.0.1:1"])
         expectCode(both, 2)
         assert.include(both.stderr, "--local and --server exclude each other")
-      }),
-    90_000
+      })
   )
 })

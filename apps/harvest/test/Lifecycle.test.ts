@@ -34,8 +34,7 @@ describe("Harvest lifecycle (real processes)", () => {
         const results = yield* json(`${second.base}/jobs/${job.id}/results?limit=100`)
         assert.deepStrictEqual(new Set(results.items.map((r: any) => r.url)).size, 40)
         assert.isTrue(results.items.every((r: any) => r.attempts === 1), "an attempt cut short does not count")
-      }),
-    60_000
+      })
   )
 
   it.scopedLive(
@@ -57,7 +56,7 @@ describe("Harvest lifecycle (real processes)", () => {
           yield* Effect.promise(() => instance.exited)
           instance = yield* start(env)
         }
-        yield* instance.waitFor(job.id, "completed", 30_000)
+        yield* instance.waitFor(job.id, "completed")
         const results = yield* json(`${instance.base}/jobs/${job.id}/results?limit=100`)
         assert.strictEqual(results.items.length, 60)
         assert.strictEqual(new Set(results.items.map((r: any) => r.url)).size, 60, "each URL exactly once")
@@ -82,8 +81,7 @@ describe("Harvest lifecycle (real processes)", () => {
           yield* Effect.sleep("100 millis")
         }
         assert.deepStrictEqual(stored.sort(), Array.from(referenced).sort(), "no orphan bodies")
-      }),
-    90_000
+      })
   )
 
   it.scopedLive(
@@ -105,7 +103,7 @@ describe("Harvest lifecycle (real processes)", () => {
         instance.child.kill("SIGKILL")
         yield* Effect.promise(() => instance.exited)
         instance = yield* start(env)
-        yield* instance.waitFor(job.id, "completed", 20_000)
+        yield* instance.waitFor(job.id, "completed")
         const results = yield* json(`${instance.base}/jobs/${job.id}/results`)
         assert.deepStrictEqual(
           [results.items[0].status, results.items[0].attempts, results.items[0].error.code],
@@ -113,7 +111,6 @@ describe("Harvest lifecycle (real processes)", () => {
         )
         const answered = upstream.requests().filter((r) => r.outcome === "answered")
         assert.strictEqual(answered.length, 3, "three attempts in all, the one before the crash included")
-      }),
-    60_000
+      })
   )
 })

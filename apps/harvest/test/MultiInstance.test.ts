@@ -201,7 +201,6 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
         const codes = yield* Effect.promise(() => Promise.all(survivors.map((survivor) => survivor.exited)))
         assert.deepStrictEqual(codes, [0, 0], survivors.map((survivor) => survivor.output()).join("\n"))
         assert.deepStrictEqual(fs.readdirSync(path.join(dataDir, "tmp")), [])
-      }),
-    90_000
+      })
   )
 })

@@ -17,7 +17,7 @@ const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConf
     const run = (body: Record<string, unknown>) =>
       Effect.gen(function*() {
         const id = yield* submit(body)
-        yield* waitFor(id, "completed", 30_000)
+        yield* waitFor(id, "completed")
         const items = yield* results(id)
         assert.strictEqual(items.length, new Set(body.urls as Array<string>).size, "every URL settled")
         return new Map<string, any>(items.map((r: any) => [new URL(r.url).pathname, r]))
@@ -57,8 +57,7 @@ for (const database of ["sqlite", "pg"] as const) {
             const [first, second] = arrivals(upstream, name)
             assert.isAtLeast(second - first, 390, `${name} waited ${second - first} ms`)
           }
-        }),
-      30_000
+        })
     )
 
     it.scopedLive("Retry-After under the cap is waited in full", () =>
@@ -69,7 +68,7 @@ for (const database of ["sqlite", "pg"] as const) {
         assert.deepStrictEqual([results.get("/slowdown").status, results.get("/slowdown").attempts], ["succeeded", 2])
         const [first, second] = arrivals(upstream, "/slowdown")
         assert.isAtLeast(second - first, 990, `waited ${second - first} ms`)
-      }), 30_000)
+      }))
 
     it.scopedLive(
       "timeouts: a hanging answer and a body too slow to finish in time, each attempt closed upstream",
@@ -96,8 +95,7 @@ for (const database of ["sqlite", "pg"] as const) {
             )
           }
           assert.deepStrictEqual(temp(), [], "no partial body kept")
-        }),
-      30_000
+        })
     )
 
     it.scopedLive("a slow body that finishes within the timeout succeeds", () =>
@@ -110,7 +108,7 @@ for (const database of ["sqlite", "pg"] as const) {
           [result.status, result.bytes, result.sha256, result.attempts],
           ["succeeded", 2000, Upstream.expectedSha256(2000), 1]
         )
-      }), 30_000)
+      }))
 
     it.scopedLive(
       "oversized bodies fail once with body_too_large, declared or chunked, and nothing is kept",
@@ -137,8 +135,7 @@ for (const database of ["sqlite", "pg"] as const) {
           assert.strictEqual(results.get("/fits").status, "succeeded")
           assert.deepStrictEqual(stored(), [results.get("/fits").fileId])
           assert.deepStrictEqual(temp(), [])
-        }),
-      30_000
+        })
     )
 
     it.scopedLive(
@@ -164,8 +161,7 @@ for (const database of ["sqlite", "pg"] as const) {
           assert.isBelow(failing.requests().length, 60)
           assert.strictEqual(healthy.requests().length, 32, "the healthy host got every item, once")
           assert.strictEqual(healthy.peakInFlight(), 4, "and at its full per-host concurrency")
-        }),
-      30_000
+        })
     )
   })
 }

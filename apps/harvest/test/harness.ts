@@ -79,7 +79,7 @@ export interface Harvest {
   ) => Effect.Effect<Reply>
   /** POST /jobs, expecting a 202; the job's id. */
   readonly submit: (body: Record<string, unknown>) => Effect.Effect<string>
-  /** Polls the job until it has `status` (dies after `timeoutMs`); the job's view. */
+  /** Polls the job until it has `status` (dies after `timeoutMs`, 60 s by default: a bound for a stuck test); the view. */
   readonly waitFor: (id: string, status: string, timeoutMs?: number) => Effect.Effect<any>
   /** The job's results, up to 1,000. */
   readonly results: (id: string) => Effect.Effect<ReadonlyArray<any>>
@@ -93,7 +93,7 @@ const client = (base: string) => {
       reply.status === 202
         ? Effect.succeed(reply.json.id as string)
         : Effect.dieMessage(`POST /jobs answered ${reply.status}: ${reply.text}`))
-  const waitFor = (id: string, status: string, timeoutMs = 20_000) =>
+  const waitFor = (id: string, status: string, timeoutMs = 60_000) =>
     Effect.gen(function*() {
       const until = Date.now() + timeoutMs
       while (Date.now() < until) {

@@ -87,7 +87,8 @@ describe("CpuPool", () => {
       yield* monitor.sample
       yield* Effect.forEach([1, 2, 3, 4], () => pool.run(cpu, "spin", 200), { concurrency: "unbounded" })
       const during = yield* monitor.sample
-      assert.isBelow(during.lastMaxMs, 100)
+      // Inline, the four spins would hold the loop for 800 ms; half of that is left for a loaded machine's stalls.
+      assert.isBelow(during.lastMaxMs, 400)
     })))
 })
 

@@ -18,19 +18,21 @@ describe("EventLoopMonitor", () => {
       yield* Effect.scoped(Effect.gen(function*() {
         const monitor = yield* EventLoopMonitor.make({
           sampleInterval: "1 hour",
-          blockedThreshold: "100 millis",
+          blockedThreshold: "400 millis",
           resolution: "5 millis"
         })
+        // A calm moment is one a loaded machine may also stall by itself: 400 ms are allowed for that, against a
+        // block of 600 ms.
         yield* monitor.sample
         yield* Effect.sleep("50 millis")
         const calm = yield* monitor.sample
-        assert.isBelow(calm.lastMaxMs, 100)
-        yield* Effect.sync(() => busy(250))
+        assert.isBelow(calm.lastMaxMs, 400)
+        yield* Effect.sync(() => busy(600))
         // The histogram records a delay when its timer finally fires, after the block: let it.
         yield* Effect.sleep("20 millis")
         const blocked = yield* monitor.sample
-        assert.isAtLeast(blocked.lastMaxMs, 200)
-        assert.isAtLeast(blocked.maxMs, 200)
+        assert.isAtLeast(blocked.lastMaxMs, 550)
+        assert.isAtLeast(blocked.maxMs, 550)
         assert.isAtLeast(blocked.p99Ms, blocked.p50Ms)
         assert.isAbove(blocked.utilization, 0.5)
         assert.deepStrictEqual(yield* monitor.current, blocked)

@@ -38,7 +38,7 @@ describe("Shutdown", () => {
       assert.include(result.stdout, "shutting down")
       assert.include(result.stdout, "shutdown complete")
       assert.match(result.stdout, /shutdown phase finished.*phase=resources/)
-    }), 30_000)
+    }))
 
   it.live("a phase that hangs is named, and the process exits 1 at the deadline", () =>
     Effect.gen(function*() {
@@ -47,7 +47,7 @@ describe("Shutdown", () => {
       assert.match(result.stdout, /shutdown phase exceeds its deadline.*phase=resources/)
       assert.match(result.stdout + result.stderr, /shutdown deadline exceeded.*closing="?resources/)
       assert.isAtLeast(result.ms, 900)
-    }), 30_000)
+    }))
 
   it.live("a second signal is logged and ends the process at once with 130", () =>
     Effect.gen(function*() {
@@ -56,5 +56,5 @@ describe("Shutdown", () => {
       assert.strictEqual(result.code, 130)
       assert.match(result.stdout + result.stderr, /second signal during shutdown/)
       assert.isBelow(result.ms, 5_000, "it did not wait for the deadline")
-    }), 30_000)
+    }))
 })

@@ -35,3 +35,10 @@ export * as Traffic from "./Traffic.js"
  * @category modules
  */
 export * as Wait from "./Wait.js"
+
+/**
+ * The longest event-loop stall while an effect ran, to widen a live timing bound by what the machine imposed.
+ *
+ * @since 0.1.0
+ */
+export * as Stall from "./Stall.js"
