@@ -2,24 +2,26 @@
 // Builds the API reference of the library packages into docs/reference/, a static HTML site (open
 // docs/reference/index.html from disk; no server or Jekyll needed). The site is generated, not committed.
 //
-//   node scripts/docs.mjs              every library package (`pnpm docs`)
+//   node scripts/docs.mjs              every library package (`pnpm run docs`; `pnpm docs` is a pnpm command)
 //   node scripts/docs.mjs core redis   some of them (the site then lists only those)
 //
 // For each package, @effect/docgen reads the JSDoc of its public modules (`src/*.ts`; `src/internal/` and the
 // `src/index.ts` barrel are excluded) under the package's docgen.json, fails on an export without `@since` or
 // `@example`, type-checks every `@example` against the package's sources and dependencies, then runs them all
-// with tsx (so an example must finish quickly and touch no network service); this script then renders docgen's
-// markdown as HTML pages, one per module and an index per package.
+// with tsx (so an example must end quickly and need no outside service such as Postgres or Redis: it defines such
+// programs without running them); this script then renders docgen's markdown as HTML pages, one per module and an
+// index per package.
 //
 // docgen reads its configuration from the folder it runs in, and requires a `homepage` in that folder's
 // package.json, which the library manifests do not have. So it runs in a staging folder per package,
 // .docs-site/<package>/, holding a copy of the docgen.json, a package.json with the name and a homepage, and links
 // to the package's src/ and node_modules/ (examples import `@spindle/<package>`, which docgen rewrites to
-// `../../src`, hence an outDir one level down). The folder is removed afterwards unless the build failed (or
-// DOCS_KEEP_STAGING is set). DOCGEN_RUN_EXAMPLES=false skips checking and running the examples, for a quick look.
-import { spawnSync } from "node:child_process"
+// `../../src`, hence an outDir one level down). The folder is removed afterwards, failed or not, unless
+// DOCS_KEEP_STAGING is set. DOCGEN_RUN_EXAMPLES=false skips checking and running the examples, for a quick look.
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Marked } from "marked"
@@ -46,7 +48,10 @@ const packages = selected.length > 0 ? selected : libraries
 // ---------------------------------------------------------------------------------------------------------------
 // docgen
 
-/** Runs docgen for one package; returns the folder of its markdown modules, or exits on failure. */
+/**
+ * Runs docgen for one package in its staging folder; resolves with the folder of its markdown modules, or rejects
+ * with docgen's output.
+ */
 const runDocgen = (name) => {
   const dir = path.join(root, "packages", name)
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"))
@@ -62,21 +67,29 @@ const runDocgen = (name) => {
   fs.symlinkSync(path.join(dir, "src"), path.join(work, "src"), "dir")
   fs.symlinkSync(path.join(dir, "node_modules"), path.join(work, "node_modules"), "dir")
   const started = Date.now()
-  const result = spawnSync(process.execPath, [docgen], {
-    cwd: work,
-    stdio: "inherit",
-    env: {
-      ...process.env,
-      // docgen runs `tsc` and `tsx` on the examples by name.
-      PATH: `${path.join(root, "node_modules", ".bin")}${path.delimiter}${process.env.PATH ?? ""}`
-    }
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [docgen], {
+      cwd: work,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        // docgen runs `tsc` and `tsx` on the examples by name.
+        PATH: `${path.join(root, "node_modules", ".bin")}${path.delimiter}${process.env.PATH ?? ""}`
+      }
+    })
+    let output = ""
+    child.stdout.on("data", (chunk) => output += chunk)
+    child.stderr.on("data", (chunk) => output += chunk)
+    child.on("error", reject)
+    child.on("close", (code) => {
+      if (code !== 0) {
+        reject(new Error(`docgen failed for @spindle/${name}:\n${output}`))
+        return
+      }
+      console.log(`docs: @spindle/${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      resolve(path.join(work, config.outDir ?? "docs", "modules"))
+    })
   })
-  if (result.status !== 0) {
-    console.error(`docs: docgen failed for @spindle/${name} (staging folder kept: ${path.relative(root, work)})`)
-    process.exit(result.status ?? 1)
-  }
-  console.log(`docs: @spindle/${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
-  return path.join(work, config.outDir ?? "docs", "modules")
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -149,7 +162,8 @@ pre { background: var(--code); border: 1px solid var(--line); border-radius: 6px
   overflow-x: auto; font-size: 13px; line-height: 1.45; }
 code { font: 13px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 :not(pre) > code { background: var(--code); padding: .1em .35em; border-radius: 4px; }
-h1, h2, h3 { line-height: 1.25; } h2 { border-bottom: 1px solid var(--line); padding-bottom: .3rem; margin-top: 2.2rem; }
+h1, h2, h3 { line-height: 1.25; }
+h2 { border-bottom: 1px solid var(--line); padding-bottom: .3rem; margin-top: 2.2rem; }
 h3 { margin-top: 1.8rem; } .text-delta { font-size: 1rem; color: var(--muted); border: 0; }
 table { border-collapse: collapse; } td, th { border: 1px solid var(--line); padding: .3rem .6rem; }
 `
@@ -234,7 +248,8 @@ const writeSite = (all) => {
     const rows = modules.map((m) =>
       `<tr><td><a href="${m.module}.html"><code>${escapeHtml(m.module)}</code></a></td><td>${m.description}</td></tr>`
     ).join("\n")
-    const table = `<table>\n<thead><tr><th>module</th><th>what it holds</th></tr></thead>\n<tbody>\n${rows}\n</tbody>\n</table>`
+    const head = "<thead><tr><th>module</th><th>what it holds</th></tr></thead>"
+    const table = `<table>\n${head}\n<tbody>\n${rows}\n</tbody>\n</table>`
     fs.writeFileSync(
       path.join(dir, "index.html"),
       page({
@@ -282,19 +297,39 @@ const writeSite = (all) => {
 // ---------------------------------------------------------------------------------------------------------------
 
 const started = Date.now()
-const all = []
-try {
-  for (const name of packages) {
-    const markdownDir = runDocgen(name)
-    const manifest = JSON.parse(fs.readFileSync(path.join(root, "packages", name, "package.json"), "utf8"))
-    all.push({ name, manifest, modules: readModules(name, markdownDir) })
+// docgen is mostly single-threaded (parsing, tsc, prettier): run as many at once as there are cores, two at most.
+const jobs = Number(process.env.DOCS_JOBS ?? Math.min(2, os.availableParallelism()))
+const markdown = new Map()
+const failures = []
+const queue = [...packages]
+await Promise.all(Array.from({ length: Math.max(1, jobs) }, async () => {
+  for (let name = queue.shift(); name !== undefined; name = queue.shift()) {
+    try {
+      markdown.set(name, await runDocgen(name))
+    } catch (error) {
+      failures.push(error)
+    }
   }
-  writeSite(all)
+}))
+// The staging folder goes either way (a failed run leaves docgen's example files there, which `eslint .` would lint),
+// unless DOCS_KEEP_STAGING asks to keep it for a look.
+const cleanUp = () => {
   if (process.env.DOCS_KEEP_STAGING === undefined) fs.rmSync(staging, { recursive: true, force: true })
-} catch (error) {
-  console.error(error)
+}
+if (failures.length > 0) {
+  cleanUp()
+  for (const failure of failures) console.error(failure instanceof Error ? failure.message : failure)
+  const keep = `DOCS_KEEP_STAGING=1 keeps ${path.relative(root, staging)}/ for a look`
+  console.error(`docs: ${failures.length} package(s) failed (${keep})`)
   process.exit(1)
 }
+const all = packages.map((name) => ({
+  name,
+  manifest: JSON.parse(fs.readFileSync(path.join(root, "packages", name, "package.json"), "utf8")),
+  modules: readModules(name, markdown.get(name))
+}))
+writeSite(all)
+cleanUp()
 const pages = all.reduce((n, p) => n + p.modules.length, 0)
 console.log(
   `docs: ${pages} module pages in ${path.relative(root, site)}/index.html, ${
