@@ -287,7 +287,7 @@ const writeSite = (all) => {
       nav: navFor(all, "", 0),
       depth: 0,
       content: `<h1>Spindle API reference</h1>\n<p>Generated from the JSDoc of the library packages by
-<code>pnpm docs</code>; every example on these pages is type-checked and run when the reference is built.</p>\n${
+<code>pnpm run docs</code>; every example on these pages is type-checked and run when the reference is built.</p>\n${
         sections.join("\n")
       }`
     })
