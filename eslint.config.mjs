@@ -4,7 +4,7 @@ import tseslint from "typescript-eslint"
 
 export default tseslint.config(
   {
-    ignores: ["**/node_modules/**", "**/build/**", "**/dist/**", "**/.data/**", "**/*.mjs", "bench/.tmp/**"]
+    ignores: ["**/node_modules/**", "**/build/**", "**/dist/**", "**/.data/**", "**/*.mjs", "bench/.tmp/**", ".docs-site/**", "docs/reference/**"]
   },
   js.configs.recommended,
   ...tseslint.configs.strict,

@@ -40,5 +40,6 @@ export * as Wait from "./Wait.js"
  * The longest event-loop stall while an effect ran, to widen a live timing bound by what the machine imposed.
  *
  * @since 0.1.0
+ * @category modules
  */
 export * as Stall from "./Stall.js"
