@@ -124,6 +124,11 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
     .addSuccess(Domain.JobView)
     .addError(NotFoundBody)
     .annotate(OpenApi.Summary, "A job's status and counts")
+    .annotate(
+      OpenApi.Description,
+      "The job's status and how many of its distinct URLs succeeded, failed or are still pending. `404` for any id " +
+        "that names no job, malformed ones included."
+    )
 ).add(
   HttpApiEndpoint.get("results", "/jobs/:id/results")
     .setPath(JobId)
@@ -139,6 +144,11 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
     .addError(BadRequestBody)
     .addError(NotFoundBody)
     .annotate(OpenApi.Summary, "A page of a job's results (keyset pagination)")
+    .annotate(
+      OpenApi.Description,
+      "The settled items of a job, in a stable order: `limit` per page (1 to 1000, default 100); pass the page's " +
+        "`nextCursor` as `cursor` for the next one, until it is null. Items still pending are not listed."
+    )
 ).add(
   HttpApiEndpoint.get("export", "/jobs/:id/export")
     .setPath(JobId)
@@ -151,13 +161,27 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
     )
     .addError(NotFoundBody)
     .annotate(OpenApi.Summary, "All of a job's results as NDJSON")
+    .annotate(
+      OpenApi.Description,
+      "Every settled item of the job, one `ItemResult` as JSON per line, read from the database page by page while " +
+        "the response is written, so a job of any size is exported in constant memory."
+    )
 ).add(
   HttpApiEndpoint.del("cancel", "/jobs/:id")
     .setPath(JobId)
     .addSuccess(Domain.JobView)
     .addError(NotFoundBody)
     .annotate(OpenApi.Summary, "Cancel a job: its in-flight fetches are interrupted, its status becomes cancelled")
-).middleware(Authorization).annotate(OpenApi.Title, "Jobs") {}
+    .annotate(
+      OpenApi.Description,
+      "Marks the job cancelled, interrupts its fetches in flight and answers with its view. Items not yet settled " +
+        "end as failed with `code: cancelled`; other jobs are not affected."
+    )
+).middleware(Authorization).annotate(OpenApi.Title, "Jobs").annotate(
+  OpenApi.Description,
+  "Submit a job of URLs, follow its progress, page through or export its results, cancel it. Needs the bearer " +
+    "token when API_TOKEN is set."
+) {}
 
 /**
  * Stored bodies.
@@ -177,7 +201,15 @@ export class FilesGroup extends HttpApiGroup.make("files").add(
     )
     .addError(NotFoundBody)
     .annotate(OpenApi.Summary, "A stored body")
-).middleware(Authorization).annotate(OpenApi.Title, "Files") {}
+    .annotate(
+      OpenApi.Description,
+      "The body of a succeeded fetch, exactly as received, streamed from disk. Bodies are stored by content, so " +
+        "`fileId` is the body's SHA-256 and identical bodies share one file."
+    )
+).middleware(Authorization).annotate(OpenApi.Title, "Files").annotate(
+  OpenApi.Description,
+  "The stored bodies of succeeded fetches, addressed by their SHA-256. Needs the bearer token when API_TOKEN is set."
+) {}
 
 /**
  * Health and metrics; open even when `API_TOKEN` is set.
@@ -190,6 +222,11 @@ export class SystemGroup extends HttpApiGroup.make("system").add(
     .addSuccess(Domain.Health)
     .addError(Domain.Health.annotations({ description: "Draining or overloaded" }), { status: 503 })
     .annotate(OpenApi.Summary, "Readiness: 200 when ok, 503 while draining")
+    .annotate(
+      OpenApi.Description,
+      "`200` with `status: ok` while the instance takes jobs; `503` with `status: draining` once SIGTERM or SIGINT " +
+        "was received. Also reports the event loop's delay and the fetches in flight. Needs no token."
+    )
 ).add(
   HttpApiEndpoint.get("metrics", "/metrics")
     .addSuccess(
@@ -198,7 +235,15 @@ export class SystemGroup extends HttpApiGroup.make("system").add(
       })
     )
     .annotate(OpenApi.Summary, "Prometheus metrics")
-).annotate(OpenApi.Title, "System") {}
+    .annotate(
+      OpenApi.Description,
+      "Every counter and gauge of the process (Spindle's limiters, breakers, queues and pools, and Harvest's own) " +
+        "in the Prometheus text exposition format. Needs no token."
+    )
+).annotate(OpenApi.Title, "System").annotate(
+  OpenApi.Description,
+  "Readiness and metrics for load balancers and monitoring; open even when API_TOKEN is set."
+) {}
 
 // `HttpApi.make` documents its own decode error (`HttpApiDecodeError`) for every endpoint, but Harvest answers every
 // decode error with its contract body (see `Http.ts`), so the document must not show the former.
@@ -224,6 +269,12 @@ const withoutDecodeError = (spec: Record<string, any>): Record<string, any> => {
   return spec
 }
 
+// `OpenApi` has no annotation for the info object's contact.
+const withContact = (spec: Record<string, any>): Record<string, any> => {
+  spec.info.contact = { name: "Spindle contributors" }
+  return spec
+}
+
 /**
  * The whole API.
  *
@@ -241,5 +292,7 @@ export class HarvestApi extends HttpApi.make("harvest")
     "A resilient URL fetch service. Every 4xx carries `{ error: { code, message } }`; any route may answer 503 " +
       "with Retry-After while the process sheds load."
   )
-  .annotate(OpenApi.Transform, withoutDecodeError)
+  .annotate(OpenApi.License, { name: "MIT", url: "https://spdx.org/licenses/MIT.html" })
+  .annotate(OpenApi.Servers, [{ url: "/", description: "the Harvest instance that serves this document" }])
+  .annotate(OpenApi.Transform, (spec) => withContact(withoutDecodeError(spec)))
 {}
