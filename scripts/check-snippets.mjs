@@ -8,6 +8,9 @@
 // exactOptionalPropertyTypes, NodeNext). Blocks that do not start with an import are fragments and are left alone,
 // and so is a block fenced as ```ts no-check. Imports resolve to the workspace packages' sources (`@spindle/*`)
 // and to the third-party packages they depend on. Errors are reported at the markdown file's line.
+//
+// A block fenced as ```ts file=src/limits.ts is written under that name, so that another block of the same markdown
+// file can import it (`import { AppLive } from "./limits.js"`): a guide can show a module and its test apart.
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -32,7 +35,8 @@ export const extract = (markdown) => {
     }
     const first = body.find((l) => l.trim() !== "" && !l.trim().startsWith("//"))
     if (!/\bno-check\b/.test(info) && first !== undefined && /^import\b/.test(first.trim())) {
-      blocks.push({ line: i + 2, code: body.join("\n") + "\n" })
+      const file = /\bfile=(\S+\.tsx?)\b/.exec(info)?.[1]
+      blocks.push({ line: i + 2, code: body.join("\n") + "\n", ...(file === undefined ? {} : { file }) })
     }
     i = j
   }
@@ -83,7 +87,14 @@ const main = () => {
     const blocks = extract(fs.readFileSync(file, "utf8"))
     const slug = path.relative(root, path.resolve(file)).replace(/[^A-Za-z0-9]+/g, "_")
     blocks.forEach((block, n) => {
-      const name = `snippets/${slug}_${n + 1}.ts`
+      // Each markdown file's blocks in a folder of their own; a named block under its name, inside that folder.
+      const named = block.file === undefined ? undefined : path.posix.normalize(block.file)
+      if (named !== undefined && (named.startsWith("..") || path.isAbsolute(named))) {
+        console.error(`${file}:${block.line - 1}: file=${block.file} must be a relative path inside the snippet`)
+        process.exit(2)
+      }
+      const name = `snippets/${slug}/${named ?? `block_${n + 1}.ts`}`
+      fs.mkdirSync(path.dirname(path.join(work, name)), { recursive: true })
       fs.writeFileSync(path.join(work, name), block.code)
       origin.set(name, { file, line: block.line })
     })
