@@ -349,10 +349,12 @@ describe("harvest command line (real processes)", () => {
           "urls.txt",
           Array.from({ length: 30 }, (_, i) => upstream.url(`/s/${i}?latency=30000`))
         )
-        const result = yield* harvest(["fetch", file, "--server", base, "--batch", "10"], {
+        // Ctrl-C once every batch is submitted and fetching (all 30 in flight), so the run has all three jobs.
+        const args = ["fetch", file, "--server", base, "--batch", "10", "--per-host-concurrency", "30"]
+        const result = yield* harvest(args, {
           whileRunning: (child) =>
             Effect.gen(function*() {
-              yield* Wait.until("fetches in flight", Effect.sync(() => upstream.inFlight() >= 4))
+              yield* Wait.until("all three batches fetching", Effect.sync(() => upstream.inFlight() === 30))
               child.kill("SIGINT")
             })
         })
