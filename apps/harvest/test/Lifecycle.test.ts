@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Databases, Upstream } from "@spindle/testkit"
+import { Databases, Upstream, Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -12,6 +12,33 @@ const json = (url: string, init?: RequestInit) =>
   Effect.promise(async () => (await (await fetch(url, init)).json()) as any)
 
 describe("Harvest lifecycle (real processes)", () => {
+  it.scopedLive(
+    "one Ctrl-C to the whole process group of `pnpm start`: one graceful drain, in-flight fetches finish, exit 0",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const dataDir = yield* Databases.tempDir("harvest-ctrl-c-")
+        const env = { DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: "20000" }
+        const harvest = yield* start(env, { command: ["pnpm", "start"] })
+        const urls = Array.from({ length: 6 }, (_, i) => upstream.url(`/slow/${i}?latency=1500&bytes=${200 + i}`))
+        const job = yield* harvest.submit({ urls })
+        yield* Wait.until("six fetches in flight", Effect.sync(() => upstream.inFlight() === 6))
+        // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group (pnpm, its shell, node).
+        process.kill(-harvest.child.pid!, "SIGINT")
+        const code = yield* Effect.promise(() => harvest.exited)
+        assert.strictEqual(code, 0, harvest.output())
+        assert.notMatch(harvest.output(), /second signal/)
+        assert.notMatch(harvest.output(), /ELIFECYCLE/)
+        assert.strictEqual(harvest.output().match(/message="shutting down"/g)?.length, 1, harvest.output())
+        // The fetches on the wire were let finish (answered, not cut), and were recorded: a restart has nothing left.
+        assert.deepStrictEqual(upstream.requests().map((r) => r.outcome), Array(6).fill("answered"))
+        const again = yield* start(env)
+        const done = yield* again.waitFor(job, "completed")
+        assert.deepStrictEqual([done.succeeded, done.failed], [6, 0])
+        assert.strictEqual(upstream.requests().length, 6, "nothing was fetched twice")
+      })
+  )
+
   it.scopedLive(
     "SIGTERM mid-job: exits 0 within the grace period, fails nothing, and a restart finishes the job",
     () =>

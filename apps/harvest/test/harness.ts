@@ -12,6 +12,7 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { inject } from "vitest"
 import * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Server from "../src/Server.js"
@@ -151,14 +152,21 @@ export const built = (name: "main" | "demo" | "cli-main"): string => path.join(i
 
 /**
  * Starts Harvest as a real process (PORT=0, private networks allowed, `env` on top) and resolves once it logs the
- * address it listens on; SIGKILLed with the scope if still running.
+ * address it listens on; SIGKILLed with the scope if still running. By default the run's build of `main`; with
+ * `command`, that command instead (`["pnpm", "start"]` from the repository's root, as a user starts it), as the
+ * leader of a process group of its own, so that a signal can reach the whole group as a terminal's Ctrl-C does.
  */
-export const spawn = (env: Record<string, string>): Effect.Effect<Instance, never, Scope.Scope> =>
+export const spawn = (
+  env: Record<string, string>,
+  options: { readonly command?: readonly [string, ...Array<string>] } = {}
+): Effect.Effect<Instance, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Instance>((resume) => {
-      const child = spawnChild(process.execPath, [built("main")], {
+      const [file, ...args] = options.command ?? [process.execPath, built("main")]
+      const child = spawnChild(file, args, {
         env: { ...process.env, PORT: "0", HARVEST_ALLOW_PRIVATE_NETWORKS: "true", ...env },
-        stdio: ["ignore", "pipe", "pipe"]
+        stdio: ["ignore", "pipe", "pipe"],
+        ...(options.command === undefined ? {} : { cwd: repositoryRoot, detached: true })
       })
       let output = ""
       let resolved = false
@@ -178,5 +186,17 @@ export const spawn = (env: Record<string, string>): Effect.Effect<Instance, neve
       child.stdout.on("data", onData)
       child.stderr.on("data", onData)
     }),
-    (instance) => Effect.sync(() => instance.child.kill("SIGKILL"))
+    (instance) =>
+      Effect.sync(() => {
+        if (options.command === undefined) instance.child.kill("SIGKILL")
+        else if (instance.child.exitCode === null && instance.child.signalCode === null) {
+          try {
+            process.kill(-instance.child.pid!, "SIGKILL")
+          } catch {
+            // the group is gone already
+          }
+        }
+      })
   )
+
+const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..")

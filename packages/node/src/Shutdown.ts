@@ -8,6 +8,11 @@
  * own deadline), and exits 0 when everything closed in time. If the whole shutdown outlives `deadline`, it logs the
  * phases still closing and exits 1; a second signal logs itself and exits 130 at once.
  *
+ * One Ctrl-C can arrive as two signals: the terminal sends SIGINT to the whole foreground process group, and a
+ * wrapper in it (a package manager, a TypeScript loader) may relay it to its child once more. A signal within
+ * `repeatWindow` (one second) of the first is therefore taken as the same keypress and logged at debug level; only
+ * a later one is the operator insisting.
+ *
  * Phases close in reverse order of construction, as layers do: build readiness and HTTP (`HttpDrain`) on top of
  * background work (`TaskSupervisor`), on top of resources (database, files), and they close in the order
  * readiness → HTTP drain → background work → resources.
@@ -50,6 +55,11 @@ export interface Options {
   readonly signals?: ReadonlyArray<NodeJS.Signals> | undefined
   /** How the process ends (tests replace it). Default `process.exit`. */
   readonly exit?: ((code: number) => void) | undefined
+  /**
+   * A signal this soon after the first is the same keypress relayed again (a wrapper's copy of the terminal's
+   * SIGINT), not a second request. Default 1 second.
+   */
+  readonly repeatWindow?: Duration.DurationInput | undefined
 }
 
 interface Running {
@@ -152,11 +162,21 @@ export const runMain = <A, E>(program: Effect.Effect<A, E>, options: Options = {
   const signals = options.signals ?? ["SIGTERM", "SIGINT"]
   const exit = options.exit ?? ((code: number) => process.exit(code))
   const fiber = Effect.runFork(program)
+  const repeatWindowMillis = Duration.toMillis(options.repeatWindow ?? "1 second")
   let signalled: NodeJS.Signals | undefined
+  let signalledAt = 0
   let timer: ReturnType<typeof setTimeout> | undefined
   const log = (effect: Effect.Effect<void>) => Effect.runSync(effect)
 
   const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled !== undefined && performance.now() - signalledAt < repeatWindowMillis) {
+      log(
+        Effect.logDebug("signal repeated within the same keypress: ignored").pipe(
+          Effect.annotateLogs({ signal, first: signalled })
+        )
+      )
+      return
+    }
     if (signalled !== undefined) {
       log(
         Effect.logWarning("second signal during shutdown: exiting now").pipe(
@@ -167,6 +187,7 @@ export const runMain = <A, E>(program: Effect.Effect<A, E>, options: Options = {
       return
     }
     signalled = signal
+    signalledAt = performance.now()
     log(Effect.logInfo("shutting down").pipe(Effect.annotateLogs({ signal, deadlineMs: deadlineMillis })))
     timer = setTimeout(() => {
       const hanging = Array.from(closing, (p) => `${p.name} (${Date.now() - p.since} ms)`)

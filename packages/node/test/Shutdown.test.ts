@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url"
 const app = fileURLToPath(new URL("./fixtures/shutdown-app.ts", import.meta.url))
 
 // Starts the fixture, waits for "ready", sends `signals` (spaced by 100 ms), and collects its exit and output.
-const run = (mode: string, signals: ReadonlyArray<NodeJS.Signals>, deadline = "1 second") =>
+const run = (mode: string, signals: ReadonlyArray<NodeJS.Signals>, deadline = "1 second", spacingMillis = 100) =>
   Effect.async<{ code: number | null; stdout: string; stderr: string; ms: number }>((resume) => {
     const child = spawn(process.execPath, ["--import", "tsx", app, mode, deadline], {
       stdio: ["ignore", "pipe", "pipe"]
@@ -18,7 +18,7 @@ const run = (mode: string, signals: ReadonlyArray<NodeJS.Signals>, deadline = "1
       stdout += chunk
       if (sentAt === 0 && stdout.includes("ready\n")) {
         sentAt = Date.now()
-        signals.forEach((signal, i) => setTimeout(() => child.kill(signal), i * 100))
+        signals.forEach((signal, i) => setTimeout(() => child.kill(signal), i * spacingMillis))
       }
     })
     child.stderr.on("data", (chunk) => {
@@ -51,10 +51,21 @@ describe("Shutdown", () => {
 
   it.live("a second signal is logged and ends the process at once with 130", () =>
     Effect.gen(function*() {
-      // A 20 s deadline: an exit well before it (5 s allowed for a loaded machine) is the second signal's doing.
-      const result = yield* run("hang", ["SIGINT", "SIGINT"], "20 seconds")
+      // A 20 s deadline: an exit well before it (5 s allowed for a loaded machine) is the second signal's doing. The
+      // second comes 1.5 s after the first, past the window in which it would be the same keypress.
+      const result = yield* run("hang", ["SIGINT", "SIGINT"], "20 seconds", 1_500)
       assert.strictEqual(result.code, 130)
       assert.match(result.stdout + result.stderr, /second signal during shutdown/)
       assert.isBelow(result.ms, 5_000, "it did not wait for the deadline")
+    }))
+
+  it.live("a signal repeated within a second (one Ctrl-C relayed by a wrapper) is one shutdown, finished in full", () =>
+    Effect.gen(function*() {
+      const result = yield* run("slow", ["SIGINT", "SIGINT"], "20 seconds", 100)
+      assert.strictEqual(result.code, 0, result.stderr + result.stdout)
+      assert.notMatch(result.stdout + result.stderr, /second signal during shutdown/)
+      const downs = result.stdout.split("\n").filter((l) => l.startsWith("down"))
+      assert.deepStrictEqual(downs, ["down readiness", "down http", "down background", "down resources"])
+      assert.include(result.stdout, "shutdown complete")
     }))
 })
