@@ -58,6 +58,15 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthoriz
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", errorFields) {}
 
 /**
+ * `409`: the job has already finished (`code: already_finished`): a completed or cancelled job cannot be cancelled,
+ * and is left as it was.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Conflict extends Schema.TaggedError<Conflict>()("Conflict", errorFields) {}
+
+/**
  * `413`: the request body exceeds the server's limit.
  *
  * @since 0.1.0
@@ -77,6 +86,11 @@ const badRequestDescription = "Invalid request; the message names the field"
 const BadRequestBody = asErrorBody(BadRequest, 400, badRequestDescription)
 const UnauthorizedBody = asErrorBody(Unauthorized, 401, "Missing or wrong bearer token (only when API_TOKEN is set)")
 const NotFoundBody = asErrorBody(NotFound, 404, "No such job or file")
+const ConflictBody = asErrorBody(
+  Conflict,
+  409,
+  "The job has already finished (completed or cancelled); nothing changed"
+)
 const PayloadTooLargeBody = asErrorBody(PayloadTooLarge, 413, "The request body exceeds the server's limit")
 const ShuttingDownBody = asErrorBody(ShuttingDown, 503, "The server is shutting down; retry on another instance")
 
@@ -171,11 +185,13 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
     .setPath(JobId)
     .addSuccess(Domain.JobView)
     .addError(NotFoundBody)
+    .addError(ConflictBody)
     .annotate(OpenApi.Summary, "Cancel a job: its in-flight fetches are interrupted, its status becomes cancelled")
     .annotate(
       OpenApi.Description,
       "Marks the job cancelled, interrupts its fetches in flight and answers with its view. Items not yet settled " +
-        "end as failed with `code: cancelled`; other jobs are not affected."
+        "end as failed with `code: cancelled`; other jobs are not affected. A job that has already finished " +
+        "(completed or cancelled) answers `409 already_finished` and is left as it was."
     )
 ).middleware(Authorization).annotate(OpenApi.Title, "Jobs").annotate(
   OpenApi.Description,

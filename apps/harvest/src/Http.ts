@@ -187,7 +187,14 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
         const job = yield* requireJob(path.id)
         const jobs = yield* Jobs
         const pipeline = yield* PipelineTag
-        yield* Effect.orDie(jobs.cancel(job.id))
+        const cancelled = yield* Effect.orDie(jobs.cancel(job.id))
+        if (Option.isNone(cancelled)) {
+          const fresh = yield* requireJob(job.id)
+          return yield* new Api.Conflict({
+            code: "already_finished",
+            message: `job ${job.id} has already ${fresh.cancelled ? "been cancelled" : "completed"}; nothing changed`
+          })
+        }
         yield* pipeline.interruptJob(job.id)
         const fresh = yield* requireJob(job.id)
         return yield* Effect.orDie(jobs.view(fresh))

@@ -7,6 +7,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { JobQueue } from "@spindle/sql"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -14,6 +15,9 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
 import * as Domain from "./Domain.js"
+
+// Rolls back a cancellation that finds the job finished.
+class AlreadyFinished extends Data.TaggedError("AlreadyFinished") {}
 
 /**
  * The item queue shared by the API and the pipeline.
@@ -154,9 +158,20 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
         Stream.map(settledResult)
       )
 
+    // Cancels a job that has not finished: its row marked and its unsettled items cancelled, in one transaction; the
+    // number of items cancelled, or none when the job had already finished (cancelled, or completed: nothing left to
+    // cancel, the last item possibly settling meanwhile), in which case nothing changes.
     const cancel = Effect.fn("Jobs.cancel")(function*(id: string) {
-      yield* sql`UPDATE harvest_jobs SET cancelled = 1 WHERE id = ${id}`
-      return yield* items.cancelGroup(id)
+      const finished = Effect.fail(new AlreadyFinished())
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const marked = yield* sql`UPDATE harvest_jobs SET cancelled = 1 WHERE id = ${id} AND cancelled = 0 RETURNING id`
+        if (marked.length === 0) return yield* finished
+        const cancelled = yield* items.cancelGroup(id)
+        return cancelled === 0 ? yield* finished : cancelled
+      })).pipe(
+        Effect.map(Option.some),
+        Effect.catchTag("AlreadyFinished", () => Effect.succeedNone)
+      )
     })
 
     const recent = Effect.fn("Jobs.recent")(function*(limit: number) {

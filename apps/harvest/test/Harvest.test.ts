@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Databases, Upstream } from "@spindle/testkit"
+import { Databases, Upstream, Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -93,13 +93,38 @@ for (const database of ["sqlite", "pg"] as const) {
         while (upstream.inFlight() < 3) yield* Effect.sleep("10 millis")
         const cancelled = yield* call("DELETE", `/jobs/${stuck.json.id}`)
         assert.strictEqual(cancelled.json.status, "cancelled")
-        yield* Effect.sleep("100 millis")
-        const outcomes = upstream.requests().filter((r) => r.path !== "/c").map((r) => r.outcome)
+        const stuckRequests = () => upstream.requests().filter((r) => r.path !== "/c")
+        yield* Wait.until("the cancelled fetches to end", Effect.sync(() => stuckRequests().every((r) => r.outcome)))
+        const outcomes = stuckRequests().map((r) => r.outcome)
         assert.deepStrictEqual(outcomes, ["client_closed", "client_closed"])
         const finished = yield* waitFor(other.json.id, "completed")
         assert.strictEqual(finished.succeeded, 1)
         const results = yield* call("GET", `/jobs/${stuck.json.id}/results`)
         assert.deepStrictEqual(results.json.items.map((r: any) => r.error.code), ["cancelled", "cancelled"])
+      }))
+
+    it.scopedLive("DELETE on a finished job answers 409 already_finished and changes nothing", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { call, results, submit, waitFor } = yield* harvest()
+        const completed = yield* submit({ urls: [upstream.url("/a"), upstream.url("/b?status=404")] })
+        const before = yield* waitFor(completed, "completed")
+        const refused = yield* call("DELETE", `/jobs/${completed}`)
+        assert.strictEqual(refused.status, 409, refused.text)
+        assert.deepStrictEqual(Object.keys(refused.json.error).sort(), ["code", "message"])
+        assert.strictEqual(refused.json.error.code, "already_finished")
+        assert.deepStrictEqual((yield* call("GET", `/jobs/${completed}`)).json, before, "the job is left as it was")
+        assert.deepStrictEqual((yield* results(completed)).map((r: any) => r.status), ["succeeded", "failed"])
+
+        // A cancelled job is finished too: a second DELETE changes nothing either.
+        const stuck = yield* submit({ urls: [upstream.url("/c?hang=1")] })
+        yield* waitFor(stuck, "running")
+        assert.strictEqual((yield* call("DELETE", `/jobs/${stuck}`)).status, 200)
+        const cancelled = (yield* call("GET", `/jobs/${stuck}`)).json
+        const again = yield* call("DELETE", `/jobs/${stuck}`)
+        assert.strictEqual(again.status, 409)
+        assert.strictEqual(again.json.error.code, "already_finished")
+        assert.deepStrictEqual((yield* call("GET", `/jobs/${stuck}`)).json, cancelled)
       }))
 
     it.scopedLive("refuses private addresses unless allowed, without connecting", () =>
