@@ -189,7 +189,8 @@ export const spawn = (
     (instance) =>
       Effect.sync(() => {
         if (options.command === undefined) instance.child.kill("SIGKILL")
-        else if (instance.child.exitCode === null && instance.child.signalCode === null) {
+        else {
+          // The whole group: a process it started may outlive its leader.
           try {
             process.kill(-instance.child.pid!, "SIGKILL")
           } catch {
