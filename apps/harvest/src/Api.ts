@@ -133,6 +133,27 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
       "The job and all its items are committed before the reply. Duplicate URLs in one job are stored once."
     )
 ).add(
+  HttpApiEndpoint.get("list", "/jobs")
+    .setUrlParams(Schema.Struct({
+      status: Schema.optional(Schema.String.annotations({
+        description: "one or more of queued, running, completed, cancelled, comma-separated (default: all)"
+      })),
+      limit: Schema.optional(
+        Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
+          jsonSchema: { type: "integer", minimum: 1, maximum: 1000, description: "page size (default 50)" }
+        })
+      ),
+      cursor: Schema.optional(Schema.String.annotations({ description: "`nextCursor` of the previous page" }))
+    }))
+    .addSuccess(Domain.JobsPage)
+    .addError(BadRequestBody)
+    .annotate(OpenApi.Summary, "A page of jobs, newest first (keyset pagination), optionally of some statuses")
+    .annotate(
+      OpenApi.Description,
+      "Jobs newest first, as `JobView`s. `status` keeps the jobs of the statuses named; `nextCursor` continues after " +
+        "the last job of the page, so jobs created meanwhile never shift a page."
+    )
+).add(
   HttpApiEndpoint.get("get", "/jobs/:id")
     .setPath(JobId)
     .addSuccess(Domain.JobView)

@@ -95,6 +95,27 @@ export const JobView = Schema.Struct({
 export type JobView = typeof JobView.Type
 
 /**
+ * A job's status, as `JobView` reports it and `GET /jobs?status=` filters by it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const JobStatus = Schema.Literal("queued", "running", "completed", "cancelled")
+
+/**
+ * A page of jobs, newest first.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const JobsPage = Schema.Struct({
+  items: Schema.Array(JobView),
+  nextCursor: Schema.NullOr(Schema.String).annotations({
+    description: "pass as `cursor` for the next page; null at the end"
+  })
+}).annotations({ identifier: "JobsPage" })
+
+/**
  * A page of results.
  *
  * @since 0.1.0

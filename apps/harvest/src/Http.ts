@@ -23,11 +23,13 @@ import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as path from "node:path"
 import * as Api from "./Api.js"
 import * as Dashboard from "./Dashboard.js"
+import * as Domain from "./Domain.js"
 import { HarvestConfig } from "./HarvestConfig.js"
 import { Jobs } from "./Jobs.js"
 import { PipelineTag } from "./Pipeline.js"
@@ -47,6 +49,8 @@ const errorResponse = (status: number, code: string, message: string) =>
 
 const jobIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const fileIdPattern = /^[0-9a-f]{64}$/
+// `GET /jobs` cursors: the last job's creation time and id.
+const jobsCursorPattern = /^(\d{1,15})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/
 
 const jobNotFound = new Api.NotFound({ code: "not_found", message: "job not found" })
 
@@ -154,11 +158,42 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
         const created = yield* Effect.orDie(jobs.create(parsed.urls, parsed.options))
         return { id: created.id, status: "queued" as const, total: created.total }
       }))
+    .handle("list", ({ urlParams }) =>
+      Effect.gen(function*() {
+        const statuses = urlParams.status === undefined || urlParams.status === "" ? [] : urlParams.status.split(",")
+        const unknown = statuses.find((status) =>
+          !Schema.is(Domain.JobStatus)(status)
+        )
+        if (unknown !== undefined) {
+          return yield* new Api.BadRequest({
+            code: "invalid_field",
+            message: `status: "${unknown}" is not one of queued, running, completed, cancelled`
+          })
+        }
+        const cursor = urlParams.cursor === undefined || urlParams.cursor === ""
+          ? undefined
+          : jobsCursorPattern.exec(urlParams.cursor)
+        if (cursor === null) {
+          return yield* new Api.BadRequest({
+            code: "invalid_field",
+            message: "cursor is not a cursor this API returned"
+          })
+        }
+        const jobs = yield* Jobs
+        const page = yield* Effect.orDie(jobs.list({
+          statuses: statuses as ReadonlyArray<Domain.JobView["status"]>,
+          limit: urlParams.limit ?? 50,
+          after: cursor === undefined ? undefined : { createdAt: Number(cursor[1]), id: cursor[2] }
+        }))
+        return {
+          items: page.items,
+          nextCursor: Option.match(page.next, { onNone: () => null, onSome: (job) => `${job.createdAt}.${job.id}` })
+        }
+      }))
     .handle("get", ({ path }) =>
       Effect.gen(function*() {
         const job = yield* requireJob(path.id)
-        return yield* Effect.orDie(Effect.flatMap(Jobs, (jobs) =>
-          jobs.view(job)))
+        return yield* Effect.orDie(Effect.flatMap(Jobs, (jobs) => jobs.view(job)))
       }))
     .handle("results", ({ path, urlParams }) =>
       Effect.gen(function*() {

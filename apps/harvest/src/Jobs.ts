@@ -107,7 +107,10 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
     })
 
     const view = Effect.fn("Jobs.view")(function*(job: Job) {
-      const counts = yield* items.counts(job.id)
+      return yield* viewWith(job, yield* items.counts(job.id))
+    })
+
+    const viewWith = Effect.fnUntraced(function*(job: Job, counts: JobQueue.Counts) {
       const pending = counts.pending + counts.leased
       let finishedAt = job.finishedAt
       if (finishedAt === null && (job.cancelled || pending === 0)) {
@@ -131,6 +134,43 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
         createdAt: new Date(job.createdAt).toISOString(),
         finishedAt: finishedAt === null ? null : new Date(finishedAt).toISOString()
       } satisfies Domain.JobView
+    })
+
+    // Jobs newest first, `limit` of those whose status is in `statuses` (any, if empty), after the cursor's job. The
+    // status derives from the items, so jobs are read in batches, counted in one query a batch, and filtered.
+    const list = Effect.fn("Jobs.list")(function*(options: {
+      readonly statuses: ReadonlyArray<Domain.JobView["status"]>
+      readonly limit: number
+      readonly after: { readonly createdAt: number; readonly id: string } | undefined
+    }) {
+      const found: Array<Domain.JobView> = []
+      let after = options.after
+      const batch = Math.max(options.limit, 100)
+      while (true) {
+        const rows = yield* sql<JobRow>`
+          SELECT * FROM harvest_jobs
+          ${
+          after === undefined
+            ? sql``
+            : sql`WHERE created_at < ${after.createdAt} OR (created_at = ${after.createdAt} AND id < ${after.id})`
+        }
+          ORDER BY created_at DESC, id DESC
+          LIMIT ${batch}
+        `
+        const jobs = rows.map(toJob)
+        const counts = yield* items.countsByGroup(jobs.map((job) => job.id))
+        for (const job of jobs) {
+          const jobView = yield* viewWith(job, counts.get(job.id)!)
+          if (options.statuses.length > 0 && !options.statuses.includes(jobView.status)) continue
+          found.push(jobView)
+          if (found.length === options.limit) {
+            return { items: found, next: Option.some({ createdAt: job.createdAt, id: job.id }) }
+          }
+        }
+        if (rows.length < batch) return { items: found, next: Option.none() }
+        const last = jobs[jobs.length - 1]
+        after = { createdAt: last.createdAt, id: last.id }
+      }
     })
 
     const settledResult = (job: JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>): Domain.ItemResult =>
@@ -179,6 +219,6 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
       return rows.map(toJob)
     })
 
-    return { find, create, view, results, exportResults, cancel, recent } as const
+    return { find, create, view, list, results, exportResults, cancel, recent } as const
   })
 }) {}

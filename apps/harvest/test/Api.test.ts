@@ -56,6 +56,7 @@ const refusedUrl = "http://127.0.0.1:9/x"
 
 const contract: ReadonlyArray<readonly [string, string]> = [
   ["post", "/jobs"],
+  ["get", "/jobs"],
   ["get", "/jobs/{id}"],
   ["get", "/jobs/{id}/results"],
   ["get", "/jobs/{id}/export"],

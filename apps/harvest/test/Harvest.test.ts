@@ -127,6 +127,49 @@ for (const database of ["sqlite", "pg"] as const) {
         assert.deepStrictEqual((yield* call("GET", `/jobs/${stuck}`)).json, cancelled)
       }))
 
+    it.scopedLive("GET /jobs: newest first in keyset pages, filtered by status, bad parameters named", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { call, submit, waitFor } = yield* harvest()
+        const completed = yield* submit({ urls: [upstream.url("/a")] })
+        yield* waitFor(completed, "completed")
+        const cancelled = yield* submit({ urls: [upstream.url("/b?hang=1")] })
+        yield* waitFor(cancelled, "running")
+        assert.strictEqual((yield* call("DELETE", `/jobs/${cancelled}`)).status, 200)
+        const running = yield* submit({ urls: [upstream.url("/c?hang=1"), upstream.url("/d")] })
+        yield* waitFor(running, "running")
+        const ids = (reply: Harness.Reply) => reply.json.items.map((job: any) => job.id)
+
+        const all = yield* call("GET", "/jobs")
+        assert.strictEqual(all.status, 200, all.text)
+        assert.deepStrictEqual(ids(all), [running, cancelled, completed])
+        assert.deepStrictEqual(all.json.items.map((job: any) => job.status), ["running", "cancelled", "completed"])
+        assert.deepStrictEqual(all.json.items[2], (yield* call("GET", `/jobs/${completed}`)).json, "the same views")
+        assert.strictEqual(all.json.nextCursor, null)
+
+        const first = yield* call("GET", "/jobs?limit=2")
+        assert.deepStrictEqual(ids(first), [running, cancelled])
+        // A job created now is newer than every page: it never shifts the next one.
+        const newest = yield* submit({ urls: [upstream.url("/e?hang=1")] })
+        const second = yield* call("GET", `/jobs?limit=2&cursor=${encodeURIComponent(first.json.nextCursor)}`)
+        assert.deepStrictEqual(ids(second), [completed])
+        assert.strictEqual(second.json.nextCursor, null)
+
+        assert.deepStrictEqual(ids(yield* call("GET", "/jobs?status=completed,cancelled")), [cancelled, completed])
+        yield* waitFor(newest, "running")
+        const runningOnly = yield* call("GET", "/jobs?status=running&limit=1")
+        assert.deepStrictEqual(ids(runningOnly), [newest])
+        const nextRunning = yield* call("GET", `/jobs?status=running&limit=1&cursor=${runningOnly.json.nextCursor}`)
+        assert.deepStrictEqual(ids(nextRunning), [running])
+
+        for (const [query, field] of [["status=done", "status"], ["cursor=12", "cursor"], ["limit=0", "limit"]]) {
+          const refused = yield* call("GET", `/jobs?${query}`)
+          assert.strictEqual(refused.status, 400, query)
+          assert.strictEqual(refused.json.error.code, "invalid_field", query)
+          assert.include(refused.json.error.message, field, query)
+        }
+      }))
+
     it.scopedLive("refuses private addresses unless allowed, without connecting", () =>
       Effect.gen(function*() {
         const upstream = yield* Upstream.make()

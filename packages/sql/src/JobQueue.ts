@@ -271,6 +271,10 @@ export interface JobQueue<A, R = unknown> {
   readonly liveOwners: Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
   /** Jobs per status (of one group, if given). */
   readonly counts: (group?: string | undefined) => Effect.Effect<Counts, SqlError.SqlError>
+  /** Jobs per status of each of `groups` in one query (a list of groups, say); a group with no jobs counts zeros. */
+  readonly countsByGroup: (
+    groups: ReadonlyArray<string>
+  ) => Effect.Effect<ReadonlyMap<string, Counts>, SqlError.SqlError>
   /** One keyset page of jobs after `after` (by id), optionally of some statuses and one group. */
   readonly page: (options: {
     readonly after?: number | undefined
@@ -608,6 +612,29 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
             return counts
           }
         ),
+      countsByGroup: (groups) => {
+        const byGroup = new Map<
+          string,
+          { pending: number; leased: number; done: number; failed: number; cancelled: number }
+        >(
+          groups.map((group) => [group, { pending: 0, leased: 0, done: 0, failed: 0, cancelled: 0 }])
+        )
+        if (groups.length === 0) return Effect.succeed(byGroup)
+        return Effect.map(
+          sql<{ group_key: string; status: string; n: number | string }>`
+            SELECT group_key, status, COUNT(*) AS n FROM spindle_jobs
+            WHERE queue = ${queue} AND group_key IN ${sql.in(groups)}
+            GROUP BY group_key, status
+          `,
+          (rows) => {
+            for (const row of rows) {
+              const counts = byGroup.get(row.group_key)
+              if (counts !== undefined) counts[row.status as Status] = Number(row.n)
+            }
+            return byGroup
+          }
+        )
+      },
       page: ({ after, group, limit, status }) =>
         Effect.flatMap(
           sql<Row>`

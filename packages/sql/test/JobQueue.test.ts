@@ -191,6 +191,13 @@ for (const database of Databases.all) {
               failed: 0,
               cancelled: 2
             })
+            // Both groups in one query, and a group with no jobs at all.
+            const byGroup = yield* q.countsByGroup(["job-b", "job-a", "none"])
+            assert.deepStrictEqual([...byGroup.keys()], ["job-b", "job-a", "none"])
+            assert.deepStrictEqual(byGroup.get("job-a"), yield* q.counts("job-a"))
+            assert.deepStrictEqual(byGroup.get("job-b"), yield* q.counts("job-b"))
+            assert.deepStrictEqual(byGroup.get("none"), { pending: 0, leased: 0, done: 0, failed: 0, cancelled: 0 })
+            assert.strictEqual((yield* q.countsByGroup([])).size, 0)
             const page = yield* q.page({ limit: 10, group: "job-a" })
             assert.deepStrictEqual(page.jobs.map((j) => [j.id, j.status, j.result]), [
               [a1.id, "done", { bytes: 10 }],
