@@ -57,11 +57,13 @@ export interface BodyStore {
    * Settles an item this instance leased (`JobQueue.settleMany`) and, when that took and a body was stored, records
    * `fileId` as referenced, in one transaction: a body is referenced exactly when its result is committed. `false`
    * if the lease was lost. Settlements arriving while a commit runs are committed together in the next one (a group
-   * commit: one transaction, one `UPDATE` per outcome and one `INSERT` for up to 200 items).
+   * commit: one transaction, one `UPDATE` per outcome and one `INSERT` for up to 200 items). A job whose last item
+   * the commit settled gets its `finished_at` in the same transaction.
    */
   readonly settle: (
     settlement: JobQueue.Settlement<Domain.ItemResult>,
-    fileId: string | null
+    fileId: string | null,
+    job: string | null
   ) => Effect.Effect<boolean, SqlError.SqlError | ParseResult.ParseError>
   /** Removes dead temp files and orphan bodies now. */
   readonly sweep: Effect.Effect<Swept, SqlError.SqlError>
@@ -165,6 +167,7 @@ export const make = (options: {
     interface Waiting {
       readonly settlement: JobQueue.Settlement<Domain.ItemResult>
       readonly fileId: string | null
+      readonly job: string | null
       readonly done: Deferred.Deferred<boolean, SqlError.SqlError | ParseResult.ParseError>
     }
     let waiting: Array<Waiting> = []
@@ -173,11 +176,11 @@ export const make = (options: {
     const maxBatch = 200
     const windowMs = 5
 
-    const settle: BodyStore["settle"] = (settlement, fileId) =>
+    const settle: BodyStore["settle"] = (settlement, fileId, job) =>
       Effect.suspend(() => {
         if (closed) return Effect.interrupt
         const done = Deferred.unsafeMake<boolean, SqlError.SqlError | ParseResult.ParseError>(FiberId.none)
-        waiting.push({ settlement, fileId, done })
+        waiting.push({ settlement, fileId, job, done })
         if (wake !== undefined) wake()
         return Deferred.await(done)
       })
@@ -189,12 +192,22 @@ export const make = (options: {
         for (const entry of batch) {
           if (entry.fileId !== null && settled.has(entry.settlement.id)) files.add(entry.fileId)
         }
+        const now = yield* Clock.currentTimeMillis
         if (files.size > 0) {
-          const now = yield* Clock.currentTimeMillis
           yield* sql`
             INSERT INTO harvest_files ${sql.insert(Array.from(files, (file_id) => ({ file_id, created_at: now })))}
             ON CONFLICT (file_id) DO NOTHING
           `
+        }
+        // The jobs this commit settled the last item of finish now, not when someone first reads them.
+        const jobs = new Set<string>()
+        for (const entry of batch) if (entry.job !== null && settled.has(entry.settlement.id)) jobs.add(entry.job)
+        const counts = yield* items.countsByGroup(Array.from(jobs))
+        const finished = Array.from(counts).filter(([, c]) => c.pending + c.leased === 0).map(([job]) => job)
+        if (finished.length > 0) {
+          yield* sql`UPDATE harvest_jobs SET finished_at = ${now} WHERE id IN ${
+            sql.in(finished)
+          } AND finished_at IS NULL`
         }
         return settled
       }))

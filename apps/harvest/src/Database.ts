@@ -55,6 +55,20 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
       (fileId) => sql`INSERT INTO harvest_files (file_id, created_at) VALUES (${fileId}, ${now})`,
       { discard: true }
     )
+  }),
+  // finished_at is now written when a job's last item settles, not when the job is first read: jobs that finished
+  // unread before get the time their last item settled.
+  "3_harvest_jobs_finished_at": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      UPDATE harvest_jobs SET finished_at = (
+        SELECT MAX(s.finished_at) FROM spindle_jobs s WHERE s.queue = 'harvest' AND s.group_key = harvest_jobs.id
+      )
+      WHERE finished_at IS NULL AND NOT EXISTS (
+        SELECT 1 FROM spindle_jobs s
+        WHERE s.queue = 'harvest' AND s.group_key = harvest_jobs.id AND s.status IN ('pending', 'leased')
+      )
+    `
   })
 })
 

@@ -6,6 +6,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { JobQueue } from "@spindle/sql"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -107,16 +108,13 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
     })
 
     const view = Effect.fn("Jobs.view")(function*(job: Job) {
-      return yield* viewWith(job, yield* items.counts(job.id))
+      return viewWith(job, yield* items.counts(job.id))
     })
 
-    const viewWith = Effect.fnUntraced(function*(job: Job, counts: JobQueue.Counts) {
+    const viewWith = (job: Job, counts: JobQueue.Counts): Domain.JobView => {
       const pending = counts.pending + counts.leased
-      let finishedAt = job.finishedAt
-      if (finishedAt === null && (job.cancelled || pending === 0)) {
-        finishedAt = Date.now()
-        yield* sql`UPDATE harvest_jobs SET finished_at = ${finishedAt} WHERE id = ${job.id} AND finished_at IS NULL`
-      }
+      // Written when the job's last item settled (BodyStore's commit) or when it was cancelled (`cancel`).
+      const finishedAt = job.finishedAt
       const status: Domain.JobView["status"] = job.cancelled
         ? "cancelled"
         : pending === 0
@@ -133,8 +131,8 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
         pending,
         createdAt: new Date(job.createdAt).toISOString(),
         finishedAt: finishedAt === null ? null : new Date(finishedAt).toISOString()
-      } satisfies Domain.JobView
-    })
+      }
+    }
 
     // Jobs newest first, `limit` of those whose status is in `statuses` (any, if empty), after the cursor's job. The
     // status derives from the items, so jobs are read in batches, counted in one query a batch, and filtered.
@@ -160,7 +158,7 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
         const jobs = rows.map(toJob)
         const counts = yield* items.countsByGroup(jobs.map((job) => job.id))
         for (const job of jobs) {
-          const jobView = yield* viewWith(job, counts.get(job.id)!)
+          const jobView = viewWith(job, counts.get(job.id)!)
           if (options.statuses.length > 0 && !options.statuses.includes(jobView.status)) continue
           found.push(jobView)
           if (found.length === options.limit) {
@@ -204,7 +202,10 @@ export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
     const cancel = Effect.fn("Jobs.cancel")(function*(id: string) {
       const finished = Effect.fail(new AlreadyFinished())
       return yield* sql.withTransaction(Effect.gen(function*() {
-        const marked = yield* sql`UPDATE harvest_jobs SET cancelled = 1 WHERE id = ${id} AND cancelled = 0 RETURNING id`
+        const now = yield* Clock.currentTimeMillis
+        const marked = yield* sql`
+          UPDATE harvest_jobs SET cancelled = 1, finished_at = ${now} WHERE id = ${id} AND cancelled = 0 RETURNING id
+        `
         if (marked.length === 0) return yield* finished
         const cancelled = yield* items.cancelGroup(id)
         return cancelled === 0 ? yield* finished : cancelled

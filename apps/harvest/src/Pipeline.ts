@@ -369,7 +369,9 @@ export const layer: Layer.Layer<
     // commit): the lease loop can start the next fetch meanwhile.
     const process = (item: Item, slot: Slot) =>
       Effect.flatMap(jobState(item.group!), (state) => {
-        if (Option.isNone(state)) return bodies.settle({ _tag: "Fail", id: item.id, error: "job not found" }, null)
+        if (Option.isNone(state)) {
+          return bodies.settle({ _tag: "Fail", id: item.id, error: "job not found" }, null, item.group)
+        }
         return Effect.flatMap(state.value.bulkhead.run(fetchItem(item, state.value)), ({ count, fetched }) => {
           freeSlot(slot)
           if (fetched._tag === "Right") {
@@ -384,15 +386,19 @@ export const layer: Layer.Layer<
               fileId: fetched.right.fileId
             }
             itemsFetched.unsafeUpdate(1, [])
-            return bodies.settle({ _tag: "Ack", id: item.id, result }, result.fileId)
+            return bodies.settle({ _tag: "Ack", id: item.id, result }, result.fileId, item.group)
           }
           const error = fetched.left
-          return bodies.settle({
-            _tag: "Fail",
-            id: item.id,
-            error: error.message,
-            result: failed(item.payload.url, count, { code: error.code, message: error.message }, error.httpStatus)
-          }, null)
+          return bodies.settle(
+            {
+              _tag: "Fail",
+              id: item.id,
+              error: error.message,
+              result: failed(item.payload.url, count, { code: error.code, message: error.message }, error.httpStatus)
+            },
+            null,
+            item.group
+          )
         })
       }).pipe(Effect.orDie)
 

@@ -88,12 +88,14 @@ for (const database of Databases.all) {
           })
           // Committed: recorded with its result.
           write(path.join(files, hex(1)), 10 * leaseMs)
-          assert.isTrue(yield* store.settle({ _tag: "Ack", id: first.id, result: result(hex(1)) }, hex(1)))
+          assert.isTrue(yield* store.settle({ _tag: "Ack", id: first.id, result: result(hex(1)) }, hex(1), first.group))
           // Renamed into place, but the lease was lost before the ack (another owner took it over meanwhile).
           write(path.join(files, hex(2)), 10 * leaseMs)
           const sql = yield* SqlClient.SqlClient
           yield* sql`UPDATE spindle_jobs SET lease_owner = 'not-me' WHERE id = ${second.id}`
-          assert.isFalse(yield* store.settle({ _tag: "Ack", id: second.id, result: result(hex(2)) }, hex(2)))
+          assert.isFalse(
+            yield* store.settle({ _tag: "Ack", id: second.id, result: result(hex(2)) }, hex(2), second.group)
+          )
           // Renamed a moment ago by a live instance that has not committed yet: within the grace.
           write(path.join(files, hex(3)))
           // Not a body at all: left alone.
@@ -119,8 +121,8 @@ for (const database of Databases.all) {
           yield* sql`UPDATE spindle_jobs SET lease_owner = 'not-me' WHERE id = ${leased[4].id}`
           const settled = yield* Effect.forEach(leased, (item, i) =>
             i === 3
-              ? store.settle({ _tag: "Fail", id: item.id, error: "http 404" }, null)
-              : store.settle({ _tag: "Ack", id: item.id }, hex(100 + i)), { concurrency: "unbounded" })
+              ? store.settle({ _tag: "Fail", id: item.id, error: "http 404" }, null, item.group)
+              : store.settle({ _tag: "Ack", id: item.id }, hex(100 + i), item.group), { concurrency: "unbounded" })
           assert.deepStrictEqual(settled, [true, true, true, true, false])
           const recorded = yield* sql<{ file_id: string }>`
             SELECT file_id FROM harvest_files WHERE file_id IN (${hex(100)}, ${hex(101)}, ${hex(102)}, ${hex(104)})
@@ -138,7 +140,7 @@ for (const database of Databases.all) {
           yield* items.enqueue([{ url: "http://c.test/1" }, { url: "http://c.test/2" }], { group: "g3" })
           const leased = yield* items.lease({ limit: 2, owner: "me", lease: "30 seconds" })
           for (const item of leased) {
-            assert.isTrue(yield* store.settle({ _tag: "Ack", id: item.id }, hex(9)))
+            assert.isTrue(yield* store.settle({ _tag: "Ack", id: item.id }, hex(9), item.group))
           }
           const sql = yield* SqlClient.SqlClient
           const rows = yield* sql<{ n: number | string }>`

@@ -127,6 +127,29 @@ for (const database of ["sqlite", "pg"] as const) {
         assert.deepStrictEqual((yield* call("GET", `/jobs/${stuck}`)).json, cancelled)
       }))
 
+    it.scopedLive("finishedAt is when the last item settled (or the cancel), not when the job is first read", () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const { call, results, submit, waitFor } = yield* harvest()
+        const id = yield* submit({ urls: [upstream.url("/a"), upstream.url("/b?latency=100")] })
+        // The job itself is not read until a second after both results were visible.
+        yield* Wait.until("both results", Effect.map(results(id), (items) => items.length === 2))
+        const seenSettled = Date.now()
+        yield* Effect.sleep("1 second")
+        const view = (yield* call("GET", `/jobs/${id}`)).json
+        assert.strictEqual(view.status, "completed")
+        assert.isAtMost(Date.parse(view.finishedAt), seenSettled, "written with the last result, not at this read")
+        assert.isAtLeast(Date.parse(view.finishedAt), Date.parse(view.createdAt))
+
+        const stuck = yield* submit({ urls: [upstream.url("/c?hang=1")] })
+        yield* waitFor(stuck, "running")
+        const before = Date.now()
+        const cancelled = (yield* call("DELETE", `/jobs/${stuck}`)).json
+        const after = Date.now()
+        assert.isAtLeast(Date.parse(cancelled.finishedAt), before - 1)
+        assert.isAtMost(Date.parse(cancelled.finishedAt), after)
+      }))
+
     it.scopedLive("GET /jobs: newest first in keyset pages, filtered by status, bad parameters named", () =>
       Effect.gen(function*() {
         const upstream = yield* Upstream.make()
