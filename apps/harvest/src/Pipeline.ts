@@ -283,9 +283,11 @@ export const layer: Layer.Layer<
       error._tag === "SlotStoreError" || error._tag === "TokenBucketStoreError"
     const storeBackoff = Schedule.exponential("100 millis", 2).pipe(
       Schedule.either(Schedule.spaced("5 seconds")),
-      // One warning every few seconds for the whole process, not one per waiting item.
-      Schedule.tapInput((error: { readonly message: string }) =>
+      // One warning every few seconds for the whole process, not one per waiting item. Every error of the attempt
+      // passes through the schedule (`retry` asks `while` after it), so only the store's own are reported.
+      Schedule.tapInput((error: { readonly _tag: string; readonly message: string }) =>
         Effect.suspend(() => {
+          if (!storeDown(error)) return Effect.void
           const now = Date.now()
           if (now - lastStoreWarning < 5_000) return Effect.void
           lastStoreWarning = now

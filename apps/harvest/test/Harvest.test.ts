@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream, Wait } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type * as HarvestConfig from "../src/HarvestConfig.js"
@@ -125,6 +126,23 @@ for (const database of ["sqlite", "pg"] as const) {
         assert.strictEqual(again.status, 409)
         assert.strictEqual(again.json.error.code, "already_finished")
         assert.deepStrictEqual((yield* call("GET", `/jobs/${stuck}`)).json, cancelled)
+      }))
+
+    it.scopedLive("upstream errors are retried without a word about the limit store (there is none)", () =>
+      Effect.gen(function*() {
+        const logs: Array<string> = []
+        const capture = Logger.make(({ message }) => {
+          logs.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        yield* Effect.gen(function*() {
+          const upstream = yield* Upstream.make()
+          const { results, submit, waitFor } = yield* harvest()
+          const id = yield* submit({ urls: [upstream.url("/x?fail=2&key=k&status=503")], maxAttempts: 3 })
+          yield* waitFor(id, "completed")
+          assert.deepStrictEqual((yield* results(id)).map((r: any) => [r.status, r.attempts]), [["succeeded", 3]])
+        }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        assert.isNotEmpty(logs, "the logs were captured")
+        assert.isFalse(logs.some((line) => line.includes("limit store")), logs.join("\n"))
       }))
 
     it.scopedLive("finishedAt is when the last item settled (or the cancel), not when the job is first read", () =>
