@@ -3,7 +3,7 @@
 //
 //   pnpm lint:openapi
 //
-// The document is produced from the API definition (`apps/harvest/src/Api.ts`, through `OpenApi.fromApi`, which is
+// The document is produced from the API definition (`apps/harvest/src/http/Api.ts`, through `OpenApi.fromApi`, which is
 // what `GET /openapi.json` serves), without starting a server, and written to
 // `node_modules/.cache/spindle-openapi/openapi.json`. Redocly runs its `recommended` rules (`redocly.yaml`), with the
 // exceptions listed in `.redocly.lint-ignore.yaml`; Spectral runs `spectral:oas` (`.spectral.yaml`). Neither fetches
@@ -28,7 +28,7 @@ const run = (command, args, options = {}) => {
 const generate = `
 import * as OpenApi from "@effect/platform/OpenApi"
 import { writeFileSync } from "node:fs"
-import { HarvestApi } from "./src/Api.ts"
+import { HarvestApi } from "./src/http/Api.ts"
 writeFileSync(process.argv[1], JSON.stringify(OpenApi.fromApi(HarvestApi), null, 2) + "\\n")
 `
 fs.rmSync(work, { recursive: true, force: true })

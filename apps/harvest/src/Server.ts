@@ -14,12 +14,12 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
-import * as Database from "./Database.js"
-import * as Events from "./Events.js"
+import * as Events from "./dashboard/Events.js"
 import { HarvestConfig } from "./HarvestConfig.js"
-import * as Http from "./Http.js"
-import { Jobs, layerItems } from "./Jobs.js"
-import * as Pipeline from "./Pipeline.js"
+import * as Http from "./http/Handlers.js"
+import * as Pipeline from "./pipeline/Pipeline.js"
+import * as Database from "./storage/Database.js"
+import { Jobs, layerItems } from "./storage/Jobs.js"
 
 // With REDIS_URL, one connection serves the per-host rates (token buckets) and the per-host concurrency (slots), so
 // that both hold across instances. The pipeline looks the slot store up as an optional service: without Redis, its

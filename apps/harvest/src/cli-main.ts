@@ -13,7 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import * as Cli from "./Cli.js"
+import * as Cli from "./cli/Cli.js"
 
 // Logs (a local Harvest's included) go to stderr, errors only unless `--log-level` says otherwise, so that stdout
 // carries just the output.

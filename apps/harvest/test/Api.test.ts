@@ -3,8 +3,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as HarvestConfig from "../src/HarvestConfig.js"
-import * as Http from "../src/Http.js"
-import { Jobs } from "../src/Jobs.js"
+import * as Http from "../src/http/Handlers.js"
+import { Jobs } from "../src/storage/Jobs.js"
 import * as Harness from "./harness.js"
 
 interface Reply {

@@ -5,9 +5,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as BodyStore from "../src/BodyStore.js"
-import * as Database from "../src/Database.js"
-import { Items, layerItems } from "../src/Jobs.js"
+import * as BodyStore from "../src/storage/BodyStore.js"
+import * as Database from "../src/storage/Database.js"
+import { Items, layerItems } from "../src/storage/Jobs.js"
 
 // Long enough that the store's own periodic sweep stays out of the way of the explicit ones.
 const leaseMs = 5000

@@ -7,7 +7,7 @@ import * as Fiber from "effect/Fiber"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as Fetcher from "../src/Fetcher.js"
+import * as Fetcher from "../src/pipeline/Fetcher.js"
 
 const directories = Effect.acquireRelease(
   Effect.sync(() => {

@@ -5,7 +5,7 @@ import * as Logger from "effect/Logger"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type * as HarvestConfig from "../src/HarvestConfig.js"
-import { PipelineTag } from "../src/Pipeline.js"
+import { PipelineTag } from "../src/pipeline/Pipeline.js"
 import * as Harness from "./harness.js"
 
 const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>

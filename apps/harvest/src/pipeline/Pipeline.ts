@@ -27,11 +27,11 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import { randomUUID } from "node:crypto"
-import * as BodyStore from "./BodyStore.js"
-import type * as Domain from "./Domain.js"
+import type * as Domain from "../Domain.js"
+import { HarvestConfig } from "../HarvestConfig.js"
+import * as BodyStore from "../storage/BodyStore.js"
+import { Items, Jobs } from "../storage/Jobs.js"
 import * as Fetcher from "./Fetcher.js"
-import { HarvestConfig } from "./HarvestConfig.js"
-import { Items, Jobs } from "./Jobs.js"
 
 type Item = JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>
 

@@ -20,9 +20,9 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import { timingSafeEqual } from "node:crypto"
+import { HarvestConfig } from "../HarvestConfig.js"
 import * as DashboardPage from "./DashboardPage.js"
 import * as Events from "./Events.js"
-import { HarvestConfig } from "./HarvestConfig.js"
 
 const unauthorized = HttpServerResponse.unsafeJson(
   { error: { code: "unauthorized", message: "missing or wrong bearer token" } },

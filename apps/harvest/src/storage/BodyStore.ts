@@ -29,8 +29,8 @@ import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type * as Domain from "./Domain.js"
-import type * as Fetcher from "./Fetcher.js"
+import type * as Domain from "../Domain.js"
+import type * as Fetcher from "../pipeline/Fetcher.js"
 import { Items } from "./Jobs.js"
 
 /**

@@ -14,7 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { HarvestConfig } from "./HarvestConfig.js"
+import { HarvestConfig } from "../HarvestConfig.js"
 
 /**
  * Harvest's own tables (the work items live in `@spindle/sql`'s `spindle_jobs`).

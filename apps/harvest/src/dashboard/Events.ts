@@ -14,10 +14,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
-import type * as Domain from "./Domain.js"
-import { HarvestConfig } from "./HarvestConfig.js"
-import { Items, Jobs } from "./Jobs.js"
-import { type HostState, PipelineTag } from "./Pipeline.js"
+import type * as Domain from "../Domain.js"
+import { HarvestConfig } from "../HarvestConfig.js"
+import { type HostState, PipelineTag } from "../pipeline/Pipeline.js"
+import { Items, Jobs } from "../storage/Jobs.js"
 
 /**
  * One event-loop sample for the chart: `[epoch ms, p50 ms, p99 ms]`.

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import * as Either from "effect/Either"
-import * as Domain from "./Domain.js"
+import * as Domain from "../Domain.js"
 
 /**
  * A request refused: `code` for machines, `message` naming the field for people.

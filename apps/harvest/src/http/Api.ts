@@ -12,7 +12,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
-import * as Domain from "./Domain.js"
+import * as Domain from "../Domain.js"
 
 const errorFields = { code: Schema.String, message: Schema.String }
 

@@ -15,7 +15,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
-import * as Domain from "./Domain.js"
+import * as Domain from "../Domain.js"
 
 // Rolls back a cancellation that finds the job finished.
 class AlreadyFinished extends Data.TaggedError("AlreadyFinished") {}
