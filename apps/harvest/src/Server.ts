@@ -19,7 +19,7 @@ import { HarvestConfig } from "./HarvestConfig.js"
 import * as Http from "./http/Handlers.js"
 import * as Pipeline from "./pipeline/Pipeline.js"
 import * as Database from "./storage/Database.js"
-import { Jobs, layerItems } from "./storage/Jobs.js"
+import * as Jobs from "./storage/Jobs.js"
 
 // With REDIS_URL, one connection serves the per-host rates (token buckets) and the per-host concurrency (slots), so
 // that both hold across instances. The pipeline looks the slot store up as an optional service: without Redis, its
@@ -64,7 +64,7 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
  */
 export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
   const data = Database.layer.pipe(Shutdown.phase("database"))
-  const jobs = Layer.provideMerge(Jobs.Default, layerItems)
+  const jobs = Layer.provideMerge(Jobs.layer, Jobs.layerItems)
   const pipeline = Pipeline.layer.pipe(Shutdown.phase("pipeline"))
   return HttpLive.pipe(
     Shutdown.phase("http"),

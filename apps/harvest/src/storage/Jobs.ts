@@ -5,14 +5,19 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlError from "@effect/sql/SqlError"
 import { JobQueue } from "@spindle/sql"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
 import * as Domain from "../Domain.js"
@@ -21,15 +26,20 @@ import * as Domain from "../Domain.js"
 class AlreadyFinished extends Data.TaggedError("AlreadyFinished") {}
 
 /**
- * The item queue shared by the API and the pipeline.
+ * The item queue shared by the API and the pipeline: one work item per distinct URL of a job, grouped by job.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Items extends JobQueue.JobQueue<Domain.ItemPayload, Domain.ItemResult> {}
+
+/**
+ * The item queue's tag.
  *
  * @since 0.1.0
  * @category tags
  */
-export class Items extends Context.Tag("@spindle/harvest/Items")<
-  Items,
-  JobQueue.JobQueue<Domain.ItemPayload, Domain.ItemResult>
->() {}
+export const Items: Context.Tag<Items, Items> = Context.GenericTag<Items>("@spindle/harvest/Items")
 
 /**
  * The item queue over the database in context.
@@ -79,147 +89,261 @@ const toJob = (row: JobRow): Job => ({
 })
 
 /**
- * Job storage and queries.
+ * What reading or writing jobs can fail with: the database, or a stored row that does not decode.
  *
  * @since 0.1.0
- * @category services
+ * @category errors
  */
-export class Jobs extends Effect.Service<Jobs>()("@spindle/harvest/Jobs", {
-  effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const items = yield* Items
+export type StoreError = SqlError.SqlError | ParseResult.ParseError
 
-    const find = Effect.fn("Jobs.find")(function*(id: string) {
-      const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs WHERE id = ${id}`
-      return rows.length === 0 ? Option.none<Job>() : Option.some(toJob(rows[0]))
-    })
+/**
+ * Jobs: their records, their results, and the fibers fetching their items in this process, so that cancelling a job
+ * is one operation covering both.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Jobs {
+  /** The job `id`, if it exists. */
+  readonly find: (id: string) => Effect.Effect<Option.Option<Job>, StoreError>
+  /** Stores a job and one item per distinct URL, in one transaction. */
+  readonly create: (
+    urls: ReadonlyArray<string>,
+    options: Domain.JobOptions
+  ) => Effect.Effect<{ readonly id: string; readonly total: number }, StoreError>
+  /** The job as the API shows it. */
+  readonly view: (job: Job) => Effect.Effect<Domain.JobView, StoreError>
+  /** Jobs newest first, `limit` of those whose status is in `statuses` (any, if empty), after the cursor's job. */
+  readonly list: (options: {
+    readonly statuses: ReadonlyArray<Domain.JobView["status"]>
+    readonly limit: number
+    readonly after: { readonly createdAt: number; readonly id: string } | undefined
+  }) => Effect.Effect<
+    {
+      readonly items: ReadonlyArray<Domain.JobView>
+      readonly next: Option.Option<{ readonly createdAt: number; readonly id: string }>
+    },
+    StoreError
+  >
+  /** A page of the job's settled results, by item id. */
+  readonly results: (
+    id: string,
+    limit: number,
+    cursor: number | undefined
+  ) => Effect.Effect<
+    { readonly items: ReadonlyArray<Domain.ItemResult>; readonly nextCursor: string | null },
+    StoreError
+  >
+  /** Every settled result of the job, read from a cursor. */
+  readonly exportResults: (id: string) => Stream.Stream<Domain.ItemResult, StoreError>
+  /**
+   * Runs `effect`, the fetch of the job's item `item`, as a fiber of the job's: `cancel` interrupts it. Returns the
+   * fiber, to be awaited by whoever holds the item.
+   */
+  readonly fork: <A, E>(
+    job: string,
+    item: number,
+    effect: Effect.Effect<A, E>
+  ) => Effect.Effect<Fiber.RuntimeFiber<A, E>>
+  /**
+   * Cancels a job that has not finished: its row marked and its unsettled items cancelled in one transaction, then
+   * its fibers in this process interrupted. The number of items cancelled, or `None` when the job had already finished
+   * (completed or cancelled), in which case nothing changes.
+   */
+  readonly cancel: (id: string) => Effect.Effect<Option.Option<number>, StoreError>
+  /** The most recent jobs. */
+  readonly recent: (limit: number) => Effect.Effect<ReadonlyArray<Job>, StoreError>
+}
 
-    const create = Effect.fn("Jobs.create")(function*(urls: ReadonlyArray<string>, options: Domain.JobOptions) {
-      const id = randomUUID()
-      const distinct = Array.from(new Set(urls))
-      const now = Date.now()
-      yield* sql.withTransaction(Effect.gen(function*() {
-        yield* sql`INSERT INTO harvest_jobs ${
-          sql.insert({ id, total: distinct.length, options: encodeOptions(options), cancelled: 0, created_at: now })
-        }`
-        yield* items.enqueue(distinct.map((url) => ({ url })), { group: id })
-      }))
-      return { id, total: distinct.length }
-    })
+/**
+ * The jobs service's tag.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Jobs: Context.Tag<Jobs, Jobs> = Context.GenericTag<Jobs>("@spindle/harvest/Jobs")
 
-    const view = Effect.fn("Jobs.view")(function*(job: Job) {
-      return viewWith(job, yield* items.counts(job.id))
-    })
+/**
+ * The jobs service over the database in context; the fibers it forks live as long as the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scope.Scope> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const items = yield* Items
+  // The fibers fetching items in this process, by item id, and the item ids of each job: a cancel interrupts the
+  // job's fibers and nothing else.
+  const fibers = yield* FiberMap.make<number>()
+  const byJob = new Map<string, Set<number>>()
 
-    const viewWith = (job: Job, counts: JobQueue.Counts): Domain.JobView => {
-      const pending = counts.pending + counts.leased
-      // Written when the job's last item settled (BodyStore's commit) or when it was cancelled (`cancel`).
-      const finishedAt = job.finishedAt
-      const status: Domain.JobView["status"] = job.cancelled
-        ? "cancelled"
-        : pending === 0
-        ? "completed"
-        : counts.done + counts.failed + counts.leased > 0
-        ? "running"
-        : "queued"
-      return {
-        id: job.id,
-        status,
-        total: job.total,
-        succeeded: counts.done,
-        failed: counts.failed,
-        pending,
-        createdAt: new Date(job.createdAt).toISOString(),
-        finishedAt: finishedAt === null ? null : new Date(finishedAt).toISOString()
-      }
+  const find = Effect.fn("Jobs.find")(function*(id: string) {
+    const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs WHERE id = ${id}`
+    return rows.length === 0 ? Option.none<Job>() : Option.some(toJob(rows[0]))
+  })
+
+  const create = Effect.fn("Jobs.create")(function*(urls: ReadonlyArray<string>, options: Domain.JobOptions) {
+    const id = randomUUID()
+    const distinct = Array.from(new Set(urls))
+    const now = yield* Clock.currentTimeMillis
+    yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql`INSERT INTO harvest_jobs ${
+        sql.insert({ id, total: distinct.length, options: encodeOptions(options), cancelled: 0, created_at: now })
+      }`
+      yield* items.enqueue(distinct.map((url) => ({ url })), { group: id })
+    }))
+    return { id, total: distinct.length }
+  })
+
+  const view = Effect.fn("Jobs.view")(function*(job: Job) {
+    return viewWith(job, yield* items.counts(job.id))
+  })
+
+  const viewWith = (job: Job, counts: JobQueue.Counts): Domain.JobView => {
+    const pending = counts.pending + counts.leased
+    // Written when the job's last item settled (BodyStore's commit) or when it was cancelled (`cancel`).
+    const finishedAt = job.finishedAt
+    const status: Domain.JobView["status"] = job.cancelled
+      ? "cancelled"
+      : pending === 0
+      ? "completed"
+      : counts.done + counts.failed + counts.leased > 0
+      ? "running"
+      : "queued"
+    return {
+      id: job.id,
+      status,
+      total: job.total,
+      succeeded: counts.done,
+      failed: counts.failed,
+      pending,
+      createdAt: new Date(job.createdAt).toISOString(),
+      finishedAt: finishedAt === null ? null : new Date(finishedAt).toISOString()
     }
+  }
 
-    // Jobs newest first, `limit` of those whose status is in `statuses` (any, if empty), after the cursor's job. The
-    // status derives from the items, so jobs are read in batches, counted in one query a batch, and filtered.
-    const list = Effect.fn("Jobs.list")(function*(options: {
-      readonly statuses: ReadonlyArray<Domain.JobView["status"]>
-      readonly limit: number
-      readonly after: { readonly createdAt: number; readonly id: string } | undefined
-    }) {
-      const found: Array<Domain.JobView> = []
-      let after = options.after
-      const batch = Math.max(options.limit, 100)
-      while (true) {
-        const rows = yield* sql<JobRow>`
+  // Jobs newest first, `limit` of those whose status is in `statuses` (any, if empty), after the cursor's job. The
+  // status derives from the items, so jobs are read in batches, counted in one query a batch, and filtered.
+  const list = Effect.fn("Jobs.list")(function*(options: {
+    readonly statuses: ReadonlyArray<Domain.JobView["status"]>
+    readonly limit: number
+    readonly after: { readonly createdAt: number; readonly id: string } | undefined
+  }) {
+    const found: Array<Domain.JobView> = []
+    let after = options.after
+    const batch = Math.max(options.limit, 100)
+    while (true) {
+      const rows = yield* sql<JobRow>`
           SELECT * FROM harvest_jobs
           ${
-          after === undefined
-            ? sql``
-            : sql`WHERE created_at < ${after.createdAt} OR (created_at = ${after.createdAt} AND id < ${after.id})`
-        }
+        after === undefined
+          ? sql``
+          : sql`WHERE created_at < ${after.createdAt} OR (created_at = ${after.createdAt} AND id < ${after.id})`
+      }
           ORDER BY created_at DESC, id DESC
           LIMIT ${batch}
         `
-        const jobs = rows.map(toJob)
-        const counts = yield* items.countsByGroup(jobs.map((job) => job.id))
-        for (const job of jobs) {
-          const jobView = viewWith(job, counts.get(job.id)!)
-          if (options.statuses.length > 0 && !options.statuses.includes(jobView.status)) continue
-          found.push(jobView)
-          if (found.length === options.limit) {
-            return { items: found, next: Option.some({ createdAt: job.createdAt, id: job.id }) }
-          }
+      const jobs = rows.map(toJob)
+      const counts = yield* items.countsByGroup(jobs.map((job) => job.id))
+      for (const job of jobs) {
+        const jobView = viewWith(job, counts.get(job.id)!)
+        if (options.statuses.length > 0 && !options.statuses.includes(jobView.status)) continue
+        found.push(jobView)
+        if (found.length === options.limit) {
+          return { items: found, next: Option.some({ createdAt: job.createdAt, id: job.id }) }
         }
-        if (rows.length < batch) return { items: found, next: Option.none() }
-        const last = jobs[jobs.length - 1]
-        after = { createdAt: last.createdAt, id: last.id }
       }
-    })
+      if (rows.length < batch) return { items: found, next: Option.none() }
+      const last = jobs[jobs.length - 1]
+      after = { createdAt: last.createdAt, id: last.id }
+    }
+  })
 
-    const settledResult = (job: JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>): Domain.ItemResult =>
-      job.result ?? {
-        url: job.payload.url,
-        status: "failed",
-        httpStatus: null,
-        bytes: null,
-        sha256: null,
-        attempts: job.attempts,
-        error: { code: "cancelled", message: "the job was cancelled" },
-        fileId: null
-      }
+  const settledResult = (job: JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>): Domain.ItemResult =>
+    job.result ?? {
+      url: job.payload.url,
+      status: "failed",
+      httpStatus: null,
+      bytes: null,
+      sha256: null,
+      attempts: job.attempts,
+      error: { code: "cancelled", message: "the job was cancelled" },
+      fileId: null
+    }
 
-    const results = Effect.fn("Jobs.results")(function*(id: string, limit: number, cursor: number | undefined) {
-      const page = yield* items.page({ group: id, limit, after: cursor, status: ["done", "failed", "cancelled"] })
-      return {
-        items: page.jobs.map(settledResult),
-        nextCursor: Option.match(page.next, { onNone: () => null, onSome: String })
-      }
-    })
+  const results = Effect.fn("Jobs.results")(function*(id: string, limit: number, cursor: number | undefined) {
+    const page = yield* items.page({ group: id, limit, after: cursor, status: ["done", "failed", "cancelled"] })
+    return {
+      items: page.jobs.map(settledResult),
+      nextCursor: Option.match(page.next, { onNone: () => null, onSome: String })
+    }
+  })
 
-    const exportResults = (id: string) =>
-      items.stream({ group: id, status: ["done", "failed", "cancelled"], pageSize: 500 }).pipe(
-        Stream.map(settledResult)
-      )
+  const exportResults = (id: string) =>
+    items.stream({ group: id, status: ["done", "failed", "cancelled"], pageSize: 500 }).pipe(
+      Stream.map(settledResult)
+    )
 
-    // Cancels a job that has not finished: its row marked and its unsettled items cancelled, in one transaction; the
-    // number of items cancelled, or none when the job had already finished (cancelled, or completed: nothing left to
-    // cancel, the last item possibly settling meanwhile), in which case nothing changes.
-    const cancel = Effect.fn("Jobs.cancel")(function*(id: string) {
-      const finished = Effect.fail(new AlreadyFinished())
-      return yield* sql.withTransaction(Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const marked = yield* sql`
+  // Cancels a job that has not finished: its row marked and its unsettled items cancelled, in one transaction; the
+  // number of items cancelled, or none when the job had already finished (cancelled, or completed: nothing left to
+  // cancel, the last item possibly settling meanwhile), in which case nothing changes.
+  const cancel = Effect.fn("Jobs.cancel")(function*(id: string) {
+    const finished = Effect.fail(new AlreadyFinished())
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const marked = yield* sql`
           UPDATE harvest_jobs SET cancelled = 1, finished_at = ${now} WHERE id = ${id} AND cancelled = 0 RETURNING id
         `
-        if (marked.length === 0) return yield* finished
-        const cancelled = yield* items.cancelGroup(id)
-        return cancelled === 0 ? yield* finished : cancelled
-      })).pipe(
-        Effect.map(Option.some),
-        Effect.catchTag("AlreadyFinished", () => Effect.succeedNone)
+      if (marked.length === 0) return yield* finished
+      const cancelled = yield* items.cancelGroup(id)
+      return cancelled === 0 ? yield* finished : cancelled
+    })).pipe(
+      Effect.tap(() => interrupt(id)),
+      Effect.map(Option.some),
+      Effect.catchTag("AlreadyFinished", () => Effect.succeedNone)
+    )
+  })
+
+  const interrupt = (job: string) =>
+    Effect.suspend(() => {
+      const ids = byJob.get(job)
+      if (ids === undefined) return Effect.void
+      return Effect.forEach(Array.from(ids), (id) => FiberMap.remove(fibers, id), { discard: true })
+    })
+
+  const fork = <A, E>(job: string, item: number, effect: Effect.Effect<A, E>) =>
+    Effect.suspend(() => {
+      let ids = byJob.get(job)
+      if (ids === undefined) {
+        ids = new Set()
+        byJob.set(job, ids)
+      }
+      const held = ids.add(item)
+      return FiberMap.run(
+        fibers,
+        item,
+        Effect.ensuring(
+          effect,
+          Effect.sync(() => {
+            held.delete(item)
+            if (held.size === 0 && byJob.get(job) === held) byJob.delete(job)
+          })
+        )
       )
     })
 
-    const recent = Effect.fn("Jobs.recent")(function*(limit: number) {
-      const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs ORDER BY created_at DESC, id LIMIT ${limit}`
-      return rows.map(toJob)
-    })
-
-    return { find, create, view, list, results, exportResults, cancel, recent } as const
+  const recent = Effect.fn("Jobs.recent")(function*(limit: number) {
+    const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs ORDER BY created_at DESC, id LIMIT ${limit}`
+    return rows.map(toJob)
   })
-}) {}
+
+  return Jobs.of({ find, create, view, list, results, exportResults, fork, cancel, recent })
+})
+
+/**
+ * The jobs service as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Jobs, never, SqlClient.SqlClient | Items> = Layer.scoped(Jobs, make)

@@ -1,0 +1,184 @@
+/**
+ * Where the pipeline's outcomes become durable: each item's settlement (its result, and the body it stored) is put on
+ * an Effect `Queue`, and one committer fiber commits what is queued in one transaction (a group commit): the items'
+ * rows settled (`JobQueue.settleMany`, the lease owner checked row by row), the stored bodies recorded as referenced
+ * in `harvest_files` (so that `BodyStore`'s sweep can tell orphans apart), and the jobs whose last item this commit
+ * settled given their `finished_at`.
+ *
+ * A worker hands its item over and moves on at once: it does not wait for the commit. Closing the layer commits
+ * what is still queued before the database closes (the layers are released in reverse), so nothing handed over is
+ * lost by a graceful shutdown; a crash leaves the items leased, to be fetched again once their leases expire.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { JobQueue } from "@spindle/sql"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type * as Domain from "../Domain.js"
+import { Instance } from "../Instance.js"
+import { Items } from "../storage/Jobs.js"
+
+/**
+ * One item's outcome: its settlement in the queue, the body it stored (if any), and its job.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Outcome {
+  readonly settlement: JobQueue.Settlement<Domain.ItemResult>
+  readonly fileId: string | null
+  readonly job: string
+}
+
+/**
+ * The results service.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Results {
+  /** Hands an outcome over to be committed with others; returns at once. */
+  readonly settle: (outcome: Outcome) => Effect.Effect<void>
+  /** Outcomes handed over and not yet committed. */
+  readonly pending: Effect.Effect<number>
+}
+
+/**
+ * The results service's tag.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Results: Context.Tag<Results, Results> = Context.GenericTag<Results>("@spindle/harvest/Results")
+
+/**
+ * Commit tuning: a commit takes up to `maxBatch` outcomes, and waits up to `window` after the first one for others
+ * (items finish a few at a time; without the wait nearly every commit held one item).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly maxBatch?: number | undefined
+  readonly window?: Duration.DurationInput | undefined
+}
+
+const itemsSettled = Metric.counter("harvest_items_total", {
+  description: "Items settled, by outcome",
+  incremental: true
+})
+const succeeded = Metric.tagged(itemsSettled, "outcome", "succeeded")
+const failed = Metric.tagged(itemsSettled, "outcome", "failed")
+
+/**
+ * Starts the committer for the life of the scope; closing the scope commits what is queued.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<Results, never, SqlClient.SqlClient | Items | Instance | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const items = yield* Items
+    const { owner } = yield* Instance
+    const maxBatch = options.maxBatch ?? 200
+    const window = Duration.decode(options.window ?? "5 millis")
+    const queue = yield* Queue.unbounded<Outcome>()
+
+    const commit = Effect.fn("Results.commit")(function*(batch: ReadonlyArray<Outcome>) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const settled = yield* items.settleMany(batch.map((outcome) => outcome.settlement), owner)
+        const now = yield* Clock.currentTimeMillis
+        const files = new Set<string>()
+        const jobs = new Set<string>()
+        for (const outcome of batch) {
+          if (!settled.has(outcome.settlement.id)) continue
+          if (outcome.fileId !== null) files.add(outcome.fileId)
+          jobs.add(outcome.job)
+        }
+        if (files.size > 0) {
+          yield* sql`
+            INSERT INTO harvest_files ${sql.insert(Array.from(files, (file_id) => ({ file_id, created_at: now })))}
+            ON CONFLICT (file_id) DO NOTHING
+          `
+        }
+        // The jobs whose last item this commit settled finish now, not when someone first reads them.
+        const counts = yield* items.countsByGroup(Array.from(jobs))
+        const finished = Array.from(counts).filter(([, c]) => c.pending + c.leased === 0).map(([job]) => job)
+        if (finished.length > 0) {
+          yield* sql`
+            UPDATE harvest_jobs SET finished_at = ${now} WHERE ${sql.in("id", finished)} AND finished_at IS NULL
+          `
+        }
+        return settled
+      }))
+    })
+
+    const commitLogged = (batch: ReadonlyArray<Outcome>) =>
+      commit(batch).pipe(
+        Effect.tap((settled) =>
+          Effect.sync(() => {
+            for (const outcome of batch) {
+              if (!settled.has(outcome.settlement.id)) continue
+              ;(outcome.settlement._tag === "Ack" ? succeeded : failed).unsafeUpdate(1, [])
+            }
+          })
+        ),
+        // A failed commit leaves its items leased: they are fetched again once their leases expire (at most once
+        // recorded, as ever); the committer goes on with the next batch.
+        Effect.catchAllCause((cause) =>
+          Effect.logWarning("committing results failed; their items will be fetched again").pipe(
+            Effect.annotateLogs({ items: batch.length, cause: Cause.pretty(cause) })
+          )
+        )
+      )
+
+    // The wait for the first outcome is the only interruptible point: an outcome taken is always committed, and a
+    // commit under way finishes before the committer stops.
+    const committer = Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        while (true) {
+          const first = yield* restore(Queue.take(queue))
+          if ((yield* Queue.size(queue)) < maxBatch - 1) yield* Effect.sleep(window)
+          const rest = yield* Queue.takeUpTo(queue, maxBatch - 1)
+          yield* commitLogged([first, ...rest])
+        }
+      })
+    )
+
+    // Closing: the committer stops, then what is still queued is committed.
+    const fiber = yield* Effect.forkDaemon(committer)
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Fiber.interrupt(fiber)
+        const all = Array.from(yield* Queue.takeAll(queue))
+        for (let i = 0; i < all.length; i += maxBatch) yield* commitLogged(all.slice(i, i + maxBatch))
+        yield* Queue.shutdown(queue)
+      })
+    )
+
+    return Results.of({
+      settle: (outcome) => Queue.offer(queue, outcome).pipe(Effect.asVoid),
+      pending: Queue.size(queue)
+    })
+  })
+
+/**
+ * The results service as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Results, never, SqlClient.SqlClient | Items | Instance> =>
+  Layer.scoped(Results, make(options))
