@@ -3,7 +3,13 @@
  *
  * @since 0.1.0
  */
+import * as Arr from "effect/Array"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 
 /**
  * A job's settings after defaults are applied.
@@ -153,8 +159,9 @@ export interface Range {
 }
 
 /**
- * The ranges of the job options whose bounds are fixed (DESIGN.md), shared by the validation and the OpenAPI schema
- * so that the two cannot disagree. `concurrency` is bounded by `MAX_CONCURRENCY` instead.
+ * The ranges of the job options whose bounds are fixed (DESIGN.md). `JobRequest` checks them, names them in its
+ * messages and shows them in the OpenAPI document, so the three cannot disagree. `concurrency` is bounded by
+ * `MAX_CONCURRENCY` instead (see `JobLimits`).
  *
  * @since 0.1.0
  * @category models
@@ -167,47 +174,222 @@ export const optionRanges = {
   maxAttempts: { min: 1, max: 20, integer: true }
 } as const satisfies Record<string, Range>
 
-const ranged = (range: Range, description: string) => {
-  const number: Schema.Schema<number> = range.integer ? Schema.Int : Schema.Number
-  return number.pipe(
-    range.exclusiveMin === true ? Schema.greaterThan(range.min) : Schema.greaterThanOrEqualTo(range.min),
-    Schema.lessThanOrEqualTo(range.max)
-  ).annotations({ description })
-}
-
 /**
- * The body of `POST /jobs` as the API documents it. The server validates it with `Validation.jobRequest`, whose
- * errors name the field, and which reads the same ranges.
+ * The defaults of the job options that do not depend on anything else (DESIGN.md). `concurrency` defaults to
+ * `MAX_CONCURRENCY`, `perHostRps` to no rate limit and `perHostBurst` to max(1, ⌈perHostRps⌉).
  *
  * @since 0.1.0
  * @category models
  */
-export const JobRequest = Schema.Struct({
-  urls: Schema.Array(Schema.String.annotations({ description: "an absolute http or https URL" })).pipe(
-    Schema.minItems(1)
-  ).annotations({
-    description:
-      "the URLs to fetch: at least one, at most MAX_URLS_PER_JOB (default 100000); duplicates are stored once"
-  }),
-  concurrency: Schema.optional(
-    Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)).annotations({
-      description: "fetches of this job in flight at once; at most (and by default) MAX_CONCURRENCY"
-    })
+export const optionDefaults = {
+  perHostConcurrency: 8,
+  timeoutMs: 30_000,
+  maxAttempts: 3
+} as const
+
+/**
+ * The bounds of a job request that the server's configuration sets (`MAX_CONCURRENCY`, `MAX_URLS_PER_JOB`).
+ * `JobRequest` reads them while decoding, so one schema serves every configuration; `HarvestConfig` is one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobLimits {
+  readonly maxConcurrency: number
+  readonly maxUrlsPerJob: number
+}
+
+/**
+ * The limits `JobRequest` decodes with.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const JobLimits: Context.Tag<JobLimits, JobLimits> = Context.GenericTag<JobLimits>(
+  "@spindle/harvest/Domain/JobLimits"
+)
+
+/**
+ * The annotation giving the refusal `code` of a schema that does not fail with `invalid_field` (see `refusal`).
+ *
+ * @since 0.1.0
+ * @category annotations
+ */
+export const RefusalCode: unique symbol = Symbol.for("@spindle/harvest/Domain/RefusalCode")
+
+const says = (message: string) => ({ message: () => message })
+
+/**
+ * Why `text` is not a URL `POST /jobs` accepts (an absolute `http:` or `https:` URL), or `undefined` when it is one.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const urlProblem = (text: string): string | undefined => {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return "is not an absolute URL"
+  }
+  return url.protocol === "http:" || url.protocol === "https:" ? undefined : "must use http or https"
+}
+
+// Checked in this order: an array of strings, not empty, not more than the server takes (before any URL is parsed, so
+// that an oversized job is refused at once), then each URL.
+const Urls = Schema.Array(
+  Schema.String.annotations({
+    ...says("must be a string"),
+    description: "an absolute http or https URL",
+    jsonSchema: { format: "uri" }
+  })
+).annotations(says("must be an array of strings")).pipe(
+  Schema.minItems(1, says("must not be empty")),
+  Schema.filterEffect((urls) =>
+    Effect.map(
+      JobLimits,
+      ({ maxUrlsPerJob }) =>
+        urls.length <= maxUrlsPerJob || `has ${urls.length} entries; at most ${maxUrlsPerJob} are allowed`
+    )
   ),
+  (self) =>
+    self.annotations({
+      [RefusalCode]: "too_many_urls",
+      description: "the URLs to fetch: at least one, at most MAX_URLS_PER_JOB (default 100000); duplicates are " +
+        "stored once"
+    }),
+  Schema.filter((urls) => {
+    for (let i = 0; i < urls.length; i++) {
+      const problem = urlProblem(urls[i])
+      if (problem !== undefined) return { path: [i], message: problem }
+    }
+  })
+)
+
+const bounded = (range: Range, description: string, fallback?: number) => {
+  const bounds = says(`must be ${range.exclusiveMin === true ? ">" : ">="} ${range.min} and <= ${range.max}`)
+  const number: Schema.Schema<number> = Schema.Number.annotations(says("must be a number"))
+  return (range.integer ? number.pipe(Schema.int(says("must be an integer"))) : number).pipe(
+    range.exclusiveMin === true
+      ? Schema.greaterThan(range.min, bounds)
+      : Schema.greaterThanOrEqualTo(range.min, bounds),
+    Schema.lessThanOrEqualTo(range.max, bounds)
+  ).annotations(fallback === undefined ? { description } : { description, default: fallback })
+}
+
+const Concurrency = Schema.Number.annotations(says("must be a number")).pipe(
+  Schema.int(says("must be an integer")),
+  Schema.greaterThanOrEqualTo(1, says("must be >= 1")),
+  Schema.filterEffect((concurrency) =>
+    Effect.map(
+      JobLimits,
+      ({ maxConcurrency }) => concurrency <= maxConcurrency || `must be >= 1 and <= ${maxConcurrency} (MAX_CONCURRENCY)`
+    )
+  )
+).annotations({ description: "fetches of this job in flight at once; at most (and by default) MAX_CONCURRENCY" })
+
+const JobRequestBody = Schema.Struct({
+  urls: Schema.propertySignature(Urls).annotations({ missingMessage: () => "is required" }),
+  concurrency: Schema.optional(Concurrency),
   perHostConcurrency: Schema.optional(
-    ranged(optionRanges.perHostConcurrency, "fetches in flight per host:port (default 8)")
+    bounded(optionRanges.perHostConcurrency, "fetches in flight per host:port", optionDefaults.perHostConcurrency)
   ),
   perHostRps: Schema.optional(
-    ranged(optionRanges.perHostRps, "requests started per second per host:port (default: no rate limit)")
+    bounded(optionRanges.perHostRps, "requests started per second per host:port (default: no rate limit)")
   ),
   perHostBurst: Schema.optional(
-    ranged(optionRanges.perHostBurst, "requests a host may receive at once (default max(1, ceil(perHostRps)))")
+    bounded(optionRanges.perHostBurst, "requests a host may receive at once (default max(1, ceil(perHostRps)))")
   ),
   timeoutMs: Schema.optional(
-    ranged(optionRanges.timeoutMs, "one attempt, from connect to the body's last byte (default 30000)")
+    bounded(optionRanges.timeoutMs, "one attempt, from connect to the body's last byte", optionDefaults.timeoutMs)
   ),
-  maxAttempts: Schema.optional(ranged(optionRanges.maxAttempts, "attempts per URL (default 3)"))
-}).annotations({ identifier: "JobRequest" })
+  maxAttempts: Schema.optional(bounded(optionRanges.maxAttempts, "attempts per URL", optionDefaults.maxAttempts))
+}).annotations({ ...says("must be a JSON object"), [RefusalCode]: "invalid_body" })
+
+/**
+ * The body of `POST /jobs`, decoded into what `Jobs.create` takes: the URLs and the job's options with every default
+ * applied. Decoding needs the server's `JobLimits`; the OpenAPI document shows the body as sent (the encoded side).
+ * A refusal becomes the contract's `{ code, message }` through `refusal`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const JobRequest = Schema.transformOrFail(
+  JobRequestBody,
+  Schema.Struct({ urls: Schema.Array(Schema.String), options: JobOptions }),
+  {
+    strict: true,
+    decode: (body) =>
+      Effect.map(JobLimits, ({ maxConcurrency }) => ({
+        urls: body.urls,
+        options: {
+          concurrency: body.concurrency ?? maxConcurrency,
+          perHostConcurrency: body.perHostConcurrency ?? optionDefaults.perHostConcurrency,
+          perHostRps: body.perHostRps ?? null,
+          perHostBurst: body.perHostBurst ?? Math.max(1, Math.ceil(body.perHostRps ?? 1)),
+          timeoutMs: body.timeoutMs ?? optionDefaults.timeoutMs,
+          maxAttempts: body.maxAttempts ?? optionDefaults.maxAttempts
+        }
+      })),
+    encode: ({ options: { perHostRps, ...options }, urls }) =>
+      ParseResult.succeed({ urls, ...options, ...(perHostRps === null ? {} : { perHostRps }) })
+  }
+).annotations({ identifier: "JobRequest" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type JobRequest = typeof JobRequest.Type
+
+// The first issue of a failed decode, and where it is. Issues nest as deep as the schema, not as deep as the input.
+const firstIssue = (
+  issue: ParseResult.ParseIssue,
+  path: ReadonlyArray<PropertyKey>
+): readonly [
+  ParseResult.Type | ParseResult.Missing | ParseResult.Unexpected | ParseResult.Forbidden,
+  ReadonlyArray<PropertyKey>
+] => {
+  switch (issue._tag) {
+    case "Pointer":
+      return firstIssue(issue.issue, [...path, ...Arr.ensure(issue.path)])
+    case "Composite":
+      return firstIssue(Arr.ensure(issue.issues)[0], path)
+    case "Refinement":
+    case "Transformation":
+      return firstIssue(issue.issue, path)
+    default:
+      return [issue, path]
+  }
+}
+
+const label = (path: ReadonlyArray<PropertyKey>) =>
+  path.length === 0 ? "body" : path.reduce<string>(
+    (label, key) =>
+      typeof key === "number" ? `${label}[${key}]` : label === "" ? String(key) : `${label}.${String(key)}`,
+    ""
+  )
+
+/**
+ * The contract's refusal of a body that `JobRequest` (or any schema annotated the same way) did not decode: its first
+ * issue, as `code` (`RefusalCode`, `invalid_field` by default) and a message that names where it is (`urls[3] is not
+ * an absolute URL`, `perHostRps must be > 0 and <= 1000000`, `body must be a JSON object`), from the schema's own
+ * messages. The input is never printed, so however large or deeply nested it is, the message stays short.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const refusal = (error: ParseResult.ParseError): { readonly code: string; readonly message: string } => {
+  const [issue, path] = firstIssue(error.issue, [])
+  const annotation = issue._tag === "Unexpected" ? Option.none() : AST.getAnnotation<string>(issue.ast, RefusalCode)
+  const described = issue._tag !== "Type" || issue.message !== undefined ||
+    Option.isSome(AST.getMessageAnnotation(issue.ast))
+  const message = described ? ParseResult.ArrayFormatter.formatIssueSync(issue)[0]?.message : undefined
+  return {
+    code: Option.getOrElse(annotation, () => "invalid_field"),
+    message: `${label(path)} ${message ?? "is not valid"}`
+  }
+}
 
 /**
  * The reply to `POST /jobs`.

@@ -2,7 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Domain from "../src/Domain.js"
 import type * as HarvestConfig from "../src/HarvestConfig.js"
+import * as Api from "../src/http/Api.js"
 import * as Http from "../src/http/Handlers.js"
 import { Jobs } from "../src/storage/Jobs.js"
 import * as Harness from "./harness.js"
@@ -40,7 +42,12 @@ const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
       Effect.flatMap(Jobs.pipe(Effect.provide(context)), (jobs) => jobs.recent(10)),
       (jobs) => jobs.length
     )
-    return { call, post, jobsWritten }
+    const optionsOf = (id: string) =>
+      Effect.map(
+        Effect.flatMap(Jobs.pipe(Effect.provide(context)), (jobs) => Effect.orDie(jobs.find(id))),
+        (job) => Option.getOrThrow(job).options
+      )
+    return { call, post, jobsWritten, optionsOf }
   })
 
 const assertContractError = (reply: Reply, status: number, code: string) => {
@@ -135,6 +142,127 @@ describe("Harvest HTTP API", () => {
             assert.include(reply.json.error.message, field)
           }
         }
+      }
+    }))
+
+  it("POST /jobs is decoded by the schema the API declares", () => {
+    const payload: Option.Option<unknown> = Api.JobsGroup.endpoints.create.payloadSchema
+    assert.strictEqual(Option.getOrThrow(payload), Domain.JobRequest)
+  })
+
+  it.scopedLive("GET /openapi.json shows every POST /jobs field with its type, range and default", () =>
+    Effect.gen(function*() {
+      const { call } = yield* harvest()
+      const spec = JSON.parse((yield* call("GET", "/openapi.json")).text)
+      const ref: string = spec.paths["/jobs"].post.requestBody.content["application/json"].schema.$ref
+      const properties = spec.components.schemas[ref.split("/").pop()!].properties
+      assert.deepStrictEqual(Object.keys(properties), [
+        "urls",
+        "concurrency",
+        "perHostConcurrency",
+        "perHostRps",
+        "perHostBurst",
+        "timeoutMs",
+        "maxAttempts"
+      ])
+      assert.deepStrictEqual(
+        [properties.urls.type, properties.urls.minItems, properties.urls.items.type, properties.urls.items.format],
+        ["array", 1, "string", "uri"]
+      )
+      assert.include(properties.urls.description, "MAX_URLS_PER_JOB")
+      assert.deepStrictEqual([properties.concurrency.type, properties.concurrency.minimum], ["integer", 1])
+      assert.include(properties.concurrency.description, "MAX_CONCURRENCY")
+      for (const [field, range] of Object.entries<Domain.Range>(Domain.optionRanges)) {
+        const property = properties[field]
+        assert.strictEqual(property.type, range.integer ? "integer" : "number", field)
+        assert.strictEqual(property.maximum, range.max, field)
+        assert.strictEqual(property[range.exclusiveMin === true ? "exclusiveMinimum" : "minimum"], range.min, field)
+        assert.strictEqual(property.default, (Domain.optionDefaults as Record<string, number>)[field], field)
+      }
+    }))
+
+  it.scopedLive("a refused POST /jobs names the field and its problem, for every field", () =>
+    Effect.gen(function*() {
+      const { jobsWritten, post } = yield* harvest({ maxUrlsPerJob: 3 })
+      const ok = refusedUrl
+      const cases: Array<readonly [unknown, string, string]> = [
+        ["just a string", "invalid_body", "body must be a JSON object"],
+        [[{ urls: [ok] }], "invalid_body", "body must be a JSON object"],
+        [null, "invalid_body", "body must be a JSON object"],
+        [{}, "invalid_field", "urls is required"],
+        [{ urls: ok }, "invalid_field", "urls must be an array of strings"],
+        [{ urls: [] }, "invalid_field", "urls must not be empty"],
+        [{ urls: [ok, ok, 7] }, "invalid_field", "urls[2] must be a string"],
+        [{ urls: [ok, ok, "/relative"] }, "invalid_field", "urls[2] is not an absolute URL"],
+        [{ urls: [ok, "ftp://example.com/file"] }, "invalid_field", "urls[1] must use http or https"],
+        // The count is checked before any URL is parsed.
+        [{ urls: [ok, ok, ok, "not a url"] }, "too_many_urls", "urls has 4 entries; at most 3 are allowed"],
+        [{ urls: [ok], concurrency: "many" }, "invalid_field", "concurrency must be a number"],
+        [{ urls: [ok], concurrency: 2.5 }, "invalid_field", "concurrency must be an integer"],
+        [{ urls: [ok], concurrency: 0 }, "invalid_field", "concurrency must be >= 1"],
+        [{ urls: [ok], concurrency: 17 }, "invalid_field", "concurrency must be >= 1 and <= 16 (MAX_CONCURRENCY)"],
+        [{ urls: [ok], perHostConcurrency: null }, "invalid_field", "perHostConcurrency must be a number"],
+        [{ urls: [ok], perHostConcurrency: 1001 }, "invalid_field", "perHostConcurrency must be >= 1 and <= 1000"],
+        [{ urls: [ok], perHostRps: [1] }, "invalid_field", "perHostRps must be a number"],
+        [{ urls: [ok], perHostRps: 0 }, "invalid_field", "perHostRps must be > 0 and <= 1000000"],
+        [{ urls: [ok], perHostBurst: 1.5 }, "invalid_field", "perHostBurst must be an integer"],
+        [{ urls: [ok], perHostBurst: 0 }, "invalid_field", "perHostBurst must be >= 1 and <= 1000000"],
+        [{ urls: [ok], timeoutMs: "fast" }, "invalid_field", "timeoutMs must be a number"],
+        [{ urls: [ok], timeoutMs: 600_001 }, "invalid_field", "timeoutMs must be >= 1 and <= 600000"],
+        [{ urls: [ok], maxAttempts: { n: 2 } }, "invalid_field", "maxAttempts must be a number"],
+        [{ urls: [ok], maxAttempts: 21 }, "invalid_field", "maxAttempts must be >= 1 and <= 20"],
+        // The first problem is reported, in the order of the fields.
+        [{ maxAttempts: 0, urls: [ok, 1] }, "invalid_field", "urls[1] must be a string"]
+      ]
+      for (const [body, code, message] of cases) {
+        const reply = yield* post(JSON.stringify(body))
+        assertContractError(reply, 400, code)
+        assert.strictEqual(reply.json.error.message, message, JSON.stringify(body))
+      }
+      assert.strictEqual(yield* jobsWritten, 0)
+    }))
+
+  it.scopedLive("POST /jobs applies the defaults of the fields left out, and keeps the ones given", () =>
+    Effect.gen(function*() {
+      const { optionsOf, post } = yield* harvest()
+      const cases: Array<readonly [Record<string, unknown>, Domain.JobOptions]> = [
+        [{}, {
+          concurrency: 16, // MAX_CONCURRENCY in these tests
+          perHostConcurrency: 8,
+          perHostRps: null,
+          perHostBurst: 1,
+          timeoutMs: 30_000,
+          maxAttempts: 3
+        }],
+        [{ perHostRps: 2.5 }, {
+          concurrency: 16,
+          perHostConcurrency: 8,
+          perHostRps: 2.5,
+          perHostBurst: 3,
+          timeoutMs: 30_000,
+          maxAttempts: 3
+        }],
+        [{ perHostRps: 0.2 }, {
+          concurrency: 16,
+          perHostConcurrency: 8,
+          perHostRps: 0.2,
+          perHostBurst: 1,
+          timeoutMs: 30_000,
+          maxAttempts: 3
+        }],
+        [{ concurrency: 4, perHostConcurrency: 2, perHostRps: 10, perHostBurst: 20, timeoutMs: 500, maxAttempts: 1 }, {
+          concurrency: 4,
+          perHostConcurrency: 2,
+          perHostRps: 10,
+          perHostBurst: 20,
+          timeoutMs: 500,
+          maxAttempts: 1
+        }]
+      ]
+      for (const [fields, options] of cases) {
+        const reply = yield* post(JSON.stringify({ urls: [refusedUrl], ...fields }))
+        assert.strictEqual(reply.status, 202, reply.text)
+        assert.deepStrictEqual(yield* optionsOf(reply.json.id), options, JSON.stringify(fields))
       }
     }))
 

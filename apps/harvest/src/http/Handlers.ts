@@ -17,7 +17,6 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { EventLoopMonitor } from "@spindle/node"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
@@ -33,7 +32,6 @@ import { HarvestConfig } from "../HarvestConfig.js"
 import { PipelineTag } from "../pipeline/Pipeline.js"
 import { Jobs } from "../storage/Jobs.js"
 import * as Api from "./Api.js"
-import * as Validation from "./Validation.js"
 
 /**
  * The largest request body the server reads (10 MiB); a larger one is refused with `413 body_too_large`. It bounds
@@ -51,6 +49,11 @@ const jobIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 const fileIdPattern = /^[0-9a-f]{64}$/
 // `GET /jobs` cursors: the last job's creation time and id.
 const jobsCursorPattern = /^(\d{1,15})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/
+
+const decodeJobRequest = Schema.decodeUnknown(Domain.JobRequest)
+
+// `POST /jobs` is decoded with the limits this server is configured with.
+const JobLimitsLive = Layer.effect(Domain.JobLimits, HarvestConfig)
 
 const jobNotFound = new Api.NotFound({ code: "not_found", message: "job not found" })
 
@@ -139,10 +142,10 @@ export const prometheus = Effect.map(Metric.snapshot, (pairs) => {
  */
 export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) =>
   handlers
-    // Raw: the body is read and validated here, so that every refusal carries the contract's body and message.
+    // Raw: the body is read here, so that a body over the limit is answered with a 413 rather than a dropped
+    // connection, then decoded by the endpoint's own schema; every refusal carries the contract's body and message.
     .handleRaw("create", ({ request }) =>
       Effect.gen(function*() {
-        const config = yield* HarvestConfig
         const pipeline = yield* PipelineTag
         if (pipeline.isDraining()) {
           return yield* new Api.ShuttingDown({ code: "shutting_down", message: "the server is shutting down" })
@@ -152,18 +155,15 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
           try: (): unknown => JSON.parse(text),
           catch: () => new Api.BadRequest({ code: "invalid_json", message: "the body is not valid JSON" })
         })
-        const parsed = yield* Either.mapLeft(Validation.jobRequest(body, config), (invalid) =>
-          new Api.BadRequest(invalid))
+        const job = yield* Effect.mapError(decodeJobRequest(body), (error) => new Api.BadRequest(Domain.refusal(error)))
         const jobs = yield* Jobs
-        const created = yield* Effect.orDie(jobs.create(parsed.urls, parsed.options))
+        const created = yield* Effect.orDie(jobs.create(job.urls, job.options))
         return { id: created.id, status: "queued" as const, total: created.total }
       }))
     .handle("list", ({ urlParams }) =>
       Effect.gen(function*() {
         const statuses = urlParams.status === undefined || urlParams.status === "" ? [] : urlParams.status.split(",")
-        const unknown = statuses.find((status) =>
-          !Schema.is(Domain.JobStatus)(status)
-        )
+        const unknown = statuses.find((status) => !Schema.is(Domain.JobStatus)(status))
         if (unknown !== undefined) {
           return yield* new Api.BadRequest({
             code: "invalid_field",
@@ -339,7 +339,8 @@ export const layer = Layer.mergeAll(
   Layer.provideMerge(
     HttpApiBuilder.api(Api.HarvestApi).pipe(
       Layer.provide([JobsLive, FilesLive, SystemLive]),
-      Layer.provide(AuthorizationLive)
+      Layer.provide(AuthorizationLive),
+      Layer.provide(JobLimitsLive)
     )
   ),
   Layer.provideMerge(HttpApiBuilder.Router.Live),
