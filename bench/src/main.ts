@@ -6,6 +6,9 @@
  *   pnpm bench -- --quick      1 round at small sizes (BENCH_QUICK=1 does the same); the tables say so
  *   pnpm bench -- --only=rate  one benchmark (throughput, rate, memory, resilience, workqueue, cpu, harvest or
  *                              limiter): its section of RESULTS.md is replaced, every other section is kept
+ *   pnpm bench -- --only=harvest --profile
+ *                              also one round of Harvest (as users start it) under the CPU profiler, its time split
+ *                              by what it did (fetch, limits, SQL, files, GC, Effect runtime, …) in section 7
  *
  * Every section starts with a line saying which run measured it, so a file assembled from several `--only` runs
  * says where each figure comes from; the header describes the machine and method of the latest run.
@@ -13,7 +16,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { prepareScale } from "./lib/appLauncher.js"
+import { buildHarvest, prepareScale } from "./lib/appLauncher.js"
 import { field, num, percent, perSecond, ratio, table, verdict } from "./lib/report.js"
 import { benchDir, type Launcher, type Outcome, prepare, runChild } from "./lib/runner.js"
 import { byId, failures, type Measured, med, values, type Variant, variant } from "./lib/suite.js"
@@ -26,6 +29,7 @@ import * as WorkQueue from "./suites/workqueue.js"
 const cli = process.argv.slice(2)
 const quick = cli.includes("--quick") || process.env.BENCH_QUICK === "1"
 const only = cli.find((arg) => arg.startsWith("--only="))?.slice("--only=".length)
+const profile = cli.includes("--profile")
 const rounds = quick ? 1 : 3
 // The CPU pool's figures need both cores at once and move most with other load on a shared machine; its rounds
 // are short, so it gets more of them.
@@ -515,9 +519,9 @@ const suiteNumbers: Readonly<Record<string, number>> = {
 }
 
 const command = (): string =>
-  `pnpm bench${quick || only !== undefined ? " --" : ""}${quick ? " --quick" : ""}${
+  `pnpm bench${quick || only !== undefined || profile ? " --" : ""}${quick ? " --quick" : ""}${
     only === undefined ? "" : ` --only=${only}`
-  }`
+  }${profile ? " --profile" : ""}`
 
 /** The machine, shortly, for the line that starts each section (sections may come from runs on other machines). */
 const machine = (): string => {
@@ -588,6 +592,7 @@ const main = async () => {
   if (only !== undefined && suiteNumbers[only] === undefined) {
     throw new Error(`--only must be one of ${Object.keys(suiteNumbers).join(", ")}, got ${only}`)
   }
+  if (profile && !wanted("harvest")) throw new Error("--profile profiles Harvest: run it with --only=harvest")
   const launchers: Array<Launcher> = [launcher]
   const scale = wanted("harvest") || wanted("limiter") ? await prepareScale() : undefined
   if (scale !== undefined) launchers.push(scale)
@@ -596,7 +601,7 @@ const main = async () => {
   const suite = async (
     name: string,
     variants: ReadonlyArray<Variant>,
-    section: (measured: ReadonlyArray<Measured>) => string,
+    section: (measured: ReadonlyArray<Measured>) => string | Promise<string>,
     suiteRounds = rounds,
     suiteLauncher = launcher
   ) => {
@@ -605,7 +610,7 @@ const main = async () => {
     const measured = await runSuite(suiteLauncher, name, variants, suiteRounds)
     const failed = failures(measured)
     const text = [
-      section(measured),
+      await section(measured),
       ...(failed.length > 0 ? ["", "### Runs that failed", "", ...failed] : [])
     ].join("\n")
     const seconds = (performance.now() - suiteStarted) / 1000
@@ -632,8 +637,29 @@ const main = async () => {
     )
   }
   if (scale !== undefined) {
-    const harvest = { urls: sizes.harvestUrls }
-    await suite("harvest", Harvest.variants(harvest), (measured) => Harvest.section(measured, harvest), rounds, scale)
+    if (wanted("harvest")) {
+      const build = buildHarvest()
+      process.stdout.write(`harvest: ${build.description}\n`)
+      const harvest = { urls: sizes.harvestUrls, main: build.main, build: build.description }
+      await suite(
+        "harvest",
+        Harvest.variants(harvest),
+        async (measured) => {
+          if (!profile) return Harvest.section(measured, harvest)
+          // After the measured rounds, so that the profiler's cost is in none of them.
+          const v = Harvest.profileVariant(harvest)
+          const outcome = await runChild(scale, v.file, v.args, v.timeoutMillis)
+          const split = Harvest.profileSection(outcome, harvest).join("\n")
+          process.stdout.write(
+            `[harvest profile] ${v.id}${outcome._tag === "Failed" ? ` FAILED: ${outcome.reason}` : ""}\n`
+          )
+          process.stdout.write(`${split}\n\n`)
+          return Harvest.section(measured, harvest, outcome)
+        },
+        rounds,
+        scale
+      )
+    }
     const limiter = { seconds: sizes.limiterSeconds }
     await suite("limiter", Limiter.variants(limiter), (measured) => Limiter.section(measured, limiter), rounds, scale)
   }

@@ -9,7 +9,8 @@
  * `bench/node_modules`. An absolute path is what Node itself would have resolved from the importing package, so
  * every package, `effect` included, is loaded once, from `node_modules`, as an application would load it.
  */
-import { mkdirSync, readdirSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { mkdirSync, readdirSync, rmSync } from "node:fs"
 import { isBuiltin } from "node:module"
 import * as Path from "node:path"
 import { benchDir, type Launcher, loadEsbuild } from "./runner.js"
@@ -78,5 +79,29 @@ export const prepareScale = async (): Promise<Launcher> => {
     description: `bundled by esbuild ${esbuild.version} (Spindle and Harvest inlined, every other package imported ` +
       "from node_modules) and run as `node --expose-gc .tmp/scale/<variant>.mjs`",
     command: (variant) => ["--expose-gc", Path.join(outDir, `${variant}.mjs`)]
+  }
+}
+
+/** Where `buildHarvest` puts Harvest's build. */
+const harvestOutDir = Path.join(benchDir, ".tmp", "harvest-dist")
+
+/**
+ * Builds Harvest as `pnpm start` does before it starts it: `node apps/harvest/scripts/build.mjs`, Harvest's own build
+ * (esbuild, one ES module per entry point, with source maps), into `.tmp/harvest-dist` rather than the app's `dist`,
+ * so that a `pnpm start` elsewhere in the working tree cannot rewrite the file between two rounds. Returns the path
+ * of `main.mjs`, the file `pnpm start` runs.
+ */
+export const buildHarvest = (): { readonly main: string; readonly description: string } => {
+  const repoRoot = Path.resolve(benchDir, "..")
+  const script = Path.join(repoRoot, "apps", "harvest", "scripts", "build.mjs")
+  rmSync(harvestOutDir, { recursive: true, force: true })
+  const result = spawnSync(process.execPath, [script, harvestOutDir], { cwd: repoRoot, encoding: "utf8" })
+  if (result.status !== 0) {
+    throw new Error(`Harvest's build failed (exit ${result.status}): ${result.stderr.trim() || result.stdout.trim()}`)
+  }
+  return {
+    main: Path.join(harvestOutDir, "main.mjs"),
+    description: "Harvest built by its own `apps/harvest/scripts/build.mjs` (the step `pnpm start` runs first) into " +
+      "`.tmp/harvest-dist` and run as `node --import .tmp/scale/probe.mjs .tmp/harvest-dist/main.mjs`"
   }
 }

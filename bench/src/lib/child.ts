@@ -81,10 +81,15 @@ const round = (value: number): number => Math.round(value * 10) / 10
 
 /**
  * Runs the workload with the memory probe around it, prints its result and the memory figures as one JSON line
- * on stdout, and exits (a limiter with waiters left, or a timer, must not keep the process alive).
+ * on stdout, and exits (a limiter with waiters left, or a timer, must not keep the process alive). With
+ * `memory: false` (a variant that only coordinates a process it measures itself) the figures are the workload's
+ * alone.
  */
-export const runVariant = (workload: () => Promise<Record<string, unknown>>): void => {
-  const memory = watchMemory()
+export const runVariant = (
+  workload: () => Promise<Record<string, unknown>>,
+  options: { readonly memory?: boolean } = {}
+): void => {
+  const memory = options.memory === false ? { stop: () => ({}) } : watchMemory()
   process.once("beforeExit", () => {
     process.stderr.write("the workload never finished: nothing was left to keep the event loop alive\n")
     process.exit(2)

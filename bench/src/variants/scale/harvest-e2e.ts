@@ -1,7 +1,8 @@
 /**
- * Harvest end to end: the real service (`Server.make` from `apps/harvest/src/Server.ts`, configured from the
- * environment like `pnpm start`) in this process, the simulated upstream in another, one job of `--urls` URLs
- * submitted over HTTP, timed from the submission to the moment its last item was settled.
+ * Harvest end to end, bundled in the bench: the real service (`Server.make` from `apps/harvest/src/Server.ts`,
+ * configured from the environment like `pnpm start`) in this process, bundled with it by `appLauncher.ts`, the
+ * simulated upstream in another, one job of `--urls` URLs submitted over HTTP, timed from the submission to the
+ * moment its last item was settled.
  *
  *   --urls=10000 --hosts=20 --latency=25 --concurrency=200 --storage=shm|disk
  *
@@ -43,6 +44,7 @@ interface JobView {
   readonly total: number
   readonly succeeded: number
   readonly failed: number
+  readonly finishedAt?: string | null
 }
 
 runVariant(async () => {
@@ -100,6 +102,8 @@ runVariant(async () => {
           succeeded: view.succeeded,
           failed: view.failed,
           millis: lastSettled - startedAt,
+          // The same end as the job's `finishedAt` (what the row that runs Harvest as a process of its own reads).
+          finishedAtMillis: typeof view.finishedAt === "string" ? Date.parse(view.finishedAt) - startedAt : null,
           submitMillis,
           seenMillis,
           idealMillis: (n / concurrency) * latency,
