@@ -49,7 +49,10 @@ const runMain = Runtime.makeRunMain(({ fiber, teardown }) => {
   })
 })
 
-// `pnpm harvest …` runs in the repository root: relative paths are meant from where the command was typed.
+// `pnpm harvest …` runs where pnpm runs scripts (the repository's root, or the package it was typed in), as
+// `pnpm start` does: a relative DATA_DIR, and the default ./.data, are resolved from there so that the server and
+// `--local` share one data directory. Paths typed on the command line are meant from where the command was typed.
+const scriptDirectory = process.cwd()
 const invokedBy = Effect.runSync(Config.all({
   script: Config.string("npm_lifecycle_event").pipe(Config.withDefault("")),
   cwd: Config.option(Config.string("INIT_CWD"))
@@ -57,7 +60,9 @@ const invokedBy = Effect.runSync(Config.all({
 if (invokedBy.script === "harvest" && Option.isSome(invokedBy.cwd)) process.chdir(invokedBy.cwd.value)
 
 runMain(
-  Cli.run(process.argv).pipe(Effect.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layer, Quiet))),
+  Cli.run(process.argv, { scriptDirectory }).pipe(
+    Effect.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layer, Quiet))
+  ),
   {
     disablePrettyLogger: true,
     teardown: (exit, onExit) =>

@@ -1,6 +1,7 @@
 import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream, Wait } from "@spindle/testkit"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -10,6 +11,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import * as Cli from "../src/cli/Cli.js"
 import * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Server from "../src/Server.js"
 import * as Harness from "./harness.js"
@@ -28,18 +30,46 @@ interface Running {
 }
 
 interface CliOptions {
+  /** Environment variables on top of this process's, from which Harvest's own (`DATA_DIR`…) are removed. */
+  readonly env?: Record<string, string>
+  /** The child's working directory (this process's by default). */
+  readonly cwd?: string
   /** What stdin gives: this text, or whatever `whileRunning` writes (`"open"`); nothing by default. */
   readonly stdin?: string | { readonly open: true }
   /** Runs alongside the child: may feed it, watch its effects, send it a signal. */
   readonly whileRunning?: (child: Running) => Effect.Effect<void>
 }
 
+// The variables Harvest reads (DESIGN.md's table): a `--local` run reads them, so the tests set each one they mean.
+const harvestVariables = [
+  "PORT",
+  "HOST",
+  "DATA_DIR",
+  "DATABASE_URL",
+  "REDIS_URL",
+  "MAX_CONCURRENCY",
+  "SHUTDOWN_GRACE_MS",
+  "API_TOKEN",
+  "HARVEST_ALLOW_PRIVATE_NETWORKS",
+  "MAX_BODY_BYTES",
+  "LEASE_MS",
+  "RETRY_AFTER_MAX_MS",
+  "MAX_URLS_PER_JOB"
+]
+
+const childEnv = (env: Record<string, string> = {}) => {
+  const inherited: Record<string, string | undefined> = { ...process.env, HARVEST_SERVER: "", HARVEST_TOKEN: "" }
+  for (const name of [...harvestVariables, "npm_lifecycle_event", "INIT_CWD"]) delete inherited[name]
+  return { ...inherited, ...env }
+}
+
 // `harvest …` as a real child process (the run's build of the command line), stdout and stderr captured; never a TTY here.
 const harvest = (args: ReadonlyArray<string>, options: CliOptions = {}) =>
   Effect.gen(function*() {
     const child = spawn(process.execPath, [Harness.built("cli-main"), ...args], {
-      env: { ...process.env, HARVEST_SERVER: "", HARVEST_TOKEN: "" },
-      stdio: ["pipe", "pipe", "pipe"]
+      env: childEnv(options.env),
+      stdio: ["pipe", "pipe", "pipe"],
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd })
     })
     let stdout = ""
     let stderr = ""
@@ -290,6 +320,147 @@ describe("harvest command line (real processes)", () => {
   )
 
   it.scopedLive(
+    "--local reads the server's environment: DATA_DIR, HARVEST_ALLOW_PRIVATE_NETWORKS, MAX_BODY_BYTES, MAX_URLS_PER_JOB",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const root = yield* Databases.tempDir("harvest-cli-env-")
+        const dataDir = path.join(root, "from-env")
+        const sizes = Array.from({ length: 6 }, (_, i) => 500 + i)
+        const file = writeFile(root, "urls.txt", [
+          ...sizes.map((bytes) => upstream.url(`/env/${bytes}?bytes=${bytes}`)),
+          upstream.url("/big?bytes=5000")
+        ])
+        const env = {
+          DATA_DIR: dataDir,
+          HARVEST_ALLOW_PRIVATE_NETWORKS: "true",
+          MAX_BODY_BYTES: "4096",
+          MAX_URLS_PER_JOB: "4"
+        }
+
+        const allowed = yield* harvest(["fetch", file, "--progress", "none"], { env })
+        expectCode(allowed, 1)
+        assert.strictEqual(row(allowed.stdout, "succeeded"), 6)
+        assert.strictEqual(row(allowed.stdout, "body_too_large"), 1, "MAX_BODY_BYTES=4096 refused the 5000 bytes")
+        assert.deepStrictEqual(jobsOf(allowed.stdout).map((j) => j.total), [4, 3], "batches fit MAX_URLS_PER_JOB=4")
+        const stored = new Set(fs.readdirSync(path.join(dataDir, "files")))
+        for (const bytes of sizes) assert.isTrue(stored.has(Upstream.expectedSha256(bytes)), `${bytes} in DATA_DIR`)
+        assert.isTrue(fs.existsSync(path.join(dataDir, "harvest.db")))
+
+        // The same without HARVEST_ALLOW_PRIVATE_NETWORKS: every item fails blocked_address, no request is made.
+        const requestsBefore = upstream.requests().length
+        const blocked = yield* harvest(["fetch", file, "--progress", "none"], { env: { DATA_DIR: dataDir } })
+        expectCode(blocked, 1)
+        assert.strictEqual(row(blocked.stdout, "succeeded"), 0)
+        assert.strictEqual(row(blocked.stdout, "blocked_address"), 7)
+        assert.strictEqual(upstream.requests().length, requestsBefore, "no connection to a blocked address")
+
+        // Both runs' jobs are in DATA_DIR's database: `status` finds them there.
+        const [job] = jobsOf(blocked.stdout)
+        const status = yield* harvest(["status", job.id, "--json"], { env: { DATA_DIR: dataDir } })
+        expectCode(status, 0)
+        assert.strictEqual(JSON.parse(status.stdout).failed, 7, "one job: MAX_URLS_PER_JOB is back to its default")
+      })
+  )
+
+  it.scopedLive(
+    "--local: flags override the environment; relative paths as the server's (DATA_DIR) or as typed (--data-dir)",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const root = yield* Databases.tempDir("harvest-cli-flags-")
+        const envDir = path.join(root, "from-env")
+        const flagDir = path.join(root, "from-flag")
+        const file = writeFile(root, "urls.txt", [upstream.url("/flag?bytes=321")])
+        const stored = (dir: string) => fs.readdirSync(path.join(dir, "files"))
+
+        const overridden = yield* harvest(["fetch", file, "--data-dir", flagDir, "--allow-private-networks"], {
+          env: { DATA_DIR: envDir, HARVEST_ALLOW_PRIVATE_NETWORKS: "false" }
+        })
+        expectCode(overridden, 0)
+        assert.deepStrictEqual(stored(flagDir), [Upstream.expectedSha256(321)], "--data-dir over DATA_DIR")
+        assert.isFalse(fs.existsSync(envDir), "DATA_DIR left alone")
+
+        // As `pnpm harvest` runs: started where pnpm runs scripts (as `pnpm start` is), typed in another directory.
+        const scriptDir = path.join(root, "repo")
+        const typedDir = path.join(scriptDir, "docs")
+        fs.mkdirSync(typedDir, { recursive: true })
+        fs.copyFileSync(file, path.join(typedDir, "urls.txt"))
+        const asPnpm = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+          harvest(["fetch", "urls.txt", "--progress", "none", ...args], {
+            cwd: scriptDir,
+            env: { npm_lifecycle_event: "harvest", INIT_CWD: typedDir, HARVEST_ALLOW_PRIVATE_NETWORKS: "1", ...env }
+          })
+        expectCode(yield* asPnpm([]), 0)
+        assert.deepStrictEqual(stored(path.join(scriptDir, ".data")), [Upstream.expectedSha256(321)], "the default")
+        expectCode(yield* asPnpm([], { DATA_DIR: "relative-env" }), 0)
+        assert.isTrue(fs.existsSync(path.join(scriptDir, "relative-env", "harvest.db")), "DATA_DIR from the script's")
+        expectCode(yield* asPnpm(["--data-dir", "relative-flag"]), 0)
+        assert.isTrue(fs.existsSync(path.join(typedDir, "relative-flag", "harvest.db")), "--data-dir from the typed")
+        assert.isFalse(fs.existsSync(path.join(typedDir, ".data")))
+      })
+  )
+
+  it.scopedLive(
+    "an invalid environment: exit 2 with a message naming the variable, no stack trace; a server is unaffected",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const root = yield* Databases.tempDir("harvest-cli-badenv-")
+        const dataDir = path.join(root, "data")
+        const file = writeFile(root, "urls.txt", [upstream.url("/never")])
+
+        const notInteger = yield* harvest(["fetch", file], { env: { DATA_DIR: dataDir, MAX_CONCURRENCY: "abc" } })
+        expectCode(notInteger, 2)
+        assert.strictEqual(
+          notInteger.stderr,
+          "harvest: invalid environment: MAX_CONCURRENCY: Expected an integer value but received \"abc\"\n"
+        )
+        assert.strictEqual(notInteger.stdout, "")
+
+        const outOfRange = yield* harvest(["status", "x", "--local"], {
+          env: { DATA_DIR: dataDir, LEASE_MS: "0", HARVEST_ALLOW_PRIVATE_NETWORKS: "maybe" }
+        })
+        expectCode(outOfRange, 2)
+        assert.include(outOfRange.stderr, "LEASE_MS: must be a positive integer but received 0")
+        assert.include(outOfRange.stderr, "HARVEST_ALLOW_PRIVATE_NETWORKS: Expected a boolean value")
+        assert.notMatch(outOfRange.stderr, /^\s+at /m, "no stack trace")
+        assert.isFalse(fs.existsSync(dataDir), "nothing started")
+        assert.deepStrictEqual(upstream.requests(), [])
+
+        // The environment configures a local Harvest only: a command sent to a server does not read it.
+        const { base } = yield* server()
+        const job =
+          (yield* api(base, "/jobs", { method: "POST", body: JSON.stringify({ urls: [upstream.url("/s")] }) }))
+            .json
+        const status = yield* harvest(["status", job.id, "--server", base], { env: { MAX_CONCURRENCY: "abc" } })
+        expectCode(status, 0)
+      })
+  )
+
+  it.scopedLive.skipIf(Databases.postgresSkip !== undefined)(
+    "--local with DATABASE_URL keeps its records in Postgres, bodies in DATA_DIR",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const root = yield* Databases.tempDir("harvest-cli-pg-")
+        const databaseUrl = yield* Databases.freshPostgres
+        const dataDir = path.join(root, "data")
+        const file = writeFile(root, "urls.txt", [upstream.url("/pg?bytes=777")])
+        const env = { DATA_DIR: dataDir, DATABASE_URL: databaseUrl, HARVEST_ALLOW_PRIVATE_NETWORKS: "true" }
+
+        const result = yield* harvest(["fetch", file, "--progress", "none"], { env })
+        expectCode(result, 0)
+        assert.deepStrictEqual(fs.readdirSync(path.join(dataDir, "files")), [Upstream.expectedSha256(777)])
+        assert.isFalse(fs.existsSync(path.join(dataDir, "harvest.db")), "no SQLite database")
+        const [job] = jobsOf(result.stdout)
+        const { base } = yield* server({ dataDir, databaseUrl: Option.some(Redacted.make(databaseUrl)) })
+        const view = (yield* api(base, `/jobs/${job.id}`)).json
+        assert.deepStrictEqual([view.status, view.succeeded], ["completed", 1])
+      })
+  )
+
+  it.scopedLive(
     "Ctrl-C in --local mode: summary printed, exit 130, no temp files, items released not failed",
     () =>
       Effect.gen(function*() {
@@ -465,6 +636,10 @@ describe("harvest command line (real processes)", () => {
             expectCode(result, 0)
             for (const word of words) assert.include(result.stdout, word, `harvest ${command} --help`)
           }), { concurrency: 2 })
+        const local = yield* harvest(["status", "--help"])
+        for (const variable of harvestVariables) {
+          assert.include(local.stdout, variable, "--local's help says which variables it reads and which it does not")
+        }
         const bad = yield* harvest(["fetch", "--no-such-option", "x"])
         expectCode(bad, 2)
         const both = yield* harvest(["status", "x", "--local", "--server", "http://127.0.0.1:1"])
@@ -472,4 +647,70 @@ describe("harvest command line (real processes)", () => {
         assert.include(both.stderr, "--local and --server exclude each other")
       })
   )
+})
+
+describe("the configuration of a --local Harvest (in process)", () => {
+  const environment = ConfigProvider.fromMap(
+    new Map([
+      ["DATA_DIR", "relative/data"],
+      ["MAX_CONCURRENCY", "16"],
+      ["LEASE_MS", "1234"],
+      ["REDIS_URL", "redis://127.0.0.1:6399"],
+      ["PORT", "9999"],
+      ["HOST", "0.0.0.0"],
+      ["API_TOKEN", "shared"],
+      ["SHUTDOWN_GRACE_MS", "5000"]
+    ])
+  )
+  const noFlags = {
+    dataDir: Option.none<string>(),
+    allowPrivateNetworks: false,
+    concurrency: Option.none<number>(),
+    scriptDirectory: "/srv/harvest"
+  }
+  const read = (flags: Partial<typeof noFlags>, provider = environment) =>
+    Effect.withConfigProvider(Cli.localConfig({ ...noFlags, ...flags }), provider)
+
+  it.effect("the environment first, the flags on top, then a free loopback port, a token of its own and no grace", () =>
+    Effect.gen(function*() {
+      const plain = yield* read({})
+      assert.strictEqual(plain.dataDir, "/srv/harvest/relative/data")
+      assert.deepStrictEqual([plain.maxConcurrency, plain.leaseMs, plain.allowPrivateNetworks], [16, 1234, false])
+      assert.strictEqual(Option.map(plain.redisUrl, Redacted.value).pipe(Option.getOrNull), "redis://127.0.0.1:6399")
+      assert.deepStrictEqual([plain.port, plain.host, plain.shutdownGraceMs], [0, "127.0.0.1", 0])
+      const token = Option.map(plain.apiToken, Redacted.value).pipe(Option.getOrNull)
+      assert.isTrue(token !== null && token !== "shared", "a token of its own, not API_TOKEN")
+
+      const flagged = yield* read({
+        dataDir: Option.some("flag-dir"),
+        allowPrivateNetworks: true,
+        concurrency: Option.some(100)
+      })
+      assert.strictEqual(flagged.dataDir, path.resolve("flag-dir"))
+      assert.deepStrictEqual([flagged.allowPrivateNetworks, flagged.maxConcurrency], [true, 100])
+      assert.strictEqual((yield* read({ concurrency: Option.some(4) })).maxConcurrency, 16, "raised, never lowered")
+
+      const defaults = yield* read({}, ConfigProvider.fromMap(new Map()))
+      assert.deepStrictEqual([defaults.dataDir, defaults.maxConcurrency], ["/srv/harvest/.data", 64])
+    }))
+
+  it.effect("an invalid value fails with InvalidEnvironment naming each variable", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(read({}, ConfigProvider.fromMap(new Map([["MAX_CONCURRENCY", "abc"]]))))
+      assert.strictEqual(error._tag, "InvalidEnvironment")
+      assert.deepStrictEqual(error.problems.map((p) => p.variable), ["MAX_CONCURRENCY"])
+      const several = yield* Effect.flip(read(
+        {},
+        ConfigProvider.fromMap(new Map([["MAX_BODY_BYTES", "-1"], ["RETRY_AFTER_MAX_MS", "soon"], ["PORT", "x"]]))
+      ))
+      assert.deepStrictEqual(several.problems.map((p) => p.variable).sort(), ["MAX_BODY_BYTES", "RETRY_AFTER_MAX_MS"])
+      assert.include(several.message, "MAX_BODY_BYTES: must be a positive integer but received -1")
+
+      // A variable a flag replaces (or a --local Harvest does not use: PORT above) is not read, so not refused.
+      const flagged = yield* read(
+        { allowPrivateNetworks: true, dataDir: Option.some("d") },
+        ConfigProvider.fromMap(new Map([["HARVEST_ALLOW_PRIVATE_NETWORKS", "maybe"], ["DATA_DIR", ""]]))
+      )
+      assert.isTrue(flagged.allowPrivateNetworks)
+    }))
 })

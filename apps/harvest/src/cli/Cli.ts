@@ -3,9 +3,12 @@
  *
  * There is one code path: every command talks to Harvest's public HTTP API. With `--server` (or `HARVEST_SERVER`)
  * that is a running server; otherwise (`--local`, the default) the command starts Harvest's own layers in this
- * process, on a free loopback port with an embedded SQLite in `--data-dir`, and talks to it over loopback; when the
- * command ends (or Ctrl-C interrupts it) those layers shut down gracefully: in-flight fetches interrupted, their items
- * released back to pending, no temp file left.
+ * process and talks to it over loopback. That Harvest reads the server's environment (`HarvestConfig.config`:
+ * `DATA_DIR`, `DATABASE_URL`, `REDIS_URL`, `MAX_CONCURRENCY`, …), the command's flags taking precedence, except what
+ * would expose it or slow its Ctrl-C: it listens on a free loopback port with a bearer token made for the run (not
+ * `PORT`, `HOST`, `API_TOKEN`) and gives in-flight fetches no grace (not `SHUTDOWN_GRACE_MS`). When the command ends
+ * (or Ctrl-C interrupts it) those layers shut down: in-flight fetches interrupted, their items released back to
+ * pending, no temp file left.
  *
  * Exit codes: 0 success; 1 some URLs failed (`fetch` without `--allow-failures`); 2 usage, input or connection
  * errors (an unreachable server, `401`, `400`, an unknown job); 130 after Ctrl-C, once the summary is printed.
@@ -32,7 +35,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
@@ -67,6 +70,17 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason
  */
 export class ExitCode extends Context.Tag("@spindle/harvest/Cli/ExitCode")<ExitCode, Ref.Ref<number>>() {}
 
+/**
+ * The directory a relative `DATA_DIR` (and the default `./.data`) is resolved from: where the process started, which
+ * for `pnpm harvest` is where pnpm runs the script (the repository's root, or the package typed in), exactly as for
+ * `pnpm start`, so the server and `--local` share one data directory. Paths typed on the command line (`<file>`,
+ * `--data-dir`, `--out`) are resolved from the current directory instead: where the command was typed.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class ScriptDirectory extends Context.Tag("@spindle/harvest/Cli/ScriptDirectory")<ScriptDirectory, string>() {}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------------------------------------------
@@ -82,14 +96,25 @@ const connectionOptions = {
     Options.optional
   ),
   local: Options.boolean("local").pipe(
-    Options.withDescription("run Harvest in this process with an embedded SQLite (the default without a server)")
+    Options.withDescription(
+      "run Harvest in this process (the default without a server), configured as `pnpm start` is: it reads " +
+        "DATA_DIR, DATABASE_URL, REDIS_URL, MAX_CONCURRENCY, HARVEST_ALLOW_PRIVATE_NETWORKS, MAX_BODY_BYTES, " +
+        "LEASE_MS, RETRY_AFTER_MAX_MS and MAX_URLS_PER_JOB, flags taking precedence; it listens on a free loopback " +
+        "port with a token of its own and stops at once on Ctrl-C (PORT, HOST, API_TOKEN, SHUTDOWN_GRACE_MS unused)"
+    )
   ),
   dataDir: Options.text("data-dir").pipe(
-    Options.withDescription("--local: where the database, bodies and temp files live (./.data)"),
-    Options.withDefault("./.data")
+    Options.withDescription(
+      "--local: where the database, bodies and temp files live, instead of $DATA_DIR (default ./.data, the " +
+        "server's)"
+    ),
+    Options.optional
   ),
   allowPrivateNetworks: Options.boolean("allow-private-networks").pipe(
-    Options.withDescription("--local: allow loopback and private addresses (HARVEST_ALLOW_PRIVATE_NETWORKS)")
+    Options.withDescription(
+      "--local: allow loopback and private addresses, as HARVEST_ALLOW_PRIVATE_NETWORKS=true does (default: that " +
+        "variable, else false)"
+    )
   )
 }
 
@@ -97,7 +122,7 @@ interface ConnectionArgs {
   readonly server: Option.Option<string>
   readonly token: Option.Option<Redacted.Redacted>
   readonly local: boolean
-  readonly dataDir: string
+  readonly dataDir: Option.Option<string>
   readonly allowPrivateNetworks: boolean
 }
 
@@ -107,7 +132,10 @@ const optionalInteger = (name: string, description: string) =>
   Options.integer(name).pipe(Options.withDescription(description), Options.optional)
 
 const jobOptions = {
-  concurrency: optionalInteger("concurrency", "in-flight fetches for the job, 1 to MAX_CONCURRENCY (default: all)"),
+  concurrency: optionalInteger(
+    "concurrency",
+    "in-flight fetches for the job, 1 to MAX_CONCURRENCY (default: all); --local raises MAX_CONCURRENCY to it"
+  ),
   perHostConcurrency: optionalInteger("per-host-concurrency", "in-flight fetches per host:port, 1 to 1000 (8)"),
   perHostRps: Options.float("per-host-rps").pipe(
     Options.withDescription("request starts per second per host, 0 < r <= 1e6 (default: no limit)"),
@@ -125,8 +153,11 @@ const fetchConfig = {
   connection: connectionOptions,
   job: jobOptions,
   batch: Options.integer("batch").pipe(
-    Options.withDescription("URLs per job (10000, at most MAX_URLS_PER_JOB); a longer input becomes several jobs"),
-    Options.withDefault(10_000)
+    Options.withDescription(
+      "URLs per job, at most MAX_URLS_PER_JOB (default 10000, or --local's MAX_URLS_PER_JOB if lower); a longer " +
+        "input becomes several jobs"
+    ),
+    Options.optional
   ),
   allowFailures: Options.boolean("allow-failures").pipe(
     Options.withDescription("exit 0 even when some URLs failed")
@@ -137,11 +168,13 @@ const fetchConfig = {
   )
 }
 
+const defaultBatch = 10_000
+
 interface FetchArgs {
   readonly file: string
   readonly connection: ConnectionArgs
   readonly job: Client.JobSettings
-  readonly batch: number
+  readonly batch: Option.Option<number>
   readonly allowFailures: boolean
   readonly progress: "auto" | "bar" | "lines" | "none"
 }
@@ -150,31 +183,52 @@ interface FetchArgs {
 // Connecting: a server, or Harvest in this process
 // ---------------------------------------------------------------------------------------------------------------
 
-const localGraceMs = 0
-
 /**
- * Harvest's own layers in this process (port 0 on 127.0.0.1, SQLite in `dataDir`), for the current scope; returns
- * the base URL it listens on. Closing the scope shuts it down as SIGTERM would, with no grace for in-flight fetches.
+ * The configuration of a Harvest run by `--local`: the server's environment, each flag given replacing its variable
+ * (which is then not read), and what a process-private Harvest needs whatever the environment says (a free loopback
+ * port, a bearer token of its own, no grace for in-flight fetches on Ctrl-C), so `PORT`, `HOST`, `API_TOKEN` and
+ * `SHUTDOWN_GRACE_MS` are not read. A relative `DATA_DIR` is resolved from `scriptDirectory`, a relative
+ * `--data-dir` from the current directory; `concurrency` (a job's) raises `MAX_CONCURRENCY` to it.
  *
  * @since 0.1.0
  * @category connecting
  */
-export const startLocal = Effect.fn("Cli.startLocal")(function*(options: {
-  readonly dataDir: string
+export const localConfig = (flags: {
+  readonly dataDir: Option.Option<string>
   readonly allowPrivateNetworks: boolean
-  readonly maxConcurrency: number
-}) {
-  const config = HarvestConfig.layerWith({
-    port: 0,
-    host: "127.0.0.1",
-    dataDir: options.dataDir,
-    allowPrivateNetworks: options.allowPrivateNetworks,
-    maxConcurrency: options.maxConcurrency,
-    shutdownGraceMs: localGraceMs
+  readonly concurrency: Option.Option<number>
+  readonly scriptDirectory: string
+}): Effect.Effect<HarvestConfig.HarvestConfig, HarvestConfig.InvalidEnvironment> => {
+  const { settings } = HarvestConfig
+  return HarvestConfig.fromEnvironment({
+    dataDir: Option.match(flags.dataDir, {
+      onNone: () => Config.map(settings.dataDir, (dir) => NodePath.resolve(flags.scriptDirectory, dir)),
+      onSome: (dir) => Config.succeed(NodePath.resolve(dir))
+    }),
+    allowPrivateNetworks: flags.allowPrivateNetworks ? Config.succeed(true) : settings.allowPrivateNetworks,
+    maxConcurrency: Option.match(flags.concurrency, {
+      onNone: () => settings.maxConcurrency,
+      onSome: (concurrency) => Config.map(settings.maxConcurrency, (max) => Math.max(max, concurrency))
+    }),
+    port: Config.succeed(0),
+    host: Config.succeed("127.0.0.1"),
+    apiToken: Config.sync(() => Option.some(Redacted.make(randomUUID()))),
+    shutdownGraceMs: Config.succeed(0)
   })
+}
+
+/**
+ * Harvest's own layers in this process with `settings` (see `localConfig`), for the current scope; returns the base
+ * URL it listens on. Closing the scope shuts it down as SIGTERM would, with `settings.shutdownGraceMs` of grace.
+ *
+ * @since 0.1.0
+ * @category connecting
+ */
+export const startLocal = Effect.fn("Cli.startLocal")(function*(settings: HarvestConfig.HarvestConfig) {
+  const config = Layer.succeed(HarvestConfig.HarvestConfig, settings)
   // Runs once Harvest has shut down (finalizers run in reverse): the temp files of fetches it interrupted are
   // removed by one more sweep, which spares those of any other live instance on the same data dir.
-  yield* Effect.addFinalizer(() => finalSweep(options.dataDir, config))
+  yield* Effect.addFinalizer(() => finalSweep(settings.dataDir, config))
   const context = yield* Layer.build(Server.make(config))
   const server = Context.get(context, HttpServer.HttpServer)
   return `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
@@ -194,26 +248,39 @@ const finalSweep = (dataDir: string, config: Layer.Layer<HarvestConfig.HarvestCo
     )
   )
 
-const connect = Effect.fn("Cli.connect")(function*(args: ConnectionArgs, maxConcurrency = 64) {
+/** Where a command's requests go: a server's client, and for `--local` the settings of the Harvest it started. */
+interface Connection {
+  readonly client: Client.Client
+  readonly local: Option.Option<HarvestConfig.HarvestConfig>
+}
+
+const connect = Effect.fn("Cli.connect")(function*(
+  args: ConnectionArgs,
+  job: { readonly concurrency: Option.Option<number> } = { concurrency: Option.none() }
+) {
   const server = args.server // an explicit --server; HARVEST_SERVER applies only without --local
   const fromEnv = yield* Config.option(Config.nonEmptyString("HARVEST_SERVER")).pipe(Effect.orElseSucceed(Option.none))
   const target = Option.orElse(server, () => args.local ? Option.none() : fromEnv)
   if (args.local && Option.isSome(server)) {
     return yield* new UsageError({ reason: "--local and --server exclude each other" })
   }
+  if (Option.isNone(target)) {
+    // The environment is read only here: a bad MAX_CONCURRENCY is no reason to refuse talking to a server.
+    const settings = yield* localConfig({
+      dataDir: args.dataDir,
+      allowPrivateNetworks: args.allowPrivateNetworks,
+      concurrency: job.concurrency,
+      scriptDirectory: yield* ScriptDirectory
+    })
+    const base = yield* startLocal(settings)
+    return { client: yield* Client.make(base, settings.apiToken), local: Option.some(settings) } satisfies Connection
+  }
   const token = Option.isSome(args.token)
     ? args.token
     : yield* Config.option(Config.redacted(Config.nonEmptyString("HARVEST_TOKEN"))).pipe(
       Effect.orElseSucceed(Option.none)
     )
-  const base = Option.isSome(target)
-    ? target.value
-    : yield* startLocal({
-      dataDir: args.dataDir,
-      allowPrivateNetworks: args.allowPrivateNetworks,
-      maxConcurrency
-    })
-  return { client: yield* Client.make(base, token), local: Option.isNone(target) }
+  return { client: yield* Client.make(target.value, token), local: Option.none() } satisfies Connection
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -279,9 +346,9 @@ const poll = (client: Client.Client, run: Progress.Run) =>
 
 // Reads the input and submits it in batches, each acknowledged job recorded at once: a submission is uninterruptible
 // (but for its waits after a 503) so that every job this run created is known to it, to be cancelled after Ctrl-C.
-const submitAll = (client: Client.Client, args: FetchArgs, run: Progress.Run) =>
+const submitAll = (client: Client.Client, args: FetchArgs, batchSize: number, run: Progress.Run) =>
   Input.urls(args.file).pipe(
-    Stream.grouped(args.batch),
+    Stream.grouped(batchSize),
     Stream.runForEach((batch) => {
       const urls = Array.from(batch, (entry) => entry.url)
       return Effect.uninterruptible(Effect.map(client.submit(urls, args.job), (created) => {
@@ -338,7 +405,7 @@ const breakdown = (client: Client.Client, run: Progress.Run) =>
   })
 
 const fetchCommand = Effect.fn("Cli.fetch")(function*(args: FetchArgs) {
-  if (!Number.isInteger(args.batch) || args.batch < 1) {
+  if (Option.exists(args.batch, (batch) => !Number.isInteger(batch) || batch < 1)) {
     return yield* new UsageError({ reason: "--batch must be a positive integer" })
   }
   const exitCode = yield* ExitCode
@@ -367,13 +434,15 @@ const fetchCommand = Effect.fn("Cli.fetch")(function*(args: FetchArgs) {
     })
 
   const body = Effect.scoped(Effect.gen(function*() {
-    const { client, local } = yield* connect(
-      args.connection,
-      Math.max(64, Option.getOrElse(args.job.concurrency, () => 0))
+    const { client, local } = yield* connect(args.connection, { concurrency: args.job.concurrency })
+    // A local Harvest's MAX_URLS_PER_JOB is known: the default batch fits it. A server's refuses a larger one (400).
+    const batchSize = Option.getOrElse(
+      args.batch,
+      () => Math.min(defaultBatch, Option.match(local, { onNone: () => defaultBatch, onSome: (s) => s.maxUrlsPerJob }))
     )
     const work = Effect.gen(function*() {
       if (args.file !== Input.stdin) run.expectedUrls = yield* Input.count(args.file)
-      const submit = submitAll(client, args, run).pipe(
+      const submit = submitAll(client, args, batchSize, run).pipe(
         // A bad line met after some batches went out (stdin): those jobs are cancelled, nothing half-submitted.
         Effect.tapError(() =>
           Effect.forEach(run.jobs, (job) =>
@@ -389,7 +458,7 @@ const fetchCommand = Effect.fn("Cli.fetch")(function*(args: FetchArgs) {
       yield* display.end(run)
       failures = yield* breakdown(client, run)
     })
-    yield* Effect.onInterrupt(work, () => stopped(client, local))
+    yield* Effect.onInterrupt(work, () => stopped(client, Option.isSome(local)))
   }))
 
   yield* Effect.onExit(body, (exit) =>
@@ -510,12 +579,14 @@ export const command = CliCommand.make("harvest").pipe(
 /**
  * Runs the command line `argv` (as `process.argv`: runtime and script first) and returns the process's exit code;
  * errors are printed to stderr here. Interruption (Ctrl-C) is not caught: the caller maps it to 130.
+ * `scriptDirectory` (see `ScriptDirectory`) is the current directory unless given.
  *
  * @since 0.1.0
  * @category running
  */
 export const run = (
-  argv: ReadonlyArray<string>
+  argv: ReadonlyArray<string>,
+  options: { readonly scriptDirectory?: string } = {}
 ): Effect.Effect<number, never, FileSystem.FileSystem | Path.Path | Terminal.Terminal | HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const exitCode = yield* Ref.make(0)
@@ -523,6 +594,7 @@ export const run = (
     const args = argv.map((arg, i) => i >= 2 && arg === "-" ? Input.stdin : arg)
     return yield* cli(args).pipe(
       Effect.provideService(ExitCode, exitCode),
+      Effect.provideService(ScriptDirectory, options.scriptDirectory ?? process.cwd()),
       Effect.zipRight(Ref.get(exitCode)),
       Effect.catchAll((error) =>
         // @effect/cli has printed its own usage errors already.
