@@ -16,9 +16,11 @@ import type { JobQueue } from "@spindle/sql"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Queue from "effect/Queue"
@@ -72,6 +74,8 @@ export interface Options {
   readonly window?: Duration.DurationInput | undefined
 }
 
+const stop = Symbol("stop")
+
 const itemsSettled = Metric.counter("harvest_items_total", {
   description: "Items settled, by outcome",
   incremental: true
@@ -94,7 +98,10 @@ export const make = (
     const { owner } = yield* Instance
     const maxBatch = options.maxBatch ?? 200
     const window = Duration.decode(options.window ?? "5 millis")
-    const queue = yield* Queue.unbounded<Outcome>()
+    const queue = yield* Queue.unbounded<Outcome | typeof stop>()
+    let closed = false
+    const closed_ = Deferred.unsafeMake<void>(FiberId.none)
+    const closing = Deferred.await(closed_)
 
     const commit = Effect.fn("Results.commit")(function*(batch: ReadonlyArray<Outcome>) {
       return yield* sql.withTransaction(Effect.gen(function*() {
@@ -144,32 +151,37 @@ export const make = (
         )
       )
 
-    // The wait for the first outcome is the only interruptible point: an outcome taken is always committed, and a
-    // commit under way finishes before the committer stops.
-    const committer = Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        while (true) {
-          const first = yield* restore(Queue.take(queue))
-          if ((yield* Queue.size(queue)) < maxBatch - 1) yield* Effect.sleep(window)
-          const rest = yield* Queue.takeUpTo(queue, maxBatch - 1)
-          yield* commitLogged([first, ...rest])
-        }
-      })
-    )
+    // The committer is never interrupted (an interrupted `Queue.take` can lose the outcome it was just handed): closing
+    // puts `stop` at the end of the queue, and the committer commits everything before it, then ends.
+    const committer = Effect.gen(function*() {
+      while (true) {
+        const first = yield* Queue.take(queue)
+        if (first === stop) return
+        // The window ends early when the layer closes.
+        if ((yield* Queue.size(queue)) < maxBatch - 1) yield* Effect.raceFirst(Effect.sleep(window), closing)
+        const rest = Array.from(yield* Queue.takeUpTo(queue, maxBatch - 1))
+        const end = rest.indexOf(stop)
+        yield* commitLogged(
+          end < 0 ? [first, ...rest] as Array<Outcome> : [first, ...rest.slice(0, end)] as Array<Outcome>
+        )
+        if (end >= 0) return
+      }
+    })
 
-    // Closing: the committer stops, then what is still queued is committed.
     const fiber = yield* Effect.forkDaemon(committer)
     yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        yield* Fiber.interrupt(fiber)
-        const all = Array.from(yield* Queue.takeAll(queue))
-        for (let i = 0; i < all.length; i += maxBatch) yield* commitLogged(all.slice(i, i + maxBatch))
-        yield* Queue.shutdown(queue)
-      })
+      Effect.zipRight(
+        Effect.sync(() => {
+          closed = true
+          Deferred.unsafeDone(closed_, Effect.void)
+        }),
+        Effect.zipRight(Queue.offer(queue, stop), Fiber.await(fiber))
+      )
     )
 
     return Results.of({
-      settle: (outcome) => Queue.offer(queue, outcome).pipe(Effect.asVoid),
+      // Past the close, an outcome is not taken: its item stays leased and is fetched again once the lease expires.
+      settle: (outcome) => closed ? Effect.interrupt : Effect.asVoid(Queue.offer(queue, outcome)),
       pending: Queue.size(queue)
     })
   })
