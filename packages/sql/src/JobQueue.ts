@@ -275,6 +275,11 @@ export interface JobQueue<A, R = unknown> {
   readonly countsByGroup: (
     groups: ReadonlyArray<string>
   ) => Effect.Effect<ReadonlyMap<string, Counts>, SqlError.SqlError>
+  /**
+   * Those of `groups` that have no pending or leased job left: the groups whose last job has been settled or
+   * cancelled. One indexed lookup per group, however many jobs it holds (counting them would read every row).
+   */
+  readonly settledGroups: (groups: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
   /** One keyset page of jobs after `after` (by id), optionally of some statuses and one group. */
   readonly page: (options: {
     readonly after?: number | undefined
@@ -635,6 +640,16 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
           }
         )
       },
+      settledGroups: (groups) =>
+        Effect.map(
+          Effect.forEach(groups, (group) =>
+            sql<{ open: number }>`
+              SELECT 1 AS open FROM spindle_jobs
+              WHERE queue = ${queue} AND group_key = ${group} AND status IN ('pending', 'leased')
+              LIMIT 1
+            `),
+          (found) => groups.filter((_, i) => found[i].length === 0)
+        ),
       page: ({ after, group, limit, status }) =>
         Effect.flatMap(
           sql<Row>`

@@ -52,6 +52,11 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
     yield* sql`ALTER TABLE spindle_jobs ADD COLUMN group_key TEXT`
     yield* sql`ALTER TABLE spindle_jobs ADD COLUMN result TEXT`
     yield* sql`CREATE INDEX spindle_jobs_groups ON spindle_jobs (queue, group_key, id)`
+  }),
+  // Whether a group has anything left to do, and its counts per status, without reading each of its rows.
+  "3_spindle_jobs_group_status": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE INDEX spindle_jobs_group_status ON spindle_jobs (queue, group_key, status)`
   })
 })
 

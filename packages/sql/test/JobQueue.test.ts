@@ -198,6 +198,9 @@ for (const database of Databases.all) {
             assert.deepStrictEqual(byGroup.get("job-b"), yield* q.counts("job-b"))
             assert.deepStrictEqual(byGroup.get("none"), { pending: 0, leased: 0, done: 0, failed: 0, cancelled: 0 })
             assert.strictEqual((yield* q.countsByGroup([])).size, 0)
+            // job-a still has a leased job; job-b's were all cancelled; a group with no jobs has nothing left to do.
+            assert.deepStrictEqual(yield* q.settledGroups(["job-a", "job-b", "none"]), ["job-b", "none"])
+            assert.deepStrictEqual(yield* q.settledGroups([]), [])
             const page = yield* q.page({ limit: 10, group: "job-a" })
             assert.deepStrictEqual(page.jobs.map((j) => [j.id, j.status, j.result]), [
               [a1.id, "done", { bytes: 10 }],

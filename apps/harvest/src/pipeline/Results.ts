@@ -121,8 +121,7 @@ export const make = (
           `
         }
         // The jobs whose last item this commit settled finish now, not when someone first reads them.
-        const counts = yield* items.countsByGroup(Array.from(jobs))
-        const finished = Array.from(counts).filter(([, c]) => c.pending + c.leased === 0).map(([job]) => job)
+        const finished = yield* items.settledGroups(Array.from(jobs))
         if (finished.length > 0) {
           yield* sql`
             UPDATE harvest_jobs SET finished_at = ${now} WHERE ${sql.in("id", finished)} AND finished_at IS NULL
