@@ -19,8 +19,10 @@ declare const document: {
   querySelector(selector: string): {
     readonly textContent: string | null
     readonly value?: string
+    readonly disabled?: boolean
     readonly firstChild: { readonly textContent: string | null } | null
   } | null
+  querySelectorAll(selector: string): ArrayLike<{ getAttribute(name: string): string | null }>
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -110,6 +112,26 @@ const rowText = (page: Page, id: string, selector: string, expected: string, tim
       document.querySelector(`tr[data-job="${id}"] ${selector}`)?.textContent?.trim() === expected,
     [id, selector, expected] as const,
     { timeout }
+  )
+
+// Waits until the jobs table lists exactly `ids`, in that order.
+const rowsAre = (page: Page, ids: ReadonlyArray<string>) =>
+  page.waitForFunction(
+    (ids) =>
+      Array.from(document.querySelectorAll("#jobs tr[data-job]")).map((tr) => tr.getAttribute("data-job"))
+        .join() === ids.join(),
+    ids,
+    { timeout: 10_000 }
+  ).catch(async (error) => {
+    const shown = await page.$$eval("#jobs tr[data-job]", (trs) => trs.map((tr) => tr.getAttribute("data-job")))
+    throw new Error(`expected rows ${ids.join()}, the page shows ${shown.join()}`, { cause: error })
+  })
+
+const disabled = (page: Page, selector: string, expected: boolean) =>
+  page.waitForFunction(
+    ([selector, expected]) => document.querySelector(selector)?.disabled === expected,
+    [selector, expected] as const,
+    { timeout: 10_000 }
   )
 
 const suite = skip === undefined ? describe : describe.skip
@@ -224,5 +246,93 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
         })
         assert.deepStrictEqual(errors, [])
       })
+  )
+
+  it.scopedLive(
+    "the jobs list comes from GET /jobs: a status filter, older pages by cursor, membership kept current",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const harvest = yield* Harness.inProcess({ maxConcurrency: 32 })
+        // Six jobs, one at a time so that each is created after the one before: three completed, one cancelled,
+        // two running (their only URL never answers within the test).
+        const completed: Array<string> = []
+        for (let i = 0; i < 3; i++) {
+          const id = yield* harvest.submit({ urls: [upstream.url(`/done/${i}`)] })
+          yield* harvest.waitFor(id, "completed")
+          completed.push(id)
+        }
+        const hanging = (name: string) => ({ urls: [upstream.url(`/${name}?hang=1`)], timeoutMs: 600_000 })
+        const cancelled = yield* harvest.submit(hanging("cancelled"))
+        yield* harvest.waitFor(cancelled, "running")
+        assert.strictEqual((yield* harvest.call("DELETE", `/jobs/${cancelled}`)).status, 200)
+        const running: Array<string> = []
+        for (const name of ["run1", "run2"]) {
+          const id = yield* harvest.submit(hanging(name))
+          yield* harvest.waitFor(id, "running")
+          running.push(id)
+        }
+        const [c1, c2, c3] = completed
+        const [r1, r2] = running
+
+        const { errors, page } = yield* browser
+        const listed: Array<URLSearchParams> = []
+        page.on("request", (request) => {
+          const url = new URL(request.url())
+          if (url.pathname === "/jobs" && request.method() === "GET") listed.push(url.searchParams)
+        })
+        yield* Effect.promise(async () => {
+          // Two jobs a page: all jobs, newest first, and older ones page by page.
+          await page.goto(`${harvest.base}/?limit=2`)
+          await page.waitForSelector("#conn.live")
+          await rowsAre(page, [r2, r1])
+          await disabled(page, "#jobs-newer", true)
+          await page.click("#jobs-older")
+          await rowsAre(page, [cancelled, c3])
+          await page.click("#jobs-older")
+          await rowsAre(page, [c2, c1])
+          await page.click("#jobs-newer")
+          await rowsAre(page, [cancelled, c3])
+
+          // A status filter shows exactly that status's jobs, from the first page again.
+          await page.selectOption("#jobs-status", "completed")
+          await rowsAre(page, [c3, c2])
+          await page.click("#jobs-older")
+          await rowsAre(page, [c1])
+          await disabled(page, "#jobs-older", true)
+          await page.selectOption("#jobs-status", "cancelled")
+          await rowsAre(page, [cancelled])
+          assert.strictEqual((await page.textContent(`tr[data-job="${cancelled}"] .status`))?.trim(), "cancelled")
+          await page.selectOption("#jobs-status", "queued")
+          await rowsAre(page, [])
+          await page.waitForFunction(() => document.querySelector("#jobs-empty")?.textContent === "No queued jobs.")
+          await page.selectOption("#jobs-status", "running")
+          await rowsAre(page, [r2, r1])
+          // The filter is kept in the page's address.
+          assert.strictEqual(new URL(page.url()).searchParams.get("status"), "running")
+
+          // A job that stops running leaves the running list without a reload, and joins the cancelled one.
+          const cancel = await fetch(`${harvest.base}/jobs/${r2}`, { method: "DELETE" })
+          assert.strictEqual(cancel.status, 200)
+          await rowsAre(page, [r1])
+          await page.selectOption("#jobs-status", "cancelled")
+          await rowsAre(page, [r2, cancelled])
+          // Cancelling from the page works on a filtered list too.
+          await page.selectOption("#jobs-status", "running")
+          await rowsAre(page, [r1])
+          await page.click(`tr[data-job="${r1}"] button[data-action=cancel]`)
+          await rowsAre(page, [])
+        })
+
+        // Every read went through GET /jobs with the page size, the filter and, for older pages, a cursor.
+        const query = (params: URLSearchParams) => `${params.get("status") ?? ""}|${params.has("cursor")}`
+        const seen = new Set(listed.map(query))
+        for (const expected of ["|false", "|true", "completed|false", "completed|true", "cancelled|false"]) {
+          assert.isTrue(seen.has(expected), `no GET /jobs ${expected} among ${[...seen].join(" ")}`)
+        }
+        assert.isTrue(listed.every((params) => params.get("limit") === "2"))
+        assert.deepStrictEqual(errors, [])
+      }),
+    60_000
   )
 })

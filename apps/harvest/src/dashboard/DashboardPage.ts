@@ -4,6 +4,11 @@
  * `EventSource` cannot), and submits, cancels and exports jobs through the public API. Every value from the server
  * reaches the DOM as text, never as markup.
  *
+ * The jobs list is a page of `GET /jobs`: which jobs it shows (the status filter, and "older" pages by the keyset
+ * `nextCursor`) comes from that route, re-read every few seconds and whenever a snapshot shows a job appear or change
+ * status; the snapshots only refresh the progress of the rows already shown. The page's own URL may carry `status`
+ * (kept in step with the filter) and `limit` (the page size, 25 by default), e.g. `/?status=running&limit=50`.
+ *
  * @since 0.1.0
  */
 
@@ -108,6 +113,16 @@ textarea:focus, input:focus { outline: 2px solid var(--accent-soft); border-colo
 .chart { padding: 8px 12px 12px; }
 .chart svg { display: block; width: 100%; height: 190px; }
 .chart text { font-size: 10px; fill: var(--faint); }
+.filter { display: inline-flex; align-items: center; gap: 6px; font-size: 12px; color: var(--muted); }
+.filter select { font: inherit; font-size: 12.5px; border: 1px solid var(--line); border-radius: 6px;
+  padding: 3px 6px; background: #fff; color: var(--text); }
+.filter select:focus { outline: 2px solid var(--accent-soft); border-color: var(--accent); }
+.pager { display: flex; align-items: center; gap: 10px; padding: 10px 16px; border-top: 1px solid var(--line);
+  font-size: 12px; color: var(--muted); }
+.pager .msg { flex: 1; min-height: 0; }
+[hidden] { display: none !important; }
+.sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
+  clip: rect(0, 0, 0, 0); white-space: nowrap; border: 0; }
 #modal { position: fixed; inset: 0; background: rgba(15,23,42,.55); display: none; align-items: center;
   justify-content: center; z-index: 10; }
 #modal.show { display: flex; }
@@ -138,13 +153,26 @@ const body = String.raw`
       <div class="sub" id="s-hosts-sub">no open circuits</div></div>
   </section>
 
-  <section class="card span2" id="jobs-card">
-    <div class="head"><h2>Jobs</h2><span class="hint">newest first</span>
-      <div class="legend"><span style="--c: var(--ok)">succeeded</span><span style="--c: var(--bad)">failed</span>
-        <span style="--c: #60a5fa">running</span><span style="--c: #e2e8f0">queued</span></div></div>
-    <div class="scroll"><table><thead><tr><th>Job</th><th>Status</th><th style="width: 45%">Progress</th>
-      <th>Created</th><th></th></tr></thead><tbody id="jobs"></tbody></table></div>
-    <div class="empty" id="jobs-empty">No jobs yet. Submit one →</div>
+  <section class="card span2" id="jobs-card" aria-labelledby="jobs-title">
+    <div class="head"><h2 id="jobs-title">Jobs</h2><span class="hint">newest first</span>
+      <div class="legend" aria-hidden="true"><span style="--c: var(--ok)">succeeded</span>
+        <span style="--c: var(--bad)">failed</span><span style="--c: #60a5fa">running</span>
+        <span style="--c: #e2e8f0">queued</span></div>
+      <label class="filter">Show <select id="jobs-status">
+        <option value="">all jobs</option><option value="running">running</option><option value="queued">queued</option>
+        <option value="completed">completed</option><option value="cancelled">cancelled</option>
+      </select></label></div>
+    <div class="scroll"><table id="jobs-table"><caption class="sr-only" id="jobs-caption">Jobs, newest first</caption>
+      <thead><tr><th scope="col">Job</th><th scope="col">Status</th><th scope="col" style="width: 45%">Progress</th>
+      <th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+      <tbody id="jobs"></tbody></table></div>
+    <div class="empty" id="jobs-empty">Loading jobs…</div>
+    <nav class="pager" aria-label="Pages of jobs">
+      <span class="msg err" id="jobs-error" role="status"></span>
+      <span id="jobs-page" aria-live="polite">Page 1</span>
+      <button type="button" id="jobs-newer" disabled>← Newer</button>
+      <button type="button" id="jobs-older" disabled>Older jobs →</button>
+    </nav>
   </section>
 
   <section class="card">
@@ -160,9 +188,10 @@ const body = String.raw`
       <div class="row"><button class="primary" type="submit" id="submit">Submit job</button>
         <span class="msg" id="msg"></span></div>
     </form>
-    <div class="note">Everything here goes through the public API: <span class="mono">POST /jobs</span>,
-      <span class="mono">DELETE /jobs/:id</span>, <span class="mono">GET /jobs/:id/export</span>. Live data streams
-      from <span class="mono">GET /dashboard/events</span> (Server-Sent Events).</div>
+    <div class="note">Everything here goes through the public API: <span class="mono">GET /jobs</span>,
+      <span class="mono">POST /jobs</span>, <span class="mono">DELETE /jobs/:id</span>,
+      <span class="mono">GET /jobs/:id/export</span>. Live data streams from
+      <span class="mono">GET /dashboard/events</span> (Server-Sent Events).</div>
   </section>
 
   <section class="card span2">
@@ -202,7 +231,7 @@ function h(tag, attrs, ...children) {
   const el = document.createElement(tag)
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === "class") el.className = v
-    else if (k.startsWith("data-")) el.setAttribute(k, v)
+    else if (k.startsWith("data-") || k.startsWith("aria-")) el.setAttribute(k, v)
     else el[k] = v
   }
   for (const c of children) el.append(c)
@@ -240,6 +269,7 @@ $("token-form").addEventListener("submit", (e) => {
   sessionStorage.setItem(TOKEN_KEY, token)
   $("modal").classList.remove("show")
   connect()
+  loadJobs(true)
 })
 
 async function api(method, path, body) {
@@ -301,25 +331,122 @@ async function connect() {
   retryMs = Math.min(retryMs * 2, 5000)
 }
 
-// --- rendering ------------------------------------------------------------------------------------------------
+// --- the jobs list: which jobs, from GET /jobs (filter, keyset pages); their progress, from the snapshots too ------
+const STATUSES = ["running", "queued", "completed", "cancelled"]
+const query = new URLSearchParams(location.search)
+const LIMIT = Math.min(1000, Math.max(1, Number.parseInt(query.get("limit") || "", 10) || 25))
+const REFRESH_MS = 3000
+const list = {
+  status: STATUSES.includes(query.get("status")) ? query.get("status") : "",
+  // cursors[i] reads page i ("" reads the newest jobs); page is the one shown.
+  cursors: [""],
+  page: 0,
+  items: null,
+  next: null
+}
+let listSeq = 0
+let listBusy = false
+let listAgain = false
 const jobRows = new Map()
+// The latest snapshot's jobs by id: fresher progress (and the running count) for the rows shown.
+let live = new Map()
 let last = null
+
+// Reads the current page of GET /jobs. A periodic or snapshot-driven refresh while one is in flight is folded into
+// one more read after it; a change of filter or page ("fresh") reads at once and drops any older answer.
+async function loadJobs(fresh) {
+  if (listBusy && !fresh) { listAgain = true; return }
+  if ($("modal").classList.contains("show")) return
+  const mine = ++listSeq
+  listBusy = true
+  listAgain = false
+  $("jobs-table").setAttribute("aria-busy", "true")
+  const cursor = list.cursors[list.page]
+  const path = "/jobs?" + (list.status ? "status=" + list.status + "&" : "") + "limit=" + LIMIT +
+    (cursor ? "&cursor=" + encodeURIComponent(cursor) : "")
+  try {
+    const res = await api("GET", path)
+    if (!res.ok) throw new Error(await errorOf(res))
+    const page = await res.json()
+    if (mine !== listSeq) return
+    list.items = page.items
+    list.next = page.nextCursor
+    $("jobs-error").textContent = ""
+    renderJobs()
+  } catch (err) {
+    if (mine === listSeq) $("jobs-error").textContent = "Jobs not refreshed: " + String(err.message || err)
+  } finally {
+    if (mine === listSeq) {
+      listBusy = false
+      $("jobs-table").setAttribute("aria-busy", "false")
+      if (listAgain) loadJobs()
+    }
+  }
+}
+
+function showPage(page) {
+  list.page = page
+  list.cursors.length = page + 1
+  loadJobs(true)
+}
+
+$("jobs-status").value = list.status
+$("jobs-status").addEventListener("change", () => {
+  list.status = $("jobs-status").value
+  const url = new URL(location.href)
+  if (list.status) url.searchParams.set("status", list.status)
+  else url.searchParams.delete("status")
+  history.replaceState(null, "", url)
+  showPage(0)
+})
+$("jobs-older").addEventListener("click", () => {
+  if (!list.next) return
+  list.cursors[list.page + 1] = list.next
+  showPage(list.page + 1)
+})
+$("jobs-newer").addEventListener("click", () => { if (list.page > 0) showPage(list.page - 1) })
+
+// A snapshot that shows a job appear or change status (started, finished, cancelled) may change which jobs belong
+// on the page shown: read it again.
+function noteLive(jobs) {
+  const before = live
+  live = new Map(jobs.map((job) => [job.id, job]))
+  if (last === null) return
+  for (const job of jobs) {
+    const was = before.get(job.id)
+    if (!was || was.status !== job.status) return loadJobs()
+  }
+}
+
+// Of the page's view of a job and the snapshot's, the one further along (statuses only move forward, settled
+// counts only grow); on a tie the snapshot's, which also counts the items being fetched.
+const finished = (job) => job.status === "completed" || job.status === "cancelled"
+const stage = (job) => finished(job) ? 2 : job.status === "running" ? 1 : 0
+function freshest(job) {
+  const other = live.get(job.id)
+  if (!other) return job
+  if (stage(other) !== stage(job)) return stage(other) > stage(job) ? other : job
+  return other.succeeded + other.failed >= job.succeeded + job.failed ? other : job
+}
 
 function jobRow(id) {
   let row = jobRows.get(id)
   if (row) return row
   const seg = (c) => h("div", { class: c })
   const bars = { s: seg("s"), f: seg("f"), r: seg("r") }
+  const short = id.slice(0, 8)
   const cells = {
     status: h("span", { class: "badge" }),
     pct: h("span", { class: "pct" }),
     counts: h("span", { class: "counts" }),
     created: h("span", { class: "quiet" }),
-    cancel: h("button", { class: "danger", type: "button", "data-action": "cancel", "data-id": id }, "Cancel"),
-    exp: h("button", { type: "button", "data-action": "export", "data-id": id }, "Export")
+    cancel: h("button", { class: "danger", type: "button", "data-action": "cancel", "data-id": id,
+      "aria-label": "Cancel job " + short }, "Cancel"),
+    exp: h("button", { type: "button", "data-action": "export", "data-id": id, "aria-label": "Export job " + short },
+      "Export")
   }
   const tr = h("tr", { "data-job": id },
-    h("td", {}, h("span", { class: "mono", title: id }, id.slice(0, 8))),
+    h("td", {}, h("span", { class: "mono", title: id }, short)),
     h("td", {}, cells.status),
     h("td", {}, h("div", { class: "progress" }, h("div", { class: "track" }, bars.s, bars.f, bars.r), cells.pct),
       cells.counts),
@@ -330,10 +457,15 @@ function jobRow(id) {
   return row
 }
 
-function renderJobs(jobs) {
+const setText = (el, text) => { if (el.textContent !== text) el.textContent = text }
+
+// Rows are kept per job and only moved or updated, so a refresh never redraws the table.
+function renderJobs() {
+  if (list.items === null) return
   const body = $("jobs")
   const seen = new Set()
-  jobs.forEach((job, index) => {
+  list.items.forEach((item, index) => {
+    const job = freshest(item)
     seen.add(job.id)
     const row = jobRow(job.id)
     const total = Math.max(job.total, 1)
@@ -341,18 +473,26 @@ function renderJobs(jobs) {
     const pct = Math.floor((done / total) * 100)
     row.bars.s.style.width = (job.succeeded / total) * 100 + "%"
     row.bars.f.style.width = (job.failed / total) * 100 + "%"
-    row.bars.r.style.width = (job.running / total) * 100 + "%"
-    row.cells.pct.textContent = pct + "%"
+    row.bars.r.style.width = ((job.running || 0) / total) * 100 + "%"
+    setText(row.cells.pct, pct + "%")
     row.cells.status.className = "badge status " + job.status
-    row.cells.status.textContent = job.status
+    setText(row.cells.status, job.status)
     row.cells.counts.replaceChildren(h("b", {}, fmt(job.succeeded)), " ok · ", h("b", {}, fmt(job.failed)),
       " failed · " + fmt(job.total) + " total")
-    row.cells.created.textContent = ago(Date.parse(job.createdAt))
-    row.cells.cancel.disabled = job.status === "completed" || job.status === "cancelled"
+    setText(row.cells.created, ago(Date.parse(job.createdAt)))
+    row.cells.cancel.disabled = finished(job)
     if (body.children[index] !== row.tr) body.insertBefore(row.tr, body.children[index] || null)
   })
   for (const [id, row] of jobRows) if (!seen.has(id)) { row.tr.remove(); jobRows.delete(id) }
-  $("jobs-empty").style.display = jobs.length ? "none" : ""
+  const which = list.status ? list.status + " " : ""
+  $("jobs-empty").style.display = list.items.length ? "none" : ""
+  setText($("jobs-empty"), list.page > 0 ? "No older " + which + "jobs."
+    : list.status ? "No " + which + "jobs." : "No jobs yet. Submit one →")
+  setText($("jobs-caption"), (list.status ? "Jobs " + list.status : "Jobs") + ", newest first, page " +
+    (list.page + 1))
+  setText($("jobs-page"), "Page " + (list.page + 1))
+  $("jobs-newer").disabled = list.page === 0
+  $("jobs-older").disabled = !list.next
 }
 
 function renderHosts(hosts) {
@@ -413,7 +553,6 @@ function renderChart(loop) {
 }
 
 function render(snap) {
-  last = snap
   $("s-inflight").replaceChildren(fmt(snap.inFlight) + " ", h("small", {}, "/ " + fmt(snap.maxConcurrency)))
   $("s-inflight-bar").style.width = Math.min(100, (snap.inFlight / Math.max(1, snap.maxConcurrency)) * 100) + "%"
   const active = snap.jobs.filter((j) => j.status === "running" || j.status === "queued")
@@ -433,9 +572,11 @@ function render(snap) {
       .filter(Boolean).join(" · ")
     : "all circuits closed"
   if (snap.draining) setConn("retry", "draining")
-  renderJobs(snap.jobs)
+  noteLive(snap.jobs)
+  renderJobs()
   renderHosts(snap.hosts)
   renderChart(snap.eventLoop)
+  last = snap
 }
 
 // --- actions ------------------------------------------------------------------------------------------------
@@ -465,6 +606,7 @@ $("submit-form").addEventListener("submit", async (e) => {
     if (res.status !== 202) return say(await errorOf(res), "err")
     const job = await res.json()
     say("Job " + job.id.slice(0, 8) + " queued (" + fmt(job.total) + " URLs).", "ok")
+    loadJobs()
     $("urls").value = ""
     $("file").value = ""
   } catch (err) {
@@ -484,6 +626,7 @@ $("jobs").addEventListener("click", async (e) => {
       const res = await api("DELETE", "/jobs/" + id)
       if (!res.ok) return say(await errorOf(res), "err")
       say("Job " + id.slice(0, 8) + " cancelled.", "ok")
+      loadJobs()
     } else {
       const res = await api("GET", "/jobs/" + id + "/export")
       if (!res.ok) return say(await errorOf(res), "err")
@@ -499,7 +642,9 @@ $("jobs").addEventListener("click", async (e) => {
   }
 })
 
-setInterval(() => { if (last) renderJobs(last.jobs) }, 5000)
+setInterval(() => { if (!document.hidden) loadJobs() }, REFRESH_MS)
+document.addEventListener("visibilitychange", () => { if (!document.hidden) loadJobs() })
+loadJobs()
 connect()
 `
 
