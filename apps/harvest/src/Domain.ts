@@ -67,7 +67,11 @@ export const ItemResult = Schema.Struct({
   bytes: Schema.NullOr(Schema.Number),
   sha256: Schema.NullOr(Schema.String),
   attempts: Schema.Number,
-  error: Schema.NullOr(ItemError),
+  error: Schema.NullOr(ItemError).annotations({
+    description: "A failed item's error. `code` is one of `http_status`, `timeout`, `body_too_large`, `network`, " +
+      "`unresolvable_host` (the host does not exist), `tls` (its certificate does not verify), `blocked_address`, " +
+      "`circuit_open`, `cancelled`"
+  }),
   fileId: Schema.NullOr(Schema.String)
 }).annotations({ identifier: "ItemResult" })
 

@@ -1,8 +1,14 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, layer } from "@effect/vitest"
-import { Databases } from "@spindle/testkit"
+import * as Databases from "@spindle/testkit/Databases"
+import * as Wait from "@spindle/testkit/Wait"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as BodyStore from "../src/storage/BodyStore.js"
@@ -151,3 +157,116 @@ for (const database of Databases.all) {
     })
   })
 }
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+const pattern = (size: number, seed = 0) => {
+  const bytes = Buffer.alloc(size)
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed) & 0xff
+  return bytes
+}
+// The bytes in chunks of `size` (the last one shorter).
+const chunked = (bytes: Buffer, size: number) =>
+  Stream.fromIterable(
+    Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => bytes.subarray(i * size, (i + 1) * size))
+  )
+
+describe("BodyStore files", () => {
+  const sqlite = Databases.all.find((database) => database.name === "sqlite")!
+  const items = Layer.fresh(layerItems).pipe(
+    Layer.provideMerge(Layer.effectDiscard(Database.migrate).pipe(Layer.provideMerge(sqlite.layer))),
+    Layer.orDie
+  )
+  const setup = Effect.gen(function*() {
+    const dataDir = yield* Databases.tempDir("harvest-bodies-")
+    const store = yield* Effect.orDie(BodyStore.make({ dataDir, owner: "me", leaseMs }))
+    return { store, files: path.join(dataDir, "files"), tmp: path.join(dataDir, "tmp") }
+  })
+
+  layer(items, { timeout: 60_000, excludeTestServices: true })((it) => {
+    it.scoped("write: bytes or a stream, small or large, renamed into files/ under their SHA-256", () =>
+      Effect.gen(function*() {
+        const { files, store, tmp } = yield* setup
+        const small = pattern(1500)
+        const large = pattern(200_000, 7)
+        const written = [
+          yield* store.write(small),
+          // The same body again, in chunks held in memory: the same file.
+          yield* store.write(chunked(small, 100)),
+          // Past the 64 KiB held in memory: streamed to a temp file.
+          yield* store.write(chunked(large, 16_384)),
+          yield* store.write(chunked(large, 16_384), { memoryBytes: 0 }),
+          yield* store.write(Stream.empty)
+        ]
+        const expected = (bytes: Buffer) => ({ bytes: bytes.length, sha256: sha256(bytes), fileId: sha256(bytes) })
+        assert.deepStrictEqual(written, [
+          expected(small),
+          expected(small),
+          expected(large),
+          expected(large),
+          expected(Buffer.alloc(0))
+        ])
+        assert.isTrue(fs.readFileSync(path.join(files, sha256(small))).equals(small))
+        assert.isTrue(fs.readFileSync(path.join(files, sha256(large))).equals(large))
+        assert.deepStrictEqual(names(files), [sha256(Buffer.alloc(0)), sha256(small), sha256(large)].sort())
+        assert.deepStrictEqual(names(tmp), [])
+      }))
+
+    it.scoped("write: over maxBytes is BodyTooLarge, and nothing of it is kept", () =>
+      Effect.gen(function*() {
+        const { files, store, tmp } = yield* setup
+        const bytes = pattern(100_001)
+        for (
+          const body of [
+            bytes,
+            chunked(bytes, 1000) as Stream.Stream<Uint8Array>,
+            chunked(bytes, 70_000) as Stream.Stream<Uint8Array>
+          ]
+        ) {
+          const error = yield* Effect.flip(store.write(body, { maxBytes: 100_000 }))
+          assert.strictEqual(error._tag, "BodyTooLarge")
+        }
+        assert.strictEqual((yield* store.write(bytes.subarray(0, 100_000), { maxBytes: 100_000 })).bytes, 100_000)
+        assert.deepStrictEqual(names(files), [sha256(bytes.subarray(0, 100_000))])
+        assert.deepStrictEqual(names(tmp), [])
+      }))
+
+    it.scoped("write: a failing stream, a failing rename or an interruption removes the temp file", () =>
+      Effect.gen(function*() {
+        const { files, store, tmp } = yield* setup
+        const head = chunked(pattern(100_000), 50_000)
+        // The stream fails after its temp file was opened: the stream's own error, and no temp file.
+        const failed = yield* Effect.flip(store.write(Stream.concat(head, Stream.fail("upstream reset" as const))))
+        assert.strictEqual(failed, "upstream reset")
+        assert.deepStrictEqual(names(tmp), [])
+        // Interrupted while it waits for more: the temp file (named after its owner) is gone when the fiber is.
+        const fiber = yield* Effect.fork(store.write(Stream.concat(head, Stream.never)))
+        const temp = yield* Wait.until("the temp file", Effect.sync(() => names(tmp)[0]))
+        assert.match(temp, /^me\.[0-9a-f-]{36}\.part$/)
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(names(tmp), [])
+        // files/ is gone: the rename fails, for a body held in memory as for a streamed one.
+        fs.rmSync(files, { recursive: true })
+        for (const body of [pattern(10) as Uint8Array, chunked(pattern(100_000), 50_000)]) {
+          const error = yield* Effect.flip(store.write(body))
+          assert.strictEqual(error._tag, "BodyStoreError")
+        }
+        assert.deepStrictEqual(names(tmp), [])
+      }))
+
+    it.scoped("open: a stored body by its id, None for unknown and malformed ids", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup
+        const body = pattern(150_000, 3)
+        const { fileId } = yield* store.write(body)
+        const opened = yield* store.open(fileId)
+        assert.isTrue(Option.isSome(opened))
+        const file = Option.getOrThrow(opened)
+        assert.deepStrictEqual([file.fileId, file.bytes], [fileId, body.length])
+        const read = Buffer.concat(Chunk.toReadonlyArray(yield* Stream.runCollect(file.stream)))
+        assert.isTrue(read.equals(body))
+        for (const id of [hex(1), fileId.toUpperCase(), "../harvest.db", `${fileId}x`, "", "tmp"]) {
+          assert.isTrue(Option.isNone(yield* store.open(id)), id)
+        }
+      }))
+  })
+})

@@ -25,11 +25,11 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { createHash, timingSafeEqual } from "node:crypto"
-import * as path from "node:path"
 import * as Dashboard from "../dashboard/Dashboard.js"
 import * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { PipelineTag } from "../pipeline/Pipeline.js"
+import * as BodyStore from "../storage/BodyStore.js"
 import { Jobs } from "../storage/Jobs.js"
 import * as Api from "./Api.js"
 
@@ -46,7 +46,6 @@ const errorResponse = (status: number, code: string, message: string) =>
   HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
 
 const jobIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-const fileIdPattern = /^[0-9a-f]{64}$/
 // `GET /jobs` cursors: the last job's creation time and id.
 const jobsCursorPattern = /^(\d{1,15})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/
 
@@ -247,12 +246,13 @@ export const FilesLive = HttpApiBuilder.group(
   (handlers) =>
     handlers.handle("get", ({ path: { fileId } }) =>
       Effect.gen(function*() {
-        const notFound = new Api.NotFound({ code: "not_found", message: "file not found" })
-        if (!fileIdPattern.test(fileId)) return yield* notFound
-        const config = yield* HarvestConfig
-        return yield* HttpServerResponse.file(path.join(config.dataDir, "files", fileId), {
-          contentType: "application/octet-stream"
-        }).pipe(Effect.mapError(() => notFound))
+        const store = yield* BodyStore.BodyStore
+        const file = yield* Effect.orDie(store.open(fileId))
+        if (Option.isNone(file)) return yield* new Api.NotFound({ code: "not_found", message: "file not found" })
+        return HttpServerResponse.stream(file.value.stream, {
+          contentType: "application/octet-stream",
+          contentLength: file.value.bytes
+        })
       }))
 )
 

@@ -12,7 +12,6 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Bulkhead, CircuitBreaker, KeyedCircuitBreaker, KeyedLimiter, RetryPolicy } from "@spindle/core"
 import { SlotStore, TokenBucketStore } from "@spindle/core"
-import { AddressGuard } from "@spindle/node"
 import type { JobQueue } from "@spindle/sql"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -98,17 +97,16 @@ const failed = (url: string, attempts: number, error: { code: string; message: s
   }) satisfies Domain.ItemResult
 
 /**
- * Runs the pipeline for the lifetime of the layer.
+ * Runs the pipeline for the lifetime of the layer, and provides its body store (which the files route reads).
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer: Layer.Layer<
-  PipelineTag,
+  PipelineTag | BodyStore.BodyStore,
   never,
   HarvestConfig | Items | Jobs | TokenBucketStore.TokenBucketStore | SqlClient.SqlClient
-> = Layer.scoped(
-  PipelineTag,
+> = Layer.scopedContext(
   Effect.gen(function*() {
     const config = yield* HarvestConfig
     const items = yield* Items
@@ -120,7 +118,11 @@ export const layer: Layer.Layer<
     // Start-up recovery of files: dead instances' temp files and bodies no result points to are swept now and then
     // once per lease period (leases of crashed instances expire on their own, and their items are leased again).
     const bodies = yield* Effect.orDie(BodyStore.make({ dataDir: config.dataDir, owner, leaseMs: config.leaseMs }))
-    const directories = bodies.directories
+    // Interim wiring (issue 16): the fetcher writes through this pipeline's body store, which the files route reads.
+    const fetcher = yield* Fetcher.make({
+      allowPrivateNetworks: config.allowPrivateNetworks,
+      maxBodyBytes: config.maxBodyBytes
+    }).pipe(Effect.provideService(BodyStore.BodyStore, bodies))
 
     const breakers = yield* KeyedCircuitBreaker.make<Fetcher.FetchFailure>({
       name: "hosts",
@@ -250,22 +252,6 @@ export const layer: Layer.Layer<
 
     // The per-item path builds no more than it must: the handlers below are shared, the retry combinator is built
     // once per job and attempt budget, and the attempt count is a plain counter (bench/RESULTS.md, section 7).
-    const guardFailure = (error: AddressGuard.BlockedAddress | AddressGuard.UnresolvableHost) =>
-      error._tag === "BlockedAddress"
-        ? new Fetcher.FetchFailure({
-          code: "blocked_address",
-          message: error.message,
-          retryable: false,
-          httpStatus: null,
-          retryAfter: undefined
-        })
-        : new Fetcher.FetchFailure({
-          code: "network",
-          message: error.message,
-          retryable: true,
-          httpStatus: null,
-          retryAfter: undefined
-        })
     const circuitOpen = (open: { readonly message: string; readonly retryAfter: Duration.Duration | undefined }) =>
       Effect.fail(
         new Fetcher.FetchFailure({
@@ -324,44 +310,32 @@ export const layer: Layer.Layer<
       const attempted = Effect.sync(() => {
         attempts++
       })
-      return AddressGuard.check(item.payload.url, { allowPrivate: config.allowPrivateNetworks }).pipe(
-        Effect.mapError(guardFailure),
-        Effect.flatMap((destination) => {
-          const hostKey = destination.url.host
-          // The attempt's timeout is a timer inside the fetch: `Deadline.attempt` forks a timeout fiber per
-          // attempt, about 60 µs of CPU each, more than the rest of the fetch of a small body.
-          const attempt = Effect.catchTag(
-            breakers.run(
-              hostKey,
-              Fetcher.attempt(destination, {
-                directories,
-                maxBodyBytes: config.maxBodyBytes,
-                timeoutMs: state.options.timeoutMs
-              })
-            ),
-            "CircuitOpen",
-            circuitOpen
-          )
-          const limited = state.hosts.run(hostKey, Effect.zipRight(attempted, trackHost(hostKey, attempt)))
-          // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
-          // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
-          const once = Effect.retry(
-            Option.isNone(sharedSlots) ? limited : SlotStore.withSlot(sharedSlots.value, {
-              key: `harvest:${item.group}:${hostKey}`,
-              limit: state.options.perHostConcurrency,
-              ttl: Duration.millis(config.leaseMs)
-            })(limited),
-            { schedule: storeBackoff, while: storeDown as (error: unknown) => boolean }
-          ) as Effect.Effect<Fetcher.Fetched, Fetcher.FetchFailure>
-          // A failed attempt that will be retried is counted in the queue at once: after a crash the next lease
-          // goes on from there instead of granting maxAttempts afresh (an attempt cut short by the crash counts
-          // nothing).
-          const counted = Effect.tapError(
-            once,
-            (error) => error.retryable ? Effect.ignore(items.recordAttempt(item.id, owner, error.message)) : Effect.void
-          )
-          return retryFor(state, Math.max(1, state.options.maxAttempts - item.attempts))(counted)
-        }),
+      // The URL was validated when the job was created; its address is resolved and checked inside each attempt.
+      const hostKey = new URL(item.payload.url).host
+      const attempt = Effect.catchTag(
+        breakers.run(hostKey, fetcher.fetch(item.payload.url, { timeoutMs: state.options.timeoutMs })),
+        "CircuitOpen",
+        circuitOpen
+      )
+      const limited = state.hosts.run(hostKey, Effect.zipRight(attempted, trackHost(hostKey, attempt)))
+      // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
+      // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
+      const once = Effect.retry(
+        Option.isNone(sharedSlots) ? limited : SlotStore.withSlot(sharedSlots.value, {
+          key: `harvest:${item.group}:${hostKey}`,
+          limit: state.options.perHostConcurrency,
+          ttl: Duration.millis(config.leaseMs)
+        })(limited),
+        { schedule: storeBackoff, while: storeDown as (error: unknown) => boolean }
+      ) as Effect.Effect<Fetcher.Fetched, Fetcher.FetchFailure>
+      // A failed attempt that will be retried is counted in the queue at once: after a crash the next lease
+      // goes on from there instead of granting maxAttempts afresh (an attempt cut short by the crash counts
+      // nothing).
+      const counted = Effect.tapError(
+        once,
+        (error) => error.retryable ? Effect.ignore(items.recordAttempt(item.id, owner, error.message)) : Effect.void
+      )
+      return retryFor(state, Math.max(1, state.options.maxAttempts - item.attempts))(counted).pipe(
         Effect.either,
         Effect.map((fetched): Fetch => ({ fetched, count: Math.max(1, item.attempts + attempts) }))
       )
@@ -535,7 +509,7 @@ export const layer: Layer.Layer<
       })
     )
 
-    return {
+    const pipeline: Pipeline = {
       inFlight: () => inFlight,
       isDraining: () => draining,
       activeJobs: () => jobStates.size,
@@ -549,5 +523,6 @@ export const layer: Layer.Layer<
           return Effect.forEach(Array.from(fibers), (fiber) => Fiber.interrupt(fiber), { discard: true })
         })
     }
+    return Context.make(PipelineTag, pipeline).pipe(Context.add(BodyStore.BodyStore, bodies))
   })
 )
