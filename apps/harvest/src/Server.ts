@@ -1,7 +1,9 @@
 /**
- * Harvest assembled: configuration → database → jobs and queue → limit store → pipeline → HTTP, each a layer, so
- * that shutdown releases them in reverse: HTTP drains first, then the pipeline finishes or releases its items, then
- * the database closes.
+ * Harvest assembled, each part a layer on the ones it needs: configuration → database → storage (the item queue,
+ * jobs, the body store) → the pipeline (results, the host gate with its limit store, the fetcher, the scheduler) →
+ * the dashboard's events → HTTP. Shutdown releases them in reverse: HTTP drains first; the scheduler stops leasing,
+ * lets fetches in flight finish for `SHUTDOWN_GRACE_MS` and releases what is left; `Results` commits what was handed
+ * to it; then the database closes.
  *
  * @since 0.1.0
  */
@@ -17,12 +19,17 @@ import { createServer } from "node:http"
 import * as Events from "./dashboard/Events.js"
 import { HarvestConfig } from "./HarvestConfig.js"
 import * as Http from "./http/Handlers.js"
-import * as Pipeline from "./pipeline/Pipeline.js"
+import * as Instance from "./Instance.js"
+import * as Fetcher from "./pipeline/Fetcher.js"
+import * as HostGate from "./pipeline/HostGate.js"
+import * as Results from "./pipeline/Results.js"
+import * as Scheduler from "./pipeline/Scheduler.js"
+import * as BodyStore from "./storage/BodyStore.js"
 import * as Database from "./storage/Database.js"
 import * as Jobs from "./storage/Jobs.js"
 
 // With REDIS_URL, one connection serves the per-host rates (token buckets) and the per-host concurrency (slots), so
-// that both hold across instances. The pipeline looks the slot store up as an optional service: without Redis, its
+// that both hold across instances. The host gate looks the slot store up as an optional service: without Redis, its
 // in-process limiter is the whole per-host concurrency limit.
 const LimitStoreLive = Layer.unwrapEffect(Effect.map(
   HarvestConfig,
@@ -64,15 +71,20 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
  */
 export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
   const data = Database.layer.pipe(Shutdown.phase("database"))
-  const jobs = Layer.provideMerge(Jobs.layer, Jobs.layerItems)
-  const pipeline = Pipeline.layer.pipe(Shutdown.phase("pipeline"))
+  const storage = Layer.mergeAll(Jobs.layer, Layer.orDie(BodyStore.layer)).pipe(Layer.provideMerge(Jobs.layerItems))
+  const pipeline = Scheduler.layer.pipe(
+    Shutdown.phase("pipeline"),
+    Layer.provideMerge(Fetcher.layer),
+    Layer.provideMerge(Layer.provide(HostGate.layer, LimitStoreLive)),
+    Layer.provideMerge(Results.layer())
+  )
   return HttpLive.pipe(
     Shutdown.phase("http"),
     Layer.provideMerge(Events.layer()),
     Layer.provideMerge(pipeline),
-    Layer.provideMerge(LimitStoreLive),
     Layer.provideMerge(EventLoopMonitor.layer()),
-    Layer.provideMerge(jobs),
+    Layer.provideMerge(storage),
+    Layer.provideMerge(Instance.layer),
     Layer.provideMerge(data),
     Layer.provideMerge(config)
   )

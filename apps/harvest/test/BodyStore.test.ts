@@ -76,32 +76,15 @@ for (const database of Databases.all) {
       it.scoped("a body no committed result points to is removed after the grace; referenced ones stay", () =>
         Effect.gen(function*() {
           const dataDir = yield* Databases.tempDir("harvest-bodies-")
-          const items = yield* Items
           const files = path.join(dataDir, "files")
           fs.mkdirSync(files, { recursive: true })
           const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
-          yield* items.enqueue([{ url: "http://b.test/1" }, { url: "http://b.test/2" }], { group: "g2" })
-          const [first, second] = yield* items.lease({ limit: 2, owner: "me", lease: "30 seconds" })
-          const result = (fileId: string) => ({
-            url: "http://b.test/1",
-            status: "succeeded" as const,
-            httpStatus: 200,
-            bytes: 4,
-            sha256: fileId,
-            attempts: 1,
-            error: null,
-            fileId
-          })
-          // Committed: recorded with its result.
-          write(path.join(files, hex(1)), 10 * leaseMs)
-          assert.isTrue(yield* store.settle({ _tag: "Ack", id: first.id, result: result(hex(1)) }, hex(1), first.group))
-          // Renamed into place, but the lease was lost before the ack (another owner took it over meanwhile).
-          write(path.join(files, hex(2)), 10 * leaseMs)
           const sql = yield* SqlClient.SqlClient
-          yield* sql`UPDATE spindle_jobs SET lease_owner = 'not-me' WHERE id = ${second.id}`
-          assert.isFalse(
-            yield* store.settle({ _tag: "Ack", id: second.id, result: result(hex(2)) }, hex(2), second.group)
-          )
+          // Committed: recorded with its result (Results does so in the transaction that settles the item).
+          write(path.join(files, hex(1)), 10 * leaseMs)
+          yield* sql`INSERT INTO harvest_files (file_id, created_at) VALUES (${hex(1)}, 0)`
+          // Renamed into place, but its item's result was never committed (the lease was lost, or the instance died).
+          write(path.join(files, hex(2)), 10 * leaseMs)
           // Renamed a moment ago by a live instance that has not committed yet: within the grace.
           write(path.join(files, hex(3)))
           // Not a body at all: left alone.
@@ -110,49 +93,6 @@ for (const database of Databases.all) {
           assert.deepStrictEqual(recorded.map((row) => row.file_id), [hex(1)])
           assert.deepStrictEqual(yield* store.sweep, { tmp: 0, orphans: 1 })
           assert.deepStrictEqual(names(files), [hex(1), hex(3), "README"])
-        }))
-
-      it.scoped("settlements made at once are committed together; a lost lease records neither result nor body", () =>
-        Effect.gen(function*() {
-          const dataDir = yield* Databases.tempDir("harvest-bodies-")
-          const items = yield* Items
-          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
-          yield* items.enqueue(Array.from({ length: 5 }, (_, i) => ({ url: `http://d.test/${i}` })), { group: "g4" })
-          // Other tests' expired leases may come first: only this test's items are settled.
-          const leased = (yield* items.lease({ limit: 10, owner: "me", lease: "30 seconds" })).filter((item) =>
-            item.group === "g4"
-          )
-          assert.strictEqual(leased.length, 5)
-          const sql = yield* SqlClient.SqlClient
-          yield* sql`UPDATE spindle_jobs SET lease_owner = 'not-me' WHERE id = ${leased[4].id}`
-          const settled = yield* Effect.forEach(leased, (item, i) =>
-            i === 3
-              ? store.settle({ _tag: "Fail", id: item.id, error: "http 404" }, null, item.group)
-              : store.settle({ _tag: "Ack", id: item.id }, hex(100 + i), item.group), { concurrency: "unbounded" })
-          assert.deepStrictEqual(settled, [true, true, true, true, false])
-          const recorded = yield* sql<{ file_id: string }>`
-            SELECT file_id FROM harvest_files WHERE file_id IN (${hex(100)}, ${hex(101)}, ${hex(102)}, ${hex(104)})
-            ORDER BY file_id
-          `
-          assert.deepStrictEqual(recorded.map((row) => row.file_id), [hex(100), hex(101), hex(102)])
-          assert.deepStrictEqual(yield* items.counts("g4"), { pending: 0, leased: 1, done: 3, failed: 1, cancelled: 0 })
-        }))
-
-      it.scoped("settling the same body twice records it once", () =>
-        Effect.gen(function*() {
-          const dataDir = yield* Databases.tempDir("harvest-bodies-")
-          const items = yield* Items
-          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
-          yield* items.enqueue([{ url: "http://c.test/1" }, { url: "http://c.test/2" }], { group: "g3" })
-          const leased = yield* items.lease({ limit: 2, owner: "me", lease: "30 seconds" })
-          for (const item of leased) {
-            assert.isTrue(yield* store.settle({ _tag: "Ack", id: item.id }, hex(9), item.group))
-          }
-          const sql = yield* SqlClient.SqlClient
-          const rows = yield* sql<{ n: number | string }>`
-            SELECT COUNT(*) AS n FROM harvest_files WHERE file_id = ${hex(9)}
-          `
-          assert.strictEqual(Number(rows[0].n), 1)
         }))
     })
   })

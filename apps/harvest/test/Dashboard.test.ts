@@ -15,7 +15,7 @@ const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
     const { base, context } = yield* Harness.inProcess(overrides)
     const port = Number(new URL(base).port)
-    const events = yield* Events.EventsTag.pipe(Effect.provide(context))
+    const events = yield* Events.Events.pipe(Effect.provide(context))
     const post = (urls: ReadonlyArray<string>, headers: Record<string, string> = {}) =>
       Effect.promise(async () => {
         const response = await fetch(`${base}/jobs`, {

@@ -5,14 +5,11 @@ import * as Logger from "effect/Logger"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type * as HarvestConfig from "../src/HarvestConfig.js"
-import { PipelineTag } from "../src/pipeline/Pipeline.js"
 import * as Harness from "./harness.js"
 
 const harvestOn = (database: "sqlite" | "pg") => (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
   Effect.gen(function*() {
-    const harvest = yield* Harness.inProcess(overrides, { database })
-    const pipeline = yield* PipelineTag.pipe(Effect.provide(harvest.context))
-    return { ...harvest, pipeline }
+    return yield* Harness.inProcess(overrides, { database })
   })
 
 for (const database of ["sqlite", "pg"] as const) {
@@ -202,6 +199,7 @@ for (const database of ["sqlite", "pg"] as const) {
         assert.deepStrictEqual(ids(runningOnly), [newest])
         const nextRunning = yield* call("GET", `/jobs?status=running&limit=1&cursor=${runningOnly.json.nextCursor}`)
         assert.deepStrictEqual(ids(nextRunning), [running])
+        assert.strictEqual(nextRunning.json.nextCursor, null, "a full last page has no next one")
 
         for (const [query, field] of [["status=done", "status"], ["cursor=12", "cursor"], ["limit=0", "limit"]]) {
           const refused = yield* call("GET", `/jobs?${query}`)

@@ -105,11 +105,13 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
         yield* Wait.until("a third of the job", Effect.sync(() => answered() >= urls.length / 3 ? true : undefined))
         const [victim, ...survivors] = instances
         const victimDone = yield* succeededBy(victim)
+        // Killed with requests on the wire (`inFlight`: attempts waiting for the shared per-host limits are not).
         const victimHeld = yield* Wait.until(
-          "the victim's health",
+          "the victim to have requests on the wire",
           Effect.map(
             request(`${victim.base}/health`),
-            (r) => r.status === 200 ? JSON.parse(r.text).inFlight as number : undefined
+            (r) =>
+              r.status === 200 && JSON.parse(r.text).inFlight > 0 ? JSON.parse(r.text).inFlight as number : undefined
           )
         )
         assert.isAbove(victimHeld, 0, "the victim holds leased items when it is killed")

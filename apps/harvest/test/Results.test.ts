@@ -117,6 +117,27 @@ for (const database of Databases.all) {
           )
           assert.isNull(yield* finishedAt("j2"))
         }))
+
+      it.effect("two items with the same body record it once", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const leased = yield* leasedJob("j3", 2)
+          const scope = yield* Scope.make()
+          const results = yield* Results.make().pipe(Scope.extend(scope))
+          for (const item of leased) {
+            yield* results.settle({
+              settlement: { _tag: "Ack", id: item.id, result: succeeded(item.payload.url, hex(9)) },
+              fileId: hex(9),
+              job: "j3"
+            })
+          }
+          yield* Scope.close(scope, Exit.void)
+          const rows = yield* sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM harvest_files WHERE file_id = ${
+            hex(9)
+          }`
+          assert.strictEqual(Number(rows[0].n), 1)
+          assert.isNotNull(yield* finishedAt("j3"))
+        }))
     })
   })
 }

@@ -70,14 +70,14 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.get(
     "/dashboard/state",
     withToken(Effect.gen(function*() {
-      const events = yield* Events.EventsTag
+      const events = yield* Events.Events
       return HttpServerResponse.unsafeJson(yield* events.latest, { headers: noStore })
     }))
   ),
   HttpRouter.get(
     "/dashboard/events",
     withToken(Effect.gen(function*() {
-      const events = yield* Events.EventsTag
+      const events = yield* Events.Events
       const request = yield* HttpServerRequest.HttpServerRequest
       // A browser that vanished without closing its connection is noticed by TCP keep-alive, which closes the
       // socket and so interrupts the stream.

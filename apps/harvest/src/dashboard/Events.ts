@@ -1,13 +1,16 @@
 /**
- * What the dashboard shows, sampled: one fiber per process reads the jobs, the pipeline, the hosts and the event
- * loop every `interval` and publishes a snapshot. Every subscriber reads through a sliding buffer of one (the latest
- * snapshot wins), so a slow or vanished reader never slows the sampler, let alone the fetch pipeline, and holds at
- * most one snapshot in memory.
+ * What the dashboard shows. The per-host view is folded from the host gate's events (attempts waiting, sent, done
+ * and failed; circuits changing), which this module subscribes to: the pipeline keeps no state for the dashboard.
+ * One fiber samples it with the jobs (`Jobs.list`, the query behind `GET /jobs`), the fetches on the wire and the
+ * event loop every `interval`, and publishes a snapshot. Every subscriber reads through a sliding buffer of one (the
+ * latest snapshot wins), so a slow or vanished reader never slows the sampler, let alone the fetch pipeline, and
+ * holds at most one snapshot in memory.
  *
  * @since 0.1.0
  */
 import { EventLoopMonitor } from "@spindle/node"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -16,8 +19,28 @@ import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
 import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
-import { type HostState, PipelineTag } from "../pipeline/Pipeline.js"
+import * as HostGate from "../pipeline/HostGate.js"
+import { Scheduler } from "../pipeline/Scheduler.js"
 import { Items, Jobs } from "../storage/Jobs.js"
+
+/**
+ * One host (`host:port`) as this process saw it lately: requests on the wire and attempts waiting for its limits, the
+ * rate tokens left at its latest request (`null` without a rate limit), its circuit, its requests so far and its latest
+ * failures.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostState {
+  readonly host: string
+  readonly inFlight: number
+  readonly queued: number
+  readonly tokens: number | null
+  readonly circuit: HostGate.Circuit
+  readonly attempts: number
+  readonly recentErrors: ReadonlyArray<{ readonly at: number; readonly code: string; readonly message: string }>
+  readonly lastActiveAt: number
+}
 
 /**
  * One event-loop sample for the chart: `[epoch ms, p50 ms, p99 ms]`.
@@ -48,6 +71,7 @@ export interface Snapshot {
   readonly seq: number
   readonly at: number
   readonly draining: boolean
+  /** Requests on the wire now (attempts waiting for a host's limits are not in flight). */
   readonly inFlight: number
   readonly maxConcurrency: number
   /** The most recent jobs, newest first. */
@@ -101,12 +125,12 @@ export interface Events {
 }
 
 /**
- * The events service.
+ * The events service's tag.
  *
  * @since 0.1.0
  * @category tags
  */
-export class EventsTag extends Context.Tag("@spindle/harvest/Events")<EventsTag, Events>() {}
+export const Events: Context.Tag<Events, Events> = Context.GenericTag<Events>("@spindle/harvest/Events")
 
 /**
  * Starts the sampler for the lifetime of the scope.
@@ -118,7 +142,8 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
   const config = yield* HarvestConfig
   const jobs = yield* Jobs
   const items = yield* Items
-  const pipeline = yield* PipelineTag
+  const gate = yield* HostGate.HostGate
+  const scheduler = yield* Scheduler
   const monitor = yield* EventLoopMonitor.EventLoopMonitor
   const interval = Duration.decode(options.interval ?? "1 second")
   const jobLimit = options.jobs ?? 25
@@ -127,21 +152,94 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
 
   const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Snapshot>(1), PubSub.shutdown)
   const history: Array<LoopPoint> = []
-  // A finished job's counts never change again: read them once.
-  const finished = new Map<string, JobProgress>()
   let subscribers = 0
   let seq = 0
 
+  // The per-host view, folded from the gate's events as they come (kept a while after a host goes quiet, then
+  // forgotten).
+  interface Activity {
+    queued: number
+    inFlight: number
+    attempts: number
+    tokens: number | null
+    circuit: HostGate.Circuit
+    lastActiveAt: number
+    readonly errors: Array<{ readonly at: number; readonly code: string; readonly message: string }>
+  }
+  const hosts = new Map<string, Activity>()
+  const fold = (event: HostGate.HostEvent) => {
+    let activity = hosts.get(event.host)
+    if (activity === undefined) {
+      activity = { queued: 0, inFlight: 0, attempts: 0, tokens: null, circuit: "closed", lastActiveAt: 0, errors: [] }
+      hosts.set(event.host, activity)
+    }
+    activity.lastActiveAt = event.at
+    switch (event._tag) {
+      case "Waiting":
+        activity.queued++
+        break
+      case "Left":
+        activity.queued--
+        break
+      case "Sent":
+        activity.queued--
+        activity.inFlight++
+        activity.attempts++
+        activity.tokens = event.tokens
+        break
+      case "Done":
+        activity.inFlight--
+        if (event.error !== null) {
+          activity.errors.push({ at: event.at, ...event.error })
+          if (activity.errors.length > 5) activity.errors.shift()
+        }
+        break
+      case "Circuit":
+        activity.circuit = event.circuit
+        break
+    }
+  }
+  yield* gate.events.pipe(
+    Stream.runForEachChunk((chunk) =>
+      Effect.sync(() => {
+        for (const event of chunk) fold(event)
+      })
+    ),
+    Effect.forkScoped
+  )
+  const hostStates = (now: number): ReadonlyArray<HostState> => {
+    const result: Array<HostState> = []
+    for (const [host, a] of hosts) {
+      if (a.inFlight === 0 && a.queued === 0 && a.circuit === "closed" && now - a.lastActiveAt > 10 * 60_000) {
+        hosts.delete(host)
+        continue
+      }
+      result.push({
+        host,
+        inFlight: a.inFlight,
+        queued: a.queued,
+        tokens: a.tokens,
+        circuit: a.circuit,
+        attempts: a.attempts,
+        recentErrors: a.errors.slice(),
+        lastActiveAt: a.lastActiveAt
+      })
+    }
+    return result
+      .sort((a, b) => b.inFlight - a.inFlight || b.queued - a.queued || b.lastActiveAt - a.lastActiveAt)
+      .slice(0, 100)
+  }
+
+  // The most recent jobs, as `GET /jobs` lists them, with how many of each one's items are leased now. A finished
+  // job's counts never change again, so they are read once.
+  const finished = new Map<string, JobProgress>()
   const jobViews = Effect.gen(function*() {
-    const rows = yield* jobs.recent(jobLimit)
-    const views = yield* Effect.forEach(rows, (job) => {
-      const known = finished.get(job.id)
+    const page = yield* jobs.list({ statuses: [], limit: jobLimit, after: undefined })
+    const views = yield* Effect.forEach(page.items, (view) => {
+      const known = finished.get(view.id)
       if (known !== undefined) return Effect.succeed(known)
-      return Effect.zipWith(
-        jobs.view(job),
-        items.counts(job.id),
-        (view, counts): JobProgress => ({ ...view, running: view.finishedAt === null ? counts.leased : 0 })
-      )
+      if (view.finishedAt !== null) return Effect.succeed<JobProgress>({ ...view, running: 0 })
+      return Effect.map(items.counts(view.id), (counts): JobProgress => ({ ...view, running: counts.leased }))
     })
     const listed = new Set<string>()
     for (const view of views) {
@@ -154,7 +252,7 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
 
   const sample = (previous: Snapshot | undefined) =>
     Effect.gen(function*() {
-      const now = Date.now()
+      const now = yield* Clock.currentTimeMillis
       const loop = monitor.unsafeCurrent()
       const last = history[history.length - 1]
       if (last === undefined || now - last[0] >= historyStep) {
@@ -174,11 +272,11 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
       const snapshot: Snapshot = {
         seq: ++seq,
         at: now,
-        draining: pipeline.isDraining(),
-        inFlight: pipeline.inFlight(),
+        draining: scheduler.isDraining(),
+        inFlight: gate.onWire(),
         maxConcurrency: config.maxConcurrency,
         jobs: views,
-        hosts: yield* pipeline.hosts,
+        hosts: hostStates(now),
         eventLoop: {
           p50Ms: loop.p50Ms,
           p99Ms: loop.p99Ms,
@@ -225,11 +323,11 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
     )
   }))
 
-  return {
+  return Events.of({
     latest: Effect.sync(() => latest),
     changes,
     subscribers: Effect.sync(() => subscribers)
-  } satisfies Events
+  })
 })
 
 /**
@@ -241,7 +339,7 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
 export const layer = (
   options: Options = {}
 ): Layer.Layer<
-  EventsTag,
+  Events,
   never,
-  HarvestConfig | Items | Jobs | PipelineTag | EventLoopMonitor.EventLoopMonitor
-> => Layer.scoped(EventsTag, make(options))
+  HarvestConfig | Items | Jobs | HostGate.HostGate | Scheduler | EventLoopMonitor.EventLoopMonitor
+> => Layer.scoped(Events, make(options))

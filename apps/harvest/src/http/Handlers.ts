@@ -28,7 +28,8 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import * as Dashboard from "../dashboard/Dashboard.js"
 import * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
-import { PipelineTag } from "../pipeline/Pipeline.js"
+import { HostGate } from "../pipeline/HostGate.js"
+import { Scheduler } from "../pipeline/Scheduler.js"
 import * as BodyStore from "../storage/BodyStore.js"
 import { Jobs } from "../storage/Jobs.js"
 import * as Api from "./Api.js"
@@ -145,8 +146,8 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
     // connection, then decoded by the endpoint's own schema; every refusal carries the contract's body and message.
     .handleRaw("create", ({ request }) =>
       Effect.gen(function*() {
-        const pipeline = yield* PipelineTag
-        if (pipeline.isDraining()) {
+        const scheduler = yield* Scheduler
+        if (scheduler.isDraining()) {
           return yield* new Api.ShuttingDown({ code: "shutting_down", message: "the server is shutting down" })
         }
         const text = yield* readBody(request, maxRequestBytes)
@@ -220,7 +221,7 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
       Effect.gen(function*() {
         const job = yield* requireJob(path.id)
         const jobs = yield* Jobs
-        const pipeline = yield* PipelineTag
+        // One operation: the rows, then this process's fibers of the job.
         const cancelled = yield* Effect.orDie(jobs.cancel(job.id))
         if (Option.isNone(cancelled)) {
           const fresh = yield* requireJob(job.id)
@@ -229,7 +230,6 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
             message: `job ${job.id} has already ${fresh.cancelled ? "been cancelled" : "completed"}; nothing changed`
           })
         }
-        yield* pipeline.interruptJob(job.id)
         const fresh = yield* requireJob(job.id)
         return yield* Effect.orDie(jobs.view(fresh))
       })))
@@ -267,13 +267,14 @@ export const SystemLive = HttpApiBuilder.group(Api.HarvestApi, "system", (handle
     .handle("health", () =>
       Effect.gen(function*() {
         const monitor = yield* EventLoopMonitor.EventLoopMonitor
-        const pipeline = yield* PipelineTag
+        const scheduler = yield* Scheduler
+        const gate = yield* HostGate
         const loop = monitor.unsafeCurrent()
-        const draining = pipeline.isDraining()
+        const draining = scheduler.isDraining()
         const body = {
           status: draining ? "draining" as const : "ok" as const,
           eventLoop: { p50Ms: loop.p50Ms, p99Ms: loop.p99Ms, maxMs: loop.maxMs },
-          inFlight: pipeline.inFlight()
+          inFlight: gate.onWire()
         }
         return draining ? HttpServerResponse.unsafeJson(body, { status: 503 }) : body
       }))

@@ -161,10 +161,11 @@ export const make: Effect.Effect<
   let lastStoreWarning = Number.NEGATIVE_INFINITY
   const storeBackoff = Schedule.exponential("100 millis", 2).pipe(
     Schedule.either(Schedule.spaced("5 seconds")),
-    // One warning every few seconds for the whole process, not one per waiting attempt. Only the store's own errors
-    // reach the schedule (`while` is asked first).
-    Schedule.tapInput((error: { readonly message: string }) =>
+    // One warning every few seconds for the whole process, not one per waiting attempt. Every error of the attempt
+    // passes through the schedule (`retry` asks `while` after it), so only the store's own are reported.
+    Schedule.tapInput((error: { readonly _tag: string; readonly message: string }) =>
       Effect.suspend(() => {
+        if (!isStoreError(error)) return Effect.void
         const now = clock.unsafeCurrentTimeMillis()
         if (now - lastStoreWarning < 5_000) return Effect.void
         lastStoreWarning = now

@@ -6,8 +6,7 @@
  * `files/` holds complete bodies named by their SHA-256; `tmp/` holds bodies being written, each named after the
  * instance writing it (`<owner>.<uuid>.part`). A body is renamed into `files/` only once complete (an interrupted or
  * failed write removes its temp file before it returns), and its file id is recorded in `harvest_files` in the same
- * transaction as its item's result (`settle`: the items settled within the same moment are committed together, one
- * transaction for all of them). Two kinds of leftovers follow from a crash, and each instance removes both, at start
+ * transaction as its item's result (by `Results`, which commits the outcomes of many items together). Two kinds of leftovers follow from a crash, and each instance removes both, at start
  * and then once per lease period:
  *
  * - a temp file whose owner holds no unexpired lease: its writer is gone (it crashed, or stopped without finishing
@@ -21,26 +20,21 @@
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlError from "@effect/sql/SqlError"
-import type { JobQueue } from "@spindle/sql"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash, randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
 import { Items } from "./Jobs.js"
@@ -141,18 +135,6 @@ export interface BodyStore {
   ) => Effect.Effect<Stored, E | BodyStoreError | BodyTooLarge>
   /** The stored body `fileId` names, or `None` for an unknown or malformed id. */
   readonly open: (fileId: string) => Effect.Effect<Option.Option<StoredBody>, BodyStoreError>
-  /**
-   * Settles an item this instance leased (`JobQueue.settleMany`) and, when that took and a body was stored, records
-   * `fileId` as referenced, in one transaction: a body is referenced exactly when its result is committed. `false`
-   * if the lease was lost. Settlements arriving while a commit runs are committed together in the next one (a group
-   * commit: one transaction, one `UPDATE` per outcome and one `INSERT` for up to 200 items). A job whose last item
-   * the commit settled gets its `finished_at` in the same transaction.
-   */
-  readonly settle: (
-    settlement: JobQueue.Settlement<Domain.ItemResult>,
-    fileId: string | null,
-    job: string | null
-  ) => Effect.Effect<boolean, SqlError.SqlError | ParseResult.ParseError>
   /** Removes dead temp files and orphan bodies now. */
   readonly sweep: Effect.Effect<Swept, SqlError.SqlError>
 }
@@ -470,103 +452,8 @@ export const make = (options: {
       return { tmp, orphans }
     }).pipe(Effect.withSpan("BodyStore.sweep"))
 
-    // The group commit: settlements wait in `waiting` while a commit runs; one fiber commits them in batches.
-    interface Waiting {
-      readonly settlement: JobQueue.Settlement<Domain.ItemResult>
-      readonly fileId: string | null
-      readonly job: string | null
-      readonly done: Deferred.Deferred<boolean, SqlError.SqlError | ParseResult.ParseError>
-    }
-    let waiting: Array<Waiting> = []
-    let wake: (() => void) | undefined
-    let closed = false
-    const maxBatch = 200
-    const windowMs = 5
-
-    const settle: BodyStore["settle"] = (settlement, fileId, job) =>
-      Effect.suspend(() => {
-        if (closed) return Effect.interrupt
-        const done = Deferred.unsafeMake<boolean, SqlError.SqlError | ParseResult.ParseError>(FiberId.none)
-        waiting.push({ settlement, fileId, job, done })
-        if (wake !== undefined) wake()
-        return Deferred.await(done)
-      })
-
-    const commit = (batch: ReadonlyArray<Waiting>) =>
-      sql.withTransaction(Effect.gen(function*() {
-        const settled = yield* items.settleMany(batch.map((entry) => entry.settlement), options.owner)
-        const files = new Set<string>()
-        for (const entry of batch) {
-          if (entry.fileId !== null && settled.has(entry.settlement.id)) files.add(entry.fileId)
-        }
-        const now = yield* Clock.currentTimeMillis
-        if (files.size > 0) {
-          yield* sql`
-            INSERT INTO harvest_files ${sql.insert(Array.from(files, (file_id) => ({ file_id, created_at: now })))}
-            ON CONFLICT (file_id) DO NOTHING
-          `
-        }
-        // The jobs this commit settled the last item of finish now, not when someone first reads them.
-        const jobs = new Set<string>()
-        for (const entry of batch) if (entry.job !== null && settled.has(entry.settlement.id)) jobs.add(entry.job)
-        const counts = yield* items.countsByGroup(Array.from(jobs))
-        const finished = Array.from(counts).filter(([, c]) => c.pending + c.leased === 0).map(([job]) => job)
-        if (finished.length > 0) {
-          yield* sql`UPDATE harvest_jobs SET finished_at = ${now} WHERE id IN ${
-            sql.in(finished)
-          } AND finished_at IS NULL`
-        }
-        return settled
-      }))
-
-    // A commit waits for work, then up to `windowMs` for more (or until a batch is full): items finish a few at a
-    // time, and without the wait nearly every batch held one item.
-    const gather = Effect.async<void>((resume) => {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const go = () => {
-        wake = undefined
-        if (timer !== undefined) clearTimeout(timer)
-        resume(Effect.void)
-      }
-      const arm = () => {
-        timer = setTimeout(go, windowMs)
-        wake = () => {
-          if (waiting.length >= maxBatch) go()
-        }
-      }
-      if (waiting.length >= maxBatch) go()
-      else if (waiting.length > 0) arm()
-      else wake = arm
-      return Effect.sync(() => {
-        wake = undefined
-        if (timer !== undefined) clearTimeout(timer)
-      })
-    })
-
-    let committing: ReadonlyArray<Waiting> = []
-    const committer = Effect.gen(function*() {
-      while (true) {
-        yield* gather
-        const batch = waiting.length <= maxBatch ? waiting : waiting.slice(0, maxBatch)
-        waiting = waiting.length <= maxBatch ? [] : waiting.slice(maxBatch)
-        // Every waiter learns its outcome, the batch's failure or interruption included.
-        committing = batch
-        const exit = yield* Effect.exit(commit(batch))
-        committing = []
-        for (const entry of batch) {
-          Deferred.unsafeDone(entry.done, Exit.map(exit, (settled) => settled.has(entry.settlement.id)))
-        }
-      }
-    }).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        closed = true
-        for (const entry of [...committing, ...waiting]) Deferred.unsafeDone(entry.done, Exit.interrupt(FiberId.none))
-        waiting = []
-      }))
-    )
-
+    // At start-up first: what a crash left behind is gone before this instance writes anything.
     yield* sweep
-    yield* Effect.forkScoped(committer)
     yield* Effect.forkScoped(
       Effect.sleep(Duration.millis(options.leaseMs)).pipe(
         Effect.zipRight(sweep),
@@ -578,7 +465,7 @@ export const make = (options: {
         Effect.forever
       )
     )
-    return { write, open, settle, sweep } satisfies BodyStore
+    return { write, open, sweep } satisfies BodyStore
   })
 
 /**

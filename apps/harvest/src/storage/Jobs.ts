@@ -248,10 +248,12 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scop
       for (const job of jobs) {
         const jobView = viewWith(job, counts.get(job.id)!)
         if (options.statuses.length > 0 && !options.statuses.includes(jobView.status)) continue
-        found.push(jobView)
+        // One more than the page, to know whether a next page exists (a full last page gets no cursor).
         if (found.length === options.limit) {
-          return { items: found, next: Option.some({ createdAt: job.createdAt, id: job.id }) }
+          const last = found[found.length - 1]
+          return { items: found, next: Option.some({ createdAt: Date.parse(last.createdAt), id: last.id }) }
         }
+        found.push(jobView)
       }
       if (rows.length < batch) return { items: found, next: Option.none() }
       const last = jobs[jobs.length - 1]

@@ -1,0 +1,361 @@
+/**
+ * The scheduler: it leases items from the queue and keeps `MAX_CONCURRENCY` long-lived workers busy with them.
+ *
+ * The flow of one item: the lease loop leases as many items as there are idle workers and puts them on the ready
+ * queue; a worker takes one, and runs its fetch as a fiber of the item's job (`Jobs.fork`, so that cancelling the job
+ * interrupts it) under the job's own limits: its concurrency, then, for each attempt, the host gate (breaker, per-host
+ * limiter) and the fetcher, with retries; the outcome is handed to `Results`, and the worker takes the next item.
+ *
+ * Shutdown (closing the layer): leasing stops and the items not started go back to pending; fetches in flight get
+ * `SHUTDOWN_GRACE_MS` to finish; the rest are interrupted and their items released back to pending without counting
+ * the attempt. `Results` commits what was handed to it when its own layer closes, after this one.
+ *
+ * @since 0.1.0
+ */
+import { Bulkhead, RetryPolicy } from "@spindle/core"
+import type { JobQueue } from "@spindle/sql"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type * as Domain from "../Domain.js"
+import { HarvestConfig } from "../HarvestConfig.js"
+import { Instance } from "../Instance.js"
+import { Items, Jobs } from "../storage/Jobs.js"
+import * as Fetcher from "./Fetcher.js"
+import * as HostGate from "./HostGate.js"
+import * as Results from "./Results.js"
+
+type Item = JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>
+
+/**
+ * What the rest of the service reads from the scheduler.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Scheduler {
+  /** `true` once shutdown has begun: no more items are leased, and the API takes no new jobs. */
+  readonly isDraining: () => boolean
+  /** Items this process holds now: leased, and not yet handed over to `Results`. */
+  readonly held: () => number
+}
+
+/**
+ * The scheduler's tag.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Scheduler: Context.Tag<Scheduler, Scheduler> = Context.GenericTag<Scheduler>(
+  "@spindle/harvest/Scheduler"
+)
+
+// What a job's items share in this process while any of them is held: its options, its concurrency limit, its gate
+// (its per-host limiter) and its retry policies. Made once per job however many workers ask at the same time (two
+// would split the job's limits), and forgotten when the job has nothing held here.
+interface JobState {
+  readonly options: Domain.JobOptions
+  readonly bulkhead: Bulkhead.Bulkhead<never>
+  readonly gate: HostGate.JobGate
+  readonly retries: Map<
+    number,
+    <A>(self: Effect.Effect<A, Fetcher.FetchFailure>) => Effect.Effect<A, Fetcher.FetchFailure>
+  >
+}
+
+interface JobEntry {
+  readonly state: Deferred.Deferred<Option.Option<JobState>>
+  users: number
+}
+
+const failed = (url: string, attempts: number, error: { code: string; message: string }, httpStatus: number | null) =>
+  ({
+    url,
+    status: "failed",
+    httpStatus,
+    bytes: null,
+    sha256: null,
+    attempts,
+    error,
+    fileId: null
+  }) satisfies Domain.ItemResult
+
+/**
+ * Starts the lease loop, the workers and the heartbeat for the life of the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<
+  Scheduler,
+  never,
+  | HarvestConfig
+  | Instance
+  | Items
+  | Jobs
+  | HostGate.HostGate
+  | Fetcher.Fetcher
+  | Results.Results
+  | Scope.Scope
+> = Effect.gen(function*() {
+  const config = yield* HarvestConfig
+  const { owner } = yield* Instance
+  const items = yield* Items
+  const jobs = yield* Jobs
+  const gate = yield* HostGate.HostGate
+  const fetcher = yield* Fetcher.Fetcher
+  const results = yield* Results.Results
+  const lease = Duration.millis(config.leaseMs)
+
+  const entries = new Map<string, JobEntry>()
+  const loadJob = (jobId: string) =>
+    Effect.gen(function*() {
+      const job = yield* Effect.orDie(jobs.find(jobId))
+      if (Option.isNone(job)) return Option.none<JobState>()
+      const options = job.value.options
+      return Option.some<JobState>({
+        options,
+        bulkhead: yield* Bulkhead.make({ name: "jobs", maxConcurrent: options.concurrency }),
+        gate: yield* gate.forJob(jobId, options),
+        retries: new Map()
+      })
+    })
+  const acquireJob = (jobId: string) =>
+    Effect.suspend(() => {
+      let entry = entries.get(jobId)
+      if (entry === undefined) {
+        const created: JobEntry = { state: Deferred.unsafeMake(FiberId.none), users: 0 }
+        entries.set(jobId, created)
+        entry = created
+        entry.users++
+        return Effect.flatMap(Effect.exit(loadJob(jobId)), (exit) =>
+          Effect.zipRight(Deferred.done(created.state, exit), exit))
+      }
+      entry.users++
+      return Deferred.await(entry.state)
+    })
+  const releaseJob = (jobId: string) =>
+    Effect.sync(() => {
+      const entry = entries.get(jobId)
+      if (entry !== undefined && --entry.users === 0) entries.delete(jobId)
+    })
+
+  const retryFor = (state: JobState, maxAttempts: number) => {
+    let retry = state.retries.get(maxAttempts)
+    if (retry === undefined) {
+      retry = RetryPolicy.make<Fetcher.FetchFailure>({
+        name: "fetch",
+        base: "200 millis",
+        cap: "10 seconds",
+        jitter: "full",
+        maxAttempts,
+        retryable: (error) => error.retryable,
+        retryAfterMax: Duration.millis(config.retryAfterMaxMs)
+      })
+      state.retries.set(maxAttempts, retry)
+    }
+    return retry
+  }
+
+  // One item, start to outcome. `attempts` counts requests made: an attempt refused by an open circuit made none. A
+  // failed request that will be retried is recorded in the queue at once, so that after a crash the next lease goes
+  // on from there instead of granting `maxAttempts` afresh (an attempt cut short by the crash counts nothing).
+  const fetchItem = (item: Item, state: JobState): Effect.Effect<Results.Outcome> => {
+    const url = item.payload.url
+    const host = new URL(url).host
+    let attempts = 0
+    const attempt = Effect.suspend(() => {
+      attempts++
+      return Effect.tapError(
+        fetcher.fetch(url, { timeoutMs: state.options.timeoutMs }),
+        (error) => error.retryable ? Effect.ignore(items.recordAttempt(item.id, owner, error.message)) : Effect.void
+      )
+    })
+    const retried = retryFor(state, Math.max(1, state.options.maxAttempts - item.attempts))(
+      state.gate.run(host, attempt)
+    )
+    return Effect.match(state.bulkhead.run(retried), {
+      onSuccess: (fetched): Results.Outcome => ({
+        settlement: {
+          _tag: "Ack",
+          id: item.id,
+          result: {
+            url,
+            status: "succeeded",
+            httpStatus: fetched.httpStatus,
+            bytes: fetched.bytes,
+            sha256: fetched.sha256,
+            attempts: item.attempts + attempts,
+            error: null,
+            fileId: fetched.fileId
+          }
+        },
+        fileId: fetched.fileId,
+        job: item.group!
+      }),
+      onFailure: (error): Results.Outcome => ({
+        settlement: {
+          _tag: "Fail",
+          id: item.id,
+          error: error.message,
+          result: failed(url, item.attempts + attempts, { code: error.code, message: error.message }, error.httpStatus)
+        },
+        fileId: null,
+        job: item.group!
+      })
+    })
+  }
+
+  let draining = false
+  // Leased and not yet handed over: what the heartbeat keeps leased, and what shutdown releases.
+  const held = new Set<number>()
+  const ready = yield* Queue.unbounded<Item>()
+  let wakeLeaser: Deferred.Deferred<void> | undefined
+
+  const logFailure = (item: Item) => (cause: Cause.Cause<unknown>) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.void
+      : Effect.logError("item processing failed").pipe(
+        Effect.annotateLogs({ item: item.id, cause: Cause.pretty(cause) })
+      )
+
+  const processItem = (item: Item) =>
+    Effect.flatMap(acquireJob(item.group!), (state) => {
+      const outcome = Option.isNone(state)
+        ? Effect.succeed<Results.Outcome>({
+          settlement: { _tag: "Fail", id: item.id, error: "job not found" },
+          fileId: null,
+          job: item.group!
+        })
+        : fetchItem(item, state.value)
+      // Handed over, the item is Results' to commit: a cancel or a shutdown no longer cuts it.
+      const run = Effect.flatMap(outcome, (o) =>
+        Effect.uninterruptible(Effect.zipRight(
+          results.settle(o),
+          Effect.sync(() => held.delete(item.id))
+        )))
+      // The item's fiber belongs to its job (a cancel interrupts it); a worker interrupted by the shutdown takes it
+      // down too. An item cut by a cancel is let go; one cut by the shutdown stays held, for the shutdown to release.
+      return Effect.ensuring(
+        Effect.flatMap(
+          jobs.fork(item.group!, item.id, run),
+          (fiber) => Effect.onInterrupt(Fiber.await(fiber), () => Fiber.interrupt(fiber))
+        ),
+        Effect.zipRight(
+          Effect.sync(() => {
+            if (!draining) held.delete(item.id)
+          }),
+          releaseJob(item.group!)
+        )
+      )
+    }).pipe(Effect.flatMap((exit) => exit._tag === "Failure" ? logFailure(item)(exit.cause) : Effect.void))
+
+  // A worker is a slot: it holds at most one item at a time.
+  const worker = Effect.forever(
+    Effect.gen(function*() {
+      const item = yield* Queue.take(ready)
+      yield* Effect.ensuring(
+        processItem(item),
+        Effect.sync(() => {
+          // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query
+          // per item), and is woken as soon as they are.
+          if (wakeLeaser !== undefined && free() >= refill) {
+            Deferred.unsafeDone(wakeLeaser, Effect.void)
+            wakeLeaser = undefined
+          }
+        })
+      )
+    })
+  )
+  // Items held (leased and not yet handed over, waiting for a worker or being fetched) never outnumber the workers.
+  const free = () => config.maxConcurrency - held.size
+  const refill = Math.max(1, Math.floor(config.maxConcurrency / 4))
+
+  const leaseLoop = Effect.gen(function*() {
+    while (!draining) {
+      const room = free()
+      if (room < refill) {
+        // Armed before the workers can free anything (no suspension in between), so no wake-up is missed.
+        const woken = Deferred.unsafeMake<void>(FiberId.none)
+        wakeLeaser = woken
+        yield* Deferred.await(woken)
+        continue
+      }
+      const leased = yield* items.lease({ limit: Math.min(room, 200), owner, lease }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.as(Effect.logWarning("leasing failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) })), [])
+        )
+      )
+      for (const item of leased) held.add(item.id)
+      yield* Queue.offerAll(ready, leased)
+      if (leased.length === 0) yield* Effect.sleep("50 millis")
+    }
+  })
+
+  const heartbeat = Effect.gen(function*() {
+    while (true) {
+      yield* Effect.sleep(Duration.millis(Math.max(100, Math.floor(config.leaseMs / 3))))
+      if (held.size > 0) {
+        yield* items.heartbeat(Array.from(held), owner, lease).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("heartbeat failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) }))
+          )
+        )
+      }
+    }
+  })
+
+  const workers = yield* Effect.forEach(
+    Array.from({ length: config.maxConcurrency }),
+    () => Effect.forkDaemon(worker)
+  )
+  const loop = yield* Effect.forkDaemon(leaseLoop)
+  yield* Effect.forkScoped(heartbeat)
+
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      draining = true
+      yield* Fiber.interrupt(loop)
+      // Not started: back to pending at once.
+      const waiting = Array.from(yield* Queue.takeAll(ready), (item) => item.id)
+      for (const id of waiting) held.delete(id)
+      const deadline = (yield* Clock.currentTimeMillis) + config.shutdownGraceMs
+      while (held.size > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis")
+      yield* Fiber.interruptAll(workers)
+      const cut = Array.from(held)
+      held.clear()
+      const released = [...waiting, ...cut]
+      if (released.length > 0) {
+        // Cut short by the shutdown, not by the items: back to pending, attempt not counted.
+        yield* items.release(released, owner).pipe(Effect.ignoreLogged)
+        yield* Effect.logInfo("released unfinished items").pipe(Effect.annotateLogs({ items: released.length }))
+      }
+    })
+  )
+
+  return Scheduler.of({
+    isDraining: () => draining,
+    held: () => held.size
+  })
+})
+
+/**
+ * The scheduler as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<
+  Scheduler,
+  never,
+  HarvestConfig | Instance | Items | Jobs | HostGate.HostGate | Fetcher.Fetcher | Results.Results
+> = Layer.scoped(Scheduler, make)
