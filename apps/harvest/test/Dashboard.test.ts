@@ -117,6 +117,34 @@ describe("Dashboard", () => {
       assert.deepStrictEqual(host!.recentErrors.map((e) => e.code), ["http_status"])
     }))
 
+  it.scopedLive("in flight means on the wire: attempts waiting for a host's limit are shown as queued", () =>
+    Effect.gen(function*() {
+      // Five requests to one host that never answer; the job allows two at a time to that host.
+      const upstream = yield* Upstream.make()
+      const { base, events } = yield* harvest({ maxConcurrency: 16 })
+      const response = yield* Effect.promise(() =>
+        fetch(`${base}/jobs`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            urls: Array.from({ length: 5 }, (_, i) => upstream.url(`/w${i}?hang=1`)),
+            perHostConcurrency: 2
+          })
+        })
+      )
+      assert.strictEqual(response.status, 202)
+      const host = new URL(upstream.origin).host
+      const seen = yield* Wait.until(
+        "a snapshot with two on the wire and three waiting",
+        Effect.map(events.latest, (snapshot) => {
+          const state = snapshot.hosts.find((h) => h.host === host)
+          return snapshot.inFlight === 2 && state?.inFlight === 2 && state.queued === 3 ? snapshot : undefined
+        })
+      )
+      assert.strictEqual(upstream.inFlight(), 2, "the upstream agrees: two requests, not five")
+      assert.strictEqual(seen.jobs[0].running, 5, "all five are leased (held by the job), two of them fetching")
+    }))
+
   it.scopedLive("a stalled or vanished reader slows nothing and leaves no subscription behind", () =>
     Effect.gen(function*() {
       const upstream = yield* Upstream.make()

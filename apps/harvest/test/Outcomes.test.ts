@@ -159,6 +159,16 @@ for (const database of ["sqlite", "pg"] as const) {
           // The breaker opens after 20 calls with half of them failed; later items never reach the host.
           assert.isAbove(codes.get("circuit_open") ?? 0, 0, JSON.stringify([...codes]))
           assert.isBelow(failing.requests().length, 60)
+          // Attempts count requests made, as the failing host counted them: a refusal by the open circuit made none
+          // (it took no slot and no attempt), and every request the host saw is one attempt of one item.
+          let attempts = 0
+          for (const [name, result] of results) {
+            if (!name.startsWith("/bad/")) continue
+            attempts += result.attempts
+            if (result.error.code === "circuit_open") assert.strictEqual(result.attempts, 0, name)
+            else assert.deepStrictEqual([result.error.code, result.attempts], ["http_status", 1], name)
+          }
+          assert.strictEqual(attempts, failing.requests().length)
           assert.strictEqual(healthy.requests().length, 32, "the healthy host got every item, once")
           assert.strictEqual(healthy.peakInFlight(), 4, "and at its full per-host concurrency")
         })
