@@ -195,13 +195,22 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scop
     return { id, total: distinct.length }
   })
 
+  // The row and the counts are two reads: the commit that settles a job's last item (and writes its `finished_at`)
+  // may fall between them. Counts read after the row that show the job complete, while the row has no `finished_at`,
+  // mean the row is older than the counts: it is read again, so a completed job is never shown without its end.
+  const fresh = (job: Job, counts: JobQueue.Counts) =>
+    !job.cancelled && job.finishedAt === null && counts.pending + counts.leased === 0
+      ? Effect.map(find(job.id), Option.getOrElse(() => job))
+      : Effect.succeed(job)
+
   const view = Effect.fn("Jobs.view")(function*(job: Job) {
-    return viewWith(job, yield* items.counts(job.id))
+    const counts = yield* items.counts(job.id)
+    return viewWith(yield* fresh(job, counts), counts)
   })
 
   const viewWith = (job: Job, counts: JobQueue.Counts): Domain.JobView => {
     const pending = counts.pending + counts.leased
-    // Written when the job's last item settled (BodyStore's commit) or when it was cancelled (`cancel`).
+    // Written when the job's last item settled (Results' commit) or when it was cancelled (`cancel`).
     const finishedAt = job.finishedAt
     const status: Domain.JobView["status"] = job.cancelled
       ? "cancelled"
@@ -245,7 +254,8 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scop
         `
       const jobs = rows.map(toJob)
       const counts = yield* items.countsByGroup(jobs.map((job) => job.id))
-      for (const job of jobs) {
+      for (const row of jobs) {
+        const job = yield* fresh(row, counts.get(row.id)!)
         const jobView = viewWith(job, counts.get(job.id)!)
         if (options.statuses.length > 0 && !options.statuses.includes(jobView.status)) continue
         // One more than the page, to know whether a next page exists (a full last page gets no cursor).
