@@ -84,7 +84,8 @@ for (const database of ["sqlite", "pg"] as const) {
     it.scopedLive("DELETE cancels a job: its fetches are interrupted upstream, other jobs go on", () =>
       Effect.gen(function*() {
         const upstream = yield* Upstream.make()
-        const { call, waitFor } = yield* harvest()
+        // Three workers: the cancel interrupts the two holding the stuck job's items, and they are replaced.
+        const { call, waitFor } = yield* harvest({ maxConcurrency: 3 })
         const stuck = yield* call("POST", "/jobs", { urls: [upstream.url("/a?hang=1"), upstream.url("/b?hang=1")] })
         const other = yield* call("POST", "/jobs", { urls: [upstream.url("/c?latency=300")] })
         yield* waitFor(stuck.json.id, "running")
@@ -99,6 +100,11 @@ for (const database of ["sqlite", "pg"] as const) {
         assert.strictEqual(finished.succeeded, 1)
         const results = yield* call("GET", `/jobs/${stuck.json.id}/results`)
         assert.deepStrictEqual(results.json.items.map((r: any) => r.error.code), ["cancelled", "cancelled"])
+        // All three workers are there again: a job whose three requests are answered only once all three wait.
+        const gated = yield* Upstream.make({ gate: yield* Upstream.gate(3) })
+        const after = yield* call("POST", "/jobs", { urls: [gated.url("/x"), gated.url("/y"), gated.url("/z")] })
+        assert.strictEqual((yield* waitFor(after.json.id, "completed")).succeeded, 3)
+        assert.strictEqual(gated.peakInFlight(), 3)
       }))
 
     it.scopedLive("DELETE on a finished job answers 409 already_finished and changes nothing", () =>

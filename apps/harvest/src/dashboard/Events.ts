@@ -174,30 +174,16 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
       hosts.set(event.host, activity)
     }
     activity.lastActiveAt = event.at
-    switch (event._tag) {
-      case "Waiting":
-        activity.queued++
-        break
-      case "Left":
-        activity.queued--
-        break
-      case "Sent":
-        activity.queued--
-        activity.inFlight++
-        activity.attempts++
-        activity.tokens = event.tokens
-        break
-      case "Done":
-        activity.inFlight--
-        if (event.error !== null) {
-          activity.errors.push({ at: event.at, ...event.error })
-          if (activity.errors.length > 5) activity.errors.shift()
-        }
-        break
-      case "Circuit":
-        activity.circuit = event.circuit
-        break
+    if (event._tag === "Circuit") {
+      activity.circuit = event.circuit
+      return
     }
+    activity.queued += event.waiting - event.left - event.sent
+    activity.inFlight += event.sent - event.done
+    activity.attempts += event.sent
+    if (event.tokens !== undefined) activity.tokens = event.tokens
+    for (const error of event.errors) activity.errors.push(error)
+    if (activity.errors.length > 5) activity.errors.splice(0, activity.errors.length - 5)
   }
   yield* gate.events.pipe(
     Stream.runForEachChunk((chunk) =>

@@ -36,28 +36,27 @@ import { FetchFailure } from "./Fetcher.js"
 export type Circuit = "closed" | "open" | "half-open"
 
 /**
- * What happened at the gate of `host`, at `at` (epoch ms): an attempt began `Waiting` for its slot and token, was
- * `Sent`, ended (`Done`, with its error if it failed), or `Left` without being sent (the circuit opened meanwhile, or
- * it was interrupted); or the host's circuit changed.
+ * What happened at the gate of `host`: `Activity` sums up, per host, the attempts that began waiting for their slot
+ * and token, left without being sent (the circuit opened meanwhile, or they were interrupted), were sent, and ended
+ * since the host's previous `Activity` (published at most every `activityInterval`, and only for a host that saw
+ * some), with the errors of those that failed and the rate tokens left at the latest request; `Circuit` is a change of
+ * the host's circuit, published as it happens. `at` is epoch milliseconds.
  *
  * @since 0.1.0
  * @category models
  */
 export type HostEvent =
-  | { readonly _tag: "Waiting"; readonly host: string; readonly at: number }
-  | { readonly _tag: "Left"; readonly host: string; readonly at: number }
   | {
-    readonly _tag: "Sent"
+    readonly _tag: "Activity"
     readonly host: string
     readonly at: number
-    /** The rate tokens the job's limiter has left for the host, or `null` for a job without a rate limit. */
-    readonly tokens: number | null
-  }
-  | {
-    readonly _tag: "Done"
-    readonly host: string
-    readonly at: number
-    readonly error: { readonly code: string; readonly message: string } | null
+    readonly waiting: number
+    readonly left: number
+    readonly sent: number
+    readonly done: number
+    /** The rate tokens the job's limiter had left for the host at the latest request, `null` without a rate limit. */
+    readonly tokens: number | null | undefined
+    readonly errors: ReadonlyArray<{ readonly at: number; readonly code: string; readonly message: string }>
   }
   | { readonly _tag: "Circuit"; readonly host: string; readonly at: number; readonly circuit: Circuit }
 
@@ -100,6 +99,14 @@ export interface HostGate {
  */
 export const HostGate: Context.Tag<HostGate, HostGate> = Context.GenericTag<HostGate>("@spindle/harvest/HostGate")
 
+/**
+ * How often each host's `Activity` is published (when it saw any).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const activityInterval: Duration.Duration = Duration.millis(100)
+
 const circuitOf = (state: CircuitBreaker.State): Circuit =>
   state._tag === "Open" ? "open" : state._tag === "HalfOpen" ? "half-open" : "closed"
 
@@ -134,6 +141,33 @@ export const make: Effect.Effect<
   const publish = (event: HostEvent) => {
     pubsub.unsafeOffer(event)
   }
+  // Per-attempt events would cost more than the rest of the gate: what happens is summed per host here (plain counters)
+  // and published as one `Activity` per host and interval.
+  interface Tally {
+    waiting: number
+    left: number
+    sent: number
+    done: number
+    tokens: number | null | undefined
+    errors: Array<{ readonly at: number; readonly code: string; readonly message: string }>
+  }
+  let tallies = new Map<string, Tally>()
+  const tally = (host: string): Tally => {
+    let entry = tallies.get(host)
+    if (entry === undefined) {
+      entry = { waiting: 0, left: 0, sent: 0, done: 0, tokens: undefined, errors: [] }
+      tallies.set(host, entry)
+    }
+    return entry
+  }
+  const flush = Effect.sync(() => {
+    if (tallies.size === 0) return
+    const at = clock.unsafeCurrentTimeMillis()
+    const flushed = tallies
+    tallies = new Map()
+    for (const [host, t] of flushed) publish({ _tag: "Activity", host, at, ...t })
+  })
+  yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(activityInterval), flush)))
 
   const breakers = yield* KeyedCircuitBreaker.make<FetchFailure>({
     name: "hosts",
@@ -158,6 +192,7 @@ export const make: Effect.Effect<
   )
 
   let onWire = 0
+  const remoteStore = Option.isSome(config.redisUrl) || Option.isSome(sharedSlots)
   let lastStoreWarning = Number.NEGATIVE_INFINITY
   const storeBackoff = Schedule.exponential("100 millis", 2).pipe(
     Schedule.either(Schedule.spaced("5 seconds")),
@@ -187,6 +222,10 @@ export const make: Effect.Effect<
           : { limit: limits.perHostRps, interval: "1 second", burst: limits.perHostBurst }
       }).pipe(Effect.provideService(TokenBucketStore.TokenBucketStore, store))
 
+      // A job's per-host concurrency no smaller than the process's, no rate and no shared slots: nothing for the
+      // limiter to hold back, so it is left out of the way.
+      const unlimited = limits.perHostRps === null && limits.perHostConcurrency >= config.maxConcurrency &&
+        Option.isNone(sharedSlots)
       // Read only for a job with a rate limit: the dashboard shows what is left of it.
       const tokensLeft = (host: string): Effect.Effect<number | null> =>
         limits.perHostRps === null ? Effect.succeed(null) : Effect.map(
@@ -207,20 +246,22 @@ export const make: Effect.Effect<
             }
             sent = true
             onWire++
-            publish({ _tag: "Sent", host, at: now, tokens })
+            const t = tally(host)
+            t.sent++
+            t.tokens = tokens
             return Effect.onExit(attempt, (exit) =>
               Effect.sync(() => {
                 onWire--
+                const t = tally(host)
+                t.done++
                 const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
-                publish({
-                  _tag: "Done",
-                  host,
-                  at: clock.unsafeCurrentTimeMillis(),
-                  error: error === undefined ? null : { code: error.code, message: error.message }
-                })
+                if (error !== undefined) {
+                  t.errors.push({ at: clock.unsafeCurrentTimeMillis(), code: error.code, message: error.message })
+                  if (t.errors.length > 5) t.errors.shift()
+                }
               }))
           })
-          const limited = hosts.run(host, send)
+          const limited = unlimited ? send : hosts.run(host, send)
           // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
           // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
           const shared = Option.isNone(sharedSlots) ? limited : SlotStore.withSlot(sharedSlots.value, {
@@ -228,18 +269,21 @@ export const make: Effect.Effect<
             limit: limits.perHostConcurrency,
             ttl: Duration.millis(config.leaseMs)
           })(limited)
-          const waited = Effect.retry(shared, {
-            while: isStoreError as (error: unknown) => boolean,
-            schedule: storeBackoff
-          }) as Effect.Effect<A, FetchFailure>
+          // Only a shared store (REDIS_URL) can be unreachable; the in-memory one answers or dies.
+          const waited = (remoteStore ?
+            Effect.retry(shared, {
+              while: isStoreError as (error: unknown) => boolean,
+              schedule: storeBackoff
+            }) :
+            shared) as Effect.Effect<A, FetchFailure>
           return Effect.catchTag(
             breakers.run(
               host,
               Effect.suspend(() => {
-                publish({ _tag: "Waiting", host, at: clock.unsafeCurrentTimeMillis() })
+                tally(host).waiting++
                 return Effect.onExit(waited, () =>
                   Effect.sync(() => {
-                    if (!sent) publish({ _tag: "Left", host, at: clock.unsafeCurrentTimeMillis() })
+                    if (!sent) tally(host).left++
                   }))
               })
             ),

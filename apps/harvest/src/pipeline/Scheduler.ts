@@ -64,7 +64,8 @@ export const Scheduler: Context.Tag<Scheduler, Scheduler> = Context.GenericTag<S
 // would split the job's limits), and forgotten when the job has nothing held here.
 interface JobState {
   readonly options: Domain.JobOptions
-  readonly bulkhead: Bulkhead.Bulkhead<never>
+  /** The job's concurrency limit, or none when the workers themselves bound it (`concurrency >= MAX_CONCURRENCY`). */
+  readonly bulkhead: Bulkhead.Bulkhead<never> | undefined
   readonly gate: HostGate.JobGate
   readonly retries: Map<
     number,
@@ -124,7 +125,9 @@ export const make: Effect.Effect<
       const options = job.value.options
       return Option.some<JobState>({
         options,
-        bulkhead: yield* Bulkhead.make({ name: "jobs", maxConcurrent: options.concurrency }),
+        bulkhead: options.concurrency >= config.maxConcurrency
+          ? undefined
+          : yield* Bulkhead.make({ name: "jobs", maxConcurrent: options.concurrency }),
         gate: yield* gate.forJob(jobId, options),
         retries: new Map()
       })
@@ -183,7 +186,7 @@ export const make: Effect.Effect<
     const retried = retryFor(state, Math.max(1, state.options.maxAttempts - item.attempts))(
       state.gate.run(host, attempt)
     )
-    return Effect.match(state.bulkhead.run(retried), {
+    return Effect.match(state.bulkhead === undefined ? retried : state.bulkhead.run(retried), {
       onSuccess: (fetched): Results.Outcome => ({
         settlement: {
           _tag: "Ack",
@@ -228,6 +231,8 @@ export const make: Effect.Effect<
         Effect.annotateLogs({ item: item.id, cause: Cause.pretty(cause) })
       )
 
+  // The item runs on the worker's own fiber, as work of its job (`Jobs.track`): a cancel of the job interrupts the
+  // worker, which its slot replaces. Handed over, the outcome is Results' to commit.
   const processItem = (item: Item) =>
     Effect.flatMap(acquireJob(item.group!), (state) => {
       const outcome = Option.isNone(state)
@@ -236,44 +241,40 @@ export const make: Effect.Effect<
           fileId: null,
           job: item.group!
         })
-        : fetchItem(item, state.value)
-      // Handed over, the item is Results' to commit: a cancel or a shutdown no longer cuts it.
-      const run = Effect.flatMap(outcome, (o) =>
+        : jobs.track(item.group!, fetchItem(item, state.value))
+      return Effect.flatMap(outcome, (o) =>
         Effect.uninterruptible(Effect.zipRight(
           results.settle(o),
           Effect.sync(() => held.delete(item.id))
         )))
-      // The item's fiber belongs to its job (a cancel interrupts it); a worker interrupted by the shutdown takes it
-      // down too. An item cut by a cancel is let go; one cut by the shutdown stays held, for the shutdown to release.
-      return Effect.ensuring(
-        Effect.flatMap(
-          jobs.fork(item.group!, item.id, run),
-          (fiber) => Effect.onInterrupt(Fiber.await(fiber), () => Fiber.interrupt(fiber))
-        ),
+    })
+
+  // A worker holds at most one item at a time. An item cut by a cancel is let go; one cut by the shutdown stays held,
+  // for the shutdown to release.
+  const worker = Effect.forever(
+    Effect.flatMap(Queue.take(ready), (item) =>
+      Effect.ensuring(
+        Effect.catchAllCause(processItem(item), logFailure(item)),
         Effect.zipRight(
           Effect.sync(() => {
             if (!draining) held.delete(item.id)
+            // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query
+            // per item), and is woken as soon as they are.
+            if (wakeLeaser !== undefined && free() >= refill) {
+              Deferred.unsafeDone(wakeLeaser, Effect.void)
+              wakeLeaser = undefined
+            }
           }),
           releaseJob(item.group!)
         )
-      )
-    }).pipe(Effect.flatMap((exit) => exit._tag === "Failure" ? logFailure(item)(exit.cause) : Effect.void))
-
-  // A worker is a slot: it holds at most one item at a time.
-  const worker = Effect.forever(
-    Effect.gen(function*() {
-      const item = yield* Queue.take(ready)
-      yield* Effect.ensuring(
-        processItem(item),
-        Effect.sync(() => {
-          // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query
-          // per item), and is woken as soon as they are.
-          if (wakeLeaser !== undefined && free() >= refill) {
-            Deferred.unsafeDone(wakeLeaser, Effect.void)
-            wakeLeaser = undefined
-          }
-        })
-      )
+      ))
+  )
+  // A slot keeps one worker running: a worker interrupted by a cancel is replaced.
+  const current = new Set<Fiber.RuntimeFiber<never, never>>()
+  const slot = Effect.forever(
+    Effect.flatMap(Effect.fork(worker), (fiber) => {
+      current.add(fiber)
+      return Effect.ensuring(Fiber.await(fiber), Effect.sync(() => current.delete(fiber)))
     })
   )
   // Items held (leased and not yet handed over, waiting for a worker or being fetched) never outnumber the workers.
@@ -290,7 +291,8 @@ export const make: Effect.Effect<
         yield* Deferred.await(woken)
         continue
       }
-      const leased = yield* items.lease({ limit: Math.min(room, 200), owner, lease }).pipe(
+      // At most 50 a lease: every item leased wakes a worker in the same turn of the event loop.
+      const leased = yield* items.lease({ limit: Math.min(room, 50), owner, lease }).pipe(
         Effect.catchAllCause((cause) =>
           Effect.as(Effect.logWarning("leasing failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) })), [])
         )
@@ -314,9 +316,9 @@ export const make: Effect.Effect<
     }
   })
 
-  const workers = yield* Effect.forEach(
+  const slots = yield* Effect.forEach(
     Array.from({ length: config.maxConcurrency }),
-    () => Effect.forkDaemon(worker)
+    () => Effect.forkDaemon(slot)
   )
   const loop = yield* Effect.forkDaemon(leaseLoop)
   yield* Effect.forkScoped(heartbeat)
@@ -330,6 +332,8 @@ export const make: Effect.Effect<
       for (const id of waiting) held.delete(id)
       const deadline = (yield* Clock.currentTimeMillis) + config.shutdownGraceMs
       while (held.size > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis")
+      const workers = Array.from(current)
+      yield* Fiber.interruptAll(slots)
       yield* Fiber.interruptAll(workers)
       const cut = Array.from(held)
       held.clear()

@@ -12,12 +12,10 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
-import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
 import * as Domain from "../Domain.js"
@@ -137,14 +135,11 @@ export interface Jobs {
   /** Every settled result of the job, read from a cursor. */
   readonly exportResults: (id: string) => Stream.Stream<Domain.ItemResult, StoreError>
   /**
-   * Runs `effect`, the fetch of the job's item `item`, as a fiber of the job's: `cancel` interrupts it. Returns the
-   * fiber, to be awaited by whoever holds the item.
+   * Runs `effect`, the fetch of one of the job's items, on the current fiber as work of the job's: `cancel` interrupts
+   * the fiber while it runs `effect`. The fiber must take an interruption as its end (a cancel delivered as `effect`
+   * ends may land just after it): the scheduler's workers are replaced when interrupted.
    */
-  readonly fork: <A, E>(
-    job: string,
-    item: number,
-    effect: Effect.Effect<A, E>
-  ) => Effect.Effect<Fiber.RuntimeFiber<A, E>>
+  readonly track: <A, E, R>(job: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
    * Cancels a job that has not finished: its row marked and its unsettled items cancelled in one transaction, then
    * its fibers in this process interrupted. The number of items cancelled, or `None` when the job had already finished
@@ -164,18 +159,17 @@ export interface Jobs {
 export const Jobs: Context.Tag<Jobs, Jobs> = Context.GenericTag<Jobs>("@spindle/harvest/Jobs")
 
 /**
- * The jobs service over the database in context; the fibers it forks live as long as the scope.
+ * The jobs service over the database in context.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scope.Scope> = Effect.gen(function*() {
+export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const items = yield* Items
   // The fibers fetching items in this process, by item id, and the item ids of each job: a cancel interrupts the
   // job's fibers and nothing else.
-  const fibers = yield* FiberMap.make<number>()
-  const byJob = new Map<string, Set<number>>()
+  const byJob = new Map<string, Set<Fiber.RuntimeFiber<unknown, unknown>>>()
 
   const find = Effect.fn("Jobs.find")(function*(id: string) {
     const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs WHERE id = ${id}`
@@ -316,31 +310,29 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scop
     )
   })
 
+  // The interruptions are sent in one synchronous step: every fiber found here is inside the job's `effect` when the
+  // message is sent (it can only leave by running, and it is not running while this runs).
   const interrupt = (job: string) =>
-    Effect.suspend(() => {
-      const ids = byJob.get(job)
-      if (ids === undefined) return Effect.void
-      return Effect.forEach(Array.from(ids), (id) => FiberMap.remove(fibers, id), { discard: true })
+    Effect.withFiberRuntime<void>((canceller) => {
+      const running = byJob.get(job)
+      if (running !== undefined) { for (const fiber of running) fiber.unsafeInterruptAsFork(canceller.id()) }
+      return Effect.void
     })
 
-  const fork = <A, E>(job: string, item: number, effect: Effect.Effect<A, E>) =>
-    Effect.suspend(() => {
-      let ids = byJob.get(job)
-      if (ids === undefined) {
-        ids = new Set()
-        byJob.set(job, ids)
+  const track = <A, E, R>(job: string, effect: Effect.Effect<A, E, R>) =>
+    Effect.withFiberRuntime<A, E, R>((fiber) => {
+      let running = byJob.get(job)
+      if (running === undefined) {
+        running = new Set()
+        byJob.set(job, running)
       }
-      const held = ids.add(item)
-      return FiberMap.run(
-        fibers,
-        item,
-        Effect.ensuring(
-          effect,
-          Effect.sync(() => {
-            held.delete(item)
-            if (held.size === 0 && byJob.get(job) === held) byJob.delete(job)
-          })
-        )
+      const set = running.add(fiber)
+      return Effect.ensuring(
+        effect,
+        Effect.sync(() => {
+          set.delete(fiber)
+          if (set.size === 0 && byJob.get(job) === set) byJob.delete(job)
+        })
       )
     })
 
@@ -349,7 +341,7 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scop
     return rows.map(toJob)
   })
 
-  return Jobs.of({ find, create, view, list, results, exportResults, fork, cancel, recent })
+  return Jobs.of({ find, create, view, list, results, exportResults, track, cancel, recent })
 })
 
 /**
@@ -358,4 +350,4 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items | Scop
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Jobs, never, SqlClient.SqlClient | Items> = Layer.scoped(Jobs, make)
+export const layer: Layer.Layer<Jobs, never, SqlClient.SqlClient | Items> = Layer.effect(Jobs, make)
