@@ -66,9 +66,17 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason
  * Where a command's exit code is kept until the command returns (a run with failed URLs is not an error).
  *
  * @since 0.1.0
+ * @category models
+ */
+export interface ExitCode extends Ref.Ref<number> {}
+
+/**
+ * The exit code's tag.
+ *
+ * @since 0.1.0
  * @category tags
  */
-export class ExitCode extends Context.Tag("@spindle/harvest/Cli/ExitCode")<ExitCode, Ref.Ref<number>>() {}
+export const ExitCode: Context.Tag<ExitCode, ExitCode> = Context.GenericTag<ExitCode>("@spindle/harvest/Cli/ExitCode")
 
 /**
  * The directory a relative `DATA_DIR` (and the default `./.data`) is resolved from: where the process started, which
@@ -77,9 +85,21 @@ export class ExitCode extends Context.Tag("@spindle/harvest/Cli/ExitCode")<ExitC
  * `--data-dir`, `--out`) are resolved from the current directory instead: where the command was typed.
  *
  * @since 0.1.0
+ * @category models
+ */
+export interface ScriptDirectory {
+  readonly path: string
+}
+
+/**
+ * The script directory's tag.
+ *
+ * @since 0.1.0
  * @category tags
  */
-export class ScriptDirectory extends Context.Tag("@spindle/harvest/Cli/ScriptDirectory")<ScriptDirectory, string>() {}
+export const ScriptDirectory: Context.Tag<ScriptDirectory, ScriptDirectory> = Context.GenericTag<ScriptDirectory>(
+  "@spindle/harvest/Cli/ScriptDirectory"
+)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
@@ -270,7 +290,7 @@ const connect = Effect.fn("Cli.connect")(function*(
       dataDir: args.dataDir,
       allowPrivateNetworks: args.allowPrivateNetworks,
       concurrency: job.concurrency,
-      scriptDirectory: yield* ScriptDirectory
+      scriptDirectory: (yield* ScriptDirectory).path
     })
     const base = yield* startLocal(settings)
     return { client: yield* Client.make(base, settings.apiToken), local: Option.some(settings) } satisfies Connection
@@ -594,7 +614,7 @@ export const run = (
     const args = argv.map((arg, i) => i >= 2 && arg === "-" ? Input.stdin : arg)
     return yield* cli(args).pipe(
       Effect.provideService(ExitCode, exitCode),
-      Effect.provideService(ScriptDirectory, options.scriptDirectory ?? process.cwd()),
+      Effect.provideService(ScriptDirectory, { path: options.scriptDirectory ?? process.cwd() }),
       Effect.zipRight(Ref.get(exitCode)),
       Effect.catchAll((error) =>
         // @effect/cli has printed its own usage errors already.

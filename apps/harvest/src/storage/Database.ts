@@ -9,6 +9,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Migrations } from "@spindle/sql"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -49,7 +50,7 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
       const fileId = (JSON.parse(row.result) as { fileId?: unknown }).fileId
       if (typeof fileId === "string") ids.add(fileId)
     }
-    const now = Date.now()
+    const now = yield* Clock.currentTimeMillis
     yield* Effect.forEach(
       ids,
       (fileId) => sql`INSERT INTO harvest_files (file_id, created_at) VALUES (${fileId}, ${now})`,
