@@ -13,6 +13,7 @@ import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import * as Domain from "../Domain.js"
 
 /**
  * A line that is not an absolute `http`/`https` URL.
@@ -76,15 +77,7 @@ const maxLineLength = 64 * 1024
  * @since 0.1.0
  * @category validation
  */
-export const problem = (text: string): string | undefined => {
-  let parsed: URL
-  try {
-    parsed = new URL(text)
-  } catch {
-    return "is not an absolute URL"
-  }
-  return parsed.protocol === "http:" || parsed.protocol === "https:" ? undefined : "must use http or https"
-}
+export const problem: (text: string) => string | undefined = Domain.urlProblem
 
 const label = (source: string) => source === stdin ? "stdin" : source
 
