@@ -1,6 +1,6 @@
 /**
  * Harvest's public HTTP API as an `HttpApi` (DESIGN.md's contract): routes, request and response schemas, errors and
- * security. The implementation is in `Http.ts`; the OpenAPI document and the docs page are generated from this.
+ * security. The implementation is in `Handlers.ts`; the OpenAPI document and the docs page are generated from this.
  *
  * @since 0.1.0
  */
@@ -283,7 +283,7 @@ export class SystemGroup extends HttpApiGroup.make("system").add(
 ) {}
 
 // `HttpApi.make` documents its own decode error (`HttpApiDecodeError`) for every endpoint, but Harvest answers every
-// decode error with its contract body (see `Http.ts`), so the document must not show the former.
+// decode error with its contract body (see `Handlers.ts`), so the document must not show the former.
 const withoutDecodeError = (spec: Record<string, any>): Record<string, any> => {
   const decodeError = "#/components/schemas/HttpApiDecodeError"
   for (const operations of Object.values<Record<string, any>>(spec.paths)) {
