@@ -2,9 +2,10 @@
  * The scheduler: it leases items from the queue and keeps `MAX_CONCURRENCY` long-lived workers busy with them.
  *
  * The flow of one item: the lease loop leases as many items as there are idle workers and puts them on the ready
- * queue; a worker takes one, and runs its fetch as a fiber of the item's job (`Jobs.fork`, so that cancelling the job
- * interrupts it) under the job's own limits: its concurrency, then, for each attempt, the host gate (breaker, per-host
- * limiter) and the fetcher, with retries; the outcome is handed to `Results`, and the worker takes the next item.
+ * queue; a worker takes one and runs its fetch on its own fiber, registered as work of the item's job (`Jobs.track`:
+ * cancelling the job interrupts the worker, and the worker's slot starts another), under the job's own limits: its
+ * concurrency, then, for each attempt, the host gate (breaker, per-host limiter) and the fetcher, with retries; the
+ * outcome is handed to `Results`, and the worker takes the next item. No fiber is made per item.
  *
  * Shutdown (closing the layer): leasing stops and the items not started go back to pending; fetches in flight get
  * `SHUTDOWN_GRACE_MS` to finish; the rest are interrupted and their items released back to pending without counting
