@@ -142,9 +142,10 @@ describe("harvest command line (real processes)", () => {
         const upstream = yield* Upstream.make()
         const dataDir = yield* Databases.tempDir("harvest-cli-sigint-")
         const dir = yield* Databases.tempDir("harvest-cli-")
-        // Slow bodies: while they drip in, their temp files exist under tmp/. All 40 at once (one wave of 3 s here,
-        // and one when the server finishes them), so the test waits for bodies, not for a per-host queue.
-        const urls = Array.from({ length: 40 }, (_, i) => upstream.url(`/slow/${i}?bytes=30000&drip=1000&every=100`))
+        // Slow bodies: while they drip in, their temp files exist under tmp/ (bodies over 64 KiB are streamed to disk;
+        // smaller ones are gathered in memory and written at once). All 40 at once (one wave of 2.5 s here, and one
+        // when the server finishes them), so the test waits for bodies, not for a per-host queue.
+        const urls = Array.from({ length: 40 }, (_, i) => upstream.url(`/slow/${i}?bytes=100000&drip=4000&every=100`))
         const file = writeFile(dir, "urls.txt", urls)
         let sawTemp = false
         const args = ["fetch", file, "--data-dir", dataDir, "--allow-private-networks", "--per-host-concurrency", "40"]

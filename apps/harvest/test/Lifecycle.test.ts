@@ -71,10 +71,14 @@ describe("Harvest lifecycle (real processes)", () => {
         const upstream = yield* Upstream.make()
         const dataDir = yield* Databases.tempDir("harvest-sigkill-")
         const env = { DATA_DIR: dataDir, MAX_CONCURRENCY: "8", LEASE_MS: "600", SHUTDOWN_GRACE_MS: "200" }
-        const urls = Array.from(
-          { length: 60 },
-          (_, i) => upstream.url(`/item/${i}?latency=20-120&bytes=${2000 + i * 97}&drip=500&every=5`)
-        )
+        // Every other body is over 64 KiB, so it is streamed through a temp file (smaller ones are written at once):
+        // the kills find temp files being written.
+        const urls = Array.from({ length: 60 }, (_, i) =>
+          upstream.url(
+            i % 2 === 0
+              ? `/item/${i}?latency=20-120&bytes=${2000 + i * 97}&drip=500&every=5`
+              : `/item/${i}?latency=20-120&bytes=${70_000 + i * 97}&drip=5000&every=5`
+          ))
         let instance = yield* start(env)
         const job = yield* json(`${instance.base}/jobs`, { method: "POST", body: JSON.stringify({ urls }) })
         for (let round = 0; round < 3; round++) {
