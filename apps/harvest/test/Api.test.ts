@@ -39,8 +39,10 @@ const harvest = (overrides: Partial<HarvestConfig.HarvestConfig> = {}) =>
         ...(typeof body === "string" ? {} : { duplex: "half" })
       } as RequestInit)
     const jobsWritten = Effect.map(
-      Effect.flatMap(Jobs.pipe(Effect.provide(context)), (jobs) => jobs.recent(10)),
-      (jobs) => jobs.length
+      Effect.flatMap(Jobs.pipe(Effect.provide(context)), (jobs) =>
+        jobs.list({ statuses: [], limit: 10, after: undefined })),
+      (page) =>
+        page.items.length
     )
     const optionsOf = (id: string) =>
       Effect.map(

@@ -50,8 +50,6 @@ export interface Outcome {
 export interface Results {
   /** Hands an outcome over to be committed with others; returns at once. */
   readonly settle: (outcome: Outcome) => Effect.Effect<void>
-  /** Outcomes handed over and not yet committed. */
-  readonly pending: Effect.Effect<number>
 }
 
 /**
@@ -180,8 +178,7 @@ export const make = (
 
     return Results.of({
       // Past the close, an outcome is not taken: its item stays leased and is fetched again once the lease expires.
-      settle: (outcome) => closed ? Effect.interrupt : Effect.asVoid(Queue.offer(queue, outcome)),
-      pending: Queue.size(queue)
+      settle: (outcome) => closed ? Effect.interrupt : Effect.asVoid(Queue.offer(queue, outcome))
     })
   })
 

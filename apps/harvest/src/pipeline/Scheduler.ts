@@ -46,8 +46,6 @@ type Item = JobQueue.Job<Domain.ItemPayload, Domain.ItemResult>
 export interface Scheduler {
   /** `true` once shutdown has begun: no more items are leased, and the API takes no new jobs. */
   readonly isDraining: () => boolean
-  /** Items this process holds now: leased, and not yet handed over to `Results`. */
-  readonly held: () => number
 }
 
 /**
@@ -348,8 +346,7 @@ export const make: Effect.Effect<
   )
 
   return Scheduler.of({
-    isDraining: () => draining,
-    held: () => held.size
+    isDraining: () => draining
   })
 })
 

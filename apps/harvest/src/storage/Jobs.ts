@@ -146,8 +146,6 @@ export interface Jobs {
    * (completed or cancelled), in which case nothing changes.
    */
   readonly cancel: (id: string) => Effect.Effect<Option.Option<number>, StoreError>
-  /** The most recent jobs. */
-  readonly recent: (limit: number) => Effect.Effect<ReadonlyArray<Job>, StoreError>
 }
 
 /**
@@ -336,12 +334,7 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items> = Eff
       )
     })
 
-  const recent = Effect.fn("Jobs.recent")(function*(limit: number) {
-    const rows = yield* sql<JobRow>`SELECT * FROM harvest_jobs ORDER BY created_at DESC, id LIMIT ${limit}`
-    return rows.map(toJob)
-  })
-
-  return Jobs.of({ find, create, view, list, results, exportResults, track, cancel, recent })
+  return Jobs.of({ find, create, view, list, results, exportResults, track, cancel })
 })
 
 /**
