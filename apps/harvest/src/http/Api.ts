@@ -112,6 +112,17 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("@spin
   }
 }) {}
 
+// The keyset-pagination parameters every paged route takes: a page size of 1 to 1000 (default `defaultLimit`) and the
+// previous page's cursor.
+const pageParams = (defaultLimit: number) => ({
+  limit: Schema.optional(
+    Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
+      jsonSchema: { type: "integer", minimum: 1, maximum: 1000, description: `page size (default ${defaultLimit})` }
+    })
+  ),
+  cursor: Schema.optional(Schema.String.annotations({ description: "`nextCursor` of the previous page" }))
+})
+
 const JobId = Schema.Struct({ id: Schema.String.annotations({ description: "a job id as POST /jobs returned it" }) })
 
 /**
@@ -138,12 +149,7 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
       status: Schema.optional(Schema.String.annotations({
         description: "one or more of queued, running, completed, cancelled, comma-separated (default: all)"
       })),
-      limit: Schema.optional(
-        Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
-          jsonSchema: { type: "integer", minimum: 1, maximum: 1000, description: "page size (default 50)" }
-        })
-      ),
-      cursor: Schema.optional(Schema.String.annotations({ description: "`nextCursor` of the previous page" }))
+      ...pageParams(50)
     }))
     .addSuccess(Domain.JobsPage)
     .addError(BadRequestBody)
@@ -168,12 +174,7 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
   HttpApiEndpoint.get("results", "/jobs/:id/results")
     .setPath(JobId)
     .setUrlParams(Schema.Struct({
-      limit: Schema.optional(
-        Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
-          jsonSchema: { type: "integer", minimum: 1, maximum: 1000, description: "page size (default 100)" }
-        })
-      ),
-      cursor: Schema.optional(Schema.String.annotations({ description: "`nextCursor` of the previous page" }))
+      ...pageParams(100)
     }))
     .addSuccess(Domain.ResultsPage)
     .addError(BadRequestBody)
