@@ -6,8 +6,10 @@
  * Any number of producers may offer; `workers` fibers consume. What happens when processing an item fails is a
  * policy: fail the queue, or record the failure and continue; either can be preceded by a `RetryPolicy`.
  *
- * The buffer is a ring with direct hand-off: an item offered while a worker is idle wakes exactly that worker,
- * and a worker drains whatever is buffered without suspending between items.
+ * The buffer is a ring. A worker drains whatever is buffered in one loop, without suspending between items. An
+ * offer wakes an idle worker only when none is already on its way, and a woken worker that finds more than its own
+ * item wakes the next: synchronous work costs one wake per burst, and work that suspends still spreads over every
+ * worker.
  *
  * @since 0.1.0
  */
@@ -310,18 +312,33 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
     let state: State = "open"
     let outstanding = 0
     let failure: Cause.Cause<E> | undefined
-    const current = new Array<{ item: A } | undefined>(workers)
+    // What each worker is processing: `busy[slot]` says whether `current[slot]` holds an item (a flag beside a
+    // plain slot, so that taking an item allocates nothing).
+    const current = new Array<A | undefined>(workers)
+    const busy = new Array<boolean>(workers).fill(false)
     const recorded: Array<Failure<A, E>> = []
     const idleWorkers = new LinkedList<Wake>()
     const blockedProducers = new LinkedList<Wake>()
     const drainWaiters: Array<Deferred.Deferred<void, E>> = []
+    // Idle workers woken that have not run yet. A push wakes a worker only when none is on its way: the one woken
+    // wakes the next if it finds more than its own item (see `take`), so a worker that drains the buffer alone
+    // (synchronous work) costs one wake per burst, not one per item. Only a shutdown interrupts a worker, so a
+    // woken worker always runs and brings the count back down, except after the queue closed, when it is unused.
+    let waking = 0
 
-    const wakeOne = (list: LinkedList<Wake>) => {
-      const node = list.shift()
-      if (node !== undefined) node.value(Effect.void)
+    const wakeWorker = () => {
+      const node = idleWorkers.shift()
+      if (node === undefined) return
+      waking++
+      node.value(Effect.void)
     }
-    const wakeAll = (list: LinkedList<Wake>) => {
-      for (let node = list.shift(); node !== undefined; node = list.shift()) node.value(Effect.void)
+    const wakeAllWorkers = () => {
+      while (idleWorkers.length > 0) wakeWorker()
+    }
+    const wakeAllProducers = () => {
+      for (let node = blockedProducers.shift(); node !== undefined; node = blockedProducers.shift()) {
+        node.value(Effect.void)
+      }
     }
     const settleDrains = () => {
       if (outstanding > 0 && failure === undefined) return
@@ -334,17 +351,20 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       size++
       outstanding++
       Metrics.queueSize.unsafeUpdate(size, labels)
-      wakeOne(idleWorkers)
+      if (waking === 0) wakeWorker()
     }
 
     const closedError = new WorkQueueClosed({ name })
 
-    // Suspends until woken; an interrupted waiter unlinks itself.
-    const waitFor = (list: LinkedList<Wake>) =>
+    // Suspends until woken; an interrupted waiter unlinks itself. Built once per list: the effect is a description,
+    // each run registers its own node.
+    const waitOn = (list: LinkedList<Wake>): Effect.Effect<void> =>
       Effect.async<void>((resume) => {
         const node = list.push(resume)
         return Effect.sync(() => list.remove(node))
       })
+    const producerWait = waitOn(blockedProducers)
+    const workerWait = waitOn(idleWorkers)
 
     const offer = (item: A): Effect.Effect<void, WorkQueueClosed> =>
       Effect.suspend(() => {
@@ -353,7 +373,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
           push(item)
           return Effect.void
         }
-        return Effect.zipRight(waitFor(blockedProducers), offer(item))
+        return Effect.zipRight(producerWait, offer(item))
       })
 
     const offerAll = (items: Iterable<A>): Effect.Effect<void, WorkQueueClosed> =>
@@ -373,24 +393,42 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
               continue
             }
             pendingItem = next
-            return Effect.zipRight(waitFor(blockedProducers), loop)
+            return Effect.zipRight(producerWait, loop)
           }
         })
         return loop
       })
 
-    const finish = (slot: number, cause: Cause.Cause<E> | undefined) => {
-      const item = current[slot]!.item
+    // Takes the oldest buffered item into `slot`. The in-flight gauge is the caller's: a worker going straight
+    // from one item to the next leaves it as it is.
+    const take = (slot: number): A => {
+      const item = ring[head]!
+      ring[head] = undefined
+      head = head + 1 === capacity ? 0 : head + 1
+      size--
+      Metrics.queueSize.unsafeUpdate(size, labels)
+      current[slot] = item
+      busy[slot] = true
+      // Producers wake once the buffer is half empty, not for every freed slot: a full queue would otherwise
+      // switch between producer and consumer on every item.
+      if (size <= lowWater) wakeAllProducers()
+      if (size > 0 && waking === 0) wakeWorker()
+      return item
+    }
+
+    // Settles the item of `slot`: counts it, records or raises its failure, releases `drain` when it was the last.
+    const settle = (slot: number, cause: Cause.Cause<E> | undefined): void => {
+      const item = current[slot] as A
       current[slot] = undefined
-      Metrics.queueInFlight.unsafeModify(-1, labels)
+      busy[slot] = false
       Metrics.queueProcessed.unsafeUpdate(1, labels)
       if (cause !== undefined) {
         Metrics.queueFailures.unsafeUpdate(1, labels)
         if (failFast) {
           if (failure === undefined) failure = cause
           state = "closed"
-          wakeAll(blockedProducers)
-          wakeAll(idleWorkers)
+          wakeAllProducers()
+          wakeAllWorkers()
         } else {
           recorded.push({ item, cause })
           if (recorded.length > maxRecorded) recorded.shift()
@@ -400,35 +438,49 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       settleDrains()
     }
 
-    // A worker takes whatever is buffered without suspending between items, and sleeps only when it is empty. Its
-    // loop and handlers are built once: per item it costs one match on the processing effect, nothing else.
+    // A worker drains the buffer in an `Effect.whileLoop` built once: the loop's frame stays on the fiber's stack
+    // from one item to the next, so an item that succeeds costs `process` itself and nothing else: `step` settles
+    // it, `while` takes the next. A failure ends the loop; the match around it settles that item and starts the
+    // loop again. The worker sleeps on `workerWait` only when the buffer is empty. The in-flight gauge moves when a
+    // worker starts or stops having an item, not between two items.
     const worker = (slot: number): Effect.Effect<void, never, R> => {
-      let running = true
-      const settled = {
-        onSuccess: () => Effect.sync(() => finish(slot, undefined)),
-        onFailure: (cause: Cause.Cause<E>) => Effect.sync(() => finish(slot, cause))
-      }
-      const step = (): Effect.Effect<void, never, R> => {
+      let active = false
+      const takeNext = (): boolean => {
         if (size > 0 && state !== "closed") {
-          const item = ring[head]!
-          ring[head] = undefined
-          head = (head + 1) % capacity
-          size--
-          Metrics.queueSize.unsafeUpdate(size, labels)
-          Metrics.queueInFlight.unsafeModify(1, labels)
-          // Producers wake once the buffer is half empty, not for every freed slot: a full queue would otherwise
-          // switch between producer and consumer on every item.
-          if (size <= lowWater) wakeAll(blockedProducers)
-          current[slot] = { item }
-          return Effect.matchCauseEffect(process(item), settled)
+          if (!active) {
+            active = true
+            Metrics.queueInFlight.unsafeModify(1, labels)
+          }
+          take(slot)
+          return true
         }
-        if (state !== "open") {
-          running = false
-          return Effect.void
+        if (active) {
+          active = false
+          Metrics.queueInFlight.unsafeModify(-1, labels)
         }
-        return waitFor(idleWorkers)
+        return false
       }
-      return Effect.whileLoop({ while: () => running, body: step, step: () => {} })
+      const processCurrent = (): Effect.Effect<unknown, E, R> => {
+        try {
+          return process(current[slot] as A)
+        } catch (defect) {
+          // A `process` that throws instead of returning an effect fails this item, not the worker.
+          return Effect.die(defect)
+        }
+      }
+      const drain = Effect.whileLoop({ while: takeNext, body: processCurrent, step: () => settle(slot, undefined) })
+      const run: Effect.Effect<void, never, R> = Effect.matchCauseEffect(drain, {
+        onSuccess: () => state === "open" ? sleep : Effect.void,
+        onFailure: (cause) => {
+          settle(slot, cause)
+          return run
+        }
+      })
+      const sleep: Effect.Effect<void, never, R> = Effect.flatMap(workerWait, () => {
+        waking--
+        return run
+      })
+      return run
     }
 
     const fibers = yield* Effect.forEach(
@@ -441,7 +493,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       while (size > 0) {
         pending.push(ring[head]!)
         ring[head] = undefined
-        head = (head + 1) % capacity
+        head = head + 1 === capacity ? 0 : head + 1
         size--
       }
       Metrics.queueSize.unsafeUpdate(0, labels)
@@ -454,17 +506,22 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         if (unprocessed !== undefined) return unprocessed
         if (mode === "complete" && state === "open") {
           state = "closing"
-          wakeAll(blockedProducers)
-          wakeAll(idleWorkers)
+          wakeAllProducers()
+          wakeAllWorkers()
           yield* Effect.forEach(fibers, (fiber) => Effect.interruptible(fiber.await), { discard: true })
         } else {
           state = "closed"
-          wakeAll(blockedProducers)
+          wakeAllProducers()
           yield* Effect.forEach(fibers, (fiber) => fiber.interruptAsFork(FiberId.none), { discard: true })
           yield* Effect.forEach(fibers, (fiber) => fiber.await, { discard: true })
           // Items whose processing ended before the interruption reached their worker were finished normally.
-          const interrupted = current.flatMap((c) => c === undefined ? [] : [c.item])
+          const interrupted: Array<A> = []
+          for (let slot = 0; slot < workers; slot++) {
+            if (busy[slot]) interrupted.push(current[slot] as A)
+          }
           current.fill(undefined)
+          busy.fill(false)
+          Metrics.queueInFlight.unsafeModify(-interrupted.length, labels)
           const pending = takePending()
           outstanding -= pending.length + interrupted.length
           unprocessed = { pending, interrupted }
@@ -514,7 +571,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       shutdown,
       failures: Effect.sync(() => recorded.slice()),
       size: Effect.sync(() => size),
-      inFlight: Effect.sync(() => current.reduce((n, c) => c === undefined ? n : n + 1, 0))
+      inFlight: Effect.sync(() => busy.reduce((n, b) => b ? n + 1 : n, 0))
     }
     return queue
   })
