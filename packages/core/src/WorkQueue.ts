@@ -304,6 +304,9 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       ? options.process
       : ((retry) => (item: A) => retry(options.process(item)))(RetryPolicy.make(options.retry))
     const labels = Metrics.labels("queue", name)
+    // Updated on every item: their states are taken once here rather than looked up by labels on each update.
+    const sizeGauge = Metrics.hook(Metrics.queueSizeKey, labels)
+    const processedCounter = Metrics.hook(Metrics.queueProcessedKey, labels)
 
     // Ring buffer.
     const ring = new Array<A | undefined>(capacity)
@@ -350,7 +353,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       ring[(head + size) % capacity] = item
       size++
       outstanding++
-      Metrics.queueSize.unsafeUpdate(size, labels)
+      sizeGauge.update(size)
       if (waking === 0) wakeWorker()
     }
 
@@ -406,7 +409,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       ring[head] = undefined
       head = head + 1 === capacity ? 0 : head + 1
       size--
-      Metrics.queueSize.unsafeUpdate(size, labels)
+      sizeGauge.update(size)
       current[slot] = item
       busy[slot] = true
       // Producers wake once the buffer is half empty, not for every freed slot: a full queue would otherwise
@@ -421,7 +424,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       const item = current[slot] as A
       current[slot] = undefined
       busy[slot] = false
-      Metrics.queueProcessed.unsafeUpdate(1, labels)
+      processedCounter.update(1)
       if (cause !== undefined) {
         Metrics.queueFailures.unsafeUpdate(1, labels)
         if (failFast) {
@@ -496,7 +499,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         head = head + 1 === capacity ? 0 : head + 1
         size--
       }
-      Metrics.queueSize.unsafeUpdate(0, labels)
+      sizeGauge.update(0)
       return pending
     }
 

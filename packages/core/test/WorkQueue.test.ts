@@ -9,12 +9,17 @@ import * as MetricState from "effect/MetricState"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 
-/** The value of one of the work-queue metrics for the queue named `queue` (0 when it has never been updated). */
+/**
+ * The value of one of the work-queue metrics for the queue named `queue` (0 when it has never been updated). There
+ * must be one series of it: a queue that updated a second one (another key of the same name) would fail here.
+ */
 const metric = (name: string, queue: string) =>
   Effect.map(Metric.snapshot, (pairs) => {
-    const pair = pairs.find((p) =>
+    const matching = pairs.filter((p) =>
       p.metricKey.name === name && p.metricKey.tags.some((t) => t.key === "queue" && t.value === queue)
     )
+    assert.isAtMost(matching.length, 1, `one series of ${name} for ${queue}`)
+    const pair = matching[0]
     if (pair === undefined) return 0
     const state = pair.metricState
     return MetricState.isGaugeState(state)

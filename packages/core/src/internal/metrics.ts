@@ -1,4 +1,7 @@
 import * as Metric from "effect/Metric"
+import type * as MetricHook from "effect/MetricHook"
+import * as MetricKey from "effect/MetricKey"
+import type * as MetricKeyType from "effect/MetricKeyType"
 import * as MetricLabel from "effect/MetricLabel"
 
 /** @internal */
@@ -11,6 +14,18 @@ export type Labels = ReadonlyArray<MetricLabel.MetricLabel>
  * @internal
  */
 export const labels = (kind: string, name: string): Labels => [MetricLabel.make(kind, name)]
+
+/**
+ * The state a metric built from `key` keeps for `labels`, for a path that updates it on every item:
+ * `hook.update(value)` changes what `metric.unsafeUpdate(value, labels)` would, without finding the state by its
+ * labels each time. Take it once per service.
+ *
+ * @internal
+ */
+export const hook = <In, Out>(
+  key: MetricKey.MetricKey<MetricKeyType.MetricKeyType<In, Out>>,
+  labels: Labels
+): MetricHook.MetricHook<In, Out> => Metric.globalMetricRegistry.get(MetricKey.taggedWithLabels(key, labels))
 
 /** @internal */
 export const tokensAvailable = Metric.gauge("spindle_token_bucket_tokens", {
@@ -84,9 +99,12 @@ export const taskRestarts = Metric.counter("spindle_task_restarts_total", {
 })
 
 /** @internal */
-export const queueSize = Metric.gauge("spindle_work_queue_size", {
+export const queueSizeKey = MetricKey.gauge("spindle_work_queue_size", {
   description: "Items waiting in a work queue"
 })
+
+/** @internal */
+export const queueSize = Metric.fromMetricKey(queueSizeKey)
 
 /** @internal */
 export const queueInFlight = Metric.gauge("spindle_work_queue_in_flight", {
@@ -94,10 +112,13 @@ export const queueInFlight = Metric.gauge("spindle_work_queue_in_flight", {
 })
 
 /** @internal */
-export const queueProcessed = Metric.counter("spindle_work_queue_processed_total", {
+export const queueProcessedKey = MetricKey.counter("spindle_work_queue_processed_total", {
   description: "Items a work queue finished, successfully or not",
   incremental: true
 })
+
+/** @internal */
+export const queueProcessed = Metric.fromMetricKey(queueProcessedKey)
 
 /** @internal */
 export const queueFailures = Metric.counter("spindle_work_queue_failures_total", {
