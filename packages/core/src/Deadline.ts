@@ -4,17 +4,29 @@
  * `within(d)` sets a deadline for everything inside it, retries and backoff included; `attempt(d)` bounds one
  * attempt and is itself bounded by the deadline that remains, so after a retry the next attempt gets whatever
  * time is left. Both interrupt the work (its finalizers run) rather than abandon it, and fail with a typed
- * `TimeoutError` whose `limit` says which of the two fired.
+ * `TimeoutError` whose `limit` says which of the two fired. `attemptPromise` is the cooperative form for
+ * Promise-based calls: it aborts the call's `AbortSignal` and fails at once.
+ *
+ * None of them forks a fiber: the work runs in the calling fiber, and its deadline is an entry in one timer shared
+ * by every deadline on the same `Clock` (a `setTimeout` armed for the earliest with the live clock; a fiber
+ * sleeping on the clock otherwise, so `TestClock` drives deadlines like any other sleep). When an entry fires, the
+ * timer interrupts the calling fiber; the boundary of `attempt` or `within` turns exactly that interruption into
+ * the `TimeoutError` once the work's finalizers have run, while an interruption from anywhere else stays an
+ * interruption. Children the fiber had forked before the boundary are left running, as they would be if the work
+ * ran in a fiber of its own.
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
 import * as Option from "effect/Option"
+import * as DeadlineTimer from "./internal/deadlineTimer.js"
 import * as Validate from "./internal/validate.js"
 
 /**
@@ -131,17 +143,55 @@ export const remaining: Effect.Effect<Option.Option<Duration.Duration>> = Effect
       : Effect.map(Clock.currentTimeMillis, (now) => Option.some(Duration.millis(Math.max(0, deadline.at - now))))
 )
 
-// Errors capture a stack trace when built, so they are only built when a limit fires.
+// Errors capture a stack trace when built, so they are only built when a limit fires. Defects raised while the
+// work was being interrupted (a finalizer that died) are kept next to the timeout.
+const timeoutCause = (
+  cause: Cause.Cause<unknown> | undefined,
+  limit: TimeoutError["limit"],
+  duration: Duration.Duration
+): Cause.Cause<TimeoutError> => {
+  let result: Cause.Cause<TimeoutError> = Cause.fail(new TimeoutError({ limit, duration }))
+  if (cause !== undefined) {
+    for (const defect of Cause.defects(cause)) result = Cause.sequential(result, Cause.die(defect))
+  }
+  return result
+}
+
+// Runs `self` (already under `restore`) in the calling fiber with an entry in the clock's shared timer: no fork on
+// any path. Must be called inside `uninterruptibleMask`, so that the entry is always taken out again or settled.
 const timeoutAfter = <A, E, R>(
   self: Effect.Effect<A, E, R>,
-  millis: number,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  timer: DeadlineTimer.DeadlineTimer,
+  at: number,
   limit: TimeoutError["limit"],
   duration: Duration.Duration
 ): Effect.Effect<A, E | TimeoutError, R> => {
-  const onTimeout = () => new TimeoutError({ limit, duration })
-  return millis <= 0
-    ? Effect.fail(onTimeout())
-    : Effect.timeoutFail(self, { duration: Duration.millis(millis), onTimeout })
+  const entry = DeadlineTimer.fiberEntry(at, fiber)
+  timer.add(entry, fiber)
+  return Effect.matchCauseEffect(self, {
+    onFailure: (cause): Effect.Effect<never, E | TimeoutError> => {
+      if (!entry.fired) {
+        timer.remove(entry)
+        return Effect.failCause(cause)
+      }
+      return Effect.flatMap(
+        DeadlineTimer.settleFired(entry),
+        (alone): Effect.Effect<never, E | TimeoutError> =>
+          alone ? Effect.failCause(timeoutCause(cause, limit, duration)) : Effect.failCause(cause)
+      )
+    },
+    onSuccess: (value): Effect.Effect<A, TimeoutError> => {
+      if (!entry.fired) {
+        timer.remove(entry)
+        return Effect.succeed(value)
+      }
+      return Effect.flatMap(
+        DeadlineTimer.settleFired(entry),
+        (alone) => alone ? Effect.failCause(timeoutCause(undefined, limit, duration)) : Effect.succeed(value)
+      )
+    }
+  })
 }
 
 /**
@@ -174,17 +224,24 @@ export const within: {
   <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => {
   const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
-  return Effect.flatMap(FiberRef.get(currentDeadline), (outer) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const mine = { at: now + millis, duration: Duration.millis(millis) }
-      const deadline = outer !== undefined && outer.at <= mine.at ? outer : mine
+  const limit = Duration.millis(millis)
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.withFiberRuntime<A, E | TimeoutError, R>((fiber) => {
+      const timer = DeadlineTimer.timerOf(fiber)
+      const now = timer.now()
+      const outer = fiber.getFiberRef(currentDeadline)
+      const deadline = outer !== undefined && outer.at <= now + millis ? outer : { at: now + millis, duration: limit }
+      if (deadline.at <= now) return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration))
       return timeoutAfter(
-        Effect.locally(self, currentDeadline, deadline),
-        deadline.at - now,
+        restore(Effect.locally(self, currentDeadline, deadline)),
+        fiber,
+        timer,
+        deadline.at,
         "deadline",
         deadline.duration
       )
-    }))
+    })
+  )
 })
 
 /**
@@ -214,13 +271,131 @@ export const attempt: {
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => {
   const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
   const limit = Duration.millis(millis)
-  return Effect.flatMap(FiberRef.get(currentDeadline), (deadline) => {
-    if (deadline === undefined) return timeoutAfter(self, millis, "attempt", limit)
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const left = deadline.at - now
-      return left < millis
-        ? timeoutAfter(self, left, "deadline", deadline.duration)
-        : timeoutAfter(self, millis, "attempt", limit)
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.withFiberRuntime<A, E | TimeoutError, R>((fiber) => {
+      const timer = DeadlineTimer.timerOf(fiber)
+      const now = timer.now()
+      const deadline = fiber.getFiberRef(currentDeadline)
+      if (deadline !== undefined && deadline.at - now < millis) {
+        return deadline.at <= now
+          ? Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration))
+          : timeoutAfter(restore(self), fiber, timer, deadline.at, "deadline", deadline.duration)
+      }
+      return timeoutAfter(restore(self), fiber, timer, now + millis, "attempt", limit)
+    })
+  )
+})
+
+/**
+ * Runs one Promise-based call for at most `duration` (or what remains of the deadline in effect, if shorter), with a
+ * cooperative timeout: when the limit passes, the `AbortSignal` handed to the call is aborted (its reason is the
+ * `TimeoutError`) and the waiting fiber fails with the typed error at once, without forking a fiber or waiting for
+ * the promise to settle. A call that ignores the signal is abandoned, not stopped. Interrupting the fiber aborts
+ * the signal too.
+ *
+ * As with `Effect.tryPromise`, a signal is only made when the function declares a parameter for it (making one
+ * costs microseconds in Node). Rejections become `UnknownException`, or whatever `catch` maps them to.
+ *
+ * @example
+ * ```ts
+ * import { Deadline } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // A call that honours its signal, as fetch does: it settles when aborted.
+ * const slowCall = (signal: AbortSignal) =>
+ *   new Promise<string>((resolve, reject) => {
+ *     const timer = setTimeout(() => resolve("late answer"), 1_000)
+ *     signal.addEventListener("abort", () => {
+ *       clearTimeout(timer)
+ *       reject(signal.reason)
+ *     })
+ *   })
+ *
+ * const program = Deadline.attemptPromise(slowCall, "20 millis").pipe(
+ *   Effect.catchTag("TimeoutError", (e) => Effect.succeed(`${e.limit}: ${e.message}`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "attempt: Attempt timed out after 20ms"
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const attemptPromise: {
+  <A>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    duration: Duration.DurationInput
+  ): Effect.Effect<A, Cause.UnknownException | TimeoutError>
+  <A, E>(
+    options: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E },
+    duration: Duration.DurationInput
+  ): Effect.Effect<A, E | TimeoutError>
+} = <A, E>(
+  options:
+    | ((signal: AbortSignal) => PromiseLike<A>)
+    | { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E },
+  duration: Duration.DurationInput
+): Effect.Effect<A, E | Cause.UnknownException | TimeoutError> => {
+  const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
+  const limit = Duration.millis(millis)
+  const evaluate = typeof options === "function" ? options : options.try
+  const onError: (error: unknown) => E | Cause.UnknownException = typeof options === "function"
+    ? (error) => new Cause.UnknownException(error, "An unknown error occurred in Deadline.attemptPromise")
+    : options.catch
+  const withSignal = evaluate.length >= 1
+  return Effect.withFiberRuntime((fiber) => {
+    const timer = DeadlineTimer.timerOf(fiber)
+    const now = timer.now()
+    const deadline = fiber.getFiberRef(currentDeadline)
+    if (deadline !== undefined && deadline.at - now < millis) {
+      if (deadline.at <= now) return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration))
+      return promiseCall(evaluate, onError, withSignal, fiber, timer, deadline.at, "deadline", deadline.duration)
+    }
+    return promiseCall(evaluate, onError, withSignal, fiber, timer, now + millis, "attempt", limit)
+  })
+}
+
+const unobserved = new AbortController().signal
+
+const promiseCall = <A, E>(
+  evaluate: (signal: AbortSignal) => PromiseLike<A>,
+  onError: (error: unknown) => E,
+  withSignal: boolean,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  timer: DeadlineTimer.DeadlineTimer,
+  at: number,
+  limit: TimeoutError["limit"],
+  duration: Duration.Duration
+): Effect.Effect<A, E | TimeoutError> =>
+  // One parameter: `Effect.async` then makes no AbortController of its own.
+  Effect.async<A, E | TimeoutError>((resume) => {
+    const controller = withSignal ? new AbortController() : undefined
+    const entry = DeadlineTimer.callbackEntry(at, () => {
+      const error = new TimeoutError({ limit, duration })
+      controller?.abort(error)
+      resume(Effect.fail(error))
+    })
+    timer.add(entry, fiber)
+    try {
+      evaluate(controller === undefined ? unobserved : controller.signal).then(
+        (value) => {
+          if (entry.fired) return
+          timer.remove(entry)
+          resume(Effect.succeed(value))
+        },
+        (error) => {
+          if (entry.fired) return
+          timer.remove(entry)
+          resume(Effect.suspend(() => Effect.fail(onError(error))))
+        }
+      )
+    } catch (error) {
+      timer.remove(entry)
+      resume(Effect.suspend(() => Effect.fail(onError(error))))
+      return
+    }
+    return Effect.sync(() => {
+      timer.remove(entry)
+      controller?.abort()
     })
   })
-})
