@@ -12,13 +12,16 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
-import { LinkedList } from "./internal/linkedList.js"
+import * as Expiry from "./internal/expiry.js"
+import { LinkedList, type Node } from "./internal/linkedList.js"
 import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
+import { WaitTimeoutError } from "./WaitTimeout.js"
 
 /**
  * @example
@@ -91,8 +94,8 @@ export class BulkheadRejected extends Data.TaggedError("BulkheadRejected")<{
  * ```ts
  * import { Bulkhead } from "@spindle/core"
  *
- * // 8 at once, 100 waiting, the 101st waiter is rejected.
- * const options: Bulkhead.Options = { maxConcurrent: 8, maxQueued: 100, name: "thumbnails" }
+ * // 8 at once, 100 waiting, the 101st waiter is rejected; a waiter not served within 2 seconds gives up.
+ * const options: Bulkhead.Options = { maxConcurrent: 8, maxQueued: 100, maxWait: "2 seconds", name: "thumbnails" }
  *
  * const bulkhead = Bulkhead.make({ ...options, maxQueued: 100 })
  * ```
@@ -105,12 +108,18 @@ export interface Options {
   readonly maxConcurrent: number
   /** Effects waiting for a permit before new ones are rejected. Omit for an unbounded queue. */
   readonly maxQueued?: number | undefined
+  /**
+   * How long an effect may wait for a permit before it fails with `WaitTimeoutError` (the time it runs is not
+   * counted). `0` fails at once instead of queueing. Omit to wait as long as it takes.
+   */
+  readonly maxWait?: Duration.DurationInput | undefined
   /** Label for metrics and errors. Defaults to `"default"`. */
   readonly name?: string | undefined
 }
 
 /**
- * A bulkhead whose `run` fails with `E` when it sheds load (`never` for an unbounded queue).
+ * A bulkhead whose `run` fails with `E` when it sheds load: `BulkheadRejected` with a bounded queue,
+ * `WaitTimeoutError` with a `maxWait`, `never` with neither.
  *
  * @example
  * ```ts
@@ -132,12 +141,15 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export interface Bulkhead<E = BulkheadRejected> {
+export interface Bulkhead<E = BulkheadRejected | WaitTimeoutError> {
   readonly [TypeId]: TypeId
   readonly name: string
   readonly maxConcurrent: number
   readonly maxQueued: number
-  /** Runs `self` with a permit, waiting in FIFO order for one, or fails at once when the queue is full. */
+  /**
+   * Runs `self` with a permit, waiting in FIFO order for one (at most `maxWait`), or fails at once when the queue is
+   * full.
+   */
   readonly run: <A, E2, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E | E2, R>
   /**
    * Runs `f` for every element with at most `maxConcurrent` at once, pulling elements lazily (a million of them
@@ -209,16 +221,72 @@ export const Bulkhead: Context.Tag<Bulkhead, Bulkhead> = Context.GenericTag<Bulk
 export const metrics = {
   inFlight: Metrics.inFlight,
   queued: Metrics.queued,
-  rejections: Metrics.rejections
+  rejections: Metrics.rejections,
+  waitTimeouts: Metrics.waitTimeouts
 } as const
 
+/**
+ * Type of the error a bulkhead with these options can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { Bulkhead, WaitTimeout } from "@spindle/core"
+ *
+ * type Shedding = Bulkhead.ErrorFor<{ maxConcurrent: 4; maxQueued: 10; maxWait: "1 second" }>
+ * type Plain = Bulkhead.ErrorFor<{ maxConcurrent: 4 }>
+ *
+ * const shedding: Shedding extends Bulkhead.BulkheadRejected | WaitTimeout.WaitTimeoutError ? true : false = true
+ * const plain: [Plain] extends [never] ? true : false = true
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ErrorFor<O extends Options> =
+  | ("maxQueued" extends keyof O ? O["maxQueued"] extends undefined ? never : BulkheadRejected : never)
+  | ("maxWait" extends keyof O ? O["maxWait"] extends undefined ? never : WaitTimeoutError : never)
+
 interface Waiter {
-  readonly latch: Deferred.Deferred<void>
+  readonly latch: Deferred.Deferred<void, WaitTimeoutError>
   granted: boolean
+  expiry: Node<Expiry.Entry> | undefined
+}
+
+/**
+ * The instant a caller's wait ends, shared by the stages of a `Limiter` (permit, then token): set by the first stage
+ * that makes the caller wait, `NaN` until then.
+ *
+ * @internal
+ */
+export interface Ticket {
+  deadline: number
+}
+
+/**
+ * How a limit built on a bulkhead names itself in `WaitTimeoutError`, and the expiry its waiters share (every key
+ * of a keyed limiter shares one).
+ *
+ * @internal
+ */
+export interface WaitOptions {
+  readonly error: () => WaitTimeoutError
+  readonly expiry: Expiry.Expiry
 }
 
 /** @internal */
-export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): Bulkhead<E> => {
+export interface Internal<E> extends Bulkhead<E> {
+  /** `run`, with the caller's wait bounded by `ticket` (a Limiter's), when the bulkhead has a `maxWait`. */
+  readonly runTicket: <A, E2, R>(self: Effect.Effect<A, E2, R>, ticket: Ticket) => Effect.Effect<A, E | E2, R>
+  /** `maxWait` in milliseconds, or `undefined`. */
+  readonly maxWaitMillis: number | undefined
+}
+
+/** @internal */
+export const unsafeMake = <E>(
+  options: Options,
+  sharedLabels?: Metrics.Labels,
+  wait?: WaitOptions
+): Internal<E> => {
   const name = options.name ?? "default"
   const maxConcurrent = Validate.positiveInteger("Bulkhead", "maxConcurrent", options.maxConcurrent, true)
   const maxQueued = Validate.nonNegativeIntegerOr(
@@ -228,10 +296,15 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
     Number.POSITIVE_INFINITY,
     true
   )
+  const maxWaitMillis = Validate.nonNegativeDurationOr("Bulkhead", "maxWait", options.maxWait, undefined)
   // Gauges move by deltas, so bulkheads sharing a name (the keys of a keyed limiter) add up.
   const labels = sharedLabels ?? Metrics.labels("limiter", name)
   const waiters = new LinkedList<Waiter>()
   let running = 0
+  const timeoutError = wait?.error ??
+    (() => new WaitTimeoutError({ module: "Bulkhead", name, key: undefined, maxWait: Duration.millis(maxWaitMillis!) }))
+  // Created on first use: a bulkhead without `maxWait`, or whose callers never wait, has none.
+  let expiry: Expiry.Expiry | undefined = wait?.expiry
 
   const release = Effect.sync(() => {
     const next = waiters.shift()
@@ -241,12 +314,34 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
     } else {
       // Hand the permit straight to the longest waiter: `running` is unchanged.
       next.value.granted = true
+      if (next.value.expiry !== undefined) expiry!.cancel(next.value.expiry)
       Metrics.queued.unsafeModify(-1, labels)
       Deferred.unsafeDone(next.value.latch, Exit.void)
     }
   })
 
-  const run = <A, E2, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R> =>
+  // The waiter's deadline passed: it leaves the queue holding nothing, and fails.
+  const expire = (node: Node<Waiter>) => () => {
+    if (!waiters.remove(node)) return
+    Metrics.queued.unsafeModify(-1, labels)
+    Metrics.waitTimeouts.unsafeUpdate(1, labels)
+    Deferred.unsafeDone(node.value.latch, Exit.fail(timeoutError()))
+  }
+
+  const arm = (node: Node<Waiter>, ticket: Ticket | undefined) =>
+    Effect.clockWith((clock) => {
+      let deadline = ticket === undefined ? Number.NaN : ticket.deadline
+      if (Number.isNaN(deadline)) {
+        deadline = clock.unsafeCurrentTimeMillis() + maxWaitMillis!
+        if (ticket !== undefined) ticket.deadline = deadline
+      }
+      if (expiry === undefined) expiry = Expiry.make()
+      return Effect.map(expiry.add(deadline, expire(node)), (entry) => {
+        node.value.expiry = entry
+      })
+    })
+
+  const enter = <A, E2, R>(self: Effect.Effect<A, E2, R>, ticket: Ticket | undefined): Effect.Effect<A, E | E2, R> =>
     Effect.uninterruptibleMask((restore): Effect.Effect<A, E | E2, R> => {
       if (running < maxConcurrent) {
         running++
@@ -257,19 +352,30 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
         Metrics.rejections.unsafeUpdate(1, labels)
         return Effect.fail(new BulkheadRejected({ name, maxConcurrent, maxQueued }) as E)
       }
-      const node = waiters.push({ latch: Deferred.unsafeMake<void>(FiberId.none), granted: false })
+      if (maxWaitMillis === 0) {
+        Metrics.waitTimeouts.unsafeUpdate(1, labels)
+        return Effect.fail(timeoutError() as E)
+      }
+      const node = waiters.push({
+        latch: Deferred.unsafeMake<void, WaitTimeoutError>(FiberId.none),
+        granted: false,
+        expiry: undefined
+      })
       Metrics.queued.unsafeModify(1, labels)
-      return Effect.zipRight(
+      const served = Effect.zipRight(
         Effect.onInterrupt(restore(Deferred.await(node.value.latch)), () =>
           node.value.granted
             ? release
             : Effect.sync(() => {
-              waiters.remove(node)
-              Metrics.queued.unsafeModify(-1, labels)
+              if (node.value.expiry !== undefined) expiry!.cancel(node.value.expiry)
+              if (waiters.remove(node)) Metrics.queued.unsafeModify(-1, labels)
             })),
         Effect.ensuring(restore(self), release)
-      )
+      ) as Effect.Effect<A, E | E2, R>
+      return maxWaitMillis === undefined ? served : Effect.zipRight(arm(node, ticket), served)
     })
+
+  const run = <A, E2, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R> => enter(self, undefined)
 
   const forEach = <A, B, E2, R>(
     elements: Iterable<A>,
@@ -353,13 +459,16 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
     run,
     forEach: forEach as Bulkhead<E>["forEach"],
     inFlight: Effect.sync(() => running),
-    queued: Effect.sync(() => waiters.length)
+    queued: Effect.sync(() => waiters.length),
+    runTicket: (self, ticket) => enter(self, maxWaitMillis === undefined ? undefined : ticket),
+    maxWaitMillis
   }
 }
 
 /**
- * Creates a bulkhead. With `maxQueued`, `run` can fail with `BulkheadRejected`; without it, the error channel
- * is untouched. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ * Creates a bulkhead. With `maxQueued`, `run` can fail with `BulkheadRejected`, with `maxWait` with
+ * `WaitTimeoutError`; without either, the error channel is untouched. Invalid options are a defect
+ * (`IllegalArgumentException`) naming the field.
  *
  * @example
  * ```ts
@@ -382,10 +491,8 @@ export const unsafeMake = <E>(options: Options, sharedLabels?: Metrics.Labels): 
  * @since 0.1.0
  * @category constructors
  */
-export const make: {
-  (options: Options & { readonly maxQueued: number }): Effect.Effect<Bulkhead<BulkheadRejected>>
-  (options: Options & { readonly maxQueued?: undefined }): Effect.Effect<Bulkhead<never>>
-} = (options: Options) => Effect.sync(() => unsafeMake(options)) as any
+export const make = <const O extends Options>(options: O): Effect.Effect<Bulkhead<ErrorFor<O>>> =>
+  Effect.sync(() => unsafeMake<ErrorFor<O>>(options))
 
 /**
  * A layer providing one `Bulkhead`.
@@ -406,10 +513,11 @@ export const make: {
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<Bulkhead> =>
-  Layer.effect(Bulkhead, Effect.sync(() => unsafeMake<BulkheadRejected>(options)))
+  Layer.effect(Bulkhead, Effect.sync(() => unsafeMake<BulkheadRejected | WaitTimeoutError>(options)))
 
 /**
- * Reads `maxConcurrent` and an optional `maxQueued` from configuration, as positive / non-negative integers.
+ * Reads `maxConcurrent` and an optional `maxQueued` from configuration, as positive / non-negative integers, and an
+ * optional `maxWait` duration.
  *
  * @example
  * ```ts
@@ -438,8 +546,21 @@ export const config = (name?: string): Config.Config<Options> =>
       Config.validate({ message: "must be a non-negative integer", validation: (n) => n >= 0 }),
       Config.option,
       Config.map((option) => option._tag === "Some" ? option.value : undefined)
-    )
-  }).pipe(Config.map((options) => ({ ...options, name })))
+    ),
+    maxWait: maxWaitConfig
+  }).pipe(
+    Config.map(({ maxWait, ...options }) => ({ ...options, name, ...(maxWait === undefined ? {} : { maxWait }) }))
+  )
+
+/** @internal */
+export const maxWaitConfig: Config.Config<Duration.Duration | undefined> = Config.duration("maxWait").pipe(
+  Config.validate({
+    message: "must be a non-negative finite duration",
+    validation: (d) => Number.isFinite(Duration.toMillis(d)) && Duration.toMillis(d) >= 0
+  }),
+  Config.option,
+  Config.map((option) => option._tag === "Some" ? option.value : undefined)
+)
 
 /**
  * A layer providing one `Bulkhead` configured through `Config`.
@@ -469,4 +590,4 @@ export const config = (name?: string): Config.Config<Options> =>
  * @category layers
  */
 export const layerConfig = (options: Config.Config<Options>): Layer.Layer<Bulkhead, ConfigError.ConfigError> =>
-  Layer.effect(Bulkhead, Effect.map(options, (resolved) => unsafeMake<BulkheadRejected>(resolved)))
+  Layer.effect(Bulkhead, Effect.map(options, (resolved) => unsafeMake<BulkheadRejected | WaitTimeoutError>(resolved)))

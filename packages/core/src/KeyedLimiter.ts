@@ -20,11 +20,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import * as Bulkhead from "./Bulkhead.js"
+import * as Expiry from "./internal/expiry.js"
 import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
 import * as Limiter from "./Limiter.js"
 import * as TokenBucket from "./TokenBucket.js"
 import * as TokenBucketStore from "./TokenBucketStore.js"
+import type { WaitTimeoutError } from "./WaitTimeout.js"
 
 /**
  * @example
@@ -142,7 +144,9 @@ export interface KeyStats {
  * @since 0.1.0
  * @category models
  */
-export interface KeyedLimiter<E = Bulkhead.BulkheadRejected | TokenBucketStore.TokenBucketStoreError> {
+export interface KeyedLimiter<
+  E = Bulkhead.BulkheadRejected | WaitTimeoutError | TokenBucketStore.TokenBucketStoreError
+> {
   readonly [TypeId]: TypeId
   readonly name: string
   /** Runs `self` under the limits of `key`. */
@@ -255,6 +259,8 @@ export const make = <const O extends Options>(
     // Validate once, eagerly, so a bad option fails at construction rather than on first use.
     const rate = rateOptions === undefined ? undefined : TokenBucket.resolve(rateOptions)
     Bulkhead.unsafeMake(bulkheadOptions)
+    // One expiry (one timer fiber while anyone waits) for every key; the error names the key.
+    const wait = Limiter.waitOptions("KeyedLimiter", options, Expiry.make())
     const labels = Metrics.labels("limiter", name)
     const bucketLabels = Metrics.labels("bucket", name)
     const entries = new Map<string, Entry>()
@@ -272,10 +278,11 @@ export const make = <const O extends Options>(
       let entry = entries.get(key)
       if (entry === undefined) {
         if (entries.size >= nextSweep) sweep(now)
-        const bulkhead = Bulkhead.unsafeMake<any>(bulkheadOptions, labels)
+        const keyWait = wait?.(key)
+        const bulkhead = Bulkhead.unsafeMake<any>(bulkheadOptions, labels, keyWait)
         const bucket = rate === undefined
           ? undefined
-          : TokenBucket.makeWithStore(store, `${prefix}:${key}`, rate, bucketLabels)
+          : TokenBucket.makeWithStore(store, `${prefix}:${key}`, rate, bucketLabels, keyWait)
         entry = { limiter: Limiter.fromParts(name, bulkhead, bucket), active: 0, lastUsed: now }
         entries.set(key, entry)
         Metrics.keys.unsafeUpdate(entries.size, labels)

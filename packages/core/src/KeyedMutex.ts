@@ -12,11 +12,15 @@
  */
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
+import * as Expiry from "./internal/expiry.js"
 import { LinkedList, type Node } from "./internal/linkedList.js"
+import * as Validate from "./internal/validate.js"
+import { WaitTimeoutError } from "./WaitTimeout.js"
 
 /**
  * @example
@@ -49,7 +53,33 @@ export const TypeId: unique symbol = Symbol.for("@spindle/core/KeyedMutex")
 export type TypeId = typeof TypeId
 
 /**
- * A lock per key.
+ * Options of a keyed mutex.
+ *
+ * @example
+ * ```ts
+ * import { KeyedMutex } from "@spindle/core"
+ *
+ * // A writer that cannot get its file's lock within 5 seconds gives up with WaitTimeoutError.
+ * const options: KeyedMutex.Options = { maxWait: "5 seconds", name: "files" }
+ *
+ * const mutex = KeyedMutex.make(options)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * How long `withLock` may wait for its key before it fails with `WaitTimeoutError` (holding nothing). `0` fails
+   * at once when the key is held. Omit to wait as long as it takes.
+   */
+  readonly maxWait?: Duration.DurationInput | undefined
+  /** Label for errors. Defaults to `"default"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * A lock per key, whose `withLock` fails with `E` (`WaitTimeoutError` with a `maxWait`, else `never`).
  *
  * @example
  * ```ts
@@ -73,12 +103,12 @@ export type TypeId = typeof TypeId
  * @since 0.1.0
  * @category models
  */
-export interface KeyedMutex<K = string> {
+export interface KeyedMutex<K = string, E = never> {
   readonly [TypeId]: TypeId
-  /** Runs `self` while holding `key`'s lock. */
+  /** Runs `self` while holding `key`'s lock, waiting for it in arrival order (at most `maxWait`). */
   readonly withLock: {
-    (key: K): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-    <A, E, R>(key: K, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R>
+    (key: K): <A, E2, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E | E2, R>
+    <A, E2, R>(key: K, self: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R>
   }
   /** `true` when `key` is held now. */
   readonly isLocked: (key: K) => Effect.Effect<boolean>
@@ -108,12 +138,14 @@ export const KeyedMutex: Context.Tag<KeyedMutex, KeyedMutex> = Context.GenericTa
 )
 
 interface Waiter {
-  readonly latch: Deferred.Deferred<void>
+  readonly latch: Deferred.Deferred<void, WaitTimeoutError>
   granted: boolean
+  expiry: Node<Expiry.Entry> | undefined
 }
 
 /**
- * Creates a keyed mutex. Keys are compared with `Map` semantics (strings, numbers, or the same object).
+ * Creates a keyed mutex. Keys are compared with `Map` semantics (strings, numbers, or the same object). With
+ * `maxWait`, `withLock` fails with `WaitTimeoutError` naming the key when it waited that long.
  *
  * @example
  * ```ts
@@ -134,10 +166,18 @@ interface Waiter {
  * @since 0.1.0
  * @category constructors
  */
-export const make = <K = string>(): Effect.Effect<KeyedMutex<K>> =>
+export const make: {
+  <K = string>(options?: Options & { readonly maxWait?: undefined }): Effect.Effect<KeyedMutex<K>>
+  <K = string>(options: Options): Effect.Effect<KeyedMutex<K, WaitTimeoutError>>
+} = <K = string>(options?: Options): Effect.Effect<KeyedMutex<K, any>> =>
   Effect.sync(() => {
+    const name = options?.name ?? "default"
+    const maxWaitMillis = Validate.nonNegativeDurationOr("KeyedMutex", "maxWait", options?.maxWait, undefined)
+    const expiry = maxWaitMillis === undefined ? undefined : Expiry.make()
     // A key is present while its lock is held; its list holds the fibers waiting for it.
     const locks = new Map<K, LinkedList<Waiter>>()
+    const timeoutError = (key: K) =>
+      new WaitTimeoutError({ module: "KeyedMutex", name, key, maxWait: Duration.millis(maxWaitMillis!) })
 
     const release = (key: K) =>
       Effect.sync(() => {
@@ -147,6 +187,7 @@ export const make = <K = string>(): Effect.Effect<KeyedMutex<K>> =>
           locks.delete(key)
         } else {
           next.value.granted = true
+          if (next.value.expiry !== undefined) expiry!.cancel(next.value.expiry)
           Deferred.unsafeDone(next.value.latch, Exit.void)
         }
       })
@@ -154,22 +195,42 @@ export const make = <K = string>(): Effect.Effect<KeyedMutex<K>> =>
     const leave = (key: K, node: Node<Waiter>) =>
       Effect.suspend(() => {
         if (node.value.granted) return release(key)
-        locks.get(key)!.remove(node)
+        if (node.value.expiry !== undefined) expiry!.cancel(node.value.expiry)
+        locks.get(key)?.remove(node)
         return Effect.void
       })
 
-    const withLock = <A, E, R>(key: K, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    // The waiter's deadline passed: out of the key's queue, holding nothing, and failed.
+    const expire = (key: K, node: Node<Waiter>) => () => {
+      if (!locks.get(key)?.remove(node)) return
+      Deferred.unsafeDone(node.value.latch, Exit.fail(timeoutError(key)))
+    }
+
+    const arm = (key: K, node: Node<Waiter>) =>
+      Effect.clockWith((clock) =>
+        Effect.map(expiry!.add(clock.unsafeCurrentTimeMillis() + maxWaitMillis!, expire(key, node)), (entry) => {
+          node.value.expiry = entry
+        })
+      )
+
+    const withLock = <A, E, R>(key: K, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | WaitTimeoutError, R> =>
       Effect.uninterruptibleMask((restore) => {
         const waiters = locks.get(key)
         if (waiters === undefined) {
           locks.set(key, new LinkedList())
           return Effect.ensuring(restore(self), release(key))
         }
-        const node = waiters.push({ latch: Deferred.unsafeMake<void>(FiberId.none), granted: false })
-        return Effect.zipRight(
+        if (maxWaitMillis === 0) return Effect.fail(timeoutError(key))
+        const node = waiters.push({
+          latch: Deferred.unsafeMake<void, WaitTimeoutError>(FiberId.none),
+          granted: false,
+          expiry: undefined
+        })
+        const served = Effect.zipRight(
           Effect.onInterrupt(restore(Deferred.await(node.value.latch)), () => leave(key, node)),
           Effect.ensuring(restore(self), release(key))
         )
+        return maxWaitMillis === undefined ? served : Effect.zipRight(arm(key, node), served)
       })
 
     return {

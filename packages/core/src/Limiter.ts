@@ -16,8 +16,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Bulkhead from "./Bulkhead.js"
+import * as Expiry from "./internal/expiry.js"
+import * as Validate from "./internal/validate.js"
 import * as TokenBucket from "./TokenBucket.js"
-import type * as TokenBucketStore from "./TokenBucketStore.js"
+import * as TokenBucketStore from "./TokenBucketStore.js"
+import { WaitTimeoutError } from "./WaitTimeout.js"
 
 /**
  * @example
@@ -75,6 +78,11 @@ export interface Options {
   readonly concurrency?: number | undefined
   /** Callers waiting for a concurrency permit before new ones are rejected with `BulkheadRejected`. */
   readonly maxQueued?: number | undefined
+  /**
+   * How long a caller may wait, for its permit and its token together, before it fails with `WaitTimeoutError`
+   * (holding neither). `0` fails at once instead of waiting. Omit to wait as long as it takes.
+   */
+  readonly maxWait?: Duration.DurationInput | undefined
   /** Starts per interval, with bursts. Omit for no rate limit. */
   readonly rate?: RateOptions | undefined
   /** Label for metrics. Defaults to `"default"`. */
@@ -125,7 +133,7 @@ export interface RateOptions {
  * @since 0.1.0
  * @category models
  */
-export interface Limiter<E = Bulkhead.BulkheadRejected> {
+export interface Limiter<E = Bulkhead.BulkheadRejected | WaitTimeoutError> {
   readonly [TypeId]: TypeId
   readonly name: string
   /** Runs `self` once both a concurrency permit and a token are held; the permit is released when it ends. */
@@ -163,12 +171,21 @@ export const Limiter: Context.Tag<Limiter, Limiter> = Context.GenericTag<Limiter
 /** @internal */
 export const fromParts = <E>(
   name: string,
-  bulkhead: Bulkhead.Bulkhead<any>,
-  bucket: TokenBucket.TokenBucket<any> | undefined
+  bulkhead: Bulkhead.Internal<any>,
+  bucket: TokenBucket.Internal<any> | undefined
 ): Limiter<E> => ({
   [TypeId]: TypeId,
   name,
-  run: bucket === undefined ? bulkhead.run : (self) => bulkhead.run(Effect.zipRight(bucket.take(1), self)),
+  run: bucket === undefined
+    ? bulkhead.run
+    : bulkhead.maxWaitMillis === undefined
+    ? (self) => bulkhead.run(Effect.zipRight(bucket.take(1), self))
+    // One deadline for both stages: set by the first that makes the caller wait.
+    : (self) =>
+      Effect.suspend(() => {
+        const ticket = { deadline: Number.NaN }
+        return bulkhead.runTicket(Effect.zipRight(bucket.takeTicket(1, ticket), self), ticket)
+      }),
   inFlight: bulkhead.inFlight,
   queued: bulkhead.queued,
   tokens: bucket === undefined ? Effect.succeedNone : Effect.asSome(bucket.available)
@@ -178,12 +195,31 @@ export const fromParts = <E>(
 export const bulkheadOptions = (options: Options): Bulkhead.Options => ({
   name: options.name,
   maxConcurrent: options.concurrency ?? Number.POSITIVE_INFINITY,
-  maxQueued: options.maxQueued
+  maxQueued: options.maxQueued,
+  maxWait: options.maxWait
 })
 
 /** @internal */
 export const bucketOptions = (options: Options): TokenBucket.Options | undefined =>
-  options.rate === undefined ? undefined : { ...options.rate, name: options.name }
+  options.rate === undefined ? undefined : { ...options.rate, name: options.name, maxWait: options.maxWait }
+
+/**
+ * The `WaitTimeoutError` of a limiter's stages (permit and token), sharing one expiry; `undefined` without
+ * `maxWait`.
+ *
+ * @internal
+ */
+export const waitOptions = (
+  module: "Limiter" | "KeyedLimiter",
+  options: Options,
+  expiry: Expiry.Expiry
+): ((key: string | undefined) => Bulkhead.WaitOptions) | undefined => {
+  const millis = Validate.nonNegativeDurationOr(module, "maxWait", options.maxWait, undefined)
+  if (millis === undefined) return undefined
+  const name = options.name ?? "default"
+  const maxWait = Duration.millis(millis)
+  return (key) => ({ error: () => new WaitTimeoutError({ module, name, key, maxWait }), expiry })
+}
 
 /**
  * Type of the error a limiter with these options can fail with.
@@ -192,7 +228,7 @@ export const bucketOptions = (options: Options): TokenBucket.Options | undefined
  * ```ts
  * import type { Bulkhead, Limiter } from "@spindle/core"
  *
- * // A limiter fails with BulkheadRejected only when its queue is bounded.
+ * // A limiter fails with BulkheadRejected only when its queue is bounded, with WaitTimeoutError only with a maxWait.
  * type Bounded = Limiter.ErrorFor<{ concurrency: 4; maxQueued: 10 }> // Bulkhead.BulkheadRejected
  * type Unbounded = Limiter.ErrorFor<{ concurrency: 4 }> // never
  *
@@ -203,10 +239,13 @@ export const bucketOptions = (options: Options): TokenBucket.Options | undefined
  * @since 0.1.0
  * @category models
  */
-export type ErrorFor<O extends Options> = O extends { readonly maxQueued: number } ? Bulkhead.BulkheadRejected : never
+export type ErrorFor<O extends Options> =
+  | (O extends { readonly maxQueued: number } ? Bulkhead.BulkheadRejected : never)
+  | ("maxWait" extends keyof O ? O["maxWait"] extends undefined ? never : WaitTimeoutError : never)
 
 /**
- * Creates an in-process limiter. Invalid options are a defect (`IllegalArgumentException`) naming the field.
+ * Creates an in-process limiter. With `maxWait`, a caller that has waited that long for its permit and token together
+ * fails with `WaitTimeoutError`. Invalid options are a defect (`IllegalArgumentException`) naming the field.
  *
  * @example
  * ```ts
@@ -226,10 +265,11 @@ export type ErrorFor<O extends Options> = O extends { readonly maxQueued: number
  * @category constructors
  */
 export const make = <const O extends Options>(options: O): Effect.Effect<Limiter<ErrorFor<O>>> =>
-  Effect.gen(function*() {
-    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(bulkheadOptions(options))
+  Effect.sync(() => {
+    const wait = waitOptions("Limiter", options, Expiry.make())?.(undefined)
+    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(bulkheadOptions(options), undefined, wait)
     const rate = bucketOptions(options)
-    const bucket = rate === undefined ? undefined : yield* TokenBucket.make(rate)
+    const bucket = rate === undefined ? undefined : TokenBucket.unsafeMake(rate, wait)
     return fromParts(bulkhead.name, bulkhead, bucket)
   })
 
@@ -265,10 +305,13 @@ export const fromStore = <const O extends Options>(
   never,
   TokenBucketStore.TokenBucketStore
 > =>
-  Effect.gen(function*() {
-    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(bulkheadOptions(options))
+  Effect.map(TokenBucketStore.TokenBucketStore, (store) => {
+    const wait = waitOptions("Limiter", options, Expiry.make())?.(undefined)
+    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(bulkheadOptions(options), undefined, wait)
     const rate = bucketOptions(options)
-    const bucket = rate === undefined ? undefined : yield* TokenBucket.fromStore({ ...rate, key: options.key })
+    const bucket = rate === undefined
+      ? undefined
+      : TokenBucket.makeWithStore(store, options.key, TokenBucket.resolve(rate), undefined, wait)
     return fromParts(bulkhead.name, bulkhead, bucket)
   })
 
@@ -295,7 +338,7 @@ export const layer = (options: Options): Layer.Layer<Limiter> =>
   Layer.effect(Limiter, make(options as Options & { readonly maxQueued: number }))
 
 /**
- * Reads `concurrency`, `maxQueued`, `rateLimit`, `rateInterval` and `rateBurst` from configuration (each
+ * Reads `concurrency`, `maxQueued`, `maxWait`, `rateLimit`, `rateInterval` and `rateBurst` from configuration (each
  * optional), validated so that a bad value is a `ConfigError` naming its key.
  *
  * @example
@@ -332,15 +375,17 @@ export const config = (name?: string): Config.Config<Options> =>
         validation: TokenBucket.positiveFiniteDuration
       })
     ),
-    burst: optionalInteger("rateBurst", 1)
-  }).pipe(Config.map(({ burst, concurrency, interval, limit, maxQueued }): Options => ({
+    burst: optionalInteger("rateBurst", 1),
+    maxWait: Bulkhead.maxWaitConfig
+  }).pipe(Config.map(({ burst, concurrency, interval, limit, maxQueued, maxWait }): Options => ({
     name,
     concurrency,
     maxQueued,
     rate: Option.match(limit, {
       onNone: () => undefined,
       onSome: (limit) => ({ limit, interval, burst })
-    })
+    }),
+    ...(maxWait === undefined ? {} : { maxWait })
   })))
 
 const optionalInteger = (key: string, min: number): Config.Config<number | undefined> =>

@@ -19,6 +19,7 @@ import * as Pool from "effect/Pool"
 import * as Scope from "effect/Scope"
 import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
+import { WaitTimeoutError } from "./WaitTimeout.js"
 
 /**
  * @example
@@ -169,8 +170,14 @@ export interface Options<A, E, R> {
   readonly idleTimeToLive?: Duration.DurationInput | undefined
   /** Checked on every borrow; `false` (or a failure) discards the resource and borrows another. */
   readonly validate?: ((resource: A) => Effect.Effect<boolean, unknown>) | undefined
-  /** How long a borrow may wait. Default: no limit. */
+  /** How long a borrow may take, acquiring and validating included (`PoolTimeout`). Default: no limit. */
   readonly acquireTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a borrower may queue while all `max` resources are borrowed before it fails with `WaitTimeoutError`
+   * (time spent acquiring or validating a resource is not queueing). `0` fails at once instead of queueing. Default:
+   * no limit.
+   */
+  readonly maxWait?: Duration.DurationInput | undefined
   /** Label for metrics and errors. Default `"default"`. */
   readonly name?: string | undefined
 }
@@ -239,8 +246,8 @@ export interface ResourcePool<A, E> {
 }
 
 /**
- * Creates a pool in the current scope. Invalid options are a defect (`IllegalArgumentException`) naming the
- * field.
+ * Creates a pool in the current scope; with `maxWait`, a borrow can also fail with `WaitTimeoutError` (part of the
+ * pool's `E`). Invalid options are a defect (`IllegalArgumentException`) naming the field.
  *
  * @example
  * ```ts
@@ -271,9 +278,16 @@ export interface ResourcePool<A, E> {
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A, E, R>(
+export const make: {
+  <A, E, R>(
+    options: Options<A, E, R> & { readonly maxWait?: undefined }
+  ): Effect.Effect<ResourcePool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>>
+  <A, E, R>(
+    options: Options<A, E, R>
+  ): Effect.Effect<ResourcePool<A, E | WaitTimeoutError>, never, Scope.Scope | Exclude<R, Scope.Scope>>
+} = <A, E, R>(
   options: Options<A, E, R>
-): Effect.Effect<ResourcePool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
+): Effect.Effect<ResourcePool<A, E | WaitTimeoutError>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
   Effect.gen(function*() {
     const name = options.name ?? "default"
     const max = Validate.positiveInteger("ResourcePool", "max", options.max)
@@ -281,10 +295,13 @@ export const make = <A, E, R>(
     if (min > max) Validate.illegal("ResourcePool", `min (${min}) must be <= max (${max})`)
     const ttl = Validate.durationOr("ResourcePool", "idleTimeToLive", options.idleTimeToLive, 60_000)
     const timeoutMillis = Validate.durationOr("ResourcePool", "acquireTimeout", options.acquireTimeout, undefined)
+    const maxWaitMillis = Validate.nonNegativeDurationOr("ResourcePool", "maxWait", options.maxWait, undefined)
     const labels = Metrics.labels("pool", name)
     let size = 0
     let inUse = 0
     let waiting = 0
+    // Borrows between `pool.get` and the return of what it gave: beyond `max`, a borrow queues for a resource.
+    let claims = 0
 
     // Count resources as they are created and released by the pool.
     const acquire = Effect.tap(options.acquire, () =>
@@ -328,13 +345,40 @@ export const make = <A, E, R>(
     // released) at once instead of staying borrowed until the caller's scope closes. Until the resource is handed
     // over to the caller's scope, any way out — failure, a timeout, an interruption during validation — closes the
     // attempt's scope, returning the resource to the pool.
-    const attempt = (outer: Scope.Scope, attempts: number): Effect.Effect<A, E | PoolExhausted> =>
+    // Only a borrow that queues (every resource claimed) runs a timer, for what is left of its `maxWait`.
+    const getInto = (scope: Scope.CloseableScope, deadline: number): Effect.Effect<A, E | WaitTimeoutError> =>
+      Effect.zipRight(
+        Scope.addFinalizer(scope, Effect.sync(() => claims--)),
+        Effect.suspend(() => {
+          claims++
+          const got = Scope.extend(pool.get, scope)
+          if (maxWaitMillis === undefined || claims <= max) return got
+          const timeout = new WaitTimeoutError({
+            module: "ResourcePool",
+            name,
+            key: undefined,
+            maxWait: Duration.millis(maxWaitMillis)
+          })
+          return Effect.clockWith((clock) => {
+            const left = deadline - clock.unsafeCurrentTimeMillis()
+            return left <= 0
+              ? Effect.fail(timeout)
+              : Effect.timeoutFail(got, { duration: Duration.millis(left), onTimeout: () => timeout })
+          })
+        })
+      )
+
+    const attempt = (
+      outer: Scope.Scope,
+      attempts: number,
+      deadline: number
+    ): Effect.Effect<A, E | WaitTimeoutError | PoolExhausted> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           if (attempts > max + 1) return yield* new PoolExhausted({ name, attempts: attempts - 1 })
           const scope = yield* Scope.make()
           const checked = Effect.flatMap(
-            restore(Scope.extend(pool.get, scope)),
+            restore(getInto(scope, deadline)),
             (resource) => Effect.map(checkValid(resource, restore), (valid) => ({ resource, valid }))
           )
           const { resource, valid } = yield* Effect.onError(
@@ -343,7 +387,7 @@ export const make = <A, E, R>(
           )
           if (!valid) {
             yield* discard(resource, scope)
-            return yield* restore(attempt(outer, attempts + 1))
+            return yield* restore(attempt(outer, attempts + 1, deadline))
           }
           inUse++
           Metrics.poolInUse.unsafeUpdate(inUse, labels)
@@ -361,35 +405,36 @@ export const make = <A, E, R>(
         })
       )
 
-    const get: Effect.Effect<A, E | PoolTimeout | PoolExhausted, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        const outer = yield* Effect.scope
-        const started = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-        waiting++
-        Metrics.poolWaiters.unsafeUpdate(waiting, labels)
-        const borrow = restore(attempt(outer, 1))
-        const timed = timeoutMillis === undefined ? borrow : borrow.pipe(
-          Effect.timeoutFail({
-            duration: Duration.millis(timeoutMillis),
-            onTimeout: () => new PoolTimeout({ name, timeout: Duration.millis(timeoutMillis) })
-          })
-        )
-        return yield* timed.pipe(
-          Effect.ensuring(Effect.clockWith((clock) =>
-            Effect.sync(() => {
-              waiting--
-              Metrics.poolWaiters.unsafeUpdate(waiting, labels)
-              Metrics.poolAcquireLatency.unsafeUpdate(
-                Duration.millis(clock.unsafeCurrentTimeMillis() - started),
-                labels
-              )
+    const get: Effect.Effect<A, E | WaitTimeoutError | PoolTimeout | PoolExhausted, Scope.Scope> = Effect
+      .uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const outer = yield* Effect.scope
+          const started = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          waiting++
+          Metrics.poolWaiters.unsafeUpdate(waiting, labels)
+          const borrow = restore(attempt(outer, 1, started + (maxWaitMillis ?? 0)))
+          const timed = timeoutMillis === undefined ? borrow : borrow.pipe(
+            Effect.timeoutFail({
+              duration: Duration.millis(timeoutMillis),
+              onTimeout: () => new PoolTimeout({ name, timeout: Duration.millis(timeoutMillis) })
             })
-          ))
-        )
-      })
-    )
+          )
+          return yield* timed.pipe(
+            Effect.ensuring(Effect.clockWith((clock) =>
+              Effect.sync(() => {
+                waiting--
+                Metrics.poolWaiters.unsafeUpdate(waiting, labels)
+                Metrics.poolAcquireLatency.unsafeUpdate(
+                  Duration.millis(clock.unsafeCurrentTimeMillis() - started),
+                  labels
+                )
+              })
+            ))
+          )
+        })
+      )
 
-    const resourcePool: ResourcePool<A, E> = {
+    const resourcePool: ResourcePool<A, E | WaitTimeoutError> = {
       [TypeId]: TypeId,
       name,
       get,

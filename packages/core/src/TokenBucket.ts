@@ -14,11 +14,13 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Expiry from "./internal/expiry.js"
 import * as Gcra from "./internal/gcra.js"
 import * as Metrics from "./internal/metrics.js"
 import * as TokenGate from "./internal/tokenGate.js"
 import * as Validate from "./internal/validate.js"
 import * as TokenBucketStore from "./TokenBucketStore.js"
+import * as WaitTimeout from "./WaitTimeout.js"
 
 /**
  * @example
@@ -80,7 +82,34 @@ export interface Options {
   readonly burst?: number | undefined
   /** Label for metrics and logs. Defaults to `"default"`. */
   readonly name?: string | undefined
+  /**
+   * How long `take` may wait for its tokens before it fails with `WaitTimeoutError` (it takes nothing then). `0`
+   * fails at once instead of waiting. Omit to wait as long as it takes.
+   */
+  readonly maxWait?: Duration.DurationInput | undefined
 }
+
+/**
+ * Type of the error a bucket with these options adds to its decisions' errors: `WaitTimeoutError` with a
+ * `maxWait`, else `never`.
+ *
+ * @example
+ * ```ts
+ * import type { TokenBucket, WaitTimeout } from "@spindle/core"
+ *
+ * type Bounded = TokenBucket.ErrorFor<{ limit: 10; interval: "1 second"; maxWait: "2 seconds" }>
+ * type Unbounded = TokenBucket.ErrorFor<{ limit: 10; interval: "1 second" }>
+ *
+ * const bounded: Bounded extends WaitTimeout.WaitTimeoutError ? true : false = true
+ * const unbounded: [Unbounded] extends [never] ? true : false = true
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ErrorFor<O extends Options> = "maxWait" extends keyof O
+  ? O["maxWait"] extends undefined ? never : WaitTimeout.WaitTimeoutError
+  : never
 
 /**
  * A token bucket whose decisions may fail with `E` (never, in memory; a store error with a shared store).
@@ -111,7 +140,7 @@ export interface TokenBucket<E = never> {
   readonly limit: number
   readonly interval: Duration.Duration
   readonly burst: number
-  /** Waits, in arrival order, until `tokens` (default 1) are available and takes them. */
+  /** Waits, in arrival order, until `tokens` (default 1) are available and takes them (at most `maxWait`). */
   readonly take: (tokens?: number) => Effect.Effect<void, E>
   /** Takes `tokens` (default 1) if they are available now and nobody is waiting; never waits. */
   readonly tryTake: (tokens?: number) => Effect.Effect<boolean, E>
@@ -178,7 +207,8 @@ export const metrics = {
   tokens: Metrics.tokensAvailable,
   waiters: Metrics.tokenWaiters,
   granted: Metrics.tokensGranted,
-  rejections: Metrics.tokenRejections
+  rejections: Metrics.tokenRejections,
+  waitTimeouts: Metrics.tokenWaitTimeouts
 } as const
 
 /** @internal */
@@ -188,6 +218,24 @@ export interface Resolved {
   readonly interval: Duration.Duration
   readonly burst: number
   readonly emissionMillis: number
+  readonly maxWaitMillis: number | undefined
+}
+
+/**
+ * How a bucket names itself in `WaitTimeoutError` (a `Limiter`'s or a `KeyedLimiter` key's, when it is part of
+ * one), and the expiry its parked waiters share.
+ *
+ * @internal
+ */
+export interface WaitOptions {
+  readonly error: () => WaitTimeout.WaitTimeoutError
+  readonly expiry: Expiry.Expiry
+}
+
+/** @internal */
+export interface Internal<E> extends TokenBucket<E> {
+  /** `take`, with the caller's wait bounded by `ticket` (shared with a `Limiter`'s bulkhead). */
+  readonly takeTicket: (tokens: number, ticket: TokenGate.Ticket) => Effect.Effect<void, E>
 }
 
 /** @internal */
@@ -200,7 +248,8 @@ export const resolve = (options: Options): Resolved => {
     limit,
     interval: Duration.millis(intervalMillis),
     burst,
-    emissionMillis: intervalMillis / limit
+    emissionMillis: intervalMillis / limit,
+    maxWaitMillis: Validate.nonNegativeDurationOr("TokenBucket", "maxWait", options.maxWait, undefined)
   }
 }
 
@@ -219,21 +268,37 @@ export const fromGate = <E>(
   resolved: Resolved,
   attempt: (tokens: number) => Effect.Effect<TokenGate.Decision, E>,
   available: Effect.Effect<number, E>,
-  sharedLabels?: Metrics.Labels
-): TokenBucket<E> => {
+  sharedLabels?: Metrics.Labels,
+  wait?: WaitOptions
+): Internal<E> => {
   // Buckets sharing labels (the keys of a keyed limiter) add up their waiters and grants; a "tokens available"
   // figure only means something for a single bucket, so it is reported only then.
   const labels = sharedLabels ?? Metrics.labels("bucket", resolved.name)
-  const gate = TokenGate.make(attempt, {
-    onWaiters: (delta) => Metrics.tokenWaiters.unsafeModify(delta, labels),
-    onGranted: sharedLabels === undefined
-      ? (tokens, remaining) => {
-        Metrics.tokensGranted.unsafeUpdate(tokens, labels)
-        Metrics.tokensAvailable.unsafeUpdate(remaining, labels)
-      }
-      : (tokens) => Metrics.tokensGranted.unsafeUpdate(tokens, labels),
-    onRejected: () => Metrics.tokenRejections.unsafeUpdate(1, labels)
-  })
+  const gate = TokenGate.make(
+    attempt,
+    {
+      onWaiters: (delta) => Metrics.tokenWaiters.unsafeModify(delta, labels),
+      onGranted: sharedLabels === undefined
+        ? (tokens, remaining) => {
+          Metrics.tokensGranted.unsafeUpdate(tokens, labels)
+          Metrics.tokensAvailable.unsafeUpdate(remaining, labels)
+        }
+        : (tokens) => Metrics.tokensGranted.unsafeUpdate(tokens, labels),
+      onRejected: () => Metrics.tokenRejections.unsafeUpdate(1, labels)
+    },
+    resolved.maxWaitMillis === undefined ? undefined : {
+      maxWaitMillis: resolved.maxWaitMillis,
+      error: wait?.error ?? (() =>
+        new WaitTimeout.WaitTimeoutError({
+          module: "TokenBucket",
+          name: resolved.name,
+          key: undefined,
+          maxWait: Duration.millis(resolved.maxWaitMillis!)
+        })),
+      expiry: wait?.expiry ?? Expiry.make(),
+      onTimeout: () => Metrics.tokenWaitTimeouts.unsafeUpdate(1, labels)
+    }
+  )
   const take = (tokens = 1) => Effect.suspend(() => gate.take(checkTokens(resolved, tokens)))
   return {
     [TypeId]: TypeId,
@@ -245,13 +310,15 @@ export const fromGate = <E>(
     tryTake: (tokens = 1) => Effect.suspend(() => gate.tryTake(checkTokens(resolved, tokens))),
     withTokens: (tokens = 1) => (self) => Effect.zipRight(take(tokens), self),
     available,
-    waiting: Effect.sync(() => gate.waiting())
+    waiting: Effect.sync(() => gate.waiting()),
+    takeTicket: (tokens, ticket) => gate.take(tokens, ticket)
   }
 }
 
 /**
- * Creates an in-process token bucket. Invalid options are a defect (`IllegalArgumentException`) naming the
- * field; use `layerConfig` to get them as a typed `ConfigError` instead.
+ * Creates an in-process token bucket; with `maxWait`, `take` can fail with `WaitTimeoutError`. Invalid options are a
+ * defect (`IllegalArgumentException`) naming the field; use `layerConfig` to get them as a typed `ConfigError`
+ * instead.
  *
  * @example
  * ```ts
@@ -270,26 +337,31 @@ export const fromGate = <E>(
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<TokenBucket> =>
-  Effect.sync(() => {
-    const resolved = resolve(options)
-    const state = Gcra.make()
-    const { burst, emissionMillis } = resolved
-    return fromGate(
-      resolved,
-      (tokens) =>
-        Effect.clockWith((clock) =>
-          Effect.sync(() => {
-            const now = clock.unsafeCurrentTimeMillis()
-            const delayMillis = Gcra.reserve(state, now, tokens, emissionMillis, burst)
-            return { delayMillis, remaining: Gcra.available(state, now, emissionMillis, burst) }
-          })
-        ),
+export const make = <const O extends Options>(options: O): Effect.Effect<TokenBucket<ErrorFor<O>>> =>
+  Effect.sync(() => unsafeMake(options) as TokenBucket<any>)
+
+/** @internal */
+export const unsafeMake = (options: Options, wait?: WaitOptions): Internal<WaitTimeout.WaitTimeoutError> => {
+  const resolved = resolve(options)
+  const state = Gcra.make()
+  const { burst, emissionMillis } = resolved
+  return fromGate(
+    resolved,
+    (tokens) =>
       Effect.clockWith((clock) =>
-        Effect.sync(() => Gcra.available(state, clock.unsafeCurrentTimeMillis(), emissionMillis, burst))
-      )
-    )
-  })
+        Effect.sync(() => {
+          const now = clock.unsafeCurrentTimeMillis()
+          const delayMillis = Gcra.reserve(state, now, tokens, emissionMillis, burst)
+          return { delayMillis, remaining: Gcra.available(state, now, emissionMillis, burst) }
+        })
+      ),
+    Effect.clockWith((clock) =>
+      Effect.sync(() => Gcra.available(state, clock.unsafeCurrentTimeMillis(), emissionMillis, burst))
+    ),
+    undefined,
+    wait
+  )
+}
 
 /**
  * Creates a token bucket whose state lives in the `TokenBucketStore` under `key`, so that every process using
@@ -313,29 +385,39 @@ export const make = (options: Options): Effect.Effect<TokenBucket> =>
  * @since 0.1.0
  * @category constructors
  */
-export const fromStore = (
-  options: Options & { readonly key: string }
-): Effect.Effect<TokenBucket<TokenBucketStore.TokenBucketStoreError>, never, TokenBucketStore.TokenBucketStore> =>
-  Effect.map(TokenBucketStore.TokenBucketStore, (store) => makeWithStore(store, options.key, resolve(options)))
+export const fromStore = <const O extends Options & { readonly key: string }>(
+  options: O
+): Effect.Effect<
+  TokenBucket<TokenBucketStore.TokenBucketStoreError | ErrorFor<O>>,
+  never,
+  TokenBucketStore.TokenBucketStore
+> =>
+  Effect.map(
+    TokenBucketStore.TokenBucketStore,
+    (store): TokenBucket<any> => makeWithStore(store, options.key, resolve(options))
+  )
 
 /** @internal */
 export const makeWithStore = (
   store: TokenBucketStore.TokenBucketStore,
   key: string,
   resolved: Resolved,
-  sharedLabels?: Metrics.Labels
-): TokenBucket<TokenBucketStore.TokenBucketStoreError> => {
+  sharedLabels?: Metrics.Labels,
+  wait?: WaitOptions
+): Internal<TokenBucketStore.TokenBucketStoreError | WaitTimeout.WaitTimeoutError> => {
   const { burst, emissionMillis } = resolved
   return fromGate(
     resolved,
     (tokens) => store.reserve({ key, tokens, burst, emissionMillis }),
     store.available({ key, burst, emissionMillis }),
-    sharedLabels
+    sharedLabels,
+    wait
   )
 }
 
 /**
- * A layer providing one in-process `TokenBucket`.
+ * A layer providing one in-process `TokenBucket`. The service's `take` never fails, so a bucket with a `maxWait` is
+ * made with `make` (or is a `Limiter`'s) instead.
  *
  * @example
  * ```ts
@@ -359,7 +441,8 @@ export const makeWithStore = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<TokenBucket> => Layer.effect(TokenBucket, make(options))
+export const layer = (options: Options & { readonly maxWait?: undefined }): Layer.Layer<TokenBucket> =>
+  Layer.effect(TokenBucket, make(options))
 
 /**
  * Reads bucket options from configuration: `limit`, `interval` (a duration such as `"1 second"`) and an
@@ -387,7 +470,7 @@ export const layer = (options: Options): Layer.Layer<TokenBucket> => Layer.effec
  * @since 0.1.0
  * @category config
  */
-export const config = (name?: string): Config.Config<Options> =>
+export const config = (name?: string): Config.Config<Options & { readonly maxWait?: undefined }> =>
   Config.all({
     limit: Config.number("limit").pipe(
       Config.validate({ message: "must be a positive finite number", validation: (n) => Number.isFinite(n) && n > 0 })
@@ -430,5 +513,7 @@ export const positiveFiniteDuration = (duration: Duration.Duration): boolean => 
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (options: Config.Config<Options>): Layer.Layer<TokenBucket, ConfigError.ConfigError> =>
-  Layer.effect(TokenBucket, Effect.flatMap(options, make))
+export const layerConfig = (
+  options: Config.Config<Options & { readonly maxWait?: undefined }>
+): Layer.Layer<TokenBucket, ConfigError.ConfigError> =>
+  Layer.effect(TokenBucket, Effect.flatMap(options, (resolved) => make(resolved)))

@@ -35,6 +35,14 @@ export * as Limiter from "./Limiter.js"
 export * as TokenBucket from "./TokenBucket.js"
 
 /**
+ * The one error every limit fails with when a caller waited its `maxWait` without being served.
+ *
+ * @since 0.1.0
+ * @category modules
+ */
+export * as WaitTimeout from "./WaitTimeout.js"
+
+/**
  * Where token buckets keep their state: in memory, or shared across processes.
  *
  * @since 0.1.0

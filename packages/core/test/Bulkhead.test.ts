@@ -1,12 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Bulkhead } from "@spindle/core"
+import { Bulkhead, WaitTimeout } from "@spindle/core"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
@@ -191,5 +193,83 @@ describe("Bulkhead", () => {
       assert.include(String(exit), "maxConcurrent must be a positive integer")
       const queued = yield* Effect.exit(Bulkhead.make({ maxConcurrent: 1, maxQueued: -1 }))
       assert.include(String(queued), "maxQueued must be a non-negative integer")
+    }))
+})
+
+describe("Bulkhead maxWait", () => {
+  it.effect("a waiter fails at exactly maxWait, holding nothing, and the next waiter is served", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxWait: "100 millis", name: "mw-bulkhead" })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(bulkhead.run(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const waiter = yield* Effect.fork(bulkhead.run(Effect.succeed("ran")))
+      yield* TestClock.adjust("99 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      assert.strictEqual(yield* bulkhead.queued, 1)
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(waiter))
+      assert.instanceOf(error, WaitTimeout.WaitTimeoutError)
+      assert.deepStrictEqual(
+        [error.module, error.name, error.key, Duration.toMillis(error.maxWait)],
+        ["Bulkhead", "mw-bulkhead", undefined, 100]
+      )
+      assert.include(error.message, "Waited 100ms for Bulkhead \"mw-bulkhead\"")
+      assert.deepStrictEqual([yield* bulkhead.queued, yield* bulkhead.inFlight], [0, 1])
+      const timeouts = yield* Metric.value(
+        Metric.taggedWithLabels(Bulkhead.metrics.waitTimeouts, [MetricLabel.make("limiter", "mw-bulkhead")])
+      )
+      assert.strictEqual(timeouts.count, 1)
+      const next = yield* Effect.fork(bulkhead.run(Effect.succeed("next")))
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(next), "next")
+      assert.deepStrictEqual([yield* bulkhead.queued, yield* bulkhead.inFlight], [0, 0])
+    }))
+
+  it.effect("a waiter granted before maxWait runs as long as it needs: only the queueing is bounded", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxWait: "100 millis" })
+      const holder = yield* Effect.fork(bulkhead.run(Effect.sleep("60 millis")))
+      yield* Effect.yieldNow()
+      const waiter = yield* Effect.fork(bulkhead.run(Effect.as(Effect.sleep("500 millis"), "done")))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(waiter), "done")
+      assert.deepStrictEqual([yield* bulkhead.queued, yield* bulkhead.inFlight], [0, 0])
+    }))
+
+  it.effect("an interrupted waiter leaves no trace: the next one keeps its place and its own deadline", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxWait: "100 millis" })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(bulkhead.run(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const first = yield* Effect.fork(bulkhead.run(Effect.succeed(1)))
+      yield* TestClock.adjust("50 millis")
+      const second = yield* Effect.fork(bulkhead.run(Effect.succeed(2)))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(first)
+      assert.strictEqual(yield* bulkhead.queued, 1)
+      yield* TestClock.adjust("99 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(second)))
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(second), 2)
+      assert.deepStrictEqual([yield* bulkhead.queued, yield* bulkhead.inFlight], [0, 0])
+    }))
+
+  it.effect("maxWait 0 sheds a caller that would queue and runs one that need not", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxWait: 0 })
+      assert.strictEqual(yield* bulkhead.run(Effect.succeed(1)), 1)
+      const holder = yield* Effect.fork(bulkhead.run(Effect.never))
+      yield* Effect.yieldNow()
+      const error = yield* Effect.flip(bulkhead.run(Effect.succeed(2)))
+      assert.strictEqual(error._tag, "WaitTimeoutError")
+      assert.strictEqual(yield* bulkhead.queued, 0)
+      yield* Fiber.interrupt(holder)
+      assert.strictEqual(yield* bulkhead.inFlight, 0)
     }))
 })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { KeyedLimiter, TokenBucketStore } from "@spindle/core"
+import { KeyedLimiter, TokenBucketStore, WaitTimeout } from "@spindle/core"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -114,5 +114,62 @@ describe("KeyedLimiter", () => {
       const times = yield* Fiber.join(fiber)
       assert.deepStrictEqual([...times.slice(0, 3)].sort((a, b) => a - b), [0, 100, 200])
       assert.strictEqual(times[3], 0)
+    }).pipe(Effect.provide(TokenBucketStore.layerMemory)))
+})
+
+const asTimeout = (error: unknown): WaitTimeout.WaitTimeoutError => {
+  assert.instanceOf(error, WaitTimeout.WaitTimeoutError)
+  return error as WaitTimeout.WaitTimeoutError
+}
+
+describe("KeyedLimiter maxWait", () => {
+  it.effect("a caller fails at exactly maxWait with an error naming the key; other keys are unaffected", () =>
+    Effect.gen(function*() {
+      const perHost = yield* KeyedLimiter.make({ concurrency: 1, maxWait: "100 millis", name: "mw-hosts" })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(perHost.run("a.example", Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const waiter = yield* Effect.fork(perHost.run("a.example", Effect.succeed("a")))
+      yield* TestClock.adjust("99 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      assert.strictEqual(yield* perHost.run("b.example", Effect.succeed("b")), "b")
+      yield* TestClock.adjust("1 millis")
+      const error = asTimeout(yield* Effect.flip(Fiber.join(waiter)))
+      assert.deepStrictEqual(
+        [error._tag, error.module, error.name, error.key],
+        ["WaitTimeoutError", "KeyedLimiter", "mw-hosts", "a.example"]
+      )
+      assert.include(error.message, "(key a.example)")
+      const stats = Option.getOrThrow(yield* perHost.stats("a.example"))
+      assert.deepStrictEqual([stats.inFlight, stats.queued], [1, 0])
+      const interrupted = yield* Effect.fork(perHost.run("a.example", Effect.succeed("x")))
+      const next = yield* Effect.fork(perHost.run("a.example", Effect.succeed("next")))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(interrupted)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(next), "next")
+      const after = Option.getOrThrow(yield* perHost.stats("a.example"))
+      assert.deepStrictEqual([after.inFlight, after.queued], [0, 0])
+    }).pipe(Effect.provide(TokenBucketStore.layerMemory)))
+
+  it.effect("the deadline spans the key's permit and its token", () =>
+    Effect.gen(function*() {
+      const perHost = yield* KeyedLimiter.make({
+        rate: { limit: 10, interval: "1 second", burst: 1 },
+        maxWait: "150 millis"
+      })
+      const stamp = perHost.run("h", Clock.currentTimeMillis)
+      assert.strictEqual(yield* stamp, 0)
+      const served = yield* Effect.fork(stamp) // token at 100 ms
+      const late = yield* Effect.fork(stamp) // token at 200 ms: past its deadline
+      yield* TestClock.adjust("149 millis")
+      assert.strictEqual(yield* Fiber.join(served), 100)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(late)))
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(asTimeout(yield* Effect.flip(Fiber.join(late))).key, "h")
+      const next = yield* Effect.fork(stamp)
+      yield* TestClock.adjust("50 millis")
+      assert.strictEqual(yield* Fiber.join(next), 200)
     }).pipe(Effect.provide(TokenBucketStore.layerMemory)))
 })

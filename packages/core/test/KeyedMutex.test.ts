@@ -3,6 +3,7 @@ import { KeyedMutex } from "@spindle/core"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 
@@ -66,6 +67,47 @@ describe("KeyedMutex", () => {
       const failed = yield* Effect.flip(mutex.withLock("k", Effect.fail("boom")))
       assert.strictEqual(failed, "boom")
       assert.strictEqual(yield* mutex.withLock("k", Effect.succeed(1)), 1)
+      assert.strictEqual(yield* mutex.size, 0)
+    }))
+})
+
+describe("KeyedMutex maxWait", () => {
+  it.effect("a waiter fails at exactly maxWait naming the key, and the next waiter gets the lock", () =>
+    Effect.gen(function*() {
+      const mutex = yield* KeyedMutex.make({ maxWait: "100 millis", name: "files" })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(mutex.withLock("a.log", Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const waiter = yield* Effect.fork(mutex.withLock("a.log", Effect.succeed("ran")))
+      yield* TestClock.adjust("99 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      assert.strictEqual(yield* mutex.withLock("b.log", Effect.succeed("b")), "b")
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(waiter))
+      assert.deepStrictEqual(
+        [error._tag, error.module, error.name, error.key],
+        ["WaitTimeoutError", "KeyedMutex", "files", "a.log"]
+      )
+      const next = yield* Effect.fork(mutex.withLock("a.log", Effect.succeed("next")))
+      yield* TestClock.adjust("50 millis")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(next), "next")
+      assert.deepStrictEqual([yield* mutex.isLocked("a.log"), yield* mutex.size], [false, 0])
+    }))
+
+  it.effect("an interrupted waiter leaves no trace, and a lock granted in time runs to its end", () =>
+    Effect.gen(function*() {
+      const mutex = yield* KeyedMutex.make<number>({ maxWait: "100 millis" })
+      const holder = yield* Effect.fork(mutex.withLock(1, Effect.sleep("60 millis")))
+      yield* Effect.yieldNow()
+      const interrupted = yield* Effect.fork(mutex.withLock(1, Effect.void))
+      const served = yield* Effect.fork(mutex.withLock(1, Effect.as(Effect.sleep("1 second"), "served")))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(interrupted)
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(served), "served")
       assert.strictEqual(yield* mutex.size, 0)
     }))
 })

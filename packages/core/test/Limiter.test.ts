@@ -110,3 +110,52 @@ describe("Limiter", () => {
       assert.include(String(error), "must be an integer >= 1")
     }))
 })
+
+describe("Limiter maxWait", () => {
+  it.effect("one deadline spans the permit and the token: the caller fails at maxWait after it arrived", () =>
+    Effect.gen(function*() {
+      const limiter = yield* Limiter.make({
+        concurrency: 1,
+        rate: { limit: 10, interval: "1 second", burst: 1 },
+        maxWait: "80 millis",
+        name: "mw-limiter"
+      })
+      const holder = yield* Effect.fork(limiter.run(Effect.sleep("50 millis")))
+      yield* Effect.yieldNow()
+      // Its permit comes at 50 ms, its token would come at 100 ms: past 80 ms after it arrived.
+      const waiter = yield* Effect.fork(limiter.run(Effect.succeed("ran")))
+      yield* TestClock.adjust("79 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      assert.strictEqual(yield* limiter.inFlight, 1)
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(waiter))
+      assert.deepStrictEqual([error._tag, error.module, error.name], ["WaitTimeoutError", "Limiter", "mw-limiter"])
+      yield* Fiber.join(holder)
+      assert.deepStrictEqual([yield* limiter.inFlight, yield* limiter.queued], [0, 0])
+      // It took no token: the one due at 100 ms is the next caller's.
+      const next = yield* Effect.fork(limiter.run(Clock.currentTimeMillis))
+      yield* TestClock.adjust("20 millis")
+      assert.strictEqual(yield* Fiber.join(next), 100)
+    }))
+
+  it.effect("a caller served within maxWait is unaffected, and an interrupted one leaves no trace", () =>
+    Effect.gen(function*() {
+      const limiter = yield* Limiter.make({
+        concurrency: 1,
+        rate: { limit: 10, interval: "1 second", burst: 1 },
+        maxWait: "150 millis"
+      })
+      const holder = yield* Effect.fork(limiter.run(Effect.sleep("50 millis")))
+      yield* Effect.yieldNow()
+      const interrupted = yield* Effect.fork(limiter.run(Effect.succeed(0)))
+      const served = yield* Effect.fork(limiter.run(Effect.zipRight(Effect.sleep("1 second"), Clock.currentTimeMillis)))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(interrupted)
+      assert.strictEqual(yield* limiter.queued, 1)
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(holder)
+      // Permit at 50 ms, token at 100 ms, then a second of work.
+      assert.strictEqual(yield* Fiber.join(served), 1100)
+      assert.deepStrictEqual([yield* limiter.inFlight, yield* limiter.queued], [0, 0])
+    }))
+})

@@ -1,8 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
+import type { WaitTimeout } from "@spindle/core"
 import { ResourcePool } from "@spindle/core"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 
@@ -131,5 +134,51 @@ describe("ResourcePool interruption", () => {
       assert.strictEqual(yield* pool.use((conn) => Effect.succeed(conn.id)), 0)
       assert.strictEqual(yield* created, 1)
       assert.strictEqual((yield* pool.stats).inUse, 0)
+    }))
+})
+
+describe("ResourcePool maxWait", () => {
+  it.scoped("a borrower that queues fails at exactly maxWait; the next one gets the resource", () =>
+    Effect.gen(function*() {
+      const { acquire, created } = yield* makeConnections
+      const pool = yield* ResourcePool.make({ acquire, max: 1, maxWait: "100 millis", name: "db" })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(pool.use(() => Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const waiter = yield* Effect.fork(pool.use((conn) => Effect.succeed(conn.id)))
+      yield* TestClock.adjust("99 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(waiter))
+      assert.deepStrictEqual([error._tag, (error as WaitTimeout.WaitTimeoutError).module], [
+        "WaitTimeoutError",
+        "ResourcePool"
+      ])
+      assert.deepStrictEqual(yield* pool.stats, { size: 1, inUse: 1, waiting: 0 })
+      const next = yield* Effect.fork(pool.use((conn) => Effect.succeed(conn.id)))
+      yield* TestClock.adjust("50 millis")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(next), 0)
+      assert.strictEqual(yield* created, 1)
+      assert.deepStrictEqual(yield* pool.stats, { size: 1, inUse: 0, waiting: 0 })
+    }))
+
+  it.scoped("a free resource is borrowed with no timer, and an interrupted borrower leaves no trace", () =>
+    Effect.gen(function*() {
+      const { acquire } = yield* makeConnections
+      const pool = yield* ResourcePool.make({ acquire, max: 1, maxWait: "100 millis" })
+      assert.strictEqual(yield* pool.use((conn) => Effect.succeed(conn.id)), 0)
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(pool.use(() => Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const interrupted = yield* Effect.fork(pool.use((conn) => Effect.succeed(conn.id)))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(interrupted)
+      assert.deepStrictEqual(yield* pool.stats, { size: 1, inUse: 1, waiting: 0 })
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* pool.use((conn) => Effect.succeed(conn.id)), 0)
+      assert.deepStrictEqual(yield* pool.stats, { size: 1, inUse: 0, waiting: 0 })
     }))
 })

@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 
@@ -229,5 +230,92 @@ describe("TokenBucket (live clock)", () => {
         const window = sorted[i] - sorted[0]
         assert.isAtMost(i + 1, 2 + Math.floor((window + slack) / 50), `start ${i} came ${window} ms after the first`)
       }
+    }))
+})
+
+describe("TokenBucket maxWait", () => {
+  it.effect("a take fails at exactly maxWait, takes nothing, and the next waiter gets the tokens", () =>
+    Effect.gen(function*() {
+      // 10 per second (one token every 100 ms), burst 5.
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 5, maxWait: "300 millis" })
+      yield* bucket.take(5)
+      const big = yield* Effect.fork(bucket.take(5)) // due at 500 ms: past its deadline of 300 ms
+      yield* TestClock.adjust("100 millis")
+      const small = yield* Effect.fork(Effect.zipRight(bucket.take(1), Clock.currentTimeMillis))
+      yield* TestClock.adjust("199 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(big)))
+      assert.strictEqual(yield* bucket.waiting, 2)
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(big))
+      assert.deepStrictEqual(
+        [error._tag, error.module, error.name, Duration.toMillis(error.maxWait)],
+        ["WaitTimeoutError", "TokenBucket", "default", 300]
+      )
+      // The timed-out waiter reserved nothing: the next one is served at once from the 3 tokens refilled by now.
+      assert.strictEqual(yield* Fiber.join(small), 300)
+      assert.strictEqual(yield* bucket.available, 2)
+      assert.strictEqual(yield* bucket.waiting, 0)
+    }))
+
+  it.effect("a parked waiter behind the head times out at its own deadline; one served in time is unaffected", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 1, maxWait: "150 millis" })
+      yield* bucket.take()
+      const stamp = Effect.zipRight(bucket.take(), Clock.currentTimeMillis)
+      const first = yield* Effect.fork(stamp) // due at 100 ms
+      const second = yield* Effect.fork(stamp) // due at 200 ms, deadline 150 ms
+      yield* TestClock.adjust("149 millis")
+      assert.strictEqual(yield* Fiber.join(first), 100)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(second)))
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual((yield* Effect.flip(Fiber.join(second)))._tag, "WaitTimeoutError")
+      assert.strictEqual(yield* bucket.waiting, 0)
+      // Nothing was reserved for it: the token due at 200 ms goes to the next caller.
+      const third = yield* Effect.fork(stamp)
+      yield* TestClock.adjust("50 millis")
+      assert.strictEqual(yield* Fiber.join(third), 200)
+      const timeouts = yield* Metric.value(
+        Metric.taggedWithLabels(TokenBucket.metrics.waitTimeouts, [MetricLabel.make("bucket", "default")])
+      )
+      assert.isAtLeast(timeouts.count, 1)
+    }))
+
+  it.effect("an interrupted waiter leaves no trace: the ones behind it keep their order and deadlines", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 1, maxWait: "250 millis" })
+      yield* bucket.take()
+      const stamp = Effect.zipRight(bucket.take(), Clock.currentTimeMillis)
+      const head = yield* Effect.fork(stamp)
+      const middle = yield* Effect.fork(stamp)
+      const last = yield* Effect.fork(stamp)
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(middle)
+      yield* Fiber.interrupt(head)
+      assert.strictEqual(yield* bucket.waiting, 1)
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual(yield* Fiber.join(last), 100)
+      assert.strictEqual(yield* bucket.waiting, 0)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* bucket.available, 1)
+    }))
+
+  it.effect("an uninterruptible take stays uninterruptible while it waits", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 1 })
+      yield* bucket.take()
+      const tookAt = yield* Ref.make(-1)
+      const taker = yield* Effect.fork(
+        Effect.uninterruptible(
+          Effect.zipRight(bucket.take(), Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.set(tookAt, now)))
+        )
+      )
+      yield* Effect.yieldNow()
+      const interrupting = yield* Effect.fork(Fiber.interrupt(taker))
+      yield* TestClock.adjust("50 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(interrupting)))
+      yield* TestClock.adjust("50 millis")
+      yield* Fiber.join(interrupting)
+      assert.strictEqual(yield* Ref.get(tookAt), 100)
+      assert.strictEqual(yield* bucket.waiting, 0)
     }))
 })

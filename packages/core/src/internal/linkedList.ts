@@ -28,6 +28,24 @@ export class LinkedList<A> {
     return node
   }
 
+  unshift(value: A): Node<A> {
+    const node: Node<A> = { value, prev: undefined, next: this.head, linked: true }
+    if (this.head === undefined) this.tail = node
+    else this.head.prev = node
+    this.head = node
+    this.length++
+    return node
+  }
+
+  insertAfter(after: Node<A>, value: A): Node<A> {
+    if (after === this.tail) return this.push(value)
+    const node: Node<A> = { value, prev: after, next: after.next, linked: true }
+    after.next!.prev = node
+    after.next = node
+    this.length++
+    return node
+  }
+
   shift(): Node<A> | undefined {
     const node = this.head
     if (node !== undefined) this.remove(node)

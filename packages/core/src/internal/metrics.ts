@@ -66,6 +66,18 @@ export const rejections = Metric.counter("spindle_limiter_rejections_total", {
 })
 
 /** @internal */
+export const waitTimeouts = Metric.counter("spindle_limiter_wait_timeouts_total", {
+  description: "Effects that waited their limit's maxWait for a permit and gave up",
+  incremental: true
+})
+
+/** @internal */
+export const tokenWaitTimeouts = Metric.counter("spindle_token_bucket_wait_timeouts_total", {
+  description: "take calls that waited a token bucket's maxWait for their tokens and gave up",
+  incremental: true
+})
+
+/** @internal */
 export const keys = Metric.gauge("spindle_keyed_limiter_keys", {
   description: "Keys currently held in memory by a keyed limiter"
 })

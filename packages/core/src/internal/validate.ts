@@ -80,3 +80,24 @@ export const nonNegativeIntegerOr = <B>(
   fallback: B,
   allowInfinity = false
 ): number | B => value === undefined ? fallback : nonNegativeInteger(module, field, value, allowInfinity)
+
+/**
+ * An optional non-negative duration option (a `maxWait`): `fallback` when absent, else its milliseconds, validated.
+ *
+ * @internal
+ */
+export const nonNegativeDurationOr = <B>(
+  module: string,
+  field: string,
+  input: Duration.DurationInput | undefined,
+  fallback: B
+): number | B => {
+  if (input === undefined) return fallback
+  const decoded = Duration.decodeUnknown(input)
+  if (decoded._tag === "None") return illegal(module, `${field} is not a valid duration: ${String(input)}`)
+  const millis = Duration.toMillis(decoded.value)
+  if (!Number.isFinite(millis) || millis < 0) {
+    illegal(module, `${field} must be a non-negative finite duration, got ${Duration.format(decoded.value)}`)
+  }
+  return millis
+}
