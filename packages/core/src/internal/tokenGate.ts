@@ -5,7 +5,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type { WaitTimeoutError } from "../WaitTimeout.js"
 import type * as Expiry from "./expiry.js"
-import { LinkedList, type Node } from "./linkedList.js"
+import type { Node } from "./linkedList.js"
 
 /**
  * What a token store answers to a reservation: granted (`delayMillis === 0`) or the time after which it
@@ -43,15 +43,55 @@ export interface WaitOptions {
   readonly onTimeout: () => void
 }
 
+type Resume = (effect: Effect.Effect<void, any>) => void
+
+// Every field counts: 100,000 of these may be parked at once.
 interface Waiter {
   readonly tokens: number
   readonly core: Core
-  node: Node<Waiter> | undefined
-  // The parked fiber's resume callback once it has suspended; `pending` holds what it is woken with before then.
-  resume: ((effect: Effect.Effect<void, any>) => void) | undefined
-  pending: Effect.Effect<void, any> | undefined
+  // The queue is intrusive: no node object per waiter.
+  prev: Waiter | undefined
+  next: Waiter | undefined
+  // The parked fiber's resume callback once it has suspended, or the effect it is to be woken with before then.
+  wakeup: Resume | Effect.Effect<void, any> | undefined
+  // Only with a `maxWait`.
+  readonly timer: Timer | undefined
+}
+
+interface Timer {
   deadline: number
   expiry: Node<Expiry.Entry> | undefined
+}
+
+/** A FIFO of waiters linked through their own fields. */
+class Queue {
+  head: Waiter | undefined = undefined
+  tail: Waiter | undefined = undefined
+  length = 0
+
+  push(waiter: Waiter): void {
+    waiter.prev = this.tail
+    if (this.tail === undefined) this.head = waiter
+    else this.tail.next = waiter
+    this.tail = waiter
+    this.length++
+  }
+
+  has(waiter: Waiter): boolean {
+    return waiter.prev !== undefined || this.head === waiter
+  }
+
+  remove(waiter: Waiter): boolean {
+    if (!this.has(waiter)) return false
+    if (waiter.prev === undefined) this.head = waiter.next
+    else waiter.prev.next = waiter.next
+    if (waiter.next === undefined) this.tail = waiter.prev
+    else waiter.next.prev = waiter.prev
+    waiter.prev = undefined
+    waiter.next = undefined
+    this.length--
+    return true
+  }
 }
 
 // What a waiter needs from its gate.
@@ -78,14 +118,15 @@ const done = (): Waiter => {
 }
 
 // One parameter exactly: any other count makes `Effect.async` allocate an AbortController per call.
-const register = (resume: (effect: Effect.Effect<void, any>) => void): void => {
+const register = (resume: Resume): void => {
   const waiter = current()
-  const pending = waiter.pending
-  if (pending !== undefined) {
-    waiter.pending = undefined
-    return resume(pending)
+  const pending = waiter.wakeup
+  if (pending === undefined) {
+    waiter.wakeup = resume
+  } else {
+    waiter.wakeup = undefined
+    resume(pending as Effect.Effect<void, any>)
   }
-  waiter.resume = resume
 }
 
 /** @internal */
@@ -122,13 +163,14 @@ const takingInterruptible = Effect.uninterruptible(
 )
 const takingUninterruptible = Effect.zipRight(enqueue, Effect.matchCauseEffect(turn, handlers))
 
+// Effects are objects, never functions: a function here is the parked fiber's resume callback.
 const wake = (waiter: Waiter, effect: Effect.Effect<void, any>): void => {
-  const resume = waiter.resume
-  if (resume === undefined) {
-    waiter.pending = effect
+  const wakeup = waiter.wakeup
+  if (typeof wakeup === "function") {
+    waiter.wakeup = undefined
+    wakeup(effect)
   } else {
-    waiter.resume = undefined
-    resume(effect)
+    waiter.wakeup = effect
   }
 }
 
@@ -151,30 +193,29 @@ export const make = <E>(
   },
   wait?: WaitOptions | undefined
 ): Gate<E> => {
-  const waiters = new LinkedList<Waiter>()
+  const waiters = new Queue()
   const maxWaitMillis = wait?.maxWaitMillis
 
   const promote = (): void => {
-    const head = waiters.head
-    if (head === undefined) return
-    const next = head.value
+    const next = waiters.head
+    if (next === undefined) return
     // The head watches its own deadline.
-    if (next.expiry !== undefined) {
-      wait!.expiry.cancel(next.expiry)
-      next.expiry = undefined
+    const timer = next.timer
+    if (timer !== undefined && timer.expiry !== undefined) {
+      wait!.expiry.cancel(timer.expiry)
+      timer.expiry = undefined
     }
     wake(next, loop(next))
   }
 
   const leave = (waiter: Waiter): void => {
-    if (waiter.expiry !== undefined) {
-      wait!.expiry.cancel(waiter.expiry)
-      waiter.expiry = undefined
+    const timer = waiter.timer
+    if (timer !== undefined && timer.expiry !== undefined) {
+      wait!.expiry.cancel(timer.expiry)
+      timer.expiry = undefined
     }
-    const node = waiter.node
-    if (node === undefined) return
-    const wasHead = waiters.head === node
-    if (!waiters.remove(node)) return
+    const wasHead = waiters.head === waiter
+    if (!waiters.remove(waiter)) return
     hooks.onWaiters(-1)
     if (wasHead) promote()
   }
@@ -195,8 +236,9 @@ export const make = <E>(
       }
       return Effect.clockWith((clock) => {
         const now = clock.unsafeCurrentTimeMillis()
-        if (Number.isNaN(waiter.deadline)) waiter.deadline = now + maxWaitMillis
-        const left = waiter.deadline - now
+        const timer = waiter.timer!
+        if (Number.isNaN(timer.deadline)) timer.deadline = now + maxWaitMillis
+        const left = timer.deadline - now
         if (left <= 0) return timedOut()
         return Effect.zipRight(
           Effect.sleep(Duration.millis(Math.min(decision.delayMillis, left))),
@@ -207,44 +249,43 @@ export const make = <E>(
 
   // A parked waiter whose deadline passed: out of the queue at once (it is not the head), then woken to fail.
   const expire = (waiter: Waiter) => () => {
-    waiter.expiry = undefined
-    if (waiters.remove(waiter.node!)) hooks.onWaiters(-1)
+    waiter.timer!.expiry = undefined
+    if (waiters.remove(waiter)) hooks.onWaiters(-1)
     wake(waiter, timedOut())
   }
 
   const arm = (waiter: Waiter): Effect.Effect<void> =>
     Effect.clockWith((clock) => {
-      if (Number.isNaN(waiter.deadline)) waiter.deadline = clock.unsafeCurrentTimeMillis() + maxWaitMillis!
-      return Effect.map(wait!.expiry.add(waiter.deadline, expire(waiter)), (entry) => {
+      const timer = waiter.timer!
+      if (Number.isNaN(timer.deadline)) timer.deadline = clock.unsafeCurrentTimeMillis() + maxWaitMillis!
+      return Effect.map(wait!.expiry.add(timer.deadline, expire(waiter)), (entry) => {
         // Promoted (or gone) while the entry was being added: the head watches its own deadline.
-        if (waiters.head === waiter.node || !waiter.node!.linked) wait!.expiry.cancel(entry)
-        else waiter.expiry = entry
+        if (waiters.head === waiter || !waiters.has(waiter)) wait!.expiry.cancel(entry)
+        else timer.expiry = entry
       })
     })
 
   const core: Core = {
     enqueue: (waiter) => {
       const isHead = waiters.length === 0
-      if (!isHead && maxWaitMillis === 0) {
-        waiter.node = undefined
-        return timedOut()
-      }
-      waiter.node = waiters.push(waiter)
+      if (!isHead && maxWaitMillis === 0) return timedOut()
+      waiters.push(waiter)
       hooks.onWaiters(1)
       return isHead || maxWaitMillis === undefined ? Effect.void : arm(waiter)
     },
-    turn: (waiter) => waiters.head === waiter.node ? loop(waiter) : parked,
+    turn: (waiter) => waiters.head === waiter ? loop(waiter) : parked,
     leave
   }
 
   const newWaiter = (tokens: number, ticket: Ticket | undefined): Waiter => ({
     tokens,
     core,
-    node: undefined,
-    resume: undefined,
-    pending: undefined,
-    deadline: ticket === undefined ? Number.NaN : ticket.deadline,
-    expiry: undefined
+    prev: undefined,
+    next: undefined,
+    wakeup: undefined,
+    timer: maxWaitMillis === undefined
+      ? undefined
+      : { deadline: ticket === undefined ? Number.NaN : ticket.deadline, expiry: undefined }
   })
 
   // Waits as a parked fiber: the waiter is the fiber's, the effect is shared.
@@ -260,7 +301,7 @@ export const make = <E>(
     Effect.uninterruptibleMask((restore) => {
       if (waiters.length > 0) return restore(wait_(tokens, ticket))
       const waiter = newWaiter(tokens, ticket)
-      waiter.node = waiters.push(waiter)
+      waiters.push(waiter)
       hooks.onWaiters(1)
       return Effect.matchCauseEffect(restore(loop(waiter)), {
         onFailure: (cause) => {
