@@ -138,6 +138,24 @@ export interface Limiter<E = Bulkhead.BulkheadRejected | WaitTimeoutError> {
   readonly name: string
   /** Runs `self` once both a concurrency permit and a token are held; the permit is released when it ends. */
   readonly run: <A, E2, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E | E2, R>
+  /**
+   * Runs `f` for every element under both limits, started in order, without a fiber per waiting element: with a
+   * concurrency limit, `concurrency` workers pull the elements (as `Bulkhead.forEach`) and each takes a token before
+   * it starts one; with a rate only, one fiber takes the tokens for all of them (as `TokenBucket.forEach`). So
+   * 100,000 elements wait in memory proportional to the limits, not to their number. Fails fast.
+   */
+  readonly forEach: {
+    <A, B, E2, R>(
+      elements: Iterable<A>,
+      f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+      options: { readonly discard: true }
+    ): Effect.Effect<void, E | E2, R>
+    <A, B, E2, R>(
+      elements: Iterable<A>,
+      f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+      options?: { readonly discard?: false | undefined }
+    ): Effect.Effect<Array<B>, E | E2, R>
+  }
   /** Effects holding a permit (including those waiting for a token). */
   readonly inFlight: Effect.Effect<number>
   /** Effects waiting for a permit. */
@@ -186,6 +204,17 @@ export const fromParts = <E>(
         const ticket = { deadline: Number.NaN }
         return bulkhead.runTicket(Effect.zipRight(bucket.takeTicket(1, ticket), self), ticket)
       }),
+  forEach: (bucket === undefined
+    ? bulkhead.forEach
+    : bulkhead.maxConcurrent === Number.POSITIVE_INFINITY
+    ? bucket.forEach
+    : (
+      elements: Iterable<unknown>,
+      f: (a: unknown, i: number) => Effect.Effect<unknown, unknown, unknown>,
+      options?: any
+    ) => bulkhead.forEach(elements, (a, i) => Effect.zipRight(bucket.take(1), f(a, i)), options)) as Limiter<
+      E
+    >["forEach"],
   inFlight: bulkhead.inFlight,
   queued: bulkhead.queued,
   tokens: bucket === undefined ? Effect.succeedNone : Effect.asSome(bucket.available)

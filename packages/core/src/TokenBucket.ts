@@ -14,9 +14,12 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as Bulkhead from "./Bulkhead.js"
 import * as Expiry from "./internal/expiry.js"
 import * as Gcra from "./internal/gcra.js"
 import * as Metrics from "./internal/metrics.js"
+import * as Paced from "./internal/paced.js"
 import * as TokenGate from "./internal/tokenGate.js"
 import * as Validate from "./internal/validate.js"
 import * as TokenBucketStore from "./TokenBucketStore.js"
@@ -148,6 +151,27 @@ export interface TokenBucket<E = never> {
   readonly withTokens: {
     (tokens?: number): <A, E2, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E | E2, R>
   }
+  /**
+   * Runs `f` for every element, each started once it has taken a token, in order, at the bucket's rate. Elements
+   * waiting for their token are not fibers: one fiber waits in the bucket for all of them (it queues with the
+   * bucket's other callers, in arrival order), so 100,000 elements cost no more memory than 10. A started element
+   * runs in a fiber of its own; with `concurrency` (default `"unbounded"`: the rate alone limits them) at most that
+   * many run at once. Fails fast: the first failure interrupts the rest.
+   */
+  readonly forEach: {
+    <A, B, E2, R>(
+      elements: Iterable<A>,
+      f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+      options: { readonly concurrency?: number | "unbounded" | undefined; readonly discard: true }
+    ): Effect.Effect<void, E | E2, R>
+    <A, B, E2, R>(
+      elements: Iterable<A>,
+      f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+      options?: { readonly concurrency?: number | "unbounded" | undefined; readonly discard?: false | undefined }
+    ): Effect.Effect<Array<B>, E | E2, R>
+  }
+  /** Paces a stream: each element is emitted once it has taken a token (pulled, never buffered ahead). */
+  readonly pace: <A, E2, R>(self: Stream.Stream<A, E2, R>) => Stream.Stream<A, E | E2, R>
   /** Tokens available now. */
   readonly available: Effect.Effect<number, E>
   /** Fibers waiting for tokens now. */
@@ -300,6 +324,20 @@ export const fromGate = <E>(
     }
   )
   const take = (tokens = 1) => Effect.suspend(() => gate.take(checkTokens(resolved, tokens)))
+  const takeOne = gate.take(1)
+  const forEach = <A, B, E2, R>(
+    elements: Iterable<A>,
+    f: (a: A, index: number) => Effect.Effect<B, E2, R>,
+    options?: { readonly concurrency?: number | "unbounded" | undefined; readonly discard?: boolean | undefined }
+  ): Effect.Effect<Array<B> | void, E | E2, R> => {
+    const discard = options?.discard === true
+    const concurrency = options?.concurrency ?? "unbounded"
+    if (concurrency === "unbounded") return Paced.forEach(elements, takeOne, f, discard)
+    // Bounded: `concurrency` workers, each taking a token before each element it pulls.
+    const workers = Bulkhead.unsafeMake<never>({ maxConcurrent: concurrency, name: resolved.name })
+    const paced = (a: A, i: number) => Effect.zipRight(takeOne, f(a, i))
+    return discard ? workers.forEach(elements, paced, { discard: true }) : workers.forEach(elements, paced)
+  }
   return {
     [TypeId]: TypeId,
     name: resolved.name,
@@ -309,6 +347,8 @@ export const fromGate = <E>(
     take,
     tryTake: (tokens = 1) => Effect.suspend(() => gate.tryTake(checkTokens(resolved, tokens))),
     withTokens: (tokens = 1) => (self) => Effect.zipRight(take(tokens), self),
+    forEach: forEach as TokenBucket<E>["forEach"],
+    pace: (self) => Stream.tap(self, () => takeOne),
     available,
     waiting: Effect.sync(() => gate.waiting()),
     takeTicket: (tokens, ticket) => gate.take(tokens, ticket)

@@ -159,3 +159,39 @@ describe("Limiter maxWait", () => {
       assert.deepStrictEqual([yield* limiter.inFlight, yield* limiter.queued], [0, 0])
     }))
 })
+
+describe("Limiter.forEach", () => {
+  it.effect("holds both limits without a fiber per waiting element", () =>
+    Effect.gen(function*() {
+      const limiter = yield* Limiter.make({ concurrency: 2, rate: { limit: 10, interval: "1 second", burst: 1 } })
+      const starts: Array<number> = []
+      let running = 0
+      let peak = 0
+      const fiber = yield* Effect.fork(limiter.forEach(Array.from({ length: 10 }, (_, i) => i), (n) =>
+        Effect.gen(function*() {
+          starts.push(yield* Clock.currentTimeMillis)
+          peak = Math.max(peak, ++running)
+          yield* Effect.sleep("250 millis")
+          running--
+          return n
+        })))
+      yield* TestClock.adjust("0 millis")
+      assert.strictEqual(yield* limiter.inFlight, 2)
+      yield* TestClock.adjust("10 seconds")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      assert.strictEqual(peak, 2)
+      // One start per 100 ms at most, and never more than 2 running: the 250 ms tasks bind after the first.
+      for (let i = 1; i < starts.length; i++) {
+        assert.isAtLeast(starts[i] - starts[i - 1], 100)
+      }
+      assert.deepStrictEqual([yield* limiter.inFlight, yield* limiter.queued], [0, 0])
+    }))
+
+  it.effect("with a rate only, starts every element at the rate", () =>
+    Effect.gen(function*() {
+      const limiter = yield* Limiter.make({ rate: { limit: 10, interval: "1 second", burst: 1 } })
+      const fiber = yield* Effect.fork(limiter.forEach([1, 2, 3], () => Clock.currentTimeMillis))
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), [0, 100, 200])
+    }))
+})

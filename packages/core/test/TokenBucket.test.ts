@@ -12,6 +12,7 @@ import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 
 // Starts `count` fibers that each take one token and record the clock when they got it.
@@ -317,5 +318,92 @@ describe("TokenBucket maxWait", () => {
       yield* Fiber.join(interrupting)
       assert.strictEqual(yield* Ref.get(tookAt), 100)
       assert.strictEqual(yield* bucket.waiting, 0)
+    }))
+})
+
+describe("TokenBucket.forEach and pace", () => {
+  it.effect("starts every element at the bucket's rate, in order, with one fiber waiting for all of them", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 2 })
+      const starts: Array<readonly [number, number]> = []
+      function* elements() {
+        for (let i = 0; i < 1_000; i++) yield i
+      }
+      const fiber = yield* Effect.fork(
+        bucket.forEach(elements(), (n, index) =>
+          Effect.map(Clock.currentTimeMillis, (now) => {
+            starts.push([n, now])
+            return n * 2 + index
+          }))
+      )
+      yield* TestClock.adjust("0 millis")
+      // 1,000 elements waiting, one waiter in the bucket.
+      assert.strictEqual(yield* bucket.waiting, 1)
+      yield* TestClock.adjust("99.8 seconds")
+      const results = yield* Fiber.join(fiber)
+      assert.strictEqual(results.length, 1_000)
+      assert.strictEqual(results[999], 999 * 3)
+      assert.deepStrictEqual(starts.slice(0, 4), [[0, 0], [1, 0], [2, 100], [3, 200]])
+      assert.deepStrictEqual(starts[999], [999, 99_800])
+      assert.strictEqual(yield* bucket.waiting, 0)
+    }))
+
+  it.effect("queues with the bucket's other callers in arrival order", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 1 })
+      yield* bucket.take()
+      const log: Array<string> = []
+      const stamp = (label: string) => Effect.map(Clock.currentTimeMillis, (now) => log.push(`${label}@${now}`))
+      const loop = yield* Effect.fork(bucket.forEach([1, 2], (n) => stamp(`each${n}`), { discard: true }))
+      yield* TestClock.adjust("0 millis")
+      const caller = yield* Effect.fork(Effect.zipRight(bucket.take(), stamp("caller")))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(loop)
+      yield* Fiber.join(caller)
+      assert.deepStrictEqual(log, ["each1@100", "caller@200", "each2@300"])
+    }))
+
+  it.effect("fails fast: the first failure interrupts the elements still running and the ones not started", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 10 })
+      const interrupted = yield* Ref.make(0)
+      const started = yield* Ref.make(0)
+      const exit = yield* Effect.exit(bucket.forEach([1, 2, 3, 4, 5], (n) =>
+        Effect.zipRight(
+          Ref.update(started, (k) => k + 1),
+          n === 3 ? Effect.fail("boom") : Effect.onInterrupt(Effect.never, () => Ref.update(interrupted, (k) => k + 1))
+        ), { discard: true }))
+      assert.deepStrictEqual(exit, Exit.fail("boom"))
+      assert.strictEqual(yield* Ref.get(interrupted), (yield* Ref.get(started)) - 1)
+      assert.isAtMost(yield* Ref.get(started), 5)
+    }))
+
+  it.effect("with a concurrency, at most that many elements run at once", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 100, interval: "1 second", burst: 100 })
+      let running = 0
+      let peak = 0
+      const fiber = yield* Effect.fork(bucket.forEach(Array.from({ length: 20 }, (_, i) => i), () =>
+        Effect.suspend(() => {
+          peak = Math.max(peak, ++running)
+          return Effect.ensuring(Effect.sleep("1 second"), Effect.sync(() => running--))
+        }), { concurrency: 3, discard: true }))
+      yield* TestClock.adjust("7 seconds")
+      yield* Fiber.join(fiber)
+      assert.strictEqual(peak, 3)
+    }))
+
+  it.effect("pace emits a stream's elements at the bucket's rate", () =>
+    Effect.gen(function*() {
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 1 })
+      const fiber = yield* Effect.fork(
+        Stream.range(1, 4).pipe(
+          bucket.pace,
+          Stream.mapEffect((n) => Effect.map(Clock.currentTimeMillis, (now) => [n, now] as const)),
+          Stream.runCollect
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Fiber.join(fiber)), [[1, 0], [2, 100], [3, 200], [4, 300]])
     }))
 })
