@@ -8,7 +8,12 @@
  *   --variant=spindle-timeout    the same around `Deadline.attempt(noop, "1 second")`
  *   --variant=effect-timeout     `noop.pipe(Effect.timeout("1 second"), Effect.retry(exponential("100 millis") ▸
  *                                jittered ▸ compose(recurs(3))))` (Effect has no circuit breaker)
+ *   --variant=spindle-timeout-promise  the same around `Deadline.attemptPromise(() => Promise.resolve(1), "1 second")`
+ *                                (the cooperative form: the promise is called without an Effect.promise around it)
  *   --variant=deadline           `Deadline.attempt(noop, "1 second")` alone (where the timeout's cost comes from)
+ *   --variant=deadline-promise   `Deadline.attemptPromise(() => Promise.resolve(1), "1 second")` alone
+ *   --variant=deadline-promise-signal  `Deadline.attemptPromise((signal) => …, "1 second")` alone: the function
+ *                                takes the signal, so an AbortController is made per call
  *   --variant=effect-timeout-only `Effect.timeout(noop, "1 second")` alone
  */
 import { CircuitBreaker, Deadline, RetryPolicy } from "@spindle/core"
@@ -20,14 +25,18 @@ const variant = choiceArg("variant", [
   "bare",
   "spindle",
   "spindle-timeout",
+  "spindle-timeout-promise",
   "effect-timeout",
   "deadline",
+  "deadline-promise",
+  "deadline-promise-signal",
   "effect-timeout-only"
 ])
 const n = numberArg("n", 200_000)
 const warmup = numberArg("warmup", 20_000)
 
 const noop: Effect.Effect<number> = Effect.promise(() => Promise.resolve(1))
+const noopPromise = Deadline.attemptPromise(() => Promise.resolve(1), "1 second")
 
 // The wrapped call is built once, as an application builds its policy once and calls through it many times.
 const call: Effect.Effect<Effect.Effect<number, unknown>> = (() => {
@@ -36,11 +45,18 @@ const call: Effect.Effect<Effect.Effect<number, unknown>> = (() => {
       return Effect.succeed(noop)
     case "spindle":
     case "spindle-timeout":
+    case "spindle-timeout-promise":
       return Effect.map(
         CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(5) }),
         (breaker) => {
           const retry = RetryPolicy.make({ maxAttempts: 3 })
-          return retry(breaker.run(variant === "spindle" ? noop : Deadline.attempt(noop, "1 second")))
+          return retry(breaker.run(
+            variant === "spindle"
+              ? noop
+              : variant === "spindle-timeout"
+              ? Deadline.attempt(noop, "1 second")
+              : noopPromise
+          ))
         }
       )
     case "effect-timeout":
@@ -50,6 +66,10 @@ const call: Effect.Effect<Effect.Effect<number, unknown>> = (() => {
       ))
     case "deadline":
       return Effect.succeed(Deadline.attempt(noop, "1 second"))
+    case "deadline-promise":
+      return Effect.succeed(noopPromise)
+    case "deadline-promise-signal":
+      return Effect.succeed(Deadline.attemptPromise((signal) => Promise.resolve(signal.aborted ? 0 : 1), "1 second"))
     case "effect-timeout-only":
       return Effect.succeed(Effect.timeout(noop, "1 second"))
   }
