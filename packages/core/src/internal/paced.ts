@@ -1,10 +1,12 @@
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 
 /**
- * Runs `f` for every element, each started once `admit` (a token) lets it: one fiber, the driver, waits for the
- * starts, so elements waiting their turn are never fibers (100,000 of them cost their iterator, nothing more); a
- * started element runs in a fiber of its own until it ends. Fails fast: the first failure interrupts the driver and
+ * Runs `f` for every element, each started once `admit` (a token) lets it, in order: the driver forks one element
+ * at a time and waits until it has its token, so elements waiting their turn are never fibers (100,000 of them cost
+ * their iterator, nothing more); an element runs in its fiber from its token to its end. Fails fast: the first failure interrupts the driver and
  * every element still running.
  *
  * @internal
@@ -15,7 +17,7 @@ export const forEach = <A, B, E, R, E2>(
   f: (a: A, index: number) => Effect.Effect<B, E, R>,
   discard: boolean
 ): Effect.Effect<Array<B> | void, E | E2, R> =>
-  Effect.scoped(Effect.flatMap(FiberSet.make<unknown, E>(), (running) => {
+  Effect.scoped(Effect.flatMap(FiberSet.make<unknown, E | E2>(), (running) => {
     const iterator = elements[Symbol.iterator]()
     const results: Array<B> = []
     let index = 0
@@ -37,7 +39,15 @@ export const forEach = <A, B, E, R, E2>(
               return Effect.void
             }
             const i = index++
-            return Effect.zipRight(admit, FiberSet.run(running, start(next.value, i)))
+            // The element's own fiber takes its token and starts at once: a start handed to another fiber after
+            // the token would begin whenever the scheduler gets to it, and late starts bunch up. The driver forks
+            // the next one when this one has its token, so one element at a time waits in the bucket.
+            const admitted = Deferred.unsafeMake<void>(FiberId.none)
+            const element = Effect.zipRight(
+              Effect.zipRight(admit, Deferred.succeed(admitted, undefined)),
+              start(next.value, i)
+            )
+            return Effect.zipRight(FiberSet.run(running, element), Deferred.await(admitted))
           }),
         step: () => {}
       }),
