@@ -13,7 +13,8 @@
  * timer interrupts the calling fiber; the boundary of `attempt` or `within` turns exactly that interruption into
  * the `TimeoutError` once the work's finalizers have run, while an interruption from anywhere else stays an
  * interruption. Children the fiber had forked before the boundary are left running, as they would be if the work
- * ran in a fiber of its own.
+ * ran in a fiber of its own. Only a fiber that is already being interrupted (one running a finalizer) still runs
+ * the work in a fiber of its own, so that interruptible work there is timed out rather than stopped at once.
  *
  * @since 0.1.0
  */
@@ -167,6 +168,14 @@ const timeoutAfter = <A, E, R>(
   limit: TimeoutError["limit"],
   duration: Duration.Duration
 ): Effect.Effect<A, E | TimeoutError, R> => {
+  // A fiber that is being interrupted already (running a finalizer, say) would have interruptible work stopped at
+  // once: such work runs in a fiber of its own, as `Effect.timeoutFail` runs it, which is how it always ran here.
+  if (!Cause.isEmpty(fiber.getFiberRef(FiberRef.interruptedCause))) {
+    return Effect.timeoutFail(self, {
+      duration: Duration.millis(at - timer.now()),
+      onTimeout: () => new TimeoutError({ limit, duration })
+    })
+  }
   const entry = DeadlineTimer.fiberEntry(at, fiber)
   timer.add(entry, fiber)
   return Effect.matchCauseEffect(self, {
