@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import type * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -380,6 +381,11 @@ export const fromGate = <E>(
 export const make = <const O extends Options>(options: O): Effect.Effect<TokenBucket<ErrorFor<O>>> =>
   Effect.sync(() => unsafeMake(options) as TokenBucket<any>)
 
+// An in-process bucket decides on the clock's monotonic reading (sub-millisecond, like the timers it sleeps on),
+// not on the wall clock: a wall clock being slewed or stepped (NTP, a virtual machine's clock sync) would otherwise
+// speed the bucket up, or stall it, by as much. Under TestClock both readings are the same.
+const monotonicMillis = (clock: Clock.Clock): number => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+
 /** @internal */
 export const unsafeMake = (options: Options, wait?: WaitOptions): Internal<WaitTimeout.WaitTimeoutError> => {
   const resolved = resolve(options)
@@ -390,13 +396,13 @@ export const unsafeMake = (options: Options, wait?: WaitOptions): Internal<WaitT
     (tokens) =>
       Effect.clockWith((clock) =>
         Effect.sync(() => {
-          const now = clock.unsafeCurrentTimeMillis()
+          const now = monotonicMillis(clock)
           const delayMillis = Gcra.reserve(state, now, tokens, emissionMillis, burst)
           return { delayMillis, remaining: Gcra.available(state, now, emissionMillis, burst) }
         })
       ),
     Effect.clockWith((clock) =>
-      Effect.sync(() => Gcra.available(state, clock.unsafeCurrentTimeMillis(), emissionMillis, burst))
+      Effect.sync(() => Gcra.available(state, monotonicMillis(clock), emissionMillis, burst))
     ),
     undefined,
     wait
