@@ -237,29 +237,25 @@ export const make: Effect.Effect<
         )
       const run = <A>(host: string, attempt: Effect.Effect<A, FetchFailure>): Effect.Effect<A, FetchFailure> =>
         Effect.suspend(() => {
-          let sent = false
+          // Requests sent by this passage: one, unless a store error after it made the store's retry send another.
+          let sent = 0
           // Past the limiter: the circuit may have opened while the attempt waited; otherwise it goes on the wire.
-          const send = Effect.flatMap(Effect.zip(breakers.state(host), tokensLeft(host)), ([state, tokens]) => {
-            const now = clock.unsafeCurrentTimeMillis()
-            if (Option.isSome(state) && state.value._tag === "Open") {
-              return Effect.fail(circuitOpen(`circuit open for ${host}`, Duration.millis(state.value.until - now)))
-            }
-            sent = true
+          const onTheWire = (tokens: number | null) => {
+            sent++
             onWire++
             const t = tally(host)
             t.sent++
             t.tokens = tokens
-            return Effect.onExit(attempt, (exit) =>
-              Effect.sync(() => {
-                onWire--
-                const t = tally(host)
-                t.done++
-                const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
-                if (error !== undefined) {
-                  t.errors.push({ at: clock.unsafeCurrentTimeMillis(), code: error.code, message: error.message })
-                  if (t.errors.length > 5) t.errors.shift()
-                }
-              }))
+            return attempt
+          }
+          const send = Effect.flatMap(breakers.state(host), (state) => {
+            if (Option.isSome(state) && state.value._tag === "Open") {
+              const now = clock.unsafeCurrentTimeMillis()
+              return Effect.fail(circuitOpen(`circuit open for ${host}`, Duration.millis(state.value.until - now)))
+            }
+            return limits.perHostRps === null
+              ? onTheWire(null)
+              : Effect.flatMap(tokensLeft(host), onTheWire)
           })
           const limited = unlimited ? send : hosts.run(host, send)
           // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
@@ -281,9 +277,23 @@ export const make: Effect.Effect<
               host,
               Effect.suspend(() => {
                 tally(host).waiting++
-                return Effect.onExit(waited, () =>
+                // One region for the whole passage: it left without being sent, or its request ended.
+                return Effect.onExit(waited, (exit) =>
                   Effect.sync(() => {
-                    if (!sent) tally(host).left++
+                    const t = tally(host)
+                    if (sent === 0) {
+                      t.left++
+                      return
+                    }
+                    onWire -= sent
+                    t.done += sent
+                    const error = Exit.isFailure(exit)
+                      ? Option.getOrUndefined(Cause.failureOption(exit.cause))
+                      : undefined
+                    if (error !== undefined) {
+                      t.errors.push({ at: clock.unsafeCurrentTimeMillis(), code: error.code, message: error.message })
+                      if (t.errors.length > 5) t.errors.shift()
+                    }
                   }))
               })
             ),

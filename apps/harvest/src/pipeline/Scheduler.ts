@@ -74,6 +74,8 @@ interface JobState {
 
 interface JobEntry {
   readonly state: Deferred.Deferred<Option.Option<JobState>>
+  /** The state once loaded: later workers take it without waiting on the deferred. */
+  loaded: Option.Option<JobState> | undefined
   users: number
 }
 
@@ -135,22 +137,18 @@ export const make: Effect.Effect<
     Effect.suspend(() => {
       let entry = entries.get(jobId)
       if (entry === undefined) {
-        const created: JobEntry = { state: Deferred.unsafeMake(FiberId.none), users: 0 }
+        const created: JobEntry = { state: Deferred.unsafeMake(FiberId.none), loaded: undefined, users: 0 }
         entries.set(jobId, created)
         entry = created
         entry.users++
-        return Effect.flatMap(Effect.exit(loadJob(jobId)), (exit) =>
-          Effect.zipRight(Deferred.done(created.state, exit), exit))
+        return Effect.flatMap(Effect.exit(loadJob(jobId)), (exit) => {
+          if (exit._tag === "Success") created.loaded = exit.value
+          return Effect.zipRight(Deferred.done(created.state, exit), exit)
+        })
       }
       entry.users++
-      return Deferred.await(entry.state)
+      return entry.loaded !== undefined ? Effect.succeed(entry.loaded) : Deferred.await(entry.state)
     })
-  const releaseJob = (jobId: string) =>
-    Effect.sync(() => {
-      const entry = entries.get(jobId)
-      if (entry !== undefined && --entry.users === 0) entries.delete(jobId)
-    })
-
   const retryFor = (state: JobState, maxAttempts: number) => {
     let retry = state.retries.get(maxAttempts)
     if (retry === undefined) {
@@ -250,24 +248,22 @@ export const make: Effect.Effect<
 
   // A worker holds at most one item at a time. An item cut by a cancel is let go; one cut by the shutdown stays held,
   // for the shutdown to release.
-  const worker = Effect.forever(
-    Effect.flatMap(Queue.take(ready), (item) =>
-      Effect.ensuring(
-        Effect.catchAllCause(processItem(item), logFailure(item)),
-        Effect.zipRight(
-          Effect.sync(() => {
-            if (!draining) held.delete(item.id)
-            // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query
-            // per item), and is woken as soon as they are.
-            if (wakeLeaser !== undefined && free() >= refill) {
-              Deferred.unsafeDone(wakeLeaser, Effect.void)
-              wakeLeaser = undefined
-            }
-          }),
-          releaseJob(item.group!)
-        )
-      ))
-  )
+  const done = (item: Item) =>
+    Effect.sync(() => {
+      if (!draining) held.delete(item.id)
+      const entry = entries.get(item.group!)
+      if (entry !== undefined && --entry.users === 0) entries.delete(item.group!)
+      // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query
+      // per item), and is woken as soon as they are.
+      if (wakeLeaser !== undefined && free() >= refill) {
+        Deferred.unsafeDone(wakeLeaser, Effect.void)
+        wakeLeaser = undefined
+      }
+    })
+  const handle = (item: Item) => Effect.ensuring(Effect.catchAllCause(processItem(item), logFailure(item)), done(item))
+  // Not `Effect.forever`, which yields the thread after every item: `Queue.take` suspends when there is nothing to do,
+  // and the runtime yields a busy fiber by itself.
+  const worker: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(Queue.take(ready), handle), () => worker)
   // A slot keeps one worker running: a worker interrupted by a cancel is replaced.
   const current = new Set<Fiber.RuntimeFiber<never, never>>()
   const slot = Effect.forever(
