@@ -6,10 +6,8 @@
  * Any number of producers may offer; `workers` fibers consume. What happens when processing an item fails is a
  * policy: fail the queue, or record the failure and continue; either can be preceded by a `RetryPolicy`.
  *
- * The buffer is a ring. A worker drains whatever is buffered in one loop, without suspending between items. An
- * offer wakes an idle worker only when none is already on its way, and a woken worker that finds more than its own
- * item wakes the next: synchronous work costs one wake per burst, and work that suspends still spreads over every
- * worker.
+ * The buffer is a ring with direct hand-off: an item offered while a worker is idle wakes exactly that worker,
+ * and a worker drains whatever is buffered in one loop, without suspending between items.
  *
  * @since 0.1.0
  */
@@ -323,17 +321,12 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
     const idleWorkers = new LinkedList<Wake>()
     const blockedProducers = new LinkedList<Wake>()
     const drainWaiters: Array<Deferred.Deferred<void, E>> = []
-    // Idle workers woken that have not run yet. A push wakes a worker only when none is on its way: the one woken
-    // wakes the next if it finds more than its own item (see `take`), so a worker that drains the buffer alone
-    // (synchronous work) costs one wake per burst, not one per item. Only a shutdown interrupts a worker, so a
-    // woken worker always runs and brings the count back down, except after the queue closed, when it is unused.
-    let waking = 0
 
+    // An offer wakes one idle worker for its item (direct hand-off): workers whose items suspend then run side by
+    // side at once, and the order in which producers and workers are resumed stays what callers have relied on.
     const wakeWorker = () => {
       const node = idleWorkers.shift()
-      if (node === undefined) return
-      waking++
-      node.value(Effect.void)
+      if (node !== undefined) node.value(Effect.void)
     }
     const wakeAllWorkers = () => {
       while (idleWorkers.length > 0) wakeWorker()
@@ -354,7 +347,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       size++
       outstanding++
       sizeGauge.update(size)
-      if (waking === 0) wakeWorker()
+      wakeWorker()
     }
 
     const closedError = new WorkQueueClosed({ name })
@@ -415,7 +408,6 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       // Producers wake once the buffer is half empty, not for every freed slot: a full queue would otherwise
       // switch between producer and consumer on every item.
       if (size <= lowWater) wakeAllProducers()
-      if (size > 0 && waking === 0) wakeWorker()
       return item
     }
 
@@ -479,10 +471,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
           return run
         }
       })
-      const sleep: Effect.Effect<void, never, R> = Effect.flatMap(workerWait, () => {
-        waking--
-        return run
-      })
+      const sleep: Effect.Effect<void, never, R> = Effect.zipRight(workerWait, run)
       return run
     }
 
