@@ -9,6 +9,7 @@
  *   --variant=p-queue               `new PQueue({ intervalCap: burst, interval: burst * 1000 / rate })`: 10 per 50 ms
  */
 import Bottleneck from "bottleneck"
+import * as os from "node:os"
 import PQueue from "p-queue"
 import { choiceArg, numberArg, runVariant } from "../lib/child.js"
 import { analyse, makeRecorder } from "../lib/rate.js"
@@ -51,6 +52,9 @@ runVariant(async () => {
       ratePerSecond: rate,
       burst,
       toleranceMillis: 1
-    })
+    }),
+    clockDriftPpm: recorder.clockDriftPpm(),
+    // How busy the machine was (other work shares it): the 1-minute load average when the window closed.
+    loadAverage: os.loadavg()[0]
   }
 })
