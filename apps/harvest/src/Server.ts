@@ -3,7 +3,8 @@
  * jobs, the body store) → the pipeline (results, the host gate with its limit store, the fetcher, the scheduler) →
  * the dashboard's events → HTTP. Shutdown releases them in reverse: HTTP drains first; the scheduler stops leasing,
  * lets fetches in flight finish for `SHUTDOWN_GRACE_MS` and releases what is left; `Results` commits what was handed
- * to it; then the database closes.
+ * to it; then the database closes. A fault at start (`Startup`: a data directory it cannot write, a database it cannot
+ * reach, an address it cannot listen on) fails the layer with a typed error whose message is one line.
  *
  * @since 0.1.0
  */
@@ -24,6 +25,7 @@ import * as Fetcher from "./pipeline/Fetcher.js"
 import * as HostGate from "./pipeline/HostGate.js"
 import * as Results from "./pipeline/Results.js"
 import * as Scheduler from "./pipeline/Scheduler.js"
+import * as Startup from "./Startup.js"
 import * as BodyStore from "./storage/BodyStore.js"
 import * as Database from "./storage/Database.js"
 import * as Jobs from "./storage/Jobs.js"
@@ -57,9 +59,15 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
   return routes.pipe(
     Layer.provide(Http.layer),
     Layer.provide(LoadShedder.layer({ maxEventLoopDelay: `${config.shedEventLoopDelayMs} millis` })),
-    Layer.provideMerge(HttpDrain.layer(createServer, { port: config.port, host: config.host }, {
-      grace: `${config.shutdownGraceMs} millis`
-    }))
+    Layer.provideMerge(
+      HttpDrain.layer(createServer, { port: config.port, host: config.host }, {
+        grace: `${config.shutdownGraceMs} millis`
+      }).pipe(
+        Layer.mapError((error) =>
+          new Startup.CannotListen({ host: config.host, port: config.port, cause: error.cause })
+        )
+      )
+    )
   )
 }))
 
@@ -71,7 +79,11 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
  */
 export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
   const data = Database.layer.pipe(Shutdown.phase("database"))
-  const storage = Layer.mergeAll(Jobs.layer, Layer.orDie(BodyStore.layer)).pipe(Layer.provideMerge(Jobs.layerItems))
+  // A data directory it cannot write stops Harvest with its reason; a database error in the first sweep is a defect.
+  const bodies = BodyStore.layer.pipe(
+    Layer.catchAll((error) => error._tag === "SqlError" ? Layer.die(error) : Layer.fail(error))
+  )
+  const storage = Layer.mergeAll(Jobs.layer, bodies).pipe(Layer.provideMerge(Jobs.layerItems))
   const pipeline = Scheduler.layer.pipe(
     Shutdown.phase("pipeline"),
     Layer.provideMerge(Fetcher.layer),

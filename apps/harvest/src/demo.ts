@@ -5,16 +5,14 @@
  */
 import { Shutdown } from "@spindle/node"
 import * as Upstream from "@spindle/testkit/Upstream"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as HarvestConfig from "./HarvestConfig.js"
 import * as Server from "./Server.js"
+import * as Startup from "./Startup.js"
 
 // The upstream lives on loopback, which Harvest refuses by default: the demo allows it.
-const DemoConfig = Layer.effect(
-  HarvestConfig.HarvestConfig,
-  Effect.map(HarvestConfig.config, (config) => ({ ...config, allowPrivateNetworks: true }))
-)
+const DemoConfig = HarvestConfig.layerOverriding({ allowPrivateNetworks: Config.succeed(true) })
 
 const sampleUrls = (hosts: ReadonlyArray<Upstream.Upstream>): Array<string> => {
   const urls: Array<string> = []
@@ -82,4 +80,8 @@ const program = Effect.gen(function*() {
   return yield* Effect.never
 })
 
-Shutdown.runMain(Effect.scoped(program).pipe(Effect.provide(Server.make(DemoConfig))), { deadline: "60 seconds" })
+// A start-up fault (a port in use, say) ends the demo with one line on stderr, as it ends `pnpm start`.
+Shutdown.runMain(Effect.scoped(program).pipe(Effect.provide(Server.make(DemoConfig))), {
+  deadline: "60 seconds",
+  onFailure: Startup.onFailure
+})

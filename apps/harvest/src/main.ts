@@ -1,8 +1,9 @@
 /**
- * `pnpm start`: Harvest configured from the environment, until SIGTERM/SIGINT.
+ * `pnpm start`: Harvest configured from the environment, until SIGTERM/SIGINT. A start-up fault (a bad value, a
+ * `DATA_DIR` it cannot write, a database it cannot reach, a port in use) ends it with one line on stderr, exit 2.
  */
-import { Shutdown } from "@spindle/node"
 import * as HarvestConfig from "./HarvestConfig.js"
 import * as Server from "./Server.js"
+import * as Startup from "./Startup.js"
 
-Shutdown.runLayer(Server.make(HarvestConfig.layer), { deadline: "60 seconds" })
+Startup.runLayer(Server.make(HarvestConfig.layerOverriding({})))

@@ -60,6 +60,12 @@ export interface Options {
    * SIGINT), not a second request. Default 1 second.
    */
   readonly repeatWindow?: Duration.DurationInput | undefined
+  /**
+   * Reports a failure of the program in its own way and returns the exit code, instead of the default (the cause
+   * logged at error level, stack traces included, exit 1): a start-up fault the operator has to fix (a port in use,
+   * say) is better said in one line. `undefined` keeps the default for that failure. Not called for a shutdown.
+   */
+  readonly onFailure?: ((cause: Cause.Cause<unknown>) => number | undefined) | undefined
 }
 
 interface Running {
@@ -136,8 +142,8 @@ export const phase =
 
 /**
  * Runs `program` as the process's main effect with signal handling and a shutdown deadline; see the module
- * documentation. Exit codes: 0 after a clean end or a clean shutdown, 1 after a failure or a shutdown past its
- * deadline, 130 on a second signal.
+ * documentation. Exit codes: 0 after a clean end or a clean shutdown, 1 after a failure (or what `onFailure` returns)
+ * or a shutdown past its deadline, 130 on a second signal.
  *
  * @example
  * ```ts
@@ -211,6 +217,11 @@ export const runMain = <A, E>(program: Effect.Effect<A, E>, options: Options = {
     if (Exit.isSuccess(result) || (signalled !== undefined && Cause.isInterruptedOnly(result.cause))) {
       if (signalled !== undefined) log(Effect.logInfo("shutdown complete"))
       exit(0)
+      return
+    }
+    const code = options.onFailure?.(result.cause)
+    if (code !== undefined) {
+      exit(code)
       return
     }
     log(Effect.logError("program failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(result.cause) })))

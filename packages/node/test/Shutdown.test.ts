@@ -1,7 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { Shutdown } from "../src/index.js"
 
 const app = fileURLToPath(new URL("./fixtures/shutdown-app.ts", import.meta.url))
 
@@ -67,5 +70,26 @@ describe("Shutdown", () => {
       const downs = result.stdout.split("\n").filter((l) => l.startsWith("down"))
       assert.deepStrictEqual(downs, ["down readiness", "down http", "down background", "down resources"])
       assert.include(result.stdout, "shutdown complete")
+    }))
+
+  it.live("onFailure reports a failure its own way and picks the exit code; undefined keeps the default", () =>
+    Effect.gen(function*() {
+      const reported: Array<string> = []
+      const onFailure = (cause: Cause.Cause<unknown>) =>
+        Option.match(Cause.failureOption(cause), {
+          onNone: () => undefined,
+          onSome: (error) => {
+            reported.push(String(error))
+            return 2
+          }
+        })
+      const exitOf = (program: Effect.Effect<never, string>) =>
+        Effect.async<number>((resume) => {
+          Shutdown.runMain(program, { onFailure, exit: (code) => resume(Effect.succeed(code)) })
+        })
+      assert.strictEqual(yield* exitOf(Effect.fail("port 8080 is in use")), 2)
+      assert.deepStrictEqual(reported, ["port 8080 is in use"])
+      assert.strictEqual(yield* exitOf(Effect.dieMessage("a bug")), 1)
+      assert.deepStrictEqual(reported, ["port 8080 is in use"])
     }))
 })

@@ -37,6 +37,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
+import * as Startup from "../Startup.js"
 import { Items } from "./Jobs.js"
 
 /**
@@ -193,7 +194,8 @@ const writeAll = (fd: number, buffers: ReadonlyArray<Uint8Array>): Effect.Effect
   )
 
 /**
- * A body store under `dataDir` for the instance `owner`, sweeping every `leaseMs` for the life of the scope.
+ * A body store under `dataDir` for the instance `owner`, sweeping every `leaseMs` for the life of the scope. It fails
+ * with `DataDirUnwritable` when `files/` or `tmp/` cannot be created or written.
  *
  * @since 0.1.0
  * @category constructors
@@ -202,7 +204,11 @@ export const make = (options: {
   readonly dataDir: string
   readonly owner: string
   readonly leaseMs: number
-}): Effect.Effect<BodyStore, SqlError.SqlError, SqlClient.SqlClient | Items | Scope.Scope> =>
+}): Effect.Effect<
+  BodyStore,
+  SqlError.SqlError | Startup.DataDirUnwritable,
+  SqlClient.SqlClient | Items | Scope.Scope
+> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const items = yield* Items
@@ -211,8 +217,8 @@ export const make = (options: {
       files: path.join(options.dataDir, "files"),
       tmp: path.join(options.dataDir, "tmp")
     }
-    fs.mkdirSync(directories.files, { recursive: true })
-    fs.mkdirSync(directories.tmp, { recursive: true })
+    yield* Startup.ensureDirectory(directories.files)
+    yield* Startup.ensureDirectory(directories.tmp)
     const grace = 2 * options.leaseMs
     // Bodies known to be referenced stay referenced (results are never deleted), so each is looked up once.
     const referenced = new Set<string>()
@@ -476,7 +482,7 @@ export const make = (options: {
  */
 export const layer: Layer.Layer<
   BodyStore,
-  SqlError.SqlError,
+  SqlError.SqlError | Startup.DataDirUnwritable,
   HarvestConfig | Instance | SqlClient.SqlClient | Items
 > = Layer.scoped(
   BodyStore,

@@ -13,9 +13,10 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as fs from "node:fs"
+import * as Redacted from "effect/Redacted"
 import * as path from "node:path"
 import { HarvestConfig } from "../HarvestConfig.js"
+import * as Startup from "../Startup.js"
 
 /**
  * Harvest's own tables (the work items live in `@spindle/sql`'s `spindle_jobs`).
@@ -99,20 +100,35 @@ export const migrate = Effect.flatMap(SqlClient.SqlClient, (sql) => {
 })
 
 /**
- * The client chosen by configuration, migrated.
+ * The client chosen by configuration, migrated. It fails at start with `DataDirUnwritable` when SQLite's `DATA_DIR`
+ * cannot be written, and with `DatabaseUnreachable` when Postgres cannot be connected to.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<SqlClient.SqlClient, never, HarvestConfig> = Layer.unwrapEffect(
+export const layer: Layer.Layer<
+  SqlClient.SqlClient,
+  Startup.DataDirUnwritable | Startup.DatabaseUnreachable,
+  HarvestConfig
+> = Layer.unwrapEffect(
   Effect.map(HarvestConfig, (config) => {
-    const client: Layer.Layer<SqlClient.SqlClient, unknown> = Option.match(config.databaseUrl, {
-      onSome: (url) => PgClient.layer({ url, maxConnections: 20 }),
-      onNone: () => {
-        fs.mkdirSync(config.dataDir, { recursive: true })
-        return SqliteClient.layer({ filename: path.join(config.dataDir, "harvest.db") })
-      }
-    })
-    return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(client), Layer.orDie)
+    const client: Layer.Layer<SqlClient.SqlClient, Startup.DataDirUnwritable | Startup.DatabaseUnreachable> = Option
+      .match(config.databaseUrl, {
+        onSome: (url) =>
+          PgClient.layer({ url, maxConnections: 20 }).pipe(
+            Layer.mapError((error) =>
+              new Startup.DatabaseUnreachable({ url: Startup.redactUrl(Redacted.value(url)), cause: error.cause })
+            )
+          ),
+        onNone: () =>
+          Layer.unwrapEffect(
+            Effect.as(
+              Startup.ensureDirectory(config.dataDir),
+              Layer.orDie(SqliteClient.layer({ filename: path.join(config.dataDir, "harvest.db") }))
+            )
+          )
+      })
+    // A failing migration is not an operator's fault to fix: it stays a defect, with its cause in full.
+    return Layer.effectDiscard(Effect.orDie(migrate)).pipe(Layer.provideMerge(client))
   })
 )
