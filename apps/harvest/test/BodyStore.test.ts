@@ -42,8 +42,9 @@ for (const database of Databases.all) {
           const dataDir = yield* Databases.tempDir("harvest-bodies-")
           const items = yield* Items
           yield* items.enqueue([{ url: "http://a.test/1" }, { url: "http://a.test/2" }], { group: "g1" })
-          // "peer" is another live instance on the same DATA_DIR: it holds a lease, so its temp file is in use.
-          yield* items.lease({ limit: 1, owner: "peer", lease: "1 second" })
+          // "peer" is another live instance on the same DATA_DIR: it holds a lease, so its temp file is in use. The
+          // lease is 40 times longer than the steps up to the store's first sweep take here (a busy machine included).
+          yield* items.lease({ limit: 1, owner: "peer", lease: "2 seconds" })
           const tmp = path.join(dataDir, "tmp")
           fs.mkdirSync(tmp, { recursive: true })
           write(path.join(tmp, "peer.0001.part"))
@@ -54,12 +55,42 @@ for (const database of Databases.all) {
           const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
           write(path.join(tmp, "me.0004.part"))
           assert.deepStrictEqual(names(tmp), ["legacy-new.part", "me.0004.part", "peer.0001.part"])
-          // The peer's lease expires (it crashed): its temp file is garbage at the next sweep.
-          yield* Effect.sleep("1100 millis")
-          yield* items.lease({ limit: 1, owner: "other", lease: "30 seconds" })
-          const swept = yield* store.sweep
-          assert.deepStrictEqual(swept, { tmp: 1, orphans: 0 })
+          // The peer's lease expires (it crashed): the store removes its temp file by itself as it expires.
+          yield* Wait.until("the peer's temp file to go", Effect.sync(() => !names(tmp).includes("peer.0001.part")))
           assert.deepStrictEqual(names(tmp), ["legacy-new.part", "me.0004.part"])
+          yield* items.lease({ limit: 1, owner: "other", lease: "30 seconds" })
+          assert.deepStrictEqual(yield* store.sweep, { tmp: 0, orphans: 0 })
+          assert.deepStrictEqual(names(tmp), ["legacy-new.part", "me.0004.part"])
+        }))
+
+      it.scoped("a dead owner's temp files go as its last lease expires, before its items are taken over", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const items = yield* Items
+          yield* items.enqueue([{ url: "http://b.test/1" }, { url: "http://b.test/2" }], { group: "g-takeover" })
+          // "dead" was killed while writing two bodies (its leases run out); "alive" is another instance at work.
+          // (2 s: 40 times what the steps up to the store's first sweep take here, a busy machine included.)
+          const leasedAt = Date.now()
+          const [mine] = yield* items.lease({ limit: 1, owner: "dead", lease: "2 seconds" })
+          yield* items.lease({ limit: 1, owner: "alive", lease: "10 minutes" })
+          const tmp = path.join(dataDir, "tmp")
+          fs.mkdirSync(tmp, { recursive: true })
+          write(path.join(tmp, "dead.0001.part"))
+          write(path.join(tmp, "dead.0002.part"))
+          write(path.join(tmp, "alive.0003.part"))
+          // A lease period far longer than the test: only the expiry of dead's lease can bring the sweep.
+          yield* BodyStore.make({ dataDir, owner: "me", leaseMs: 10 * 60_000 })
+          assert.deepStrictEqual(names(tmp), ["alive.0003.part", "dead.0001.part", "dead.0002.part"])
+          yield* Wait.until(
+            "the dead owner's temp files to go",
+            Effect.sync(() => !fs.readdirSync(tmp).some((name) => name.startsWith("dead.")))
+          )
+          assert.isAtLeast(Date.now() - leasedAt, 2000, "not before its lease expired")
+          assert.deepStrictEqual(names(tmp), ["alive.0003.part"])
+          // Its item is now taken over (expired leases first), and the live owner's temp file stays.
+          const [taken] = yield* items.lease({ limit: 1, owner: "me", lease: "1 minute" })
+          assert.strictEqual(taken.id, mine.id)
+          assert.deepStrictEqual(names(tmp), ["alive.0003.part"])
         }))
 
       it.scoped("the store sweeps by itself once per lease period", () =>

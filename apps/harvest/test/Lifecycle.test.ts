@@ -88,6 +88,9 @@ describe("Harvest lifecycle (real processes)", () => {
           instance = yield* start(env)
         }
         yield* instance.waitFor(job.id, "completed")
+        // The killed instances' temp files went as their leases expired, before their items could be taken over: the
+        // completed job leaves none (the running instance has none left either, every body of the job being stored).
+        assert.deepStrictEqual(fs.readdirSync(path.join(dataDir, "tmp")), [], "no temp file once the job completed")
         const results = yield* json(`${instance.base}/jobs/${job.id}/results?limit=100`)
         assert.strictEqual(results.items.length, 60)
         assert.strictEqual(new Set(results.items.map((r: any) => r.url)).size, 60, "each URL exactly once")

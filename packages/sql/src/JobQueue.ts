@@ -124,6 +124,38 @@ export interface Counts {
 }
 
 /**
+ * An owner holding at least one unexpired lease, and when the last of its leases expires (epoch milliseconds, on the
+ * queue's `Clock`): from that moment, unless it renews or leases again, its jobs may be taken over and its scratch
+ * state is garbage.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue, Migrations } from "@spindle/sql"
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* Migrations.run
+ *   const queue = yield* JobQueue.make({ name: "owners", schema: Schema.String })
+ *   yield* queue.enqueue(["a"])
+ *   yield* queue.lease({ limit: 1, owner: "worker-1", lease: "1 minute" })
+ *   const [live] = yield* queue.liveOwners
+ *   return live.owner
+ * }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
+ *
+ * Effect.runPromise(program).then(console.log) // "worker-1"
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LiveOwner {
+  readonly owner: string
+  readonly expiresAt: number
+}
+
+/**
  * One settlement of `settleMany`: an `ack` (the job is done) or a `fail` (failed for good, the attempt counted).
  *
  * @example
@@ -265,10 +297,11 @@ export interface JobQueue<A, R = unknown> {
   /** Makes every job whose lease has expired pending again (start-up recovery); returns how many. */
   readonly reclaimExpired: Effect.Effect<number, SqlError.SqlError>
   /**
-   * The owners holding at least one unexpired lease now: the workers known to be alive. A worker's scratch state
-   * (temp files, say) may be removed by others once its owner is missing here.
+   * The owners holding at least one unexpired lease now (the workers known to be alive), each with the moment its
+   * last lease expires. A worker's scratch state (temp files, say) may be removed by others once its owner is missing
+   * here; `expiresAt` says when to look again for an owner that may have died.
    */
-  readonly liveOwners: Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
+  readonly liveOwners: Effect.Effect<ReadonlyArray<LiveOwner>, SqlError.SqlError>
   /** Jobs per status (of one group, if given). */
   readonly counts: (group?: string | undefined) => Effect.Effect<Counts, SqlError.SqlError>
   /** Jobs per status of each of `groups` in one query (a list of groups, say); a group with no jobs counts zeros. */
@@ -598,11 +631,12 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         )),
       liveOwners: Effect.flatMap(now, (at) =>
         Effect.map(
-          sql<{ lease_owner: string }>`
-            SELECT DISTINCT lease_owner FROM spindle_jobs
+          sql<{ lease_owner: string; expires_at: number | string }>`
+            SELECT lease_owner, MAX(lease_expires_at) AS expires_at FROM spindle_jobs
             WHERE queue = ${queue} AND status = 'leased' AND lease_expires_at > ${at}
+            GROUP BY lease_owner
           `,
-          (rows) => rows.map((row) => row.lease_owner)
+          (rows) => rows.map((row) => ({ owner: row.lease_owner, expiresAt: Number(row.expires_at) }))
         )),
       counts: (group) =>
         Effect.map(

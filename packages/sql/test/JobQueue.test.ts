@@ -127,20 +127,27 @@ for (const database of Databases.all) {
             assert.isFalse(yield* q.recordAttempt(job.id, "w1", "late"), "a lost lease counts nothing")
           }))
 
-        it.effect("liveOwners names the owners holding an unexpired lease, and only them", () =>
+        it.effect("liveOwners names the owners holding an unexpired lease, and only them, with their last expiry", () =>
           Effect.gen(function*() {
             const q = yield* queue()
             yield* q.enqueue(payloads(4))
-            assert.deepStrictEqual(yield* q.liveOwners, [])
+            const owners = Effect.map(
+              q.liveOwners,
+              (live) => [...live].sort((a, b) => a.owner.localeCompare(b.owner)).map((o) => [o.owner, o.expiresAt])
+            )
+            assert.deepStrictEqual(yield* owners, [])
             yield* q.lease({ limit: 1, owner: "short", lease: "1 second" })
-            const long = yield* q.lease({ limit: 2, owner: "long", lease: "10 seconds" })
-            assert.deepStrictEqual([...(yield* q.liveOwners)].sort(), ["long", "short"])
-            yield* TestClock.adjust("1 second")
-            assert.deepStrictEqual(yield* q.liveOwners, ["long"], "an expired lease is no sign of life")
-            assert.isTrue(yield* q.ack(long[0].id, "long"))
-            assert.deepStrictEqual(yield* q.liveOwners, ["long"], "one lease left")
-            assert.isTrue(yield* q.ack(long[1].id, "long"))
-            assert.deepStrictEqual(yield* q.liveOwners, [])
+            const [first] = yield* q.lease({ limit: 1, owner: "long", lease: "10 seconds" })
+            yield* TestClock.adjust("500 millis")
+            const [second] = yield* q.lease({ limit: 1, owner: "long", lease: "10 seconds" })
+            // Each owner with the moment its last lease expires.
+            assert.deepStrictEqual(yield* owners, [["long", 10_500], ["short", 1_000]])
+            yield* TestClock.adjust("500 millis")
+            assert.deepStrictEqual(yield* owners, [["long", 10_500]], "an expired lease is no sign of life")
+            assert.isTrue(yield* q.ack(second.id, "long"))
+            assert.deepStrictEqual(yield* owners, [["long", 10_000]], "one lease left: its expiry")
+            assert.isTrue(yield* q.ack(first.id, "long"))
+            assert.deepStrictEqual(yield* owners, [])
           }))
 
         it.effect("pages by keyset and streams without holding the connection between pages", () =>

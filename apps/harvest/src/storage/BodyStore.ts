@@ -6,11 +6,14 @@
  * `files/` holds complete bodies named by their SHA-256; `tmp/` holds bodies being written, each named after the
  * instance writing it (`<owner>.<uuid>.part`). A body is renamed into `files/` only once complete (an interrupted or
  * failed write removes its temp file before it returns), and its file id is recorded in `harvest_files` in the same
- * transaction as its item's result (by `Results`, which commits the outcomes of many items together). Two kinds of leftovers follow from a crash, and each instance removes both, at start
- * and then once per lease period:
+ * transaction as its item's result (by `Results`, which commits the outcomes of many items together). Two kinds of
+ * leftovers follow from a crash, and each instance removes both, at start and then once per lease period:
  *
  * - a temp file whose owner holds no unexpired lease: its writer is gone (it crashed, or stopped without finishing
- *   it), whoever finds it. A live instance's temp files are never touched, so a shared `DATA_DIR` is safe.
+ *   it), whoever finds it. A live instance's temp files are never touched, so a shared `DATA_DIR` is safe. Each
+ *   sweep also notes when the other live owners' last leases expire, and the store sweeps again at the earliest of
+ *   those moments: a dead owner's temp files go as soon as its items can be taken over, so a job completed by the
+ *   instance that took them over leaves none behind.
  * - a body in `files/` that no result records and that is older than two lease periods: it was renamed into place
  *   by an instance that died (or whose item was cancelled) before the result was committed. Two lease periods is the
  *   grace a live instance has between its rename and its commit.
@@ -408,10 +411,23 @@ export const make = (options: {
         })
       })
 
+    // When the earliest of the other live owners' last leases expires: if that owner is dead (crashed, killed), its
+    // temp files go at that moment, the first at which any instance may take its items over, rather than at the next
+    // periodic sweep (a job could complete meanwhile with a dead owner's temp files still in `tmp/`).
+    let wakeAt = Number.POSITIVE_INFINITY
+    let lastSweep = yield* Clock.currentTimeMillis
+
     const sweepTmp = Effect.gen(function*() {
-      const live = new Set(yield* items.liveOwners)
-      live.add(options.owner)
       const now = yield* Clock.currentTimeMillis
+      // The owners holding an unexpired lease, each with the time its last lease expires.
+      const live = new Set<string>([options.owner])
+      let next = Number.POSITIVE_INFINITY
+      for (const { expiresAt, owner } of yield* items.liveOwners) {
+        live.add(owner)
+        if (owner !== options.owner) next = Math.min(next, expiresAt)
+      }
+      wakeAt = next
+      lastSweep = now
       let removed = 0
       for (const name of fs.readdirSync(directories.tmp)) {
         const file = path.join(directories.tmp, name)
@@ -458,18 +474,20 @@ export const make = (options: {
       return { tmp, orphans }
     }).pipe(Effect.withSpan("BodyStore.sweep"))
 
-    // At start-up first: what a crash left behind is gone before this instance writes anything.
+    // At start-up first: what a crash left behind is gone before this instance writes anything. Then once per lease
+    // period, and as soon as another owner's last lease expires (1 ms past it: a lease expiring now is still held).
     yield* sweep
     yield* Effect.forkScoped(
-      Effect.sleep(Duration.millis(options.leaseMs)).pipe(
-        Effect.zipRight(sweep),
-        Effect.catchAllCause((cause) =>
-          Effect.logWarning("sweeping leftover bodies failed").pipe(
-            Effect.annotateLogs({ cause: Cause.pretty(cause) })
-          )
-        ),
-        Effect.forever
-      )
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.sleep(Duration.millis(Math.max(0, Math.min(lastSweep + options.leaseMs, wakeAt + 1) - now)))).pipe(
+          Effect.zipRight(sweep),
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("sweeping leftover bodies failed").pipe(
+              Effect.annotateLogs({ cause: Cause.pretty(cause) })
+            )
+          ),
+          Effect.forever
+        )
     )
     return { write, open, sweep } satisfies BodyStore
   })
