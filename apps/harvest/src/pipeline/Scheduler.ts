@@ -229,28 +229,22 @@ export const make: Effect.Effect<
       )
 
   // The item runs on the worker's own fiber, as work of its job (`Jobs.track`): a cancel of the job interrupts the
-  // worker, which its slot replaces. Handed over, the outcome is Results' to commit.
+  // worker, which its slot replaces.
   const processItem = (item: Item) =>
-    Effect.flatMap(acquireJob(item.group!), (state) => {
-      const outcome = Option.isNone(state)
+    Effect.flatMap(acquireJob(item.group!), (state) =>
+      Option.isNone(state)
         ? Effect.succeed<Results.Outcome>({
           settlement: { _tag: "Fail", id: item.id, error: "job not found" },
           fileId: null,
           job: item.group!
         })
-        : jobs.track(item.group!, fetchItem(item, state.value))
-      return Effect.flatMap(outcome, (o) =>
-        Effect.uninterruptible(Effect.zipRight(
-          results.settle(o),
-          Effect.sync(() => held.delete(item.id))
-        )))
-    })
+        : jobs.track(item.group!, fetchItem(item, state.value)))
 
-  // A worker holds at most one item at a time. An item cut by a cancel is let go; one cut by the shutdown stays held,
-  // for the shutdown to release.
-  const done = (item: Item) =>
+  // A worker holds at most one item at a time. An item handed over to Results is no longer held; one cut by a cancel
+  // is let go; one cut by the shutdown stays held, for the shutdown to release.
+  const done = (item: Item, handedOver: boolean) =>
     Effect.sync(() => {
-      if (!draining) held.delete(item.id)
+      if (handedOver || !draining) held.delete(item.id)
       const entry = entries.get(item.group!)
       if (entry !== undefined && --entry.users === 0) entries.delete(item.group!)
       // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query
@@ -260,7 +254,20 @@ export const make: Effect.Effect<
         wakeLeaser = undefined
       }
     })
-  const handle = (item: Item) => Effect.ensuring(Effect.catchAllCause(processItem(item), logFailure(item)), done(item))
+  // One uninterruptible region per item, around its only interruptible part, the processing: once it has an outcome,
+  // handing the outcome over and letting the item go cannot be cut in between. An interruption (a cancel, the
+  // shutdown) takes effect right after, when the worker next waits.
+  const handle = (item: Item) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.matchCauseEffect(restore(processItem(item)), {
+        onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
+        onSuccess: (outcome) =>
+          Effect.matchCauseEffect(results.settle(outcome), {
+            onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
+            onSuccess: () => done(item, true)
+          })
+      })
+    )
   // Not `Effect.forever`, which yields the thread after every item: `Queue.take` suspends when there is nothing to do,
   // and the runtime yields a busy fiber by itself.
   const worker: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(Queue.take(ready), handle), () => worker)
