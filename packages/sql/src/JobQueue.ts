@@ -509,47 +509,65 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
       )
 
     // One `UPDATE` for many jobs: per-job values through `CASE id WHEN … THEN … END`, the owner checked per row, and
-    // `RETURNING id` naming the jobs whose lease was still held. Chunks keep the parameters well under the limits.
+    // `RETURNING id` naming the jobs whose lease was still held. The statement's text depends only on its kind and on
+    // its number of rows, rounded up to one of a few sizes (padded with id 0, which no job has): a steady stream of
+    // batches of varying sizes reuses a handful of statements, each built once here and prepared once by the driver,
+    // instead of compiling and preparing a new one for nearly every batch.
+    const placeholder = sql.onDialectOrElse({ pg: () => (n: number) => `$${n}`, orElse: () => (_: number) => "?" })
+    const texts = new Map<string, string>()
+    const settleText = (failed: boolean, size: number) => {
+      const key = `${failed ? "failed" : "done"}:${size}`
+      let text = texts.get(key)
+      if (text !== undefined) return text
+      let n = 0
+      const next = () => placeholder(++n)
+      const finishedAt = next()
+      const cases = (): string => {
+        let out = ""
+        for (let i = 0; i < size; i++) out += ` WHEN ${next()} THEN ${next()}`
+        return `CASE id${out} END`
+      }
+      const set = failed
+        ? `status = 'failed', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts + 1, ` +
+          `finished_at = ${finishedAt}, last_error = ${cases()}, result = ${cases()}`
+        : `status = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = ${finishedAt}, ` +
+          `result = ${cases()}`
+      const ids = Array.from({ length: size }, next).join(", ")
+      text = `UPDATE spindle_jobs SET ${set} WHERE id IN (${ids}) AND status = 'leased' ` +
+        `AND lease_owner = ${next()} AND queue = ${next()} RETURNING id`
+      texts.set(key, text)
+      return text
+    }
     const settleMany: JobQueue<A, R>["settleMany"] = (settlements, owner) =>
       Effect.gen(function*() {
         const settled = new Set<number>()
         if (settlements.length === 0) return settled
         const at = yield* now
-        const acks: Array<{ readonly id: number; readonly stored: string | null }> = []
+        const acks: Array<{ readonly id: number; readonly stored: string | null; readonly error: null }> = []
         const fails: Array<{ readonly id: number; readonly stored: string | null; readonly error: string }> = []
         for (const settlement of settlements) {
           const stored = yield* encodeResult(settlement.result)
-          if (settlement._tag === "Ack") acks.push({ id: settlement.id, stored })
+          if (settlement._tag === "Ack") acks.push({ id: settlement.id, stored, error: null })
           else fails.push({ id: settlement.id, stored, error: settlement.error })
         }
-        const cases = <T extends { readonly id: number }>(rows: ReadonlyArray<T>, value: (row: T) => string | null) =>
-          sql.join(" ", false)(rows.map((row) => sql`WHEN ${row.id} THEN ${value(row)}`))
-        const run = (ids: ReadonlyArray<number>, set: ReturnType<typeof sql.unsafe>) =>
-          Effect.map(
-            sql<{ id: number | string }>`
-              UPDATE spindle_jobs SET ${set}
-              WHERE id IN ${sql.in(ids)} AND status = 'leased' AND lease_owner = ${owner} AND queue = ${queue}
-              RETURNING id
-            `,
-            (rows) => {
-              for (const row of rows) settled.add(Number(row.id))
-            }
-          )
-        for (const batch of chunks(acks, 500)) {
-          yield* run(
-            batch.map((row) => row.id),
-            sql`status = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = ${at},
-              result = CASE id ${cases(batch, (row) => row.stored)} END`
-          )
+        const run = (failed: boolean, rows: ReadonlyArray<typeof fails[number] | typeof acks[number]>) => {
+          const size = paddedSize(rows.length)
+          const params: Array<unknown> = [at]
+          const cases = (value: (row: typeof rows[number]) => string | null) => {
+            for (const row of rows) params.push(row.id, value(row))
+            for (let i = rows.length; i < size; i++) params.push(0, null)
+          }
+          if (failed) cases((row) => row.error)
+          cases((row) => row.stored)
+          for (const row of rows) params.push(row.id)
+          for (let i = rows.length; i < size; i++) params.push(0)
+          params.push(owner, queue)
+          return Effect.map(sql.unsafe<{ id: number | string }>(settleText(failed, size), params), (rows) => {
+            for (const row of rows) settled.add(Number(row.id))
+          })
         }
-        for (const batch of chunks(fails, 500)) {
-          yield* run(
-            batch.map((row) => row.id),
-            sql`status = 'failed', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts + 1,
-              finished_at = ${at}, last_error = CASE id ${cases(batch, (row) => row.error)} END,
-              result = CASE id ${cases(batch, (row) => row.stored)} END`
-          )
-        }
+        for (const batch of chunks(acks, maxSettleRows)) yield* run(false, batch)
+        for (const batch of chunks(fails, maxSettleRows)) yield* run(true, batch)
         return settled
       })
 
@@ -713,6 +731,15 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     }
     return jobQueue
   })
+
+// The sizes a settlement statement is padded to: at most a third of its parameters are padding, and a queue settling
+// batches of any size up to the largest uses at most these few statements of each kind.
+const settleSizes = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 500]
+const maxSettleRows = 500
+const paddedSize = (rows: number): number => {
+  for (const size of settleSizes) if (size >= rows) return size
+  return maxSettleRows
+}
 
 const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const out: Array<ReadonlyArray<A>> = []

@@ -256,6 +256,50 @@ for (const database of Databases.all) {
             assert.deepStrictEqual(yield* q.settleMany([], "w"), new Set())
           }))
 
+        it.effect("settleMany settles batches of every size exactly, across its padded statement sizes and chunks", () =>
+          Effect.gen(function*() {
+            const q = yield* JobQueue.make({
+              name: `q${counter++}`,
+              schema: Payload,
+              result: Schema.Struct({ n: Schema.Number })
+            })
+            // Sizes 1 to 40 (each statement size and the padding between them), then 1,100 at once (three chunks).
+            const sizes = [...Array.from({ length: 40 }, (_, i) => i + 1), 1100]
+            const total = sizes.reduce((a, b) => a + b, 0)
+            yield* q.enqueue(payloads(total), { group: "sizes" })
+            const jobs = [...yield* q.lease({ limit: total, owner: "w", lease: "1 minute" })].sort((x, y) =>
+              x.id - y.id
+            )
+            let at = 0
+            for (const size of sizes) {
+              const batch = jobs.slice(at, at + size)
+              at += size
+              // Every third job fails; the others are acknowledged, each with its own result.
+              const settled = yield* q.settleMany(
+                batch.map((job, i) =>
+                  i % 3 === 2
+                    ? { _tag: "Fail" as const, id: job.id, error: `e${job.id}`, result: { n: -job.id } }
+                    : { _tag: "Ack" as const, id: job.id, result: { n: job.id } }
+                ),
+                "w"
+              )
+              assert.deepStrictEqual([...settled].sort((x, y) => x - y), batch.map((job) => job.id), `size ${size}`)
+            }
+            const all = yield* Stream.runCollect(q.stream({ group: "sizes" }))
+            assert.strictEqual(all.length, total)
+            let index = 0
+            for (const size of sizes) {
+              for (let i = 0; i < size; i++) {
+                const job = Chunk.unsafeGet(all, index++)
+                const failed = i % 3 === 2
+                assert.deepStrictEqual(
+                  [job.status, job.result, job.lastError, job.attempts],
+                  failed ? ["failed", { n: -job.id }, `e${job.id}`, 1] : ["done", { n: job.id }, null, 0]
+                )
+              }
+            }
+          }))
+
         it.effect("leases expired leases first, then due jobs in order, however many wait", () =>
           Effect.gen(function*() {
             const q = yield* queue()
