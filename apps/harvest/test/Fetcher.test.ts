@@ -121,6 +121,48 @@ describe("UndiciClient", () => {
     }))
 })
 
+describe("UndiciClient prefetch", () => {
+  it.scopedLive("a response waits for up to `prefetch` bytes of its body: small ones come complete, large ones stream", () =>
+    Effect.gen(function*() {
+      const upstream = yield* Upstream.make()
+      const agent = yield* Effect.acquireRelease(
+        Effect.sync(() => new Agent()),
+        (agent) => Effect.promise(() => agent.destroy())
+      )
+      const timeouts = new Map<string, number>()
+      const client = UndiciClient.make(agent, {
+        prefetch: 64 * 1024,
+        timeoutMs: (request) => timeouts.get(request.url)
+      })
+      const complete = (response: unknown) =>
+        response instanceof UndiciClient.UndiciResponse ? response.complete : assert.fail("an UndiciResponse")
+      // A small body dripped in ten pieces: the response is answered once all of it is there.
+      const dripped = yield* client.get(upstream.url("/small?bytes=1000&drip=100&every=5"))
+      assert.isTrue(complete(dripped), "the dripped small body came with its response")
+      assert.isTrue(Buffer.from(yield* dripped.arrayBuffer).equals(Upstream.body(1000)))
+      const chunked = yield* client.get(upstream.url("/chunked?bytes=20000&chunked=1"))
+      assert.isTrue(complete(chunked))
+      assert.isTrue(Buffer.from(yield* chunked.arrayBuffer).equals(Upstream.body(20_000)))
+      // A large body: answered past 64 KiB, the rest still to come, read whole through the stream.
+      const large = yield* client.get(upstream.url("/large?bytes=2000000&drip=65536&every=5"))
+      assert.isFalse(complete(large), "a 2 MB body is not held back whole")
+      const streamed = yield* Stream.runCollect(large.stream)
+      assert.isTrue(Buffer.concat(Chunk.toReadonlyArray(streamed)).equals(Upstream.body(2_000_000)))
+      // A status with a body: the same.
+      const unavailable = yield* client.get(upstream.url("/busy?status=503"))
+      assert.deepStrictEqual([unavailable.status, complete(unavailable)], [503, true])
+      // A body cut by the server while held back: the response is answered, and reading it fails.
+      const cut = yield* client.get(upstream.url("/cut?bytes=10000&resetAfter=512"))
+      assert.strictEqual(cut.status, 200)
+      assert.strictEqual((yield* Effect.flip(cut.arrayBuffer))._tag, "ResponseError")
+      // A body that stalls past the exchange's time while held back: reading it fails with the timeout.
+      timeouts.set(upstream.url("/slow?bytes=1000&drip=10&every=1000"), 300)
+      const slow = yield* client.get(upstream.url("/slow?bytes=1000&drip=10&every=1000"))
+      const timedOut = yield* Effect.flip(slow.arrayBuffer)
+      assert.instanceOf(timedOut.cause, UndiciClient.Timeout)
+    }))
+})
+
 describe("UndiciClient timeouts", () => {
   it.scopedLive("a request still waiting for a connection fails at its time, not when it finally gets one", () =>
     Effect.gen(function*() {

@@ -67,8 +67,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   onBody: (() => void) | undefined
 
   timer: ReturnType<typeof setTimeout> | undefined = undefined
+  // The response, once its head arrived, held back from `onHead` until the body has ended or `prefetch` bytes of it
+  // are buffered (`prefetch` 0: at once).
+  response: UndiciResponse | undefined = undefined
 
-  constructor(readonly request: HttpClientRequest.HttpClientRequest) {}
+  constructor(readonly request: HttpClientRequest.HttpClientRequest, readonly prefetch: number) {}
 
   // Runs `timeoutMs` from the dispatch to the body's last byte; then the exchange fails with a `Timeout` and is
   // aborted. It fails at once, whatever undici is doing: a request still waiting for a connection, or connecting,
@@ -106,14 +109,25 @@ class Exchange implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: Record<string, string | Array<string> | undefined>
   ) {
+    this.response = new UndiciResponse(this.request, statusCode, headers, this)
+    if (this.prefetch === 0) this.release()
+  }
+
+  // Hands the response to whoever waits for its head.
+  release() {
     const resume = this.onHead
+    if (resume === undefined || this.response === undefined) return
     this.onHead = undefined
-    resume?.(Effect.succeed(new UndiciResponse(this.request, statusCode, headers, this)))
+    resume(Effect.succeed(this.response))
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Uint8Array) {
     this.chunks.push(chunk)
     this.buffered += chunk.length
+    if (this.onHead !== undefined) {
+      if (this.buffered >= this.prefetch) this.release()
+      return
+    }
     // Nobody is waiting for more: past the mark, the connection waits until someone is.
     if (this.buffered >= highWaterMark && this.onBody === undefined) controller.pause()
     this.wake()
@@ -122,6 +136,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseEnd() {
     this.ended = true
     this.disarm()
+    this.release()
     this.wake()
   }
 
@@ -132,8 +147,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     const resume = this.onHead
     if (resume !== undefined) {
       this.onHead = undefined
+      // A response held back for its body fails like one whose body failed while being read.
       resume(
-        Effect.fail(new HttpClientError.RequestError({ request: this.request, reason: "Transport", cause: error }))
+        this.response !== undefined
+          ? Effect.succeed(this.response)
+          : Effect.fail(new HttpClientError.RequestError({ request: this.request, reason: "Transport", cause: error }))
       )
     }
     this.wake()
@@ -197,15 +215,29 @@ export class UndiciResponse extends Inspectable.Class implements HttpClientRespo
    * it aborts the request.
    */
   collect(limit: number): Effect.Effect<Collected, HttpClientError.ResponseError> {
+    // Answered at once when the buffer already holds the answer (a prefetched small body, the usual case): no wait,
+    // so no interruptible region to set up.
+    return Effect.suspend(() => this.ready(limit) ? this.collected() : this.awaitCollect(limit))
+  }
+
+  private ready(limit: number): boolean {
+    const exchange = this.exchange
+    return exchange.error !== undefined || exchange.ended || exchange.buffered > limit
+  }
+
+  private collected(): Effect.Effect<Collected, HttpClientError.ResponseError> {
+    const exchange = this.exchange
+    if (exchange.error !== undefined) return Effect.fail(this.decodeError(exchange.error))
+    const bytes = exchange.buffered
+    const done = exchange.ended
+    return Effect.succeed({ chunks: exchange.take(), bytes, done })
+  }
+
+  private awaitCollect(limit: number): Effect.Effect<Collected, HttpClientError.ResponseError> {
     return Effect.async<Collected, HttpClientError.ResponseError>((resume) => {
       const exchange = this.exchange
       const check = () => {
-        if (exchange.error !== undefined) return resume(Effect.fail(this.decodeError(exchange.error)))
-        if (exchange.ended || exchange.buffered > limit) {
-          const bytes = exchange.buffered
-          const done = exchange.ended
-          return resume(Effect.succeed({ chunks: exchange.take(), bytes, done }))
-        }
+        if (this.ready(limit)) return resume(this.collected())
         exchange.onBody = check
         // Waiting for more than is buffered: the connection goes on if it was paused.
         if (exchange.controller?.paused === true) exchange.controller.resume()
@@ -216,6 +248,11 @@ export class UndiciResponse extends Inspectable.Class implements HttpClientRespo
         exchange.abort(aborted)
       })
     })
+  }
+
+  /** Whether the whole body has arrived: then `discard` has nothing to abort and reading it needs no wait. */
+  get complete(): boolean {
+    return this.exchange.ended
   }
 
   /** Aborts the exchange unless its body has been read to the end (undici then closes the connection). */
@@ -304,9 +341,15 @@ export const make = (
      * keeps per-request state the same way, in a `WeakMap` keyed by the request).
      */
     readonly timeoutMs?: ((request: HttpClientRequest.HttpClientRequest) => number | undefined) | undefined
+    /**
+     * How many bytes of the body `execute` waits for before it answers (at most 64 KiB; default 0, answering with
+     * the head). A body no longer than that comes with its response complete, so that reading it needs no wait.
+     */
+    readonly prefetch?: number | undefined
   } = {}
-): HttpClient.HttpClient =>
-  HttpClient.makeWith(
+): HttpClient.HttpClient => {
+  const prefetch = Math.min(Math.max(0, options.prefetch ?? 0), highWaterMark)
+  return HttpClient.makeWith(
     (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
       Effect.flatMap(effect, (request): Effect.Effect<
         HttpClientResponse.HttpClientResponse,
@@ -334,7 +377,7 @@ export const make = (
             return Effect.fail(encodeError(request, `${request.body._tag} bodies are not supported`))
         }
         return Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
-          const exchange = new Exchange(request)
+          const exchange = new Exchange(request, prefetch)
           exchange.onHead = resume
           const timeoutMs = options.timeoutMs?.(request)
           if (timeoutMs !== undefined) exchange.arm(timeoutMs)
@@ -362,3 +405,4 @@ export const make = (
       }),
     Effect.succeed
   )
+}

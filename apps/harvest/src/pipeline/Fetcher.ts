@@ -210,7 +210,11 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
     // The attempt's limit, connect to last byte, is a timer of the client's exchange (not `Effect.timeout`, whose
     // race costs more CPU than fetching a small body): the requests' limits, by request.
     const timeouts = new WeakMap<HttpClientRequest.HttpClientRequest, number>()
-    const client: HttpClient.HttpClient = UndiciClient.make(agent, { timeoutMs: (request) => timeouts.get(request) })
+    // A response comes with up to `memoryBytes` of its body: a small body is complete by then, read without a wait.
+    const client: HttpClient.HttpClient = UndiciClient.make(agent, {
+      timeoutMs: (request) => timeouts.get(request),
+      prefetch: memoryBytes
+    })
     const lookup = options.lookup ?? systemLookup
     const maxBodyBytes = options.maxBodyBytes
 
@@ -306,11 +310,15 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
         headers: { host: url.host, "user-agent": userAgent, "accept-encoding": "identity" }
       })
       timeouts.set(request, timeoutMs)
-      // Whatever ends the attempt, a response whose body was not read to the end is aborted, closing its connection.
+      // Whatever ends the attempt, a response whose body was not read to the end is aborted, closing its connection
+      // (a complete one has nothing left to abort).
       return Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
           Effect.catchAll(restore(client.execute(request)), (error) => Effect.fail(classify(error))),
-          (response) => Effect.ensuring(restore(handle(response)), discard(response))
+          (response) =>
+            response instanceof UndiciClient.UndiciResponse && response.complete
+              ? restore(handle(response))
+              : Effect.ensuring(restore(handle(response)), discard(response))
         )
       )
     }
