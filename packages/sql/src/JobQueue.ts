@@ -23,6 +23,7 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as JsonCodec from "./internal/jsonCodec.js"
 
 /**
  * Where a job is.
@@ -389,17 +390,16 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const queue = options.name
-    const codec = Schema.parseJson(options.schema)
-    const encode = Schema.encodeEither(codec)
-    const resultCodec = Schema.parseJson((options.result ?? Schema.Unknown) as Schema.Schema<R, RI>)
-    const encodeResultEither = Schema.encodeEither(resultCodec)
+    const payloads = JsonCodec.make(options.schema)
+    const encode = payloads.encode
+    const results = JsonCodec.make((options.result ?? Schema.Unknown) as Schema.Schema<R, RI>)
     const encodeResult = (result: R | undefined): Either.Either<string | null, ParseResult.ParseError> =>
-      result === undefined ? Either.right(null) : encodeResultEither(result)
+      result === undefined ? Either.right(null) : results.encode(result)
     const now = Clock.currentTimeMillis
 
     // Decoded synchronously, without an effect per row: a lease or a page brings hundreds of them.
-    const decodeEither = Schema.decodeUnknownEither(codec)
-    const decodeResultEither = Schema.decodeUnknownEither(resultCodec)
+    const decodeEither = payloads.decode
+    const decodeResultEither = results.decode
     const toJob = (row: Row): Either.Either<Job<A, R>, ParseResult.ParseError> => {
       const payload = decodeEither(row.payload)
       if (Either.isLeft(payload)) return Either.left(payload.left)
