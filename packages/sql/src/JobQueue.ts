@@ -430,8 +430,9 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         return Effect.succeed(jobs)
       })
 
-    const columns =
-      sql`id, payload, status, attempts, available_at, lease_owner, lease_expires_at, last_error, group_key, result`
+    const columnsText =
+      "id, payload, status, attempts, available_at, lease_owner, lease_expires_at, last_error, group_key, result"
+    const columns = sql.unsafe(columnsText)
 
     const enqueue: JobQueue<A, R>["enqueue"] = (payloads, enqueueOptions) =>
       Effect.gen(function*() {
@@ -472,31 +473,45 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     // due pending jobs in the order of `spindle_jobs_ready`, as many as the expired ones left room for. One `OR` of
     // both made SQLite gather every ready row through two indexes and sort them before the `LIMIT`, 3 ms per lease
     // with 10,000 jobs pending. Postgres locks what it selects, skipping rows other leasers hold.
-    const lock = sql.onDialectOrElse({ pg: () => sql`FOR UPDATE SKIP LOCKED`, orElse: () => sql`` })
+    // Statements whose text is built once per queue, with the dialect's placeholders.
+    const placeholder = sql.onDialectOrElse({ pg: () => (n: number) => `$${n}`, orElse: () => (_: number) => "?" })
 
-    const lease: JobQueue<A, R>["lease"] = ({ lease: leaseDuration, limit, owner }) =>
-      Effect.gen(function*() {
-        const at = yield* now
-        const expires = at + Duration.toMillis(leaseDuration)
-        const rows = yield* sql<Row>`
-          WITH expired AS (
+    // The statement's text is built once (compiling the template again for every lease showed in the profile).
+    const leaseText = (() => {
+      let n = 0
+      const next = () => placeholder(++n)
+      const lockText = sql.onDialectOrElse({ pg: () => "FOR UPDATE SKIP LOCKED", orElse: () => "" })
+      return `WITH expired AS (
             SELECT id FROM spindle_jobs
-            WHERE queue = ${queue} AND status = 'leased' AND lease_expires_at <= ${at}
+            WHERE queue = ${next()} AND status = 'leased' AND lease_expires_at <= ${next()}
             ORDER BY lease_expires_at
-            LIMIT ${limit} ${lock}
+            LIMIT ${next()} ${lockText}
           ), due AS (
             SELECT id FROM spindle_jobs
-            WHERE queue = ${queue} AND status = 'pending' AND available_at <= ${at}
+            WHERE queue = ${next()} AND status = 'pending' AND available_at <= ${next()}
             ORDER BY available_at, id
-            LIMIT (${limit} - (SELECT COUNT(*) FROM expired)) ${lock}
+            LIMIT (${next()} - (SELECT COUNT(*) FROM expired)) ${lockText}
           )
           UPDATE spindle_jobs
-          SET status = 'leased', lease_owner = ${owner}, lease_expires_at = ${expires}
+          SET status = 'leased', lease_owner = ${next()}, lease_expires_at = ${next()}
           WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)
-          RETURNING ${columns}
-        `
-        return yield* toJobs(rows)
-      })
+          RETURNING ${columnsText}`
+    })()
+    const lease: JobQueue<A, R>["lease"] = ({ lease: leaseDuration, limit, owner }) =>
+      Effect.flatMap(now, (at) =>
+        Effect.flatMap(
+          sql.unsafe<Row>(leaseText, [
+            queue,
+            at,
+            limit,
+            queue,
+            at,
+            limit,
+            owner,
+            at + Duration.toMillis(leaseDuration)
+          ]),
+          toJobs
+        ))
 
     const settle = (id: number, owner: string, set: ReturnType<typeof sql.unsafe>) =>
       Effect.map(
@@ -513,7 +528,6 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     // its number of rows, rounded up to one of a few sizes (padded with id 0, which no job has): a steady stream of
     // batches of varying sizes reuses a handful of statements, each built once here and prepared once by the driver,
     // instead of compiling and preparing a new one for nearly every batch.
-    const placeholder = sql.onDialectOrElse({ pg: () => (n: number) => `$${n}`, orElse: () => (_: number) => "?" })
     const texts = new Map<string, string>()
     const settleText = (failed: boolean, size: number) => {
       const key = `${failed ? "failed" : "done"}:${size}`
