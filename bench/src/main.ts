@@ -1,11 +1,11 @@
 /**
- * `pnpm bench`: runs every variant of the eight benchmarks in a process of its own, in interleaved rounds
+ * `pnpm bench`: runs every variant of the nine benchmarks in a process of its own, in interleaved rounds
  * (A, B, C, A, B, C, ...), takes the median of each figure over the rounds and writes `bench/RESULTS.md`.
  *
- *   pnpm bench                 3 rounds at full size, 5 for the CPU pool (about 15–20 minutes)
+ *   pnpm bench                 3 rounds at full size, 5 for the CPU pool, 1 of the soak (about 25 minutes)
  *   pnpm bench -- --quick      1 round at small sizes (BENCH_QUICK=1 does the same); the tables say so
- *   pnpm bench -- --only=rate  one benchmark (throughput, rate, memory, resilience, workqueue, cpu, harvest or
- *                              limiter): its section of RESULTS.md is replaced, every other section is kept
+ *   pnpm bench -- --only=rate  one benchmark (throughput, rate, memory, resilience, workqueue, cpu, harvest,
+ *                              limiter or soak): its section of RESULTS.md is replaced, every other section is kept
  *   pnpm bench -- --only=harvest --profile
  *                              also one round of Harvest (as users start it) under the CPU profiler, its time split
  *                              by what it did (fetch, limits, SQL, files, GC, Effect runtime, …) in section 7
@@ -24,6 +24,7 @@ import * as Cpu from "./suites/cpu.js"
 import * as Harvest from "./suites/harvest.js"
 import * as Limiter from "./suites/limiter.js"
 import * as Resilience from "./suites/resilience.js"
+import * as Soak from "./suites/soak.js"
 import * as WorkQueue from "./suites/workqueue.js"
 
 const cli = process.argv.slice(2)
@@ -50,7 +51,9 @@ const sizes = quick
     queueItems: 100_000,
     cpuTasks: 100,
     harvestUrls: 2_000,
-    limiterSeconds: 2
+    limiterSeconds: 2,
+    soakUrls: 20_000,
+    soakMinutes: 3
   }
   : {
     tasks: 1_000_000,
@@ -65,7 +68,9 @@ const sizes = quick
     queueItems: 1_000_000,
     cpuTasks: 400,
     harvestUrls: 10_000,
-    limiterSeconds: 5
+    limiterSeconds: 5,
+    soakUrls: 200_000,
+    soakMinutes: 5
   }
 const concurrency = 100
 const rate = 200
@@ -591,7 +596,8 @@ const suiteNumbers: Readonly<Record<string, number>> = {
   workqueue: 5,
   cpu: 6,
   harvest: 7,
-  limiter: 8
+  limiter: 8,
+  soak: 9
 }
 
 const command = (): string =>
@@ -670,7 +676,7 @@ const main = async () => {
   }
   if (profile && !wanted("harvest")) throw new Error("--profile profiles Harvest: run it with --only=harvest")
   const launchers: Array<Launcher> = [launcher]
-  const scale = wanted("harvest") || wanted("limiter") ? await prepareScale() : undefined
+  const scale = wanted("harvest") || wanted("limiter") || wanted("soak") ? await prepareScale() : undefined
   if (scale !== undefined) launchers.push(scale)
   const run = `\`${command()}\` on ${started.toISOString()}`
   const sections = new Map<string, string>()
@@ -713,8 +719,9 @@ const main = async () => {
     )
   }
   if (scale !== undefined) {
-    if (wanted("harvest")) {
-      const build = buildHarvest()
+    // Built once, for the benchmarks that start Harvest as users do.
+    const build = wanted("harvest") || wanted("soak") ? buildHarvest() : undefined
+    if (build !== undefined && wanted("harvest")) {
       process.stdout.write(`harvest: ${build.description}\n`)
       const harvest = { urls: sizes.harvestUrls, main: build.main, build: build.description }
       await suite(
@@ -738,6 +745,10 @@ const main = async () => {
     }
     const limiter = { seconds: sizes.limiterSeconds }
     await suite("limiter", Limiter.variants(limiter), (measured) => Limiter.section(measured, limiter), rounds, scale)
+    if (build !== undefined && wanted("soak")) {
+      const soak = { urls: sizes.soakUrls, minutes: sizes.soakMinutes, main: build.main }
+      await suite("soak", Soak.variants(soak), (measured) => Soak.section(measured, soak), 1, scale)
+    }
   }
   const target = Path.join(benchDir, "RESULTS.md")
   // A partial run (`--only`) keeps every other section of the file as it was, each with the run that measured it.
