@@ -51,6 +51,7 @@ interface Minute {
   readonly rssMb: number
   readonly fds: number
   readonly loopP99Ms: number
+  readonly loopMaxMs: number
 }
 
 export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string => {
@@ -74,8 +75,15 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string
   lines.push(
     "",
     table(
-      ["minute", "URLs completed", "RSS MB (median)", "open fds (median)", "loop p99 ms"],
-      minutes.map((row) => [num(row.minute), num(row.urls), num(row.rssMb, 1), num(row.fds), num(row.loopP99Ms, 1)])
+      ["minute", "URLs completed", "RSS MB (median)", "open fds (median)", "loop p99 ms", "loop max ms"],
+      minutes.map((row) => [
+        num(row.minute),
+        num(row.urls),
+        num(row.rssMb, 1),
+        num(row.fds),
+        num(row.loopP99Ms, 1),
+        num(row.loopMaxMs)
+      ])
     )
   )
   const succeeded = Number(value.succeeded)
@@ -88,7 +96,9 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string
         num(Number(value.cpuMillis) / 1000, 1)
       } s of CPU (${num((1000 * Number(value.cpuMillis)) / sizes.urls)} µs per URL); the machine was ${
         num(Number(value.machineBusyPercent))
-      } % busy. Every URL fetched once and recorded once: ${verdict(exact)}.`
+      } % busy. Every URL fetched once and recorded once: ${verdict(exact)}. The load shedder refused ${
+        num(Number(value.postsRefused))
+      } submissions (503, submitted again after its \`Retry-After\`) and ${num(Number(value.pollsRefused))} polls.`
   )
   if (minutes.length < 3) {
     lines.push("- Too short a run to judge flatness (at least 3 whole minutes are needed).")

@@ -137,20 +137,30 @@ runVariant(async () => {
     const done: Array<JobView & { readonly completedAtMs: number }> = []
     let submitted = 0
     let refused = 0
+    let postsRefused = 0
     while (done.length < jobs) {
       alive()
       const now = performance.now() - started
       while (submitted < jobs && now >= submitted * spacingMillis) {
         const slice = list.slice(submitted * jobSize, (submitted + 1) * jobSize)
-        const response = await fetch(`${base}/jobs`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ urls: slice, perHostConcurrency: 1000 })
-        })
-        if (response.status !== 202) {
-          throw new Error(`POST /jobs answered ${response.status}: ${await response.text()}`)
+        const body = JSON.stringify({ urls: slice, perHostConcurrency: 1000 })
+        let job: JobView | undefined
+        // Refused while the loop is slow (the load shedder's 503): submitted again after its Retry-After, as a
+        // client would, and counted.
+        while (job === undefined) {
+          alive()
+          const response = await fetch(`${base}/jobs`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body
+          })
+          if (response.status === 202) job = (await response.json()) as JobView
+          else if (response.status === 503) {
+            postsRefused++
+            await response.arrayBuffer()
+            await sleep(1000 * Math.max(0.1, Number(response.headers.get("retry-after") ?? "1")))
+          } else throw new Error(`POST /jobs answered ${response.status}: ${await response.text()}`)
         }
-        const job = (await response.json()) as JobView
         open.set(job.id, slice.length)
         submitted++
       }
@@ -208,7 +218,8 @@ runVariant(async () => {
           .reduce((sum, job) => sum + job.total, 0),
         rssMb: Math.round(median(inMinute.map((s) => s.rssMb)) * 10) / 10,
         fds: median(inMinute.map((s) => s.fds)),
-        loopP99Ms: period === undefined ? Number.NaN : Math.round(period.loopP99Ms * 10) / 10
+        loopP99Ms: period === undefined ? Number.NaN : Math.round(period.loopP99Ms * 10) / 10,
+        loopMaxMs: period === undefined ? Number.NaN : Math.round(period.loopMaxMs)
       }
     })
     return {
@@ -221,6 +232,7 @@ runVariant(async () => {
       targetMillis: minutes * minuteMillis,
       cpuMillis,
       pollsRefused: refused,
+      postsRefused,
       upstreamRequests: upstreamStats.requests,
       fdsAtEnd,
       ...machine,
