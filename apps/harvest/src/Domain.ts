@@ -408,13 +408,37 @@ export const JobCreated = Schema.Struct({
 }).annotations({ identifier: "JobCreated" })
 
 /**
- * `GET /health`'s body, for `200` (`ok`) and `503` (`draining`) alike.
+ * Why an instance is degraded by a fault of its own machine (see `LocalFaults`): `storage_full`, `storage_error`,
+ * `database_unavailable`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const DegradedReason = Schema.Literal("storage_full", "storage_error", "database_unavailable").annotations({
+  identifier: "DegradedReason",
+  description: "storage_full: DATA_DIR has no space (or its quota is spent); storage_error: its disk fails " +
+    "otherwise; database_unavailable: the database cannot be reached, is locked, or refuses writes"
+})
+
+/**
+ * `GET /health`'s body, for `200` (`ok`) and `503` (`draining`, `degraded`) alike. While the instance is degraded by
+ * a local fault, `reason`, `message` and `since` say why and since when (while draining too).
  *
  * @since 0.1.0
  * @category models
  */
 export const Health = Schema.Struct({
-  status: Schema.Literal("ok", "draining"),
+  status: Schema.Literal("ok", "draining", "degraded").annotations({
+    description: "ok: takes jobs; draining: shutting down; degraded: a local fault (see reason) pauses leasing and " +
+      "POST /jobs until it clears, by itself"
+  }),
+  reason: Schema.optional(DegradedReason),
+  message: Schema.optional(
+    Schema.String.annotations({ description: "while degraded: what failed, in one line" })
+  ),
+  since: Schema.optional(
+    Schema.String.annotations({ description: "while degraded: when it began (ISO 8601)" })
+  ),
   eventLoop: Schema.Struct({ p50Ms: Schema.Number, p99Ms: Schema.Number, maxMs: Schema.Number }),
   inFlight: Schema.Number.annotations({ description: "fetches in flight in this process" })
 }).annotations({ identifier: "Health" })

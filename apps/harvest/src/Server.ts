@@ -1,7 +1,7 @@
 /**
  * Harvest assembled, each part a layer on the ones it needs: configuration → database → storage (the item queue,
- * jobs, the body store) → the pipeline (results, the host gate with its limit store, the fetcher, the scheduler) →
- * the dashboard's events → HTTP. Shutdown releases them in reverse: HTTP drains first; the scheduler stops leasing,
+ * jobs, the body store) → the local faults it may meet (`LocalFaults`, probing the body store and the database) → the
+ * pipeline (results, the host gate with its limit store, the fetcher, the scheduler) → the dashboard's events → HTTP. Shutdown releases them in reverse: HTTP drains first; the scheduler stops leasing,
  * lets fetches in flight finish for `SHUTDOWN_GRACE_MS` and releases what is left; `Results` commits what was handed
  * to it; then the database closes. A fault at start (`Startup`: a data directory it cannot write, a database it cannot
  * reach, an address it cannot listen on) fails the layer with a typed error whose message is one line.
@@ -21,6 +21,7 @@ import * as Events from "./dashboard/Events.js"
 import { HarvestConfig } from "./HarvestConfig.js"
 import * as Http from "./http/Handlers.js"
 import * as Instance from "./Instance.js"
+import * as LocalFaults from "./LocalFaults.js"
 import * as Fetcher from "./pipeline/Fetcher.js"
 import * as HostGate from "./pipeline/HostGate.js"
 import * as Results from "./pipeline/Results.js"
@@ -95,6 +96,7 @@ export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
     Layer.provideMerge(Events.layer()),
     Layer.provideMerge(pipeline),
     Layer.provideMerge(EventLoopMonitor.layer()),
+    Layer.provideMerge(LocalFaults.layer),
     Layer.provideMerge(storage),
     Layer.provideMerge(Instance.layer),
     Layer.provideMerge(data),

@@ -8,6 +8,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import type * as Domain from "../src/Domain.js"
 import { Instance } from "../src/Instance.js"
+import * as LocalFaults from "../src/LocalFaults.js"
 import * as Results from "../src/pipeline/Results.js"
 import * as Database from "../src/storage/Database.js"
 import { Items, layerItems } from "../src/storage/Jobs.js"
@@ -33,6 +34,8 @@ for (const database of Databases.all) {
     const env = Layer.fresh(layerItems).pipe(
       Layer.provideMerge(Layer.effectDiscard(Database.migrate).pipe(Layer.provideMerge(database.layer))),
       Layer.provideMerge(Layer.succeed(Instance, { owner })),
+      // Probes that pass: no test here meets a local fault.
+      Layer.provideMerge(LocalFaults.layerWith({ probes: { storage: Effect.void, database: Effect.void } })),
       Layer.orDie
     )
 

@@ -3,12 +3,14 @@
  * carries the time until the next probe, so retry policies wait for it), then after a cooldown admits a few
  * probes (half-open) and closes again when they succeed.
  *
- * Two trip policies: consecutive failures, and a failure ratio over a sliding time window with a minimum number
- * of calls. Only errors the `isFailure` predicate counts can trip it (a `404` says the upstream is alive).
- * Cooldowns may grow exponentially while the upstream keeps failing its probes. State changes are a `Stream`
- * and Metrics; the Open → HalfOpen change needs no timer: it happens when the first call after the cooldown
- * arrives (or when the state is read). An interrupted probe frees its slot, so the breaker can never be stuck
- * half-open. The breaker reads the `Clock` it was created with.
+ * Three trip policies: consecutive failures, a failure ratio over a sliding time window, and a failure ratio over
+ * the last N calls, the last two with a minimum number of calls. Only errors the `isFailure` predicate counts can
+ * trip it (a `404` says the upstream is alive). Calls slower than `slowCalls.slowerThan` can count as failures, or
+ * towards a slow-call rate of their own. Cooldowns may grow exponentially while the upstream keeps failing its
+ * probes. `isolate` holds the circuit open by hand until `reset`, which closes it and forgets its window. State
+ * changes are a `Stream` and Metrics; the Open → HalfOpen change needs no timer: it happens when the first call
+ * after the cooldown arrives (or when the state is read). An interrupted probe frees its slot, so the breaker can
+ * never be stuck half-open. The breaker reads the `Clock` it was created with.
  *
  * @since 0.1.0
  */
@@ -58,7 +60,9 @@ export const TypeId: unique symbol = Symbol.for("@spindle/core/CircuitBreaker")
 export type TypeId = typeof TypeId
 
 /**
- * The state of a breaker. `Open.until` is the clock time (ms) after which probes are admitted.
+ * The state of a breaker. `Open.until` is the clock time (ms) after which probes are admitted. A circuit held open
+ * by `isolate` is `Open` with `isolated: true` and `until: Infinity` (no probe until `reset`); `openings` is then
+ * what it was before the isolation (0 from `Closed`). A circuit that opened by itself has no `isolated` field.
  *
  * @example
  * ```ts
@@ -66,11 +70,13 @@ export type TypeId = typeof TypeId
  *
  * const describe = CircuitBreaker.State.$match({
  *   Closed: () => "closed",
- *   Open: ({ openings, until }) => `open (${openings}x) until ${new Date(until).toISOString()}`,
+ *   Open: ({ isolated, openings, until }) =>
+ *     isolated === true ? "isolated until reset" : `open (${openings}x) until ${new Date(until).toISOString()}`,
  *   HalfOpen: () => "probing"
  * })
  *
  * console.log(describe(CircuitBreaker.State.Closed())) // "closed"
+ * console.log(describe(CircuitBreaker.State.Open({ until: Infinity, openings: 0, isolated: true }))) // "isolated until reset"
  * ```
  *
  * @since 0.1.0
@@ -78,7 +84,12 @@ export type TypeId = typeof TypeId
  */
 export type State = Data.TaggedEnum<{
   Closed: {}
-  Open: { readonly until: number; readonly openings: number }
+  Open: {
+    readonly until: number
+    readonly openings: number
+    /** `true` when held open by `isolate`; `until` is then `Infinity`. */
+    readonly isolated?: boolean | undefined
+  }
   HalfOpen: { readonly openings: number }
 }>
 
@@ -101,16 +112,20 @@ export type State = Data.TaggedEnum<{
 export const State = Data.taggedEnum<State>()
 
 /**
- * When a closed breaker opens.
+ * When a closed breaker opens: after consecutive failures (`consecutiveFailures`), or at a failure ratio over a
+ * window of time (`failureRatio`) or of the last N calls (`failureRatioOfLast`).
  *
  * @example
  * ```ts
  * import { CircuitBreaker } from "@spindle/core"
  *
- * // A quiet service: 5 failures in a row. A busy one: half of at least 20 calls over 30 seconds.
- * const policyFor = (callsPerMinute: number): CircuitBreaker.Policy =>
+ * // A quiet service: 5 failures in a row. A busy one: half of at least 20 calls over 30 seconds. A bursty one:
+ * // half of its last 100 calls, once 20 have ended.
+ * const policyFor = (callsPerMinute: number, bursty: boolean): CircuitBreaker.Policy =>
  *   callsPerMinute < 60
  *     ? CircuitBreaker.consecutiveFailures(5)
+ *     : bursty
+ *     ? CircuitBreaker.failureRatioOfLast({ ratio: 0.5, calls: 100, minimumCalls: 20 })
  *     : CircuitBreaker.failureRatio({ ratio: 0.5, window: "30 seconds", minimumThroughput: 20 })
  * ```
  *
@@ -125,6 +140,12 @@ export type Policy =
     readonly window: Duration.DurationInput
     readonly minimumThroughput: number
     readonly buckets?: number | undefined
+  }
+  | {
+    readonly _tag: "FailureRatioOfLast"
+    readonly ratio: number
+    readonly calls: number
+    readonly minimumCalls?: number | undefined
   }
 
 /**
@@ -180,6 +201,97 @@ export const failureRatio = (options: {
 }): Policy => ({ _tag: "FailureRatio", ...options })
 
 /**
+ * Opens when, of the last `calls` calls to end (a count-based window, Resilience4j's `COUNT_BASED` sliding window,
+ * cockatiel's `CountBreaker`), at least `ratio` failed, once at least `minimumCalls` of them have ended (default
+ * `calls`: a full window). The ratio is checked as each call ends, so the call that brings the window to
+ * `minimumCalls` may open it. Unlike `failureRatio`, calls are never forgotten with time: a service called a few
+ * times an hour is judged on its last calls however old. Closing after successful probes, and `reset`, empty the
+ * window.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   // Half of the last 10 calls, counted once 4 have ended.
+ *   const breaker = yield* CircuitBreaker.make({
+ *     policy: CircuitBreaker.failureRatioOfLast({ ratio: 0.5, calls: 10, minimumCalls: 4 })
+ *   })
+ *   yield* breaker.run(Effect.void)
+ *   yield* Effect.either(breaker.run(Effect.fail("503")))
+ *   yield* Effect.either(breaker.run(Effect.fail("503")))
+ *   const afterThree = (yield* breaker.state)._tag // 3 calls: under the minimum
+ *   yield* breaker.run(Effect.void) // 2 failed of 4
+ *   return [afterThree, (yield* breaker.state)._tag]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["Closed", "Open"]
+ * ```
+ *
+ * @since 0.2.0
+ * @category policies
+ */
+export const failureRatioOfLast = (options: {
+  readonly ratio: number
+  readonly calls: number
+  readonly minimumCalls?: number | undefined
+}): Policy => ({ _tag: "FailureRatioOfLast", ...options })
+
+/**
+ * What makes a call slow, and what a slow call does (Resilience4j's `slowCallDurationThreshold` and
+ * `slowCallRateThreshold`). A call is slow when more than `slowerThan` passed between its admission and its end,
+ * measured on the breaker's `Clock` (its monotonic reading, so a wall clock being stepped does not make calls slow;
+ * under `TestClock` the time it was adjusted by). It is judged when it ends: bound a call that may hang with
+ * `Deadline.attempt`. An interrupted call counts for nothing, slow or not.
+ *
+ * - Without `ratio`, a slow call counts as a failure, whatever its outcome, towards any policy (a slow success
+ *   breaks a run of `consecutiveFailures` as a failure would extend it).
+ * - With `ratio`, slow calls are counted apart, over the window of a `failureRatio` or `failureRatioOfLast` policy
+ *   and with its minimum: the circuit opens when at least `ratio` of the window's calls were slow, whether they
+ *   succeeded or failed, or when the failure ratio is reached, whichever comes first. A slow call that failed
+ *   counts towards both.
+ *
+ * Either way a slow probe is a failed probe: the circuit opens again.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Fiber from "effect/Fiber"
+ * import * as TestClock from "effect/TestClock"
+ * import * as TestContext from "effect/TestContext"
+ *
+ * const slowCalls: CircuitBreaker.SlowCalls = { slowerThan: "2 seconds" }
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(2), slowCalls })
+ *   // Two calls of 3 seconds each: they succeed, but count as failures.
+ *   for (let i = 0; i < 2; i++) {
+ *     const call = yield* Effect.fork(breaker.run(Effect.sleep("3 seconds")))
+ *     yield* TestClock.adjust("3 seconds")
+ *     yield* Fiber.join(call)
+ *   }
+ *   return (yield* breaker.state)._tag
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(TestContext.TestContext))).then(console.log) // "Open"
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SlowCalls {
+  /** A call that takes longer than this is slow (one that takes exactly this long is not). */
+  readonly slowerThan: Duration.DurationInput
+  /**
+   * In (0, 1]: slow calls open the circuit at this share of the window's calls, counted apart from failures. Needs
+   * a `failureRatio` or `failureRatioOfLast` policy. Without it a slow call counts as a failure.
+   */
+  readonly ratio?: number | undefined
+}
+
+/**
  * Options of a breaker over errors of type `E`.
  *
  * @example
@@ -222,10 +334,15 @@ export interface Options<E = unknown> {
   readonly isFailure?: ((error: E) => boolean) | undefined
   /** Label for metrics and errors. Default `"default"`. */
   readonly name?: string | undefined
+  /** Slow calls: as failures, or towards a slow-call rate of their own (see `SlowCalls`). Default: not timed. */
+  readonly slowCalls?: SlowCalls | undefined
 }
 
 /**
- * The circuit is open: the call was not made. `retryAfter` is the time until probes are admitted again.
+ * The circuit is open: the call was not made. `retryAfter` is the time until probes are admitted again. When the
+ * circuit was isolated by hand (`isolate`), `isolated` is `true` and `retryAfter` is infinite: no probe comes until
+ * it is reset (a `RetryPolicy` still waits no longer than its `retryAfterMax`; leave `CircuitOpen` with `isolated`
+ * out of its `retryable` to stop at once). Otherwise `isolated` is absent.
  *
  * @example
  * ```ts
@@ -254,12 +371,16 @@ export interface Options<E = unknown> {
 export class CircuitOpen extends Data.TaggedError("CircuitOpen")<{
   readonly name: string
   readonly retryAfter: Duration.Duration
+  /** `true` when the call was refused because the circuit is isolated (see `CircuitBreaker.isolate`). */
+  readonly isolated?: boolean | undefined
 }> implements RetryAfter.RetryAfter {
   get [RetryAfter.RetryAfterTypeId](): Duration.Duration {
     return this.retryAfter
   }
   override get message(): string {
-    return `Circuit "${this.name}" is open; next probe in ${Duration.format(this.retryAfter)}`
+    return this.isolated === true
+      ? `Circuit "${this.name}" is isolated; calls are refused until it is reset`
+      : `Circuit "${this.name}" is open; next probe in ${Duration.format(this.retryAfter)}`
   }
 }
 
@@ -285,6 +406,24 @@ export class CircuitOpen extends Data.TaggedError("CircuitOpen")<{
  * Effect.runPromise(program).then(console.log) // ["Open"]
  * ```
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Taking a dependency out of service by hand for a maintenance window, then back.
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(5), name: "billing" })
+ *   const call = Effect.either(breaker.run(Effect.succeed("charged")))
+ *   const during = yield* Effect.acquireUseRelease(breaker.isolate, () => call, () => breaker.reset)
+ *   const after = yield* call
+ *   return [during._tag === "Left" && during.left.isolated === true ? during.left.message : "?", after]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log)
+ * // ['Circuit "billing" is isolated; calls are refused until it is reset', { _id: "Either", _tag: "Right", right: "charged" }]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -297,6 +436,22 @@ export interface CircuitBreaker<E = unknown> {
   readonly state: Effect.Effect<State>
   /** The state now, then every change. */
   readonly changes: Stream.Stream<State>
+  /**
+   * Holds the circuit open until `reset` (Polly's `Isolate`, cockatiel's `isolate()`, Resilience4j's forced-open
+   * state): from now on every call fails at once with `CircuitOpen` whose `isolated` is `true`, and no cooldown ends
+   * it. The state becomes `Open` with `isolated: true` and `until: Infinity`, reported like any other change
+   * (`changes`, the `spindle_circuit_*` metrics with `state="open"`). From half-open, the probes in flight run to
+   * their end but decide nothing. Calls already running are not interrupted, and their outcomes are not counted.
+   * Isolating an isolated circuit does nothing; there is no count of isolations: one `reset` releases it.
+   */
+  readonly isolate: Effect.Effect<void>
+  /**
+   * Closes the circuit, whatever its state (isolated, open, half-open), and forgets what it counted: the
+   * consecutive failures, the window's calls, and the openings that lengthen the cooldown. Probes in flight decide
+   * nothing; a call admitted before and still running is counted when it ends if the circuit is closed then. On a
+   * closed circuit it only empties the window (no state change is reported).
+   */
+  readonly reset: Effect.Effect<void>
 }
 
 /**
@@ -339,26 +494,68 @@ export interface Resolved<E> {
   readonly isFailure: (error: E) => boolean
   readonly windowMillis: number
   readonly buckets: number
+  /** The windowed policies' ratio and minimum number of calls (0 for `ConsecutiveFailures`). */
+  readonly ratio: number
+  readonly minimumCalls: number
+  /** `undefined`: calls are not timed. */
+  readonly slowMillis: number | undefined
+  /** `undefined`: a slow call counts as a failure. */
+  readonly slowRatio: number | undefined
 }
+
+const validRatio = (field: string, ratio: number): number =>
+  ratio > 0 && ratio <= 1 ? ratio : Validate.illegal("CircuitBreaker", `${field} must be in (0, 1], got ${ratio}`)
 
 /** @internal */
 export const resolve = <E>(options: Options<E>): Resolved<E> => {
   const policy = options.policy
   let windowMillis = 0
   let buckets = 1
-  if (policy._tag === "ConsecutiveFailures") {
-    Validate.positiveInteger("CircuitBreaker", "threshold", policy.threshold)
-  } else {
-    if (!(policy.ratio > 0 && policy.ratio <= 1)) {
-      Validate.illegal("CircuitBreaker", `ratio must be in (0, 1], got ${policy.ratio}`)
+  let ratio = 0
+  let minimumCalls = 0
+  switch (policy._tag) {
+    case "ConsecutiveFailures": {
+      Validate.positiveInteger("CircuitBreaker", "threshold", policy.threshold)
+      break
     }
-    Validate.positiveInteger("CircuitBreaker", "minimumThroughput", policy.minimumThroughput)
-    windowMillis = Validate.positiveDurationMillis("CircuitBreaker", "window", policy.window)
-    buckets = Validate.positiveInteger("CircuitBreaker", "buckets", policy.buckets ?? 10)
+    case "FailureRatio": {
+      ratio = validRatio("ratio", policy.ratio)
+      minimumCalls = Validate.positiveInteger("CircuitBreaker", "minimumThroughput", policy.minimumThroughput)
+      windowMillis = Validate.positiveDurationMillis("CircuitBreaker", "window", policy.window)
+      buckets = Validate.positiveInteger("CircuitBreaker", "buckets", policy.buckets ?? 10)
+      break
+    }
+    case "FailureRatioOfLast": {
+      ratio = validRatio("ratio", policy.ratio)
+      const calls = Validate.positiveInteger("CircuitBreaker", "calls", policy.calls)
+      minimumCalls = Validate.positiveIntegerOr("CircuitBreaker", "minimumCalls", policy.minimumCalls, calls)
+      if (minimumCalls > calls) {
+        Validate.illegal("CircuitBreaker", `minimumCalls must be at most calls (${calls}), got ${minimumCalls}`)
+      }
+      break
+    }
+    default: {
+      Validate.illegal("CircuitBreaker", `unknown policy ${String((policy as { _tag?: unknown })._tag)}`)
+    }
   }
   const cooldownFactor = options.cooldownFactor ?? 1
   if (!Number.isFinite(cooldownFactor) || cooldownFactor < 1) {
     Validate.illegal("CircuitBreaker", `cooldownFactor must be >= 1, got ${cooldownFactor}`)
+  }
+  let slowMillis: number | undefined
+  let slowRatio: number | undefined
+  if (options.slowCalls !== undefined) {
+    slowMillis = Validate.positiveDurationMillis("CircuitBreaker", "slowCalls.slowerThan", options.slowCalls.slowerThan)
+    if (options.slowCalls.ratio !== undefined) {
+      slowRatio = validRatio("slowCalls.ratio", options.slowCalls.ratio)
+      if (policy._tag === "ConsecutiveFailures") {
+        Validate.illegal(
+          "CircuitBreaker",
+          "slowCalls.ratio needs a failureRatio or failureRatioOfLast policy (a window to take the rate over); " +
+            "without ratio, slow calls count as failures"
+        )
+      }
+    }
   }
   return {
     name: options.name ?? "default",
@@ -369,7 +566,11 @@ export const resolve = <E>(options: Options<E>): Resolved<E> => {
     halfOpenProbes: Validate.positiveIntegerOr("CircuitBreaker", "halfOpenProbes", options.halfOpenProbes, 1),
     isFailure: options.isFailure ?? (() => true),
     windowMillis,
-    buckets
+    buckets,
+    ratio,
+    minimumCalls,
+    slowMillis,
+    slowRatio
   }
 }
 
@@ -380,6 +581,13 @@ export interface Hooks {
 }
 
 const closed: State = State.Closed()
+
+// What a call that ended counted as, for the window: bit flags.
+const FAILED = 1
+const SLOW = 2
+
+// Durations are measured on the clock's monotonic reading (exact under TestClock), as TokenBucket does.
+const monotonicMillis = (clock: Clock.Clock): number => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
 
 /**
  * The breaker's machinery over plain mutable state: every decision is synchronous, so a call that is admitted
@@ -392,15 +600,27 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
   readonly unsafeIdle: () => boolean
 } => {
   const { labels } = hooks
+  const { minimumCalls, ratio, slowMillis, slowRatio } = resolved
+  const threshold = resolved.policy._tag === "ConsecutiveFailures" ? resolved.policy.threshold : 0
   let state: State = closed
   let consecutive = 0
   let probesInFlight = 0
   let probeSuccesses = 0
-  // Sliding window: per bucket, the index of the period it counts and its tallies.
+  // Sliding time window: per bucket, the index of the period it counts and its tallies (slow calls only when they
+  // have a rate of their own).
   const bucketMillis = resolved.windowMillis / resolved.buckets
   const periods = new Array<number>(resolved.buckets).fill(-1)
   const successes = new Array<number>(resolved.buckets).fill(0)
   const failures = new Array<number>(resolved.buckets).fill(0)
+  const slows = resolved.policy._tag === "FailureRatio" && slowRatio !== undefined
+    ? new Array<number>(resolved.buckets).fill(0)
+    : undefined
+  // Window of the last N calls: a ring of outcomes (FAILED | SLOW flags) and running counts.
+  const ring = resolved.policy._tag === "FailureRatioOfLast" ? new Uint8Array(resolved.policy.calls) : undefined
+  let ringNext = 0
+  let ringFilled = 0
+  let ringFailed = 0
+  let ringSlow = 0
 
   const transition = (to: State) => {
     const from = state
@@ -421,6 +641,14 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     periods.fill(-1)
     successes.fill(0)
     failures.fill(0)
+    slows?.fill(0)
+    if (ring !== undefined) {
+      ring.fill(0)
+      ringNext = 0
+      ringFilled = 0
+      ringFailed = 0
+      ringSlow = 0
+    }
   }
 
   const open = (now: number, openings: number) => {
@@ -431,6 +659,7 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     transition(State.Open({ until: now + cooldown, openings: openings + 1 }))
   }
 
+  // An isolated circuit is Open until Infinity: no time ever reaches it, so it never turns half-open by itself.
   const current = (now: number): State => {
     if (state._tag === "Open" && now >= state.until) {
       probesInFlight = 0
@@ -440,13 +669,14 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     return state
   }
 
-  // The consecutive policy reads the clock only when it opens; the ratio policy needs it to find its bucket.
-  const record = (failed: boolean) => {
-    if (resolved.policy._tag === "ConsecutiveFailures") {
-      consecutive = failed ? consecutive + 1 : 0
-      if (consecutive >= resolved.policy.threshold) open(clock.unsafeCurrentTimeMillis(), 0)
-      return
-    }
+  // One recorder per policy, chosen once. `outcome` is 0 for a success (or an error `isFailure` does not count),
+  // else FAILED and/or SLOW; a slow call without a rate of its own arrives as FAILED.
+  // The consecutive policy reads the clock only when it opens; the time window needs it to find its bucket.
+  const recordConsecutive = (outcome: number) => {
+    consecutive = outcome === 0 ? 0 : consecutive + 1
+    if (consecutive >= threshold) open(clock.unsafeCurrentTimeMillis(), 0)
+  }
+  const recordTimeWindow = (outcome: number) => {
     const now = clock.unsafeCurrentTimeMillis()
     const period = Math.floor(now / bucketMillis)
     const slot = period % resolved.buckets
@@ -454,20 +684,53 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
       periods[slot] = period
       successes[slot] = 0
       failures[slot] = 0
+      if (slows !== undefined) slows[slot] = 0
     }
-    if (failed) failures[slot]++
+    if ((outcome & FAILED) !== 0) failures[slot]++
     else successes[slot]++
-    if (!failed) return
+    if (slows !== undefined && (outcome & SLOW) !== 0) slows[slot]++
+    // Only a failed (or slow) call can raise its ratio.
+    if (outcome === 0) return
     let total = 0
-    let failed_ = 0
+    let failed = 0
+    let slow = 0
     for (let i = 0; i < resolved.buckets; i++) {
       if (periods[i] > period - resolved.buckets) {
         total += successes[i] + failures[i]
-        failed_ += failures[i]
+        failed += failures[i]
+        if (slows !== undefined) slow += slows[i]
       }
     }
-    if (total >= resolved.policy.minimumThroughput && failed_ / total >= resolved.policy.ratio) open(now, 0)
+    if (
+      total >= minimumCalls &&
+      (((outcome & FAILED) !== 0 && failed / total >= ratio) ||
+        ((outcome & SLOW) !== 0 && slow / total >= slowRatio!))
+    ) open(now, 0)
   }
+  const recordLastCalls = (outcome: number) => {
+    const r = ring!
+    if (ringFilled === r.length) {
+      const dropped = r[ringNext]
+      if ((dropped & FAILED) !== 0) ringFailed--
+      if ((dropped & SLOW) !== 0) ringSlow--
+    } else {
+      ringFilled++
+    }
+    r[ringNext] = outcome
+    if ((outcome & FAILED) !== 0) ringFailed++
+    if ((outcome & SLOW) !== 0) ringSlow++
+    ringNext = ringNext + 1 === r.length ? 0 : ringNext + 1
+    // Checked after every call: the one that brings the window to its minimum may open it, success or not.
+    if (
+      ringFilled >= minimumCalls &&
+      (ringFailed / ringFilled >= ratio || (slowRatio !== undefined && ringSlow / ringFilled >= slowRatio))
+    ) open(clock.unsafeCurrentTimeMillis(), 0)
+  }
+  const record = resolved.policy._tag === "ConsecutiveFailures"
+    ? recordConsecutive
+    : resolved.policy._tag === "FailureRatio"
+    ? recordTimeWindow
+    : recordLastCalls
 
   const countsCause = (cause: Cause.Cause<E>): boolean | undefined => {
     if (Cause.isInterruptedOnly(cause)) return undefined
@@ -475,20 +738,32 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     return failure._tag === "Some" ? resolved.isFailure(failure.value) : true
   }
 
+  /** Whether a call admitted at `start` (monotonic ms) and ending now was slow. */
+  const isSlow = (start: number) => monotonicMillis(clock) - start > slowMillis!
+
   const settleClosed = (cause: Cause.Cause<E> | undefined) => {
     const failed = cause === undefined ? false : countsCause(cause)
     // A call admitted while closed may end after the circuit opened: it no longer counts.
     if (failed === undefined || state._tag !== "Closed") return
-    record(failed)
+    record(failed ? FAILED : 0)
   }
 
-  const settleProbe = (generation: State, exit: Exit.Exit<unknown, E>) => {
+  const settleTimed = (cause: Cause.Cause<E> | undefined, start: number) => {
+    const failed = cause === undefined ? false : countsCause(cause)
+    if (failed === undefined || state._tag !== "Closed") return
+    const outcome = failed ? FAILED : 0
+    record(!isSlow(start) ? outcome : slowRatio === undefined ? FAILED : outcome | SLOW)
+  }
+
+  const settleProbe = (generation: State, exit: Exit.Exit<unknown, E>, start: number) => {
+    // Only the half-open period that admitted this probe may be decided by it, and only its slots are counted
+    // (a later half-open period starts with none); an interrupted probe decides nothing and frees its slot for
+    // the next caller.
+    if (state !== generation) return
     probesInFlight--
     const failed = Exit.isSuccess(exit) ? false : countsCause(exit.cause)
-    // Only the half-open period that admitted this probe may be decided by it; an interrupted probe decides
-    // nothing and frees its slot for the next caller.
-    if (state !== generation || failed === undefined) return
-    if (failed) {
+    if (failed === undefined) return
+    if (failed || (slowMillis !== undefined && isSlow(start))) {
       open(clock.unsafeCurrentTimeMillis(), generation._tag === "HalfOpen" ? generation.openings : 0)
     } else if (++probeSuccesses >= resolved.halfOpenProbes) {
       resetWindow()
@@ -508,27 +783,67 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     }
   }
 
-  const run = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
-    Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
-      // A closed breaker needs no clock to admit a call (only an open one has a time to check).
-      if (state._tag === "Closed") {
-        // The hot path: no finalizer needed, since an interrupted call counts for nothing.
-        return Effect.matchCauseEffect(self, closedHandlers as any)
+  // A timed call needs its start: handlers per call, made only when slow calls are configured.
+  const timedClosed = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2, R> => {
+    const start = monotonicMillis(clock)
+    return Effect.matchCauseEffect(self, {
+      onSuccess: (a) => {
+        settleTimed(undefined, start)
+        return Effect.succeed(a)
+      },
+      onFailure: (cause) => {
+        settleTimed(cause, start)
+        return Effect.failCause(cause)
       }
-      const now = clock.unsafeCurrentTimeMillis()
-      const s = current(now)
-      if (s._tag === "Closed") return Effect.matchCauseEffect(self, closedHandlers as any)
-      if (s._tag === "Open") {
-        Metrics.circuitRejections.unsafeUpdate(1, labels)
-        return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(s.until - now) }))
-      }
-      if (probesInFlight + probeSuccesses >= resolved.halfOpenProbes) {
-        Metrics.circuitRejections.unsafeUpdate(1, labels)
-        return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.zero }))
-      }
-      probesInFlight++
-      return Effect.onExit(self, (exit) => Effect.sync(() => settleProbe(s, exit)))
     })
+  }
+
+  // Every state but a closed one: reads the clock to let an open circuit turn half-open, then refuses the call or
+  // admits it as a probe.
+  const gated = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> => {
+    const now = clock.unsafeCurrentTimeMillis()
+    const s = current(now)
+    if (s._tag === "Closed") {
+      return slowMillis === undefined ? Effect.matchCauseEffect(self, closedHandlers as any) : timedClosed(self)
+    }
+    if (s._tag === "Open") {
+      Metrics.circuitRejections.unsafeUpdate(1, labels)
+      return Effect.fail(
+        s.isolated === true
+          ? new CircuitOpen({ name: resolved.name, retryAfter: Duration.infinity, isolated: true })
+          : new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(s.until - now) })
+      )
+    }
+    if (probesInFlight + probeSuccesses >= resolved.halfOpenProbes) {
+      Metrics.circuitRejections.unsafeUpdate(1, labels)
+      return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.zero }))
+    }
+    probesInFlight++
+    const start = slowMillis === undefined ? 0 : monotonicMillis(clock)
+    return Effect.onExit(self, (exit) => Effect.sync(() => settleProbe(s, exit, start)))
+  }
+
+  const run = slowMillis === undefined
+    ? <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
+      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> =>
+        // A closed breaker needs no clock to admit a call (only an open one has a time to check). The hot path:
+        // no finalizer needed, since an interrupted call counts for nothing.
+        state._tag === "Closed" ? Effect.matchCauseEffect(self, closedHandlers as any) : gated(self)
+      )
+    : <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
+      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> =>
+        state._tag === "Closed" ? timedClosed(self) : gated(self)
+      )
+
+  const isolate = () => {
+    if (state._tag === "Open" && state.isolated === true) return
+    transition(State.Open({ until: Infinity, openings: state._tag === "Closed" ? 0 : state.openings, isolated: true }))
+  }
+
+  const reset = () => {
+    resetWindow()
+    if (state._tag !== "Closed") transition(closed)
+  }
 
   return {
     [TypeId]: TypeId,
@@ -536,8 +851,12 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     run,
     state: Effect.sync(() => current(clock.unsafeCurrentTimeMillis())),
     changes: Stream.empty,
+    isolate: Effect.sync(isolate),
+    reset: Effect.sync(reset),
     unsafeState: current,
-    unsafeIdle: () => state._tag === "Closed" && consecutive === 0
+    // Closed with nothing counted that a fresh breaker would not have: no failure in a run, none (nor a slow call)
+    // among the last calls. (A time window's tallies are not looked at: they expire by themselves.)
+    unsafeIdle: () => state._tag === "Closed" && consecutive === 0 && ringFailed === 0 && ringSlow === 0
   }
 }
 

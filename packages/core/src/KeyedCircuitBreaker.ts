@@ -4,8 +4,10 @@
  *
  * Only a breaker that is closed with no failures pending can be evicted, once no call has started through it
  * for `idleTimeToLive`: a fresh breaker behaves exactly like it. (A call still running after that long, were it to
- * fail, would be counted by the evicted breaker only.) Open and half-open breakers are
- * kept. Metrics carry the breaker's name, never the key; state changes of every key are one `Stream`.
+ * fail, would be counted by the evicted breaker only.) Open, half-open and isolated breakers are
+ * kept, and so is a `failureRatioOfLast` window holding a failure or a slow call. A key can be isolated and reset by
+ * hand, like a single breaker. Metrics carry the breaker's name, never the key; state changes of every key are one
+ * `Stream`.
  *
  * @since 0.1.0
  */
@@ -124,6 +126,25 @@ export interface Change {
  * Effect.runPromise(program).then(console.log) // ["GET /users", 1]
  * ```
  *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, KeyedCircuitBreaker } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const perHost = yield* KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(5) })
+ *   // An operator takes one host out of rotation; the others are untouched.
+ *   yield* perHost.isolate("db-2.example")
+ *   const refused = yield* Effect.flip(perHost.run("db-2.example", Effect.succeed("never")))
+ *   const other = yield* perHost.run("db-1.example", Effect.succeed("ok"))
+ *   yield* perHost.reset("db-2.example")
+ *   const back = yield* perHost.run("db-2.example", Effect.succeed("ok again"))
+ *   return [refused.isolated, other, back]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [true, "ok", "ok again"]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -148,6 +169,16 @@ export interface KeyedCircuitBreaker<E = unknown> {
   readonly changes: Stream.Stream<Change>
   /** Keys held in memory now. */
   readonly size: Effect.Effect<number>
+  /**
+   * Holds `key`'s circuit open until `reset(key)` (see `CircuitBreaker.isolate`); a key not held yet is created
+   * isolated. Other keys are untouched. An isolated key is never evicted.
+   */
+  readonly isolate: (key: string) => Effect.Effect<void>
+  /**
+   * Closes `key`'s circuit and forgets its window (see `CircuitBreaker.reset`). A key not held is closed already:
+   * nothing happens.
+   */
+  readonly reset: (key: string) => Effect.Effect<void>
 }
 
 /**
@@ -271,7 +302,13 @@ export const make = <E = unknown>(options: Options<E>): Effect.Effect<KeyedCircu
       size: Effect.sync(() => {
         sweep(clock.unsafeCurrentTimeMillis())
         return entries.size
-      })
+      }),
+      isolate: (key) => Effect.suspend(() => entryFor(key, clock.unsafeCurrentTimeMillis()).breaker.isolate),
+      reset: (key) =>
+        Effect.suspend(() => {
+          const entry = entries.get(key)
+          return entry === undefined ? Effect.void : entry.breaker.reset
+        })
     }
     return keyed
   })

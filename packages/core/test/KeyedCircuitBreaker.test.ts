@@ -56,4 +56,55 @@ describe("KeyedCircuitBreaker", () => {
       const seen = Chunk.toReadonlyArray(yield* Fiber.join(changes)).map((c) => `${c.key}:${c.state._tag}`)
       assert.deepStrictEqual(seen, ["a:Open", "a:HalfOpen", "a:Closed"])
     }))
+
+  it.scoped("isolates and resets one key; an isolated key is never evicted", () =>
+    Effect.gen(function*() {
+      const breakers = yield* KeyedCircuitBreaker.make({
+        policy: CircuitBreaker.consecutiveFailures(1),
+        cooldown: "1 second",
+        idleTimeToLive: "1 minute"
+      })
+      const changes = yield* breakers.changes.pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+      yield* Effect.sleep(0)
+      yield* TestClock.adjust(0)
+      const isolated = CircuitBreaker.State.Open({ until: Infinity, openings: 0, isolated: true })
+      // A key not held yet is created isolated.
+      yield* breakers.isolate("down.example")
+      assert.deepStrictEqual(yield* breakers.state("down.example"), Option.some(isolated))
+      const refused = yield* Effect.flip(breakers.run("down.example", Effect.succeed("never")))
+      assert.isTrue(refused._tag === "CircuitOpen" && refused.isolated === true)
+      assert.strictEqual(yield* breakers.run("up.example", Effect.succeed("ok")), "ok")
+      assert.deepStrictEqual(yield* breakers.unhealthy, [{ key: "down.example", state: isolated }])
+      yield* TestClock.adjust("10 minutes")
+      assert.strictEqual(yield* breakers.size, 1, "the healthy key went, the isolated one stayed")
+      assert.deepStrictEqual(yield* breakers.state("down.example"), Option.some(isolated))
+      // Resetting a key not held does nothing.
+      yield* breakers.reset("nowhere")
+      assert.deepStrictEqual(yield* breakers.state("nowhere"), Option.none())
+      yield* breakers.reset("down.example")
+      assert.deepStrictEqual(yield* breakers.state("down.example"), Option.some(CircuitBreaker.State.Closed()))
+      assert.strictEqual(yield* breakers.run("down.example", Effect.succeed("back")), "back")
+      const seen = Chunk.toReadonlyArray(yield* Fiber.join(changes))
+      assert.deepStrictEqual(seen, [
+        { key: "down.example", state: isolated },
+        { key: "down.example", state: CircuitBreaker.State.Closed() }
+      ])
+    }))
+
+  it.effect("a key whose last calls hold a failure is kept; one with only successes is evicted", () =>
+    Effect.gen(function*() {
+      const breakers = yield* KeyedCircuitBreaker.make({
+        policy: CircuitBreaker.failureRatioOfLast({ ratio: 0.5, calls: 10 }),
+        idleTimeToLive: "1 minute"
+      })
+      yield* breakers.run("healthy", Effect.void)
+      yield* Effect.either(breakers.run("flaky", Effect.fail("503")))
+      yield* breakers.run("flaky", Effect.void)
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(yield* breakers.size, 1)
+      assert.isTrue(Option.isSome(yield* breakers.state("flaky")))
+      // Reset forgets the failure: the key is idle again.
+      yield* breakers.reset("flaky")
+      assert.strictEqual(yield* breakers.size, 0)
+    }))
 })

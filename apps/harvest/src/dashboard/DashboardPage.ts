@@ -120,6 +120,10 @@ textarea:focus, input:focus { outline: 2px solid var(--accent-soft); border-colo
 .pager { display: flex; align-items: center; gap: 10px; padding: 10px 16px; border-top: 1px solid var(--line);
   font-size: 12px; color: var(--muted); }
 .pager .msg { flex: 1; min-height: 0; }
+.degraded { grid-column: span 3; display: flex; gap: 12px; align-items: baseline; padding: 12px 16px;
+  border: 1px solid #fcd34d; border-radius: 10px; background: var(--warn-soft); color: #78350f; font-size: 13px; }
+.degraded b { color: #92400e; }
+.degraded .mono { font-size: 12px; overflow-wrap: anywhere; }
 [hidden] { display: none !important; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
   clip: rect(0, 0, 0, 0); white-space: nowrap; border: 0; }
@@ -128,7 +132,7 @@ textarea:focus, input:focus { outline: 2px solid var(--accent-soft); border-colo
 #modal.show { display: flex; }
 #modal .card { width: 380px; padding: 20px; display: grid; gap: 12px; }
 #modal p { margin: 0; color: var(--muted); font-size: 13px; }
-@media (max-width: 980px) { main, .stats { grid-template-columns: 1fr; } .span2, .span3, .stats { grid-column: auto; } }
+@media (max-width: 980px) { main, .stats { grid-template-columns: 1fr; } .span2, .span3, .stats, .degraded { grid-column: auto; } }
 `
 
 const body = String.raw`
@@ -141,6 +145,11 @@ const body = String.raw`
   <span class="conn" id="conn"><i></i><span>connecting</span></span>
 </div></header>
 <main>
+  <section class="degraded" id="degraded" role="alert" hidden>
+    <b>Degraded</b><span><span class="mono" id="degraded-reason"></span> since <span id="degraded-since"></span>:
+    <span id="degraded-message"></span>. Leasing is paused and new jobs are refused (503) until the fault clears;
+    Harvest resumes by itself.</span>
+  </section>
   <section class="stats">
     <div class="card stat"><div class="label">In flight</div>
       <div class="value" id="s-inflight">0 <small>/ 0</small></div>
@@ -572,6 +581,12 @@ function render(snap) {
       .filter(Boolean).join(" · ")
     : "all circuits closed"
   if (snap.draining) setConn("retry", "draining")
+  $("degraded").hidden = !snap.degraded
+  if (snap.degraded) {
+    $("degraded-reason").textContent = snap.degraded.reason
+    $("degraded-since").textContent = new Date(snap.degraded.since).toLocaleTimeString()
+    $("degraded-message").textContent = snap.degraded.message
+  }
   noteLive(snap.jobs)
   renderJobs()
   renderHosts(snap.hosts)

@@ -19,6 +19,7 @@ import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
 import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
+import * as LocalFaults from "../LocalFaults.js"
 import * as HostGate from "../pipeline/HostGate.js"
 import { Scheduler } from "../pipeline/Scheduler.js"
 import { Items, Jobs } from "../storage/Jobs.js"
@@ -71,6 +72,11 @@ export interface Snapshot {
   readonly seq: number
   readonly at: number
   readonly draining: boolean
+  /**
+   * While a local fault degrades the instance (leasing paused, `POST /jobs` refused): its reason, its message and
+   * when it began (epoch ms); `null` otherwise.
+   */
+  readonly degraded: LocalFaults.Degraded | null
   /** Requests on the wire now (attempts waiting for a host's limits are not in flight). */
   readonly inFlight: number
   readonly maxConcurrency: number
@@ -145,6 +151,7 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
   const gate = yield* HostGate.HostGate
   const scheduler = yield* Scheduler
   const monitor = yield* EventLoopMonitor.EventLoopMonitor
+  const faults = yield* LocalFaults.LocalFaults
   const interval = Duration.decode(options.interval ?? "1 second")
   const jobLimit = options.jobs ?? 25
   const historyStep = Duration.toMillis(options.historyStep ?? "1 second")
@@ -245,20 +252,24 @@ export const make = Effect.fn("Events.make")(function*(options: Options = {}) {
         history.push([now, loop.p50Ms, loop.p99Ms])
         if (history.length > historyLength) history.shift()
       }
+      // A database that does not answer is a local fault (reported, shown as the degraded state, not logged every
+      // second): the jobs shown are the previous sample's meanwhile.
       const views = yield* jobViews.pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.as(
-            Effect.logWarning("dashboard could not read jobs").pipe(
+        Effect.catchAllCause((cause) => {
+          const fault = LocalFaults.fromCause("reading jobs", cause)
+          return Effect.as(
+            fault !== undefined ? faults.report(fault) : Effect.logWarning("dashboard could not read jobs").pipe(
               Effect.annotateLogs({ cause: Cause.pretty(cause) })
             ),
             previous?.jobs ?? []
           )
-        )
+        })
       )
       const snapshot: Snapshot = {
         seq: ++seq,
         at: now,
         draining: scheduler.isDraining(),
+        degraded: faults.degraded() ?? null,
         inFlight: gate.onWire(),
         maxConcurrency: config.maxConcurrency,
         jobs: views,
@@ -327,5 +338,11 @@ export const layer = (
 ): Layer.Layer<
   Events,
   never,
-  HarvestConfig | Items | Jobs | HostGate.HostGate | Scheduler | EventLoopMonitor.EventLoopMonitor
+  | HarvestConfig
+  | Items
+  | Jobs
+  | HostGate.HostGate
+  | Scheduler
+  | EventLoopMonitor.EventLoopMonitor
+  | LocalFaults.LocalFaults
 > => Layer.scoped(Events, make(options))

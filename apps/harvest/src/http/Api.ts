@@ -82,6 +82,15 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
  */
 export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", errorFields) {}
 
+/**
+ * `503`: a fault of the server's own machine keeps it from taking jobs now, with `Retry-After`; `code` names it:
+ * `storage_full`, `storage_error` or `database_unavailable` (see `GET /health`). It clears by itself.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", errorFields) {}
+
 const badRequestDescription = "Invalid request; the message names the field"
 const BadRequestBody = asErrorBody(BadRequest, 400, badRequestDescription)
 const UnauthorizedBody = asErrorBody(Unauthorized, 401, "Missing or wrong bearer token (only when API_TOKEN is set)")
@@ -93,6 +102,10 @@ const ConflictBody = asErrorBody(
 )
 const PayloadTooLargeBody = asErrorBody(PayloadTooLarge, 413, "The request body exceeds the server's limit")
 const ShuttingDownBody = asErrorBody(ShuttingDown, 503, "The server is shutting down; retry on another instance")
+const unavailableDescription = "The server is shutting down (shutting_down: retry on another instance), or a " +
+  "fault of its own machine keeps it from taking jobs (storage_full, storage_error, database_unavailable: retry " +
+  "after Retry-After)"
+const UnavailableBody = asErrorBody(Unavailable, 503, unavailableDescription)
 
 /**
  * Bearer-token authorization for `/jobs*` and `/files*`; it lets everything through while `API_TOKEN` is unset.
@@ -138,10 +151,14 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
     .addError(BadRequestBody)
     .addError(PayloadTooLargeBody)
     .addError(ShuttingDownBody)
+    .addError(UnavailableBody)
     .annotate(OpenApi.Summary, "Submit a job")
     .annotate(
       OpenApi.Description,
-      "The job and all its items are committed before the reply. Duplicate URLs in one job are stored once."
+      "The job and all its items are committed before the reply. Duplicate URLs in one job are stored once. " +
+        "`503` while the server shuts down (`shutting_down`) or while a fault of its own machine (a full disk, a " +
+        "database that does not answer) keeps it from storing jobs: `code` names the fault (`storage_full`, " +
+        "`storage_error`, `database_unavailable`) and `Retry-After` says when to try again."
     )
 ).add(
   HttpApiEndpoint.get("list", "/jobs")
@@ -258,12 +275,15 @@ export class FilesGroup extends HttpApiGroup.make("files").add(
 export class SystemGroup extends HttpApiGroup.make("system").add(
   HttpApiEndpoint.get("health", "/health")
     .addSuccess(Domain.Health)
-    .addError(Domain.Health.annotations({ description: "Draining or overloaded" }), { status: 503 })
-    .annotate(OpenApi.Summary, "Readiness: 200 when ok, 503 while draining")
+    .addError(Domain.Health.annotations({ description: "Draining, or degraded by a local fault" }), { status: 503 })
+    .annotate(OpenApi.Summary, "Readiness: 200 when ok, 503 while draining or degraded")
     .annotate(
       OpenApi.Description,
       "`200` with `status: ok` while the instance takes jobs; `503` with `status: draining` once SIGTERM or SIGINT " +
-        "was received. Also reports the event loop's delay and the fetches in flight. Needs no token."
+        "was received, and with `status: degraded` and a `reason` (`storage_full`, `storage_error`, " +
+        "`database_unavailable`), with `Retry-After`, while a fault of its own machine pauses its work; that state " +
+        "ends by itself once the fault clears. Also reports the event loop's delay and the fetches in flight. " +
+        "Needs no token."
     )
 ).add(
   HttpApiEndpoint.get("metrics", "/metrics")
@@ -313,6 +333,22 @@ const withContact = (spec: Record<string, any>): Record<string, any> => {
   return spec
 }
 
+// Nor for response headers: the `503`s a local fault causes carry `Retry-After`. (A status's description is its first
+// error's: `POST /jobs`'s `503` is given one for both.)
+const withRetryAfter = (spec: Record<string, any>): Record<string, any> => {
+  const header = {
+    description: "on a 503 of a local fault: seconds to wait before trying again",
+    schema: { type: "integer", minimum: 1 }
+  }
+  for (const [path, method] of [["/jobs", "post"], ["/health", "get"]] as const) {
+    const unavailable = spec.paths[path]?.[method]?.responses?.["503"]
+    if (unavailable !== undefined) unavailable.headers = { "Retry-After": header }
+  }
+  const submit = spec.paths["/jobs"]?.post?.responses?.["503"]
+  if (submit !== undefined) submit.description = unavailableDescription
+  return spec
+}
+
 /**
  * The whole API.
  *
@@ -328,9 +364,10 @@ export class HarvestApi extends HttpApi.make("harvest")
   .annotate(
     OpenApi.Description,
     "A resilient URL fetch service. Every 4xx carries `{ error: { code, message } }`; any route may answer 503 " +
-      "with Retry-After while the process sheds load."
+      "with Retry-After while the process sheds load (`overloaded`) or while a fault of its own machine keeps it " +
+      "from reading or writing its data (`storage_full`, `storage_error`, `database_unavailable`)."
   )
   .annotate(OpenApi.License, { name: "MIT", url: "https://spdx.org/licenses/MIT.html" })
   .annotate(OpenApi.Servers, [{ url: "/", description: "the Harvest instance that serves this document" }])
-  .annotate(OpenApi.Transform, (spec) => withContact(withoutDecodeError(spec)))
+  .annotate(OpenApi.Transform, (spec) => withRetryAfter(withContact(withoutDecodeError(spec))))
 {}

@@ -28,6 +28,7 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import * as Dashboard from "../dashboard/Dashboard.js"
 import * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
+import * as LocalFaults from "../LocalFaults.js"
 import { HostGate } from "../pipeline/HostGate.js"
 import { Scheduler } from "../pipeline/Scheduler.js"
 import * as BodyStore from "../storage/BodyStore.js"
@@ -45,6 +46,19 @@ export const maxRequestBytes = 10 * 1024 * 1024
 
 const errorResponse = (status: number, code: string, message: string) =>
   HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
+
+/**
+ * The `503` of a local fault: `{ error: { code: <reason>, message } }` with `Retry-After`, for `POST /jobs` while the
+ * instance is degraded and for any route whose data the fault keeps it from reading or writing.
+ *
+ * @since 0.1.0
+ * @category responses
+ */
+export const unavailable = (fault: LocalFaults.LocalFault, retryAfterSeconds: number, doing: string) =>
+  HttpServerResponse.unsafeJson(
+    { error: { code: fault.reason, message: `cannot ${doing} now: ${fault.message}; retry later` } },
+    { status: 503, headers: { "retry-after": String(retryAfterSeconds) } }
+  )
 
 const jobIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 // `GET /jobs` cursors: the last job's creation time and id.
@@ -150,6 +164,10 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
         if (scheduler.isDraining()) {
           return yield* new Api.ShuttingDown({ code: "shutting_down", message: "the server is shutting down" })
         }
+        // Degraded by a local fault: no job is taken (the body is not read) until it clears.
+        const faults = yield* LocalFaults.LocalFaults
+        const fault = faults.current()
+        if (fault !== undefined) return unavailable(fault, faults.retryAfterSeconds(), "take jobs")
         const text = yield* readBody(request, maxRequestBytes)
         const body = yield* Effect.try({
           try: (): unknown => JSON.parse(text),
@@ -157,8 +175,16 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
         })
         const job = yield* Effect.mapError(decodeJobRequest(body), (error) => new Api.BadRequest(Domain.refusal(error)))
         const jobs = yield* Jobs
-        const created = yield* Effect.orDie(jobs.create(job.urls, job.options))
-        return { id: created.id, status: "queued" as const, total: created.total }
+        const created = yield* Effect.either(jobs.create(job.urls, job.options))
+        if (created._tag === "Left") {
+          const met = created.left._tag === "SqlError"
+            ? LocalFaults.fromSqlError("storing a job", created.left)
+            : undefined
+          if (met === undefined) return yield* Effect.die(created.left)
+          yield* faults.report(met)
+          return unavailable(met, faults.retryAfterSeconds(), "take jobs")
+        }
+        return { id: created.right.id, status: "queued" as const, total: created.right.total }
       }))
     .handle("list", ({ urlParams }) =>
       Effect.gen(function*() {
@@ -269,12 +295,25 @@ export const SystemLive = HttpApiBuilder.group(Api.HarvestApi, "system", (handle
         const monitor = yield* EventLoopMonitor.EventLoopMonitor
         const scheduler = yield* Scheduler
         const gate = yield* HostGate
+        const faults = yield* LocalFaults.LocalFaults
         const loop = monitor.unsafeCurrent()
         const draining = scheduler.isDraining()
-        const body = {
-          status: draining ? "draining" as const : "ok" as const,
+        const degraded = faults.degraded()
+        const body: typeof Domain.Health.Type = {
+          status: draining ? "draining" : degraded !== undefined ? "degraded" : "ok",
+          ...(degraded === undefined ? {} : {
+            reason: degraded.reason,
+            message: degraded.message,
+            since: new Date(degraded.since).toISOString()
+          }),
           eventLoop: { p50Ms: loop.p50Ms, p99Ms: loop.p99Ms, maxMs: loop.maxMs },
           inFlight: gate.onWire()
+        }
+        if (degraded !== undefined) {
+          return HttpServerResponse.unsafeJson(body, {
+            status: 503,
+            headers: { "retry-after": String(faults.retryAfterSeconds()) }
+          })
         }
         return draining ? HttpServerResponse.unsafeJson(body, { status: 503 }) : body
       }))
@@ -353,7 +392,8 @@ const isRouteNotFound = (error: unknown): error is HttpServerError.RouteNotFound
 
 /**
  * The app: the API first, then the dashboard's routes, then the contract's JSON 404; request bodies are capped at
- * `maxRequestBytes`, and an unexpected failure is logged and answered with a JSON 500.
+ * `maxRequestBytes`. A failure that is a local fault (the database does not answer, say) is reported and answered
+ * with its `503` (`unavailable`); any other unexpected failure is logged and answered with a JSON 500.
  *
  * @since 0.1.0
  * @category apps
@@ -361,17 +401,21 @@ const isRouteNotFound = (error: unknown): error is HttpServerError.RouteNotFound
 export const app = Effect.gen(function*() {
   const api = (yield* HttpApiBuilder.httpApp) as HttpApp.Default<unknown, HttpRouter.HttpRouter.DefaultServices>
   const dashboard = yield* HttpRouter.toHttpApp(Dashboard.router)
+  const faults = yield* LocalFaults.LocalFaults
   return api.pipe(
     Effect.catchIf(isRouteNotFound, () => dashboard),
     Effect.catchIf(isRouteNotFound, () => Effect.succeed(errorResponse(404, "not_found", "no such route"))),
-    Effect.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause)
-        ? Effect.failCause(cause)
-        : Effect.as(
-          Effect.logError("request failed", cause),
-          errorResponse(500, "internal", "unexpected error")
-        )
-    ),
+    Effect.catchAllCause((cause) => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+      const fault = LocalFaults.fromCause("answering a request", cause)
+      if (fault !== undefined) {
+        return Effect.as(faults.report(fault), unavailable(fault, faults.retryAfterSeconds(), "answer"))
+      }
+      return Effect.as(
+        Effect.logError("request failed", cause),
+        errorResponse(500, "internal", "unexpected error")
+      )
+    }),
     HttpIncomingMessage.withMaxBodySize(Option.some(maxRequestBytes))
   )
 })

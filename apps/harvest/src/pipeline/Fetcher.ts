@@ -42,6 +42,7 @@ import type * as tls from "node:tls"
 import { Agent } from "undici"
 import { HarvestConfig } from "../HarvestConfig.js"
 import * as UndiciClient from "../internal/undiciClient.js"
+import * as LocalFaults from "../LocalFaults.js"
 import * as BodyStore from "../storage/BodyStore.js"
 
 /**
@@ -99,8 +100,14 @@ export interface Fetched {
  * @category models
  */
 export interface Fetcher {
-  /** One attempt: resolve and check the address, connect to it, stream the body into the BodyStore. */
-  readonly fetch: (url: string, options: { readonly timeoutMs: number }) => Effect.Effect<Fetched, FetchFailure>
+  /**
+   * One attempt: resolve and check the address, connect to it, stream the body into the BodyStore. A body the store
+   * cannot write (a full disk, an I/O error) is a `LocalFault`, not a `FetchFailure`: it is no fault of the host.
+   */
+  readonly fetch: (
+    url: string,
+    options: { readonly timeoutMs: number }
+  ) => Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault>
 }
 
 /**
@@ -246,12 +253,12 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
     const storeFailure = (status: number) =>
     (
       error: HttpClientError.ResponseError | BodyStore.BodyStoreError | BodyStore.BodyTooLarge
-    ): Effect.Effect<never, FetchFailure> => {
+    ): Effect.Effect<never, FetchFailure | LocalFaults.LocalFault> => {
       switch (error._tag) {
         case "BodyTooLarge":
           return Effect.fail(failure("body_too_large", error.message, false, status))
         case "BodyStoreError":
-          return Effect.fail(failure("network", error.message, true, status))
+          return Effect.fail(LocalFaults.fromFileError("writing a body", error.cause))
         default:
           return Effect.fail(classify(error, status))
       }
@@ -259,7 +266,9 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
 
     // A 2xx body into the store: a small one (the usual case) read whole from the client's buffer in one step and
     // written with one call; past `memoryBytes` what was read is written first and the rest streamed after it.
-    const store2xx = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<Fetched, FetchFailure> => {
+    const store2xx = (
+      response: HttpClientResponse.HttpClientResponse
+    ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
       const status = response.status
       const stored = response instanceof UndiciClient.UndiciResponse
         ? Effect.flatMap(response.collect(memoryBytes), (collected) =>
@@ -279,7 +288,9 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       })
     }
 
-    const handle = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<Fetched, FetchFailure> => {
+    const handle = (
+      response: HttpClientResponse.HttpClientResponse
+    ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
       const status = response.status
       if (status < 200 || status >= 300) {
         // Read to the end and dropped (at most `maxBodyBytes`, the agent sees to it), so the connection is reused.
@@ -301,7 +312,10 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
     const discard = (response: HttpClientResponse.HttpClientResponse) =>
       response instanceof UndiciClient.UndiciResponse ? response.discard : Effect.void
 
-    const send = (destination: AddressGuard.Destination, timeoutMs: number): Effect.Effect<Fetched, FetchFailure> => {
+    const send = (
+      destination: AddressGuard.Destination,
+      timeoutMs: number
+    ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
       const url = destination.url
       const address = destination.family === 6 ? `[${destination.address}]` : destination.address
       const port = url.port === "" ? "" : `:${url.port}`

@@ -9,6 +9,10 @@
  * what is still queued before the database closes (the layers are released in reverse), so nothing handed over is
  * lost by a graceful shutdown; a crash leaves the items leased, to be fetched again once their leases expire.
  *
+ * A commit that meets a local fault (a full disk, a database that does not answer: `LocalFaults`) is not given up:
+ * its outcomes are kept, the fault reported (the instance is degraded, leasing pauses), and they are committed once
+ * the instance is healthy again, so an item whose body was fetched and stored is not fetched again.
+ *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -19,6 +23,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
@@ -27,6 +32,7 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type * as Domain from "../Domain.js"
 import { Instance } from "../Instance.js"
+import * as LocalFaults from "../LocalFaults.js"
 import { Items } from "../storage/Jobs.js"
 
 /**
@@ -50,6 +56,11 @@ export interface Outcome {
 export interface Results {
   /** Hands an outcome over to be committed with others; returns at once. */
   readonly settle: (outcome: Outcome) => Effect.Effect<void>
+  /**
+   * Whether the outcome of item `id` waits to be committed because the database met a local fault: the item is still
+   * this instance's, so it must not be leased and fetched again meanwhile, even if its lease has expired.
+   */
+  readonly holds: (id: number) => boolean
 }
 
 /**
@@ -89,11 +100,12 @@ const failed = Metric.tagged(itemsSettled, "outcome", "failed")
  */
 export const make = (
   options: Options = {}
-): Effect.Effect<Results, never, SqlClient.SqlClient | Items | Instance | Scope.Scope> =>
+): Effect.Effect<Results, never, SqlClient.SqlClient | Items | Instance | LocalFaults.LocalFaults | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const items = yield* Items
     const { owner } = yield* Instance
+    const faults = yield* LocalFaults.LocalFaults
     const maxBatch = options.maxBatch ?? 200
     const window = Duration.decode(options.window ?? "5 millis")
     const queue = yield* Queue.unbounded<Outcome | typeof stop>()
@@ -129,29 +141,81 @@ export const make = (
       }))
     })
 
-    const commitLogged = (batch: ReadonlyArray<Outcome>) =>
-      commit(batch).pipe(
-        Effect.tap((settled) =>
-          Effect.sync(() => {
-            for (const outcome of batch) {
-              if (!settled.has(outcome.settlement.id)) continue
-              ;(outcome.settlement._tag === "Ack" ? succeeded : failed).unsafeUpdate(1, [])
-            }
-          })
-        ),
-        // A failed commit leaves its items leased: they are fetched again once their leases expire (at most once
-        // recorded, as ever); the committer goes on with the next batch.
-        Effect.catchAllCause((cause) =>
-          Effect.logWarning("committing results failed; their items will be fetched again").pipe(
-            Effect.annotateLogs({ items: batch.length, cause: Cause.pretty(cause) })
-          )
-        )
+    // Outcomes whose commit met a local fault (a full disk, a database that does not answer): committed again once the
+    // instance is healthy, the outcomes handed over meanwhile with them, rather than left for their items to be
+    // fetched again. `waiting` holds their items' ids (see `holds`); both are empty unless a commit met a fault.
+    const backlog: Array<Outcome> = []
+    const waiting = new Set<number>()
+    const keep = (outcome: Outcome) => {
+      backlog.push(outcome)
+      waiting.add(outcome.settlement.id)
+    }
+
+    const count = (batch: ReadonlyArray<Outcome>, settled: ReadonlySet<number>) => {
+      for (const outcome of batch) {
+        if (!settled.has(outcome.settlement.id)) continue
+        ;(outcome.settlement._tag === "Ack" ? succeeded : failed).unsafeUpdate(1, [])
+        if (waiting.size > 0) waiting.delete(outcome.settlement.id)
+      }
+    }
+
+    // A commit that fails otherwise leaves its items leased: they are fetched again once their leases expire (at most
+    // once recorded, as ever); the committer goes on with the next batch.
+    const dropped = (items: number, cause: Cause.Cause<unknown>, fault: LocalFaults.LocalFault | undefined) =>
+      Effect.logWarning("committing results failed; their items will be fetched again").pipe(
+        Effect.annotateLogs({ items, cause: fault === undefined ? Cause.pretty(cause) : fault.message })
       )
+
+    const commitLogged = (batch: ReadonlyArray<Outcome>) =>
+      Effect.matchCauseEffect(commit(batch), {
+        onSuccess: (settled) => Effect.sync(() => count(batch, settled)),
+        onFailure: (cause) => {
+          const fault = LocalFaults.fromCause("committing results", cause)
+          if (fault === undefined) return dropped(batch.length, cause, fault)
+          for (const outcome of batch) keep(outcome)
+          return faults.report(fault)
+        }
+      })
+
+    // Once the instance is healthy again (or the layer closes), the backlog and what was handed over since are
+    // committed, `maxBatch` at a time. Another local fault keeps the rest for the next time, except while closing,
+    // when one try is all: what cannot be committed then stays leased, to be fetched again. Whether `stop` was met.
+    const catchUp = Effect.gen(function*() {
+      yield* Effect.raceFirst(faults.healthy, closing)
+      let stopped = false
+      for (const outcome of yield* Queue.takeAll(queue)) {
+        if (outcome === stop) stopped = true
+        else keep(outcome)
+      }
+      while (backlog.length > 0) {
+        const batch = backlog.slice(0, maxBatch)
+        const exit = yield* Effect.exit(commit(batch))
+        if (Exit.isSuccess(exit)) {
+          count(batch, exit.value)
+          backlog.splice(0, batch.length)
+          for (const outcome of batch) waiting.delete(outcome.settlement.id)
+          continue
+        }
+        const fault = LocalFaults.fromCause("committing results", exit.cause)
+        if (fault !== undefined && !closed) {
+          yield* faults.report(fault)
+          return stopped
+        }
+        const gone = fault === undefined ? batch.length : backlog.length
+        yield* dropped(gone, exit.cause, fault)
+        for (const outcome of backlog.splice(0, gone)) waiting.delete(outcome.settlement.id)
+      }
+      return stopped
+    })
 
     // The committer is never interrupted (an interrupted `Queue.take` can lose the outcome it was just handed): closing
     // puts `stop` at the end of the queue, and the committer commits everything before it, then ends.
     const committer = Effect.gen(function*() {
       while (true) {
+        if (backlog.length > 0) {
+          if (yield* catchUp) return
+          continue
+        }
         const first = yield* Queue.take(queue)
         if (first === stop) return
         // The window ends early when the layer closes.
@@ -178,7 +242,12 @@ export const make = (
 
     return Results.of({
       // Past the close, an outcome is not taken: its item stays leased and is fetched again once the lease expires.
-      settle: (outcome) => closed ? Effect.interrupt : Effect.asVoid(Queue.offer(queue, outcome))
+      settle: (outcome) => {
+        if (closed) return Effect.interrupt
+        if (backlog.length > 0) waiting.add(outcome.settlement.id)
+        return Effect.asVoid(Queue.offer(queue, outcome))
+      },
+      holds: (id) => waiting.size > 0 && waiting.has(id)
     })
   })
 
@@ -188,5 +257,7 @@ export const make = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Results, never, SqlClient.SqlClient | Items | Instance> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<Results, never, SqlClient.SqlClient | Items | Instance | LocalFaults.LocalFaults> =>
   Layer.scoped(Results, make(options))

@@ -11,6 +11,15 @@
  * `SHUTDOWN_GRACE_MS` to finish; the rest are interrupted and their items released back to pending without counting
  * the attempt. `Results` commits what was handed to it when its own layer closes, after this one.
  *
+ * Local faults (`LocalFaults`: a body the store cannot write, a database that cannot be written or reached) are not
+ * the item's or its host's: an attempt that meets one leaves the host gate as an interruption does, the one ending
+ * that neither the host's circuit breaker nor the retry policy counts, and is not counted as an attempt; the item is
+ * *parked*. While the instance is degraded, leasing pauses (until `LocalFaults.healthy`), a worker parks the items it
+ * takes instead of fetching them, and the parked items go back to pending (`release`, no attempt counted) so that
+ * another instance may take them; those the database cannot release now (it is the fault), or whose failed attempts
+ * it could not record, stay held, and go back to the workers once the fault clears. The common path pays for this
+ * with one read of the state per item and per attempt; the rest happens on the failure path.
+ *
  * @since 0.1.0
  */
 import { Bulkhead, RetryPolicy } from "@spindle/core"
@@ -21,6 +30,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
@@ -30,6 +40,7 @@ import type * as Scope from "effect/Scope"
 import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
+import * as LocalFaults from "../LocalFaults.js"
 import { Items, Jobs } from "../storage/Jobs.js"
 import * as Fetcher from "./Fetcher.js"
 import * as HostGate from "./HostGate.js"
@@ -79,6 +90,17 @@ interface JobEntry {
   users: number
 }
 
+// An item that met a local fault, or was taken while the instance was degraded: not settled but parked, with the
+// attempts it made here (none of which met the fault) and whether each was recorded in the queue.
+class Parked {
+  constructor(readonly counted: number, readonly unrecorded: boolean) {}
+}
+
+// How an attempt that met a local fault leaves the host gate and the retry policy: as an interruption, the one ending
+// that neither the breaker (a failure would count against the host, a success for it) nor the retry counts. It is
+// not a real interruption of the fiber, so `fetchItem` sees it and turns it into `Parked`.
+const leaveForFault: Effect.Effect<never> = Effect.failCause(Cause.interrupt(FiberId.none))
+
 const failed = (url: string, attempts: number, error: { code: string; message: string }, httpStatus: number | null) =>
   ({
     url,
@@ -107,6 +129,7 @@ export const make: Effect.Effect<
   | HostGate.HostGate
   | Fetcher.Fetcher
   | Results.Results
+  | LocalFaults.LocalFaults
   | Scope.Scope
 > = Effect.gen(function*() {
   const config = yield* HarvestConfig
@@ -116,6 +139,8 @@ export const make: Effect.Effect<
   const gate = yield* HostGate.HostGate
   const fetcher = yield* Fetcher.Fetcher
   const results = yield* Results.Results
+  const faults = yield* LocalFaults.LocalFaults
+  const clock = yield* Effect.clock
   const lease = Duration.millis(config.leaseMs)
 
   const entries = new Map<string, JobEntry>()
@@ -166,52 +191,82 @@ export const make: Effect.Effect<
     return retry
   }
 
-  // One item, start to outcome. `attempts` counts requests made: an attempt refused by an open circuit made none. A
-  // failed request that will be retried is recorded in the queue at once, so that after a crash the next lease goes
-  // on from there instead of granting `maxAttempts` afresh (an attempt cut short by the crash counts nothing).
-  const fetchItem = (item: Item, state: JobState): Effect.Effect<Results.Outcome> => {
+  // One item, start to outcome. `attempts` counts requests made: an attempt refused by an open circuit made none, nor
+  // did one whose body the store could not write (a local fault). A failed request that will be retried is recorded
+  // in the queue at once, so that after a crash the next lease goes on from there instead of granting `maxAttempts`
+  // afresh (an attempt cut short by the crash counts nothing). An attempt that meets a local fault, or that would
+  // start while the instance is degraded, ends the item as `Parked`.
+  const fetchItem = (item: Item, state: JobState): Effect.Effect<Results.Outcome | Parked> => {
     const url = item.payload.url
     const host = new URL(url).host
     let attempts = 0
+    let parked = false
+    let unrecorded = false
+    const record = (error: Fetcher.FetchFailure) =>
+      Effect.catchAll(items.recordAttempt(item.id, owner, error.message), (sqlError) => {
+        unrecorded = true
+        const fault = LocalFaults.fromSqlError("recording an attempt", sqlError)
+        return fault === undefined ? Effect.void : faults.report(fault)
+      })
     const attempt = Effect.suspend(() => {
+      if (faults.current() !== undefined) {
+        parked = true
+        return leaveForFault
+      }
       attempts++
-      return Effect.tapError(
-        fetcher.fetch(url, { timeoutMs: state.options.timeoutMs }),
-        (error) => error.retryable ? Effect.ignore(items.recordAttempt(item.id, owner, error.message)) : Effect.void
-      )
+      return Effect.catchAll(fetcher.fetch(url, { timeoutMs: state.options.timeoutMs }), (error) => {
+        if (error._tag === "LocalFault") {
+          attempts--
+          parked = true
+          return Effect.zipRight(faults.report(error), leaveForFault)
+        }
+        return error.retryable ? Effect.zipRight(record(error), Effect.fail(error)) : Effect.fail(error)
+      })
     })
     const retried = retryFor(state, Math.max(1, state.options.maxAttempts - item.attempts))(
       state.gate.run(host, attempt)
     )
-    return Effect.match(state.bulkhead === undefined ? retried : state.bulkhead.run(retried), {
-      onSuccess: (fetched): Results.Outcome => ({
-        settlement: {
-          _tag: "Ack",
-          id: item.id,
-          result: {
-            url,
-            status: "succeeded",
-            httpStatus: fetched.httpStatus,
-            bytes: fetched.bytes,
-            sha256: fetched.sha256,
-            attempts: item.attempts + attempts,
-            error: null,
-            fileId: fetched.fileId
-          }
-        },
-        fileId: fetched.fileId,
-        job: item.group!
-      }),
-      onFailure: (error): Results.Outcome => ({
-        settlement: {
-          _tag: "Fail",
-          id: item.id,
-          error: error.message,
-          result: failed(url, item.attempts + attempts, { code: error.code, message: error.message }, error.httpStatus)
-        },
-        fileId: null,
-        job: item.group!
-      })
+    return Effect.matchCauseEffect(state.bulkhead === undefined ? retried : state.bulkhead.run(retried), {
+      onSuccess: (fetched) =>
+        Effect.succeed<Results.Outcome>({
+          settlement: {
+            _tag: "Ack",
+            id: item.id,
+            result: {
+              url,
+              status: "succeeded",
+              httpStatus: fetched.httpStatus,
+              bytes: fetched.bytes,
+              sha256: fetched.sha256,
+              attempts: item.attempts + attempts,
+              error: null,
+              fileId: fetched.fileId
+            }
+          },
+          fileId: fetched.fileId,
+          job: item.group!
+        }),
+      onFailure: (cause): Effect.Effect<Results.Outcome | Parked> => {
+        if (parked) return Effect.succeed(new Parked(attempts, unrecorded))
+        const failure = Cause.failureOption(cause)
+        if (failure._tag === "None") return Effect.failCause(cause as Cause.Cause<never>)
+        const error = failure.value
+        return Effect.succeed<Results.Outcome>({
+          settlement: {
+            _tag: "Fail",
+            id: item.id,
+            error: error.message,
+            result: failed(
+              url,
+              item.attempts + attempts,
+              { code: error.code, message: error.message },
+              error.httpStatus
+            )
+          },
+          fileId: null,
+          job: item.group!
+        })
+      }
     })
   }
 
@@ -220,6 +275,11 @@ export const make: Effect.Effect<
   const held = new Set<number>()
   const ready = yield* Queue.unbounded<Item>()
   let wakeLeaser: Deferred.Deferred<void> | undefined
+  // Parked items (held still), with their attempts counted so far; those whose failed attempts the queue may not have
+  // recorded are not released (the queue's count would be short) but kept for this instance to go on with.
+  const parked: Array<Item> = []
+  const unreleasable = new Set<number>()
+  let wakeParker: Deferred.Deferred<void> | undefined
 
   const logFailure = (item: Item) => (cause: Cause.Cause<unknown>) =>
     Cause.isInterruptedOnly(cause)
@@ -240,34 +300,62 @@ export const make: Effect.Effect<
         })
         : jobs.track(item.group!, fetchItem(item, state.value)))
 
+  const letJobGo = (item: Item) => {
+    const entry = entries.get(item.group!)
+    if (entry !== undefined && --entry.users === 0) entries.delete(item.group!)
+  }
+  // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query per item),
+  // and is woken as soon as they are.
+  const wakeLeaserIfRoom = () => {
+    if (wakeLeaser !== undefined && free() >= refill) {
+      Deferred.unsafeDone(wakeLeaser, Effect.void)
+      wakeLeaser = undefined
+    }
+  }
   // A worker holds at most one item at a time. An item handed over to Results is no longer held; one cut by a cancel
   // is let go; one cut by the shutdown stays held, for the shutdown to release.
   const done = (item: Item, handedOver: boolean) =>
     Effect.sync(() => {
       if (handedOver || !draining) held.delete(item.id)
-      const entry = entries.get(item.group!)
-      if (entry !== undefined && --entry.users === 0) entries.delete(item.group!)
-      // The lease loop waits for a quarter of the workers to be free (leasing one item at a time costs a query
-      // per item), and is woken as soon as they are.
-      if (wakeLeaser !== undefined && free() >= refill) {
-        Deferred.unsafeDone(wakeLeaser, Effect.void)
-        wakeLeaser = undefined
+      letJobGo(item)
+      wakeLeaserIfRoom()
+    })
+  // Parked: still held, its job's state let go (`acquired`: the worker had taken it), for the parker to release.
+  const park = (item: Item, counted: number, unrecorded: boolean, acquired: boolean) =>
+    Effect.sync(() => {
+      if (acquired) letJobGo(item)
+      parked.push(counted === 0 ? item : { ...item, attempts: item.attempts + counted })
+      if (unrecorded) unreleasable.add(item.id)
+      if (wakeParker !== undefined) {
+        Deferred.unsafeDone(wakeParker, Effect.void)
+        wakeParker = undefined
       }
     })
   // One uninterruptible region per item, around its only interruptible part, the processing: once it has an outcome,
   // handing the outcome over and letting the item go cannot be cut in between. An interruption (a cancel, the
   // shutdown) takes effect right after, when the worker next waits.
+  // While the instance is degraded, an item taken is parked at once, not fetched.
   const handle = (item: Item) =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.matchCauseEffect(restore(processItem(item)), {
-        onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
-        onSuccess: (outcome) =>
-          Effect.matchCauseEffect(results.settle(outcome), {
-            onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
-            onSuccess: () => done(item, true)
-          })
-      })
-    )
+    faults.current() !== undefined ?
+      park(item, 0, false, false) :
+      Effect.uninterruptibleMask((restore) =>
+        Effect.matchCauseEffect(restore(processItem(item)), {
+          onFailure: (cause) => {
+            // Its job's row could not be read, say: a local fault parks the item; anything else is logged.
+            const fault = LocalFaults.fromCause("starting an item", cause)
+            return fault === undefined
+              ? Effect.zipRight(logFailure(item)(cause), done(item, false))
+              : Effect.zipRight(faults.report(fault), park(item, 0, false, true))
+          },
+          onSuccess: (outcome) =>
+            outcome instanceof Parked
+              ? park(item, outcome.counted, outcome.unrecorded, true)
+              : Effect.matchCauseEffect(results.settle(outcome), {
+                onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
+                onSuccess: () => done(item, true)
+              })
+        })
+      )
   // Not `Effect.forever`, which yields the thread after every item: `Queue.take` suspends when there is nothing to do,
   // and the runtime yields a busy fiber by itself.
   const worker: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(Queue.take(ready), handle), () => worker)
@@ -283,8 +371,38 @@ export const make: Effect.Effect<
   const free = () => config.maxConcurrency - held.size
   const refill = Math.max(1, Math.floor(config.maxConcurrency / 4))
 
+  // Leasing that fails for a reason other than a local fault (a bug, say) backs off from 50 ms to 5 s and is logged at
+  // most every 30 s.
+  let leaseFailures = 0
+  let lastLeaseWarning = Number.NEGATIVE_INFINITY
+  const leaseFailed = (cause: Cause.Cause<unknown>) =>
+    Effect.suspend(() => {
+      const fault = LocalFaults.fromCause("leasing items", cause)
+      if (fault !== undefined) return Effect.as(faults.report(fault), [])
+      leaseFailures++
+      const now = clock.unsafeCurrentTimeMillis()
+      const warn = now - lastLeaseWarning >= 30_000
+      if (warn) lastLeaseWarning = now
+      return Effect.as(
+        Effect.zipRight(
+          warn
+            ? Effect.logWarning("leasing failed").pipe(
+              Effect.annotateLogs({ failures: leaseFailures, cause: Cause.pretty(cause) })
+            )
+            : Effect.void,
+          Effect.sleep(Duration.millis(Math.min(5_000, 50 * 2 ** Math.min(leaseFailures - 1, 10))))
+        ),
+        []
+      )
+    })
+
   const leaseLoop = Effect.gen(function*() {
     while (!draining) {
+      // Degraded: leasing waits for the fault to clear (the prober's backoff).
+      if (faults.current() !== undefined) {
+        yield* faults.healthy
+        continue
+      }
       const room = free()
       if (room < refill) {
         // Armed before the workers can free anything (no suspension in between), so no wake-up is missed.
@@ -294,13 +412,23 @@ export const make: Effect.Effect<
         continue
       }
       // At most 50 a lease: every item leased wakes a worker in the same turn of the event loop.
+      const failures = leaseFailures
       const leased = yield* items.lease({ limit: Math.min(room, 50), owner, lease }).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.as(Effect.logWarning("leasing failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) })), [])
-        )
+        Effect.catchAllCause(leaseFailed)
       )
-      for (const item of leased) held.add(item.id)
-      yield* Queue.offerAll(ready, leased)
+      if (leaseFailures === failures) leaseFailures = 0
+      // An item whose lease expired while the database could not renew it may come back here while this instance
+      // still has it (held by a worker or parked, or its outcome waiting for Results to commit it): it is not
+      // started twice.
+      let fresh: ReadonlyArray<Item> = leased
+      for (const item of leased) {
+        if (held.has(item.id) || results.holds(item.id)) {
+          fresh = leased.filter((other) => !held.has(other.id) && !results.holds(other.id))
+          break
+        }
+      }
+      for (const item of fresh) held.add(item.id)
+      yield* Queue.offerAll(ready, fresh)
       if (leased.length === 0) yield* Effect.sleep("50 millis")
     }
   })
@@ -310,11 +438,56 @@ export const make: Effect.Effect<
       yield* Effect.sleep(Duration.millis(Math.max(100, Math.floor(config.leaseMs / 3))))
       if (held.size > 0) {
         yield* items.heartbeat(Array.from(held), owner, lease).pipe(
-          Effect.catchAllCause((cause) =>
-            Effect.logWarning("heartbeat failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) }))
-          )
+          Effect.catchAllCause((cause) => {
+            const fault = LocalFaults.fromCause("renewing leases", cause)
+            return fault !== undefined
+              ? faults.report(fault)
+              : Effect.logWarning("heartbeat failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) }))
+          })
         )
       }
+    }
+  })
+
+  // Parked items: back to pending while the instance is degraded (once a second, those parked meanwhile too), so that
+  // another instance may take them; back to the workers, still held, as soon as it is healthy again.
+  const parker = Effect.gen(function*() {
+    while (true) {
+      if (parked.length === 0) {
+        const wake = Deferred.unsafeMake<void>(FiberId.none)
+        wakeParker = wake
+        yield* Deferred.await(wake)
+        continue
+      }
+      if (faults.current() === undefined) {
+        const back = parked.splice(0)
+        unreleasable.clear()
+        yield* Queue.offerAll(ready, back)
+        continue
+      }
+      const ids = parked.filter((item) => !unreleasable.has(item.id)).map((item) => item.id)
+      if (ids.length > 0) {
+        const exit = yield* Effect.exit(items.release(ids, owner))
+        if (Exit.isSuccess(exit)) {
+          const released = new Set(ids)
+          let kept = 0
+          for (const item of parked) if (!released.has(item.id)) parked[kept++] = item
+          parked.length = kept
+          for (const id of ids) held.delete(id)
+          wakeLeaserIfRoom()
+        } else {
+          const fault = LocalFaults.fromCause("releasing parked items", exit.cause)
+          if (fault !== undefined) yield* faults.report(fault)
+          else {
+            // Not a fault of this machine: tried once, then kept for when the instance is healthy again.
+            for (const id of ids) unreleasable.add(id)
+            yield* Effect.logWarning("releasing parked items failed").pipe(
+              Effect.annotateLogs({ items: ids.length, cause: Cause.pretty(exit.cause) })
+            )
+          }
+        }
+      }
+      yield* Effect.raceFirst(faults.healthy, Effect.sleep("1 second"))
     }
   })
 
@@ -323,14 +496,17 @@ export const make: Effect.Effect<
     () => Effect.forkDaemon(slot)
   )
   const loop = yield* Effect.forkDaemon(leaseLoop)
+  const parking = yield* Effect.forkDaemon(parker)
   yield* Effect.forkScoped(heartbeat)
 
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       draining = true
       yield* Fiber.interrupt(loop)
-      // Not started: back to pending at once.
+      yield* Fiber.interrupt(parking)
+      // Not started, or parked: back to pending at once.
       const waiting = Array.from(yield* Queue.takeAll(ready), (item) => item.id)
+      for (const item of parked.splice(0)) waiting.push(item.id)
       for (const id of waiting) held.delete(id)
       const deadline = (yield* Clock.currentTimeMillis) + config.shutdownGraceMs
       while (held.size > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis")
@@ -341,8 +517,17 @@ export const make: Effect.Effect<
       held.clear()
       const released = [...waiting, ...cut]
       if (released.length > 0) {
-        // Cut short by the shutdown, not by the items: back to pending, attempt not counted.
-        yield* items.release(released, owner).pipe(Effect.ignoreLogged)
+        // Cut short by the shutdown, not by the items: back to pending, attempt not counted. A database that cannot
+        // take it leaves them leased: they are fetched again once their leases expire.
+        yield* items.release(released, owner).pipe(
+          Effect.catchAllCause((cause) => {
+            const fault = LocalFaults.fromCause("releasing unfinished items", cause)
+            return Effect.logWarning(
+              "releasing unfinished items failed; they are fetched again once their leases expire"
+            )
+              .pipe(Effect.annotateLogs({ items: released.length, cause: fault?.message ?? Cause.pretty(cause) }))
+          })
+        )
         yield* Effect.logInfo("released unfinished items").pipe(Effect.annotateLogs({ items: released.length }))
       }
     })
@@ -362,5 +547,12 @@ export const make: Effect.Effect<
 export const layer: Layer.Layer<
   Scheduler,
   never,
-  HarvestConfig | Instance | Items | Jobs | HostGate.HostGate | Fetcher.Fetcher | Results.Results
+  | HarvestConfig
+  | Instance
+  | Items
+  | Jobs
+  | HostGate.HostGate
+  | Fetcher.Fetcher
+  | Results.Results
+  | LocalFaults.LocalFaults
 > = Layer.scoped(Scheduler, make)

@@ -141,6 +141,12 @@ export interface BodyStore {
   readonly open: (fileId: string) => Effect.Effect<Option.Option<StoredBody>, BodyStoreError>
   /** Removes dead temp files and orphan bodies now. */
   readonly sweep: Effect.Effect<Swept, SqlError.SqlError>
+  /**
+   * Whether bodies can be written again: the file system has `headroom` bytes free (when it says), and a probe of
+   * `probeBytes` is written to a temp file of this instance and removed. Run only while the instance is degraded
+   * (`LocalFaults`), never on the way of a body.
+   */
+  readonly probe: Effect.Effect<void, BodyStoreError>
 }
 
 /**
@@ -156,6 +162,25 @@ export const BodyStore: Context.Tag<BodyStore, BodyStore> = Context.GenericTag<B
 const fileIdPattern = /^[0-9a-f]{64}$/
 
 const defaultMemoryBytes = 64 * 1024
+
+/**
+ * The size of `probe`'s body: a body held in memory at most, a common size.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const probeBytes = defaultMemoryBytes
+
+/**
+ * The free space `probe` asks for by default before bodies are written again after a full disk: room for `workers`
+ * bodies of 64 KiB twice over, from 1 MiB to 16 MiB. Writing resumes where it can go on, rather than as soon as a few
+ * failed bodies' temp files were removed (which would fill the disk again at once).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const headroomFor = (workers: number): number =>
+  Math.min(16 * 1024 * 1024, Math.max(1024 * 1024, 2 * workers * defaultMemoryBytes))
 
 const statMillis = (file: string): number | undefined => {
   try {
@@ -207,6 +232,8 @@ export const make = (options: {
   readonly dataDir: string
   readonly owner: string
   readonly leaseMs: number
+  /** The free space `probe` asks for; default `headroomFor(64)`. */
+  readonly headroom?: number | undefined
 }): Effect.Effect<
   BodyStore,
   SqlError.SqlError | Startup.DataDirUnwritable,
@@ -411,6 +438,24 @@ export const make = (options: {
         })
       })
 
+    // The probe body is named like this instance's temp files, so a crash before its removal leaves nothing for long.
+    const headroom = options.headroom ?? headroomFor(64)
+    const probeBody = Buffer.alloc(probeBytes, 0x68)
+    const probe: BodyStore["probe"] = Effect.async<void, BodyStoreError>((resume) => {
+      const write = () => {
+        const temp = `${tempPrefix}probe-${randomUUID()}.part`
+        fs.writeFile(temp, probeBody, (error) => {
+          fs.rm(temp, { force: true }, () => resume(error === null ? Effect.void : Effect.fail(writeError(error))))
+        })
+      }
+      fs.statfs(directories.tmp, (error, stats) => {
+        // A file system that does not say is asked by the write alone.
+        if (error !== null || stats.bavail * stats.bsize >= headroom) return write()
+        const short = new Error(`${stats.bavail * stats.bsize} bytes free, ${headroom} needed to write bodies again`)
+        resume(Effect.fail(writeError(Object.assign(short, { code: "ENOSPC" }))))
+      })
+    })
+
     // When the earliest of the other live owners' last leases expires: if that owner is dead (crashed, killed), its
     // temp files go at that moment, the first at which any instance may take its items over, rather than at the next
     // periodic sweep (a job could complete meanwhile with a dead owner's temp files still in `tmp/`).
@@ -481,15 +526,20 @@ export const make = (options: {
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.sleep(Duration.millis(Math.max(0, Math.min(lastSweep + options.leaseMs, wakeAt + 1) - now)))).pipe(
           Effect.zipRight(sweep),
-          Effect.catchAllCause((cause) =>
-            Effect.logWarning("sweeping leftover bodies failed").pipe(
-              Effect.annotateLogs({ cause: Cause.pretty(cause) })
+          // A database that does not answer (the instance is degraded meanwhile, see `LocalFaults`) is one line, once
+          // per sweep; anything else is logged in full.
+          Effect.catchAllCause((cause) => {
+            const failure = Cause.failureOption(cause)
+            return Effect.logWarning("sweeping leftover bodies failed").pipe(
+              Effect.annotateLogs({
+                cause: failure._tag === "Some" ? Startup.describe(failure.value.cause) : Cause.pretty(cause)
+              })
             )
-          ),
+          }),
           Effect.forever
         )
     )
-    return { write, open, sweep } satisfies BodyStore
+    return { write, open, sweep, probe } satisfies BodyStore
   })
 
 /**
@@ -507,6 +557,11 @@ export const layer: Layer.Layer<
   Effect.gen(function*() {
     const config = yield* HarvestConfig
     const instance = yield* Instance
-    return yield* make({ dataDir: config.dataDir, owner: instance.owner, leaseMs: config.leaseMs })
+    return yield* make({
+      dataDir: config.dataDir,
+      owner: instance.owner,
+      leaseMs: config.leaseMs,
+      headroom: headroomFor(config.maxConcurrency)
+    })
   })
 )

@@ -8,6 +8,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlError from "@effect/sql/SqlError"
 import { Migrations } from "@spindle/sql"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -71,8 +72,30 @@ export const loader: Migrator.Loader = Migrator.fromRecord({
         WHERE s.queue = 'harvest' AND s.group_key = harvest_jobs.id AND s.status IN ('pending', 'leased')
       )
     `
+  }),
+  // One row that `probe` writes while the instance is degraded, to learn whether the database takes writes again.
+  "4_harvest_probe": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE harvest_probe (id INTEGER PRIMARY KEY, probed_at BIGINT NOT NULL)`
   })
 })
+
+/**
+ * Whether the database takes a write now: one row of `harvest_probe` written (SQLite must append to its log, so a
+ * full disk fails it; Postgres must be connected). Run only while the instance is degraded (`LocalFaults`).
+ *
+ * @since 0.1.0
+ * @category probes
+ */
+export const probe: Effect.Effect<void, SqlError.SqlError, SqlClient.SqlClient> = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      sql`
+        INSERT INTO harvest_probe (id, probed_at) VALUES (1, ${now})
+        ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at
+      `.pipe(Effect.asVoid))
+)
 
 // Any fixed 64-bit number Harvest alone uses as an advisory lock key.
 const migrationLock = 7_291_050_523
