@@ -132,7 +132,7 @@ const connectionCodes = new Set([
 
 // node-postgres's own words for a connection that broke or could not be made (its errors carry no code).
 const connectionMessage =
-  /connection terminated|not queryable|timeout exceeded when trying to connect|connection error|server closed the connection|the database system is (starting up|shutting down|in recovery)/i
+  /connection terminated|not queryable|timeout exceeded when trying to connect|connection error|failed to acquire connection|server closed the connection|the database system is (starting up|shutting down|in recovery)/i
 
 // The driver's error behind a SqlError: the first in the chain with a code of its own, or the innermost.
 const driverError = (error: SqlError.SqlError): unknown => {

@@ -31,6 +31,7 @@ import { HarvestConfig } from "../HarvestConfig.js"
 import * as LocalFaults from "../LocalFaults.js"
 import { HostGate } from "../pipeline/HostGate.js"
 import { Scheduler } from "../pipeline/Scheduler.js"
+import * as Startup from "../Startup.js"
 import * as BodyStore from "../storage/BodyStore.js"
 import { Jobs } from "../storage/Jobs.js"
 import * as Api from "./Api.js"
@@ -56,7 +57,7 @@ const errorResponse = (status: number, code: string, message: string) =>
  */
 export const unavailable = (fault: LocalFaults.LocalFault, retryAfterSeconds: number, doing: string) =>
   HttpServerResponse.unsafeJson(
-    { error: { code: fault.reason, message: `cannot ${doing} now: ${fault.message}; retry later` } },
+    { error: { code: fault.reason, message: `cannot ${doing} now: ${Startup.describe(fault.cause)}; retry later` } },
     { status: 503, headers: { "retry-after": String(retryAfterSeconds) } }
   )
 

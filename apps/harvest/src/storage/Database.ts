@@ -11,6 +11,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlError from "@effect/sql/SqlError"
 import { Migrations } from "@spindle/sql"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -97,6 +99,11 @@ export const probe: Effect.Effect<void, SqlError.SqlError, SqlClient.SqlClient> 
       `.pipe(Effect.asVoid))
 )
 
+// How long a SQLite write waits for another connection's lock (better-sqlite3's default is 5 s). The wait holds the
+// event loop, and a write lock is held for milliseconds by Harvest: past this, the database is locked by something
+// else, and the write fails with `SQLITE_BUSY` (a local fault: the instance is degraded until the lock goes).
+const busyTimeout = "PRAGMA busy_timeout = 250"
+
 // Any fixed 64-bit number Harvest alone uses as an advisory lock key.
 const migrationLock = 7_291_050_523
 
@@ -138,7 +145,9 @@ export const layer: Layer.Layer<
     const client: Layer.Layer<SqlClient.SqlClient, Startup.DataDirUnwritable | Startup.DatabaseUnreachable> = Option
       .match(config.databaseUrl, {
         onSome: (url) =>
-          PgClient.layer({ url, maxConnections: 20 }).pipe(
+          // A connection that cannot be made in 5 s fails its query (node-postgres would wait for ever), so a
+          // database that went away degrades the instance (`LocalFaults`) instead of hanging its work.
+          PgClient.layer({ url, maxConnections: 20, connectTimeout: Duration.seconds(5) }).pipe(
             Layer.mapError((error) =>
               new Startup.DatabaseUnreachable({ url: Startup.redactUrl(Redacted.value(url)), cause: error.cause })
             )
@@ -147,7 +156,9 @@ export const layer: Layer.Layer<
           Layer.unwrapEffect(
             Effect.as(
               Startup.ensureDirectory(config.dataDir),
-              Layer.orDie(SqliteClient.layer({ filename: path.join(config.dataDir, "harvest.db") }))
+              Layer.orDie(SqliteClient.layer({ filename: path.join(config.dataDir, "harvest.db") })).pipe(
+                Layer.tap((context) => Effect.orDie(Context.get(context, SqlClient.SqlClient).unsafe(busyTimeout)))
+              )
             )
           )
       })
