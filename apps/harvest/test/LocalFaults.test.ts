@@ -1,15 +1,22 @@
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream, Wait } from "@spindle/testkit"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import type * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import * as LocalFaults from "../src/LocalFaults.js"
 import * as Harness from "./harness.js"
 import * as Tmpfs from "./tmpfs.js"
 
@@ -31,6 +38,106 @@ const metric = (text: string, name: string) => {
 }
 
 const skipReason = (database: "sqlite" | "pg") => Tmpfs.skip ?? (database === "pg" ? Databases.postgresSkip : undefined)
+
+// The degraded state's own logic, on the TestClock: the probes' capped backoff, the log's cadence, the recovery.
+describe("LocalFaults", () => {
+  // What a driver throws, inside the SqlError the client wraps it in.
+  const sqlError = (code: string | undefined, message: string) =>
+    new SqlError({
+      message: "Failed to execute statement",
+      cause: Object.assign(new Error(message), code === undefined ? {} : { code })
+    })
+
+  it("classifies database errors: a full disk, an unreachable or locked database; anything else is no local fault", () => {
+    const reason = (error: SqlError) => LocalFaults.fromSqlError("testing", error)?.reason
+    assert.strictEqual(reason(sqlError("SQLITE_FULL", "database or disk is full")), "storage_full")
+    assert.strictEqual(reason(sqlError("SQLITE_IOERR_WRITE", "disk I/O error")), "storage_error")
+    assert.strictEqual(reason(sqlError("SQLITE_READONLY", "attempt to write a readonly database")), "storage_error")
+    assert.strictEqual(reason(sqlError("SQLITE_BUSY", "database is locked")), "database_unavailable")
+    assert.strictEqual(reason(sqlError("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:5432")), "database_unavailable")
+    assert.strictEqual(
+      reason(sqlError("57P01", "terminating connection due to administrator command")),
+      "database_unavailable"
+    )
+    assert.strictEqual(reason(sqlError(undefined, "Connection terminated unexpectedly")), "database_unavailable")
+    assert.strictEqual(reason(sqlError("23505", "duplicate key value violates unique constraint")), undefined)
+    assert.strictEqual(reason(sqlError("SQLITE_CONSTRAINT_PRIMARYKEY", "UNIQUE constraint failed")), undefined)
+    assert.strictEqual(reason(sqlError("42601", "syntax error at or near")), undefined)
+    const enospc = Object.assign(new Error("no space left on device"), { code: "ENOSPC" })
+    assert.deepStrictEqual(
+      [
+        LocalFaults.fromFileError("writing a body", enospc).reason,
+        LocalFaults.fromFileError("x", new Error("EIO")).reason
+      ],
+      ["storage_full", "storage_error"]
+    )
+    // A defect (a SqlError made one with `orDie`) is found too; an interruption is not a fault.
+    assert.strictEqual(
+      LocalFaults.fromCause("reading", Cause.die(sqlError("SQLITE_BUSY", "database is locked")))?.reason,
+      "database_unavailable"
+    )
+    assert.strictEqual(LocalFaults.fromCause("reading", Cause.interrupt(FiberId.none)), undefined)
+  })
+
+  it.scoped("probes back off to every 2 s; logs once as it begins, every 30 s while it lasts, once as it ends", () => {
+    const lines: Array<string> = []
+    return Effect.gen(function*() {
+      let probes = 0
+      let locked = true
+      const probe = Effect.suspend(() => {
+        probes++
+        return locked ? Effect.fail(sqlError("SQLITE_BUSY", "database is locked")) : Effect.void
+      })
+      const faults = yield* LocalFaults.make({ probes: { storage: Effect.void, database: probe } })
+      assert.strictEqual(faults.current(), undefined)
+      yield* faults.healthy
+
+      const fault = LocalFaults.fromSqlError("leasing items", sqlError("SQLITE_BUSY", "database is locked"))!
+      yield* faults.report(fault)
+      yield* faults.report(fault)
+      assert.strictEqual(faults.current()?.reason, "database_unavailable")
+      assert.deepStrictEqual(faults.degraded(), { reason: "database_unavailable", message: fault.message, since: 0 })
+      const healed = yield* Effect.fork(faults.healthy)
+
+      // 250 ms, 500 ms, 1 s, then every 2 s.
+      for (
+        const [at, count] of [[249, 0], [250, 1], [750, 2], [1750, 3], [3750, 4], [5750, 5], [29_750, 17]] as const
+      ) {
+        yield* TestClock.setTime(at)
+        assert.strictEqual(probes, count, `probes by ${at} ms`)
+        assert.isAtLeast(faults.retryAfterSeconds(), 1)
+        assert.isAtMost(faults.retryAfterSeconds(), 2)
+      }
+      assert.deepStrictEqual(lines, ["degraded by a local fault; leasing paused until it clears"])
+      // Many reports meanwhile add no line; the state's next line comes 30 s after the first.
+      for (let i = 0; i < 100; i++) yield* faults.report(fault)
+      yield* TestClock.setTime(31_750)
+      assert.deepStrictEqual(lines.slice(1), ["still degraded by a local fault; leasing paused"])
+      yield* TestClock.setTime(59_750)
+      assert.strictEqual(lines.length, 2)
+      yield* TestClock.setTime(61_750)
+      assert.strictEqual(lines.length, 3)
+      assert.isNull(healed.unsafePoll())
+
+      // The lock goes: the next probe passes, the state ends, one line says so.
+      locked = false
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual(faults.current(), undefined)
+      assert.strictEqual(lines[3], "local fault cleared; leasing resumed")
+      assert.strictEqual(lines.length, 4)
+      yield* Fiber.join(healed)
+      // Nothing more while healthy.
+      const probed = probes
+      yield* TestClock.adjust("1 minute")
+      assert.deepStrictEqual([probes, lines.length], [probed, 4])
+    }).pipe(
+      Effect.provide(Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ message }) => void lines.push(Array.isArray(message) ? message.join(" ") : String(message)))
+      ))
+    )
+  })
+})
 
 for (const database of ["sqlite", "pg"] as const) {
   const skip = skipReason(database)
@@ -163,7 +270,8 @@ const tcpProxy = (target: URL) =>
           socket.on("error", () => socket.destroy())
           socket.on("close", () => sockets.delete(socket))
         }
-        client.pipe(upstream).pipe(client)
+        client.pipe(upstream)
+        upstream.pipe(client)
       })
       const listen = (port: number) =>
         new Promise<number>((resolve) =>
