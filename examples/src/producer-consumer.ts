@@ -2,7 +2,7 @@
 import { WorkQueue } from "@spindle/core"
 import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
@@ -205,6 +205,56 @@ export const stopEarly = (
   }))
 
 /**
+ * What the queue looked like when it was paused and when it was resumed.
+ */
+export interface Outage {
+  /** Items processed and items being processed when the queue was paused. */
+  readonly atPause: { readonly processed: number; readonly inFlight: number }
+  /** Items processed, being processed and waiting when it was resumed. */
+  readonly atResume: { readonly processed: number; readonly inFlight: number; readonly waiting: number }
+}
+
+/**
+ * Rides out an outage of whatever the workers call: the queue is paused from `from` until `until` (after the
+ * start). While it is paused the items in flight finish and none starts; the producers keep offering until the queue
+ * is full, then wait (the same backpressure). `resume` starts the workers on the backlog, and `onIdle` waits until
+ * nothing is queued or running. Nothing is lost and nothing is processed twice.
+ */
+export const rideOutOutage = (
+  settings: Settings,
+  producers: ReadonlyArray<Producer>,
+  from: Duration.DurationInput,
+  until: Duration.DurationInput
+): Effect.Effect<{ readonly ledger: Ledger; readonly outage: Outage; readonly doneAt: number }> =>
+  Effect.scoped(Effect.gen(function*() {
+    const origin = yield* Clock.currentTimeMillis
+    const tally = makeTally(origin)
+    const queue = yield* startQueue(settings, tally)
+    const producing = yield* Effect.fork(
+      Effect.forEach(producers, (producer) => produce(queue, producer, tally), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    )
+    yield* Effect.sleep(from)
+    yield* queue.pause
+    const atPause = { processed: tally.processed.length, inFlight: yield* queue.inFlight }
+    const elapsed = (yield* Clock.currentTimeMillis) - origin
+    yield* Effect.sleep(Duration.subtract(Duration.decode(until), Duration.millis(elapsed)))
+    const atResume = {
+      processed: tally.processed.length,
+      inFlight: yield* queue.inFlight,
+      waiting: yield* queue.size
+    }
+    yield* queue.resume
+    yield* Fiber.join(producing)
+    yield* queue.onIdle
+    const doneAt = (yield* Clock.currentTimeMillis) - origin
+    yield* queue.shutdown("complete")
+    return { ledger: yield* snapshot(tally), outage: { atPause, atResume }, doneAt }
+  }))
+
+/**
  * The producers of the demo and the tests: events arriving every 50 ms, and two batch imports.
  */
 export const producers: ReadonlyArray<Producer> = [
@@ -235,6 +285,12 @@ export const main = Effect.gen(function*() {
     `${complete.ledger.processed.length} items from ${producers.length} producers, ${settings.workers} workers: ` +
       `at most ${complete.ledger.peakBuffered} waiting (capacity ${settings.capacity}) and ` +
       `${complete.ledger.peakInFlight} in flight`
+  )
+  const outage = yield* rideOutOutage(settings, producers, "250 millis", "650 millis")
+  yield* Console.log(
+    `paused from 250 to 650 ms: ${outage.outage.atPause.inFlight} items in flight finished, none started, ` +
+      `${outage.outage.atResume.waiting} waiting at the resume; all ${outage.ledger.processed.length} processed ` +
+      `by ${outage.doneAt} ms`
   )
   // The queue's scope finalizer logs a warning about unprocessed items even when `shutdown("abandon")` has already
   // handed them back, as here; the demo accounts for them itself, so that warning is silenced.

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
-import { producers, runToCompletion, settings, stopEarly, streaming } from "../src/producer-consumer.js"
+import { producers, rideOutOutage, runToCompletion, settings, stopEarly, streaming } from "../src/producer-consumer.js"
 import type { Producer } from "../src/producer-consumer.js"
 
 const itemsOf = (list: ReadonlyArray<Producer>) =>
@@ -74,5 +74,24 @@ describe("producer-consumer", () => {
       assert.deepStrictEqual(sorted(accountedFor), sorted(ledger.offered))
       // And every item produced was either accepted or refused.
       assert.deepStrictEqual(sorted([...ledger.offered, ...ledger.refused]), sorted(itemsOf(streaming)))
+    }))
+
+  it.effect("pause during an outage: the items in flight finish, none starts, producers fill the queue and wait", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(rideOutOutage(settings, producers, "250 millis", "650 millis"))
+      yield* TestClock.adjust("1 hour")
+      const { doneAt, ledger, outage } = yield* Fiber.join(fiber)
+      // At 250 ms: two rounds of three were done and the third round (started at 200 ms) was in flight.
+      assert.deepStrictEqual(outage.atPause, { processed: 6, inFlight: 3 })
+      // That round finished at 300 ms and nothing started until 650 ms; the producers filled the queue meanwhile.
+      assert.deepStrictEqual(outage.atResume, { processed: 9, inFlight: 0, waiting: settings.capacity })
+      assert.strictEqual(ledger.peakBuffered, settings.capacity, "the pause did not lift the backpressure")
+      const all = itemsOf(producers)
+      assertNoDuplicates(ledger.processed, "processed")
+      assert.deepStrictEqual(sorted(ledger.processed), sorted(all))
+      // The import could place its last items only after the resume; the web producer's last event, offered at
+      // 1.3 s (its 50 ms pauses began again once it had room), is the last item done.
+      assert.deepStrictEqual(ledger.producerDone, { import: 650, backfill: 850, web: 1300 })
+      assert.strictEqual(doneAt, 1400)
     }))
 })

@@ -39,6 +39,12 @@ export const variants = (sizes: Sizes): ReadonlyArray<Variant> => {
       "spindle"
     ),
     make(
+      "spindle-priority",
+      "Spindle the same queue, each item `offer(i, { priority: i % 3 })` ▸ `drain`",
+      "workqueue-effect",
+      "spindle-priority"
+    ),
+    make(
       "effect",
       `Effect \`Queue.bounded(${capacity})\` + ${workers} fibers taking in \`Effect.whileLoop\`, counter + \`Deferred\``,
       "workqueue-effect",
@@ -55,6 +61,12 @@ export const variants = (sizes: Sizes): ReadonlyArray<Variant> => {
       `p-queue \`concurrency: ${workers}\`, fed through \`onSizeLessThan(${capacity})\``,
       "workqueue-peers",
       "p-queue"
+    ),
+    make(
+      "p-queue-priority",
+      "p-queue the same, each item `add(work, { priority: i % 3 })`",
+      "workqueue-peers",
+      "p-queue-priority"
     ),
     make(
       "channel",
@@ -82,6 +94,8 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string
   const spindle = byId(measured, "spindle")
   const pQueue = byId(measured, "p-queue")
   const channel = byId(measured, "channel")
+  const spindlePriority = byId(measured, "spindle-priority")
+  const pQueuePriority = byId(measured, "p-queue-priority")
   const peers = goalPeers.map((id) => byId(measured, id))
   const fastest = peers.reduce((best, m) => (rate(m) > rate(best) ? m : best), peers[0])
   const rows = measured.map((m) => [
@@ -98,11 +112,12 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string
   const versusFastest = rate(spindle) / rate(fastest)
   // The rounds are interleaved (every variant once, then all again), so round i of Spindle ran beside round i of
   // p-queue, on the same machine in the same minute: the ratio of each pair is the fair one to hold to the goal.
-  const pair = (name: string) => {
-    const ours = perRound(spindle, name)
-    const theirs = perRound(pQueue, name)
-    return ours.map((value, round) => value / theirs[round])
+  const pairOf = (ours: Measured, theirs: Measured, name: string) => {
+    const mine = perRound(ours, name)
+    const other = perRound(theirs, name)
+    return mine.map((value, round) => value / other[round])
   }
+  const pair = (name: string) => pairOf(spindle, pQueue, name)
   const rateRounds = pair("itemsPerSec")
   const rssRounds = pair("peakRssMb")
   const rssVersusPQueue = med(spindle, "peakRssMb") / med(pQueue, "peakRssMb")
@@ -118,7 +133,11 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string
     `queue (${fastest.id === "p-queue" ? "p-queue" : "the Effect queue"}); the earlier goal was within 1.5× of ` +
     `it, i.e. ≥ 0.67×: ${verdict(versusFastest * 1.5 >= 1)}. PEERS.md's target, ≥ 1.5× p-queue's items/s ` +
     `(medians): ${verdict(versusPQueue >= 1.5)}.`,
-    `- Not a goal: the hand-rolled channel runs ${ratio(rate(channel) / rate(spindle))} as fast as Spindle.`
+    `- Not a goal: the hand-rolled channel runs ${ratio(rate(channel) / rate(spindle))} as fast as Spindle.`,
+    `- Priorities (not a goal): with every item offered alone at priority 0, 1 or 2 in turn, Spindle runs ` +
+    `${perSecond(rate(spindlePriority))} items/s, ${ratio(rate(spindlePriority) / rate(pQueuePriority))} p-queue's ` +
+    `${perSecond(rate(pQueuePriority))} with the same priorities (medians; round by round: ` +
+    `${rounds(pairOf(spindlePriority, pQueuePriority, "itemsPerSec"))}).`
   ]
   // The 1-minute load average when the section is written covers most of this benchmark's run: on a shared
   // machine it says whether the figures were taken beside other work.
@@ -164,7 +183,10 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes): string
     `fed with backpressure (\`await queue.onSizeLessThan(${capacity})\` whenever ${capacity} items wait, its ` +
     "README's pattern), then `onIdle()`. The hand-rolled channel is a ring buffer with a list of waiting " +
     "consumers and one of waiting producers, whose `put` and `take` answer at once when they can and return a " +
-    "promise only when they must wait. *× fastest goal peer* compares with the fastest of p-queue and the two " +
+    "promise only when they must wait. The two priority variants feed the same queues one item at a time, " +
+    "each item with priority 0, 1 and 2 in turn (higher first): Spindle through `offer(i, { priority })` in an " +
+    "`Effect.whileLoop` (not `offerAll`, whose items share one priority), so an offer costs it an effect of its " +
+    "own; p-queue through `add(work, { priority })` with the same backpressure. *× fastest goal peer* compares with the fastest of p-queue and the two " +
     "Effect queues, the peers the issue names. Each variant runs once per round in a fresh process, so every " +
     "figure includes the JIT's warm-up; peak RSS is the highest of the sampled RSS and the kernel's high-water mark."
   ].join("\n")

@@ -5,6 +5,7 @@
  *   --variant=p-queue    `new PQueue({ concurrency: workers })`, `queue.add(work)`, awaiting
  *                        `queue.onSizeLessThan(capacity)` whenever `capacity` items wait (p-queue's README
  *                        pattern for backpressure), then `onIdle()`
+ *   --variant=p-queue-priority  the same with `queue.add(work, { priority: i % 3 })`
  *   --variant=channel    a hand-rolled bounded channel (a ring buffer, a list of waiting consumers and one of
  *                        waiting producers) with `workers` async consumer loops; `put` and `take` return a value
  *                        at once when they can and a promise only when they must wait
@@ -12,7 +13,7 @@
 import PQueue from "p-queue"
 import { choiceArg, numberArg, runVariant } from "../lib/child.js"
 
-const variant = choiceArg("variant", ["p-queue", "channel"])
+const variant = choiceArg("variant", ["p-queue", "p-queue-priority", "channel"])
 const n = numberArg("n", 1_000_000)
 const capacity = numberArg("capacity", 100)
 const workers = numberArg("workers", 8)
@@ -92,18 +93,20 @@ const channel = async (): Promise<void> => {
   await Promise.all(consumers)
 }
 
-const pQueue = async (): Promise<void> => {
+const priorities = [{ priority: 0 }, { priority: 1 }, { priority: 2 }]
+
+const pQueue = async (withPriority: boolean): Promise<void> => {
   const queue = new PQueue({ concurrency: workers })
   for (let i = 0; i < n; i++) {
     if (queue.size >= capacity) await queue.onSizeLessThan(capacity)
-    void queue.add(work)
+    void (withPriority ? queue.add(work, priorities[i % 3]) : queue.add(work))
   }
   await queue.onIdle()
 }
 
 runVariant(async () => {
   const start = performance.now()
-  await (variant === "p-queue" ? pQueue() : channel())
+  await (variant === "channel" ? channel() : pQueue(variant === "p-queue-priority"))
   const seconds = (performance.now() - start) / 1000
   if (processed !== n) throw new Error(`processed ${processed} of ${n} items`)
   return { n, seconds, itemsPerSec: n / seconds }

@@ -1,25 +1,34 @@
 /**
  * A bounded producer/consumer queue with its own workers: `offer` waits while the queue is full (backpressure),
- * `drain` waits until everything offered so far is processed (like `queue.join()`), and `shutdown` either
- * completes the queued work or abandons it — handing every unprocessed item back to the caller, never dropping one.
+ * `drain` waits until every item offered is processed (like `queue.join()`), and `shutdown` either completes the
+ * queued work or abandons it — handing every unprocessed item back to the caller, never dropping one.
  *
  * Any number of producers may offer; `workers` fibers consume. What happens when processing an item fails is a
  * policy: fail the queue, or record the failure and continue; either can be preceded by a `RetryPolicy`.
  *
+ * p-queue's controls are here too. An offer may carry a `priority`: items start highest priority first, and in the
+ * order they were offered within a priority (the default, 0, sits between the positive and the negative ones).
+ * `pause` stops the workers from starting items (offers still queue, items in flight finish) until `resume`;
+ * `resize` changes the number of workers while the queue runs; `onIdle` waits until nothing is queued or running;
+ * `size` and `inFlight` are p-queue's `size` and `pending`.
+ *
  * The buffer is a ring with direct hand-off: an item offered while a worker is idle wakes exactly that worker,
- * and a worker drains whatever is buffered in one loop, without suspending between items.
+ * and a worker drains whatever is buffered in one loop, without suspending between items. Items offered with a
+ * priority other than 0 are kept beside the ring, in a structure made when the first of them arrives.
  *
  * @since 0.1.0
  */
 import type * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { LinkedList } from "./internal/linkedList.js"
 import * as Metrics from "./internal/metrics.js"
+import { PriorityLevels } from "./internal/priorityLevels.js"
 import * as Validate from "./internal/validate.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
@@ -173,7 +182,51 @@ export interface Options<A, E, R> {
 }
 
 /**
- * What `shutdown` hands back: items never started, and items interrupted while being processed.
+ * Options of one offer (`offer`, `offerAll`, `tryOffer`).
+ *
+ * `priority` orders the items waiting in the queue: a worker always starts the waiting item of highest priority,
+ * and of those the one offered first. The default is 0; negative priorities start after it. An item already
+ * started is never overtaken, and priority does not let an offer past a full queue: every item counts against
+ * `capacity`, and producers waiting for room are let in in the order they came, whatever their priorities.
+ *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const started: Array<string> = []
+ *   const queue = yield* WorkQueue.make({
+ *     capacity: 10,
+ *     workers: 1,
+ *     process: (job: string) => Effect.sync(() => started.push(job))
+ *   })
+ *   yield* queue.pause // let the items pile up, to show the order they start in
+ *   yield* queue.offerAll(["report-1", "report-2"], { priority: -1 })
+ *   yield* queue.offer("email-1")
+ *   const urgent: WorkQueue.OfferOptions = { priority: 10 }
+ *   yield* queue.offer("password-reset", urgent)
+ *   yield* queue.offer("email-2")
+ *   yield* queue.resume
+ *   yield* queue.onIdle
+ *   return started
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log)
+ * // ["password-reset", "email-1", "email-2", "report-1", "report-2"]
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface OfferOptions {
+  /** Higher starts first; FIFO among equal priorities. Any finite number; default 0. */
+  readonly priority?: number | undefined
+}
+
+/**
+ * What `shutdown` hands back: items never started (`pending`, in the order they would have started), and items
+ * interrupted while being processed.
  *
  * @example
  * ```ts
@@ -224,39 +277,153 @@ export interface Unprocessed<A> {
  * Effect.runPromise(Effect.scoped(program)).then(console.log) // [6, 0, 0]
  * ```
  *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // Paused while a downstream service is down: offers still queue, no item starts; `resume` picks them up.
+ * const program = Effect.gen(function*() {
+ *   const queue = yield* WorkQueue.make({
+ *     capacity: 100,
+ *     workers: 2,
+ *     process: (_: number) => Effect.sleep("10 millis")
+ *   })
+ *   yield* queue.pause
+ *   yield* queue.offerAll([1, 2, 3])
+ *   const paused = [yield* queue.isPaused, yield* queue.size, yield* queue.inFlight]
+ *   yield* queue.resume
+ *   yield* queue.onIdle // nothing queued, nothing running
+ *   return [paused, [yield* queue.isPaused, yield* queue.size, yield* queue.inFlight]]
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // [[true, 3, 0], [false, 0, 0]]
+ * ```
+ *
+ * @example
+ * ```ts
+ * import { WorkQueue } from "@spindle/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * // More workers for a backlog, fewer afterwards: nothing is lost or processed twice.
+ * const program = Effect.gen(function*() {
+ *   let processed = 0
+ *   const queue = yield* WorkQueue.make({
+ *     capacity: 100,
+ *     workers: 1,
+ *     process: (_: number) => Effect.zipRight(Effect.sleep("20 millis"), Effect.sync(() => processed++))
+ *   })
+ *   yield* queue.offerAll(Array.from({ length: 8 }, (_, i) => i))
+ *   yield* queue.resize(4) // three more workers start at once
+ *   yield* Effect.sleep("5 millis")
+ *   const busy = yield* queue.inFlight
+ *   yield* queue.resize(2) // two of them finish the item they are on, then stop
+ *   yield* queue.onIdle
+ *   return [busy, yield* queue.workers, processed]
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program)).then(console.log) // [4, 2, 8]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
 export interface WorkQueue<A, E> {
   readonly [TypeId]: TypeId
   readonly name: string
-  /** Adds an item, waiting while the queue is full. */
-  readonly offer: (item: A) => Effect.Effect<void, WorkQueueClosed>
   /**
-   * Adds every item in order, waiting whenever the queue is full. If the queue closes meanwhile it fails with
-   * `WorkQueueClosed` whose `accepted` says how many items of this batch were queued; the others were not.
+   * Adds an item, waiting while the queue is full. With a `priority` (see `OfferOptions`) it starts before the
+   * waiting items of lower priorities.
    */
-  readonly offerAll: (items: Iterable<A>) => Effect.Effect<void, WorkQueueClosed>
+  readonly offer: {
+    (item: A): Effect.Effect<void, WorkQueueClosed>
+    (item: A, options: OfferOptions | undefined): Effect.Effect<void, WorkQueueClosed>
+  }
+  /**
+   * Adds every item in order, all at the options' priority, waiting whenever the queue is full. If the queue
+   * closes meanwhile it fails with `WorkQueueClosed` whose `accepted` says how many items of this batch were
+   * queued; the others were not.
+   */
+  readonly offerAll: {
+    (items: Iterable<A>): Effect.Effect<void, WorkQueueClosed>
+    (items: Iterable<A>, options: OfferOptions | undefined): Effect.Effect<void, WorkQueueClosed>
+  }
   /** Adds an item if there is room now. */
-  readonly tryOffer: (item: A) => Effect.Effect<boolean, WorkQueueClosed>
-  /** Waits until every item offered so far has been processed; fails if the queue failed. */
+  readonly tryOffer: {
+    (item: A): Effect.Effect<boolean, WorkQueueClosed>
+    (item: A, options: OfferOptions | undefined): Effect.Effect<boolean, WorkQueueClosed>
+  }
+  /**
+   * Waits until every item offered has been processed — it completes when nothing is queued or being processed,
+   * so items offered while it waits are waited for too (on a paused queue holding items, that is after `resume`).
+   * Fails, at once, when a failure closed the queue under the `fail` policy.
+   */
   readonly drain: Effect.Effect<void, E>
   /**
-   * Stops taking items. `"complete"` lets the workers finish everything queued; `"abandon"` interrupts them and
-   * returns what was not processed. Either way the workers have stopped when it returns.
+   * Waits until nothing is queued or being processed (p-queue's `onIdle`); completes at once if that is so now.
+   * Unlike `drain` it never fails: a failure under the `fail` policy leaves the items still queued unstarted, and
+   * `onIdle` completes once `shutdown` has handed them back. On a paused queue holding items it waits for
+   * `resume`.
+   */
+  readonly onIdle: Effect.Effect<void>
+  /**
+   * Stops taking items. `"complete"` lets the workers finish everything queued, or on a paused queue the items
+   * in flight only, handing back the others as `pending`; `"abandon"` interrupts them and returns what was not
+   * processed. Either way the workers have stopped when it returns.
    */
   readonly shutdown: (mode: "complete" | "abandon") => Effect.Effect<Unprocessed<A>>
   /** Failures recorded under the `continue` policy, oldest first. */
   readonly failures: Effect.Effect<ReadonlyArray<Failure<A, E>>>
-  /** Items buffered now. */
+  /** Items queued and not started, whatever their priority (p-queue's `size`). */
   readonly size: Effect.Effect<number>
-  /** Items being processed now. */
+  /** Items being processed now (p-queue's `pending`). */
   readonly inFlight: Effect.Effect<number>
+  /**
+   * Stops the workers from starting items until `resume`: items in flight finish, offers still queue (and wait
+   * once the queue is full), `drain` and `onIdle` wait. Pausing a paused queue does nothing.
+   */
+  readonly pause: Effect.Effect<void>
+  /**
+   * Lets the workers start items again: one idle worker is woken per queued item, as offers do. Resuming a queue
+   * that is not paused does nothing.
+   */
+  readonly resume: Effect.Effect<void>
+  /** Whether the queue is paused. */
+  readonly isPaused: Effect.Effect<boolean>
+  /**
+   * Sets the number of workers (a positive integer). Growing starts the new workers at once, on whatever is
+   * queued; shrinking lets each worker beyond the new number finish the item it is processing and stop, so until
+   * they have, more items than that may be in flight. Either way nothing is lost or processed twice. Returns at
+   * once; has no effect once `shutdown` has begun.
+   */
+  readonly resize: (workers: number) => Effect.Effect<void>
+  /** The number of workers: the last `resize`, else `workers` of the options. */
+  readonly workers: Effect.Effect<number>
 }
 
 type State = "open" | "closing" | "closed"
 
 type Wake = (effect: Effect.Effect<void>) => void
+
+/** Wakes a parked worker: `true` to look for items again, `false` to stop. */
+type WakeWorker = (effect: Effect.Effect<boolean>) => void
+
+const goOn = Effect.succeed(true)
+const stop = Effect.succeed(false)
+
+/**
+ * The priority of an offer. `Effect.forEach(items, queue.offer)` passes each item's index as a second argument
+ * (the overloads of `offer` let it type-check), so anything but an options object is the default priority.
+ */
+const priorityOf = (options: unknown): number => {
+  if (typeof options !== "object" || options === null) return 0
+  const priority = (options as OfferOptions).priority
+  if (priority === undefined) return 0
+  if (typeof priority !== "number" || !Number.isFinite(priority)) {
+    Validate.illegal("WorkQueue", `priority must be a finite number, got ${String(priority)}`)
+  }
+  return priority
+}
 
 /**
  * Starts a work queue whose workers live in the current scope. Closing the scope abandons what is left, with a
@@ -305,28 +472,49 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
     // Updated on every item: their states are taken once here rather than looked up by labels on each update.
     const sizeGauge = Metrics.hook(Metrics.queueSizeKey, labels)
     const processedCounter = Metrics.hook(Metrics.queueProcessedKey, labels)
+    // Workers added by `resize` run in the runtime `make` ran in, like the first ones.
+    const runtime = yield* Effect.runtime<R>()
 
-    // Ring buffer.
+    // Items offered at the default priority wait in a ring buffer; the others, in `levels`, made when the first of
+    // them is offered. `size` counts both, `prioritized` those in `levels`: the ring holds `size - prioritized`.
     const ring = new Array<A | undefined>(capacity)
     let head = 0
     let size = 0
+    let levels: PriorityLevels<A> | undefined
+    let prioritized = 0
     let state: State = "open"
+    let paused = false
+    // Workers the queue runs (`resize` changes it); the worker of slot `slot` runs while `slot < target`.
+    let target = workers
+    // A worker starts an item only while its slot is below this: `target`, or 0 while paused or once closed. One
+    // comparison per item covers the three.
+    let startLimit = workers
     let outstanding = 0
     let failure: Cause.Cause<E> | undefined
     // What each worker is processing: `busy[slot]` says whether `current[slot]` holds an item (a flag beside a
-    // plain slot, so that taking an item allocates nothing).
+    // plain slot, so that taking an item allocates nothing). `alive[slot]` says whether a worker runs in the slot.
+    // The three grow with `resize`, never shrink.
     const current = new Array<A | undefined>(workers)
     const busy = new Array<boolean>(workers).fill(false)
+    const alive = new Array<boolean>(workers).fill(true)
+    // The node of each slot's worker in `idleWorkers` while it is parked there, so that a shrink can wake it.
+    const parked = new Array<ReturnType<LinkedList<WakeWorker>["push"]> | undefined>(workers)
+    const fibers = new Set<Fiber.RuntimeFiber<void>>()
     const recorded: Array<Failure<A, E>> = []
-    const idleWorkers = new LinkedList<Wake>()
+    const idleWorkers = new LinkedList<WakeWorker>()
     const blockedProducers = new LinkedList<Wake>()
-    const drainWaiters: Array<Deferred.Deferred<void, E>> = []
+    const drainWaiters = new LinkedList<(effect: Effect.Effect<void, E>) => void>()
+    const idleWaiters = new LinkedList<Wake>()
+
+    const updateStartLimit = () => {
+      startLimit = paused || state === "closed" ? 0 : target
+    }
 
     // An offer wakes one idle worker for its item (direct hand-off): workers whose items suspend then run side by
     // side at once, and the order in which producers and workers are resumed stays what callers have relied on.
     const wakeWorker = () => {
       const node = idleWorkers.shift()
-      if (node !== undefined) node.value(Effect.void)
+      if (node !== undefined) node.value(goOn)
     }
     const wakeAllWorkers = () => {
       while (idleWorkers.length > 0) wakeWorker()
@@ -336,18 +524,55 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         node.value(Effect.void)
       }
     }
-    const settleDrains = () => {
+    // Releases `drain` once nothing is outstanding or the queue failed, and `onIdle` once nothing is outstanding.
+    const settleWaiters = () => {
       if (outstanding > 0 && failure === undefined) return
-      const exit: Exit.Exit<void, E> = failure === undefined ? Exit.void : Exit.failCause(failure)
-      for (const waiter of drainWaiters.splice(0)) Deferred.unsafeDone(waiter, exit)
+      if (drainWaiters.length > 0) {
+        const exit: Exit.Exit<void, E> = failure === undefined ? Exit.void : Exit.failCause(failure)
+        for (let node = drainWaiters.shift(); node !== undefined; node = drainWaiters.shift()) node.value(exit)
+      }
+      if (outstanding === 0) {
+        for (let node = idleWaiters.shift(); node !== undefined; node = idleWaiters.shift()) node.value(Exit.void)
+      }
     }
 
     const push = (item: A) => {
-      ring[(head + size) % capacity] = item
+      ring[(head + size - prioritized) % capacity] = item
       size++
       outstanding++
       sizeGauge.update(size)
-      wakeWorker()
+      if (!paused) wakeWorker()
+    }
+
+    const pushPrioritized = (item: A, priority: number) => {
+      if (levels === undefined) levels = new PriorityLevels<A>()
+      levels.push(priority, item)
+      prioritized++
+      size++
+      outstanding++
+      sizeGauge.update(size)
+      if (!paused) wakeWorker()
+    }
+
+    const enqueue = (item: A, priority: number) => {
+      if (priority === 0) push(item)
+      else pushPrioritized(item, priority)
+    }
+
+    // The next item to start, removed from the ring or `levels`; the caller updates `size`. Positive priorities
+    // come before the ring (priority 0), negative ones after it.
+    const takeFromRing = (): A => {
+      const item = ring[head]!
+      ring[head] = undefined
+      head = head + 1 === capacity ? 0 : head + 1
+      return item
+    }
+    const takePrioritized = (): A => {
+      if (levels!.top() > 0 || size === prioritized) {
+        prioritized--
+        return levels!.shift()
+      }
+      return takeFromRing()
     }
 
     const closedError = new WorkQueueClosed({ name })
@@ -360,20 +585,23 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         return Effect.sync(() => list.remove(node))
       })
     const producerWait = waitOn(blockedProducers)
-    const workerWait = waitOn(idleWorkers)
 
-    const offer = (item: A): Effect.Effect<void, WorkQueueClosed> =>
-      Effect.suspend(() => {
-        if (state !== "open") return Effect.fail(closedError)
-        if (size < capacity) {
-          push(item)
-          return Effect.void
-        }
-        return Effect.zipRight(producerWait, offer(item))
-      })
+    // Queues `item` now if there is room, else waits for it and tries again.
+    const offerNow = (item: A, priority: number): Effect.Effect<void, WorkQueueClosed> => {
+      if (state !== "open") return Effect.fail(closedError)
+      if (size < capacity) {
+        enqueue(item, priority)
+        return Effect.void
+      }
+      return Effect.zipRight(producerWait, Effect.suspend(() => offerNow(item, priority)))
+    }
 
-    const offerAll = (items: Iterable<A>): Effect.Effect<void, WorkQueueClosed> =>
+    const offer = (item: A, options?: unknown): Effect.Effect<void, WorkQueueClosed> =>
+      Effect.suspend(() => offerNow(item, options === undefined ? 0 : priorityOf(options)))
+
+    const offerAll = (items: Iterable<A>, options?: unknown): Effect.Effect<void, WorkQueueClosed> =>
       Effect.suspend(() => {
+        const priority = priorityOf(options)
         const iterator = items[Symbol.iterator]()
         let pendingItem: IteratorResult<A> | undefined
         let accepted = 0
@@ -384,7 +612,8 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
             pendingItem = undefined
             if (next.done === true) return Effect.void
             if (size < capacity) {
-              push(next.value)
+              if (priority === 0) push(next.value)
+              else pushPrioritized(next.value, priority)
               accepted++
               continue
             }
@@ -395,12 +624,19 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         return loop
       })
 
-    // Takes the oldest buffered item into `slot`. The in-flight gauge is the caller's: a worker going straight
-    // from one item to the next leaves it as it is.
+    const tryOffer = (item: A, options?: unknown): Effect.Effect<boolean, WorkQueueClosed> =>
+      Effect.suspend(() => {
+        const priority = priorityOf(options)
+        if (state !== "open") return Effect.fail(closedError)
+        if (size >= capacity) return Effect.succeed(false)
+        enqueue(item, priority)
+        return Effect.succeed(true)
+      })
+
+    // Takes the next item into `slot`. The in-flight gauge is the caller's: a worker going straight from one item
+    // to the next leaves it as it is.
     const take = (slot: number): A => {
-      const item = ring[head]!
-      ring[head] = undefined
-      head = head + 1 === capacity ? 0 : head + 1
+      const item = prioritized === 0 ? takeFromRing() : takePrioritized()
       size--
       sizeGauge.update(size)
       current[slot] = item
@@ -409,6 +645,11 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       // switch between producer and consumer on every item.
       if (size <= lowWater) wakeAllProducers()
       return item
+    }
+
+    const close = () => {
+      state = "closed"
+      updateStartLimit()
     }
 
     // Settles the item of `slot`: counts it, records or raises its failure, releases `drain` when it was the last.
@@ -421,7 +662,7 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         Metrics.queueFailures.unsafeUpdate(1, labels)
         if (failFast) {
           if (failure === undefined) failure = cause
-          state = "closed"
+          close()
           wakeAllProducers()
           wakeAllWorkers()
         } else {
@@ -430,18 +671,22 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
         }
       }
       outstanding--
-      settleDrains()
+      settleWaiters()
     }
 
     // A worker drains the buffer in an `Effect.whileLoop` built once: the loop's frame stays on the fiber's stack
     // from one item to the next, so an item that succeeds costs `process` itself and nothing else: `step` settles
     // it, `while` takes the next. A failure ends the loop; the match around it settles that item and starts the
-    // loop again. The worker sleeps on `workerWait` only when the buffer is empty. The in-flight gauge moves when a
-    // worker starts or stops having an item, not between two items.
+    // loop again. The in-flight gauge moves when a worker starts or stops having an item, not between two items.
+    //
+    // When the loop ends the worker parks, deciding in the one synchronous step that registers it whether to stop
+    // (its slot is beyond `target`, or the queue is shutting down and has nothing it may start), to go on (an item
+    // came meanwhile: the fiber may have yielded between the loop's end and here), or to sleep until an offer,
+    // `resume`, a shrink or a shutdown wakes it.
     const worker = (slot: number): Effect.Effect<void, never, R> => {
       let active = false
       const takeNext = (): boolean => {
-        if (size > 0 && state !== "closed") {
+        if (size > 0 && slot < startLimit) {
           if (!active) {
             active = true
             Metrics.queueInFlight.unsafeModify(1, labels)
@@ -463,29 +708,76 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
           return Effect.die(defect)
         }
       }
+      const park = Effect.async<boolean>((resume) => {
+        if (slot >= target) {
+          // Retired by a shrink: a later grow starts a new worker in the slot.
+          alive[slot] = false
+          return resume(stop)
+        }
+        if (size > 0 && slot < startLimit) return resume(goOn)
+        if (state !== "open") return resume(stop)
+        const node = idleWorkers.push(resume)
+        parked[slot] = node
+        return Effect.sync(() => {
+          idleWorkers.remove(node)
+        })
+      })
       const drain = Effect.whileLoop({ while: takeNext, body: processCurrent, step: () => settle(slot, undefined) })
       const run: Effect.Effect<void, never, R> = Effect.matchCauseEffect(drain, {
-        onSuccess: () => state === "open" ? sleep : Effect.void,
+        onSuccess: () => sleep,
         onFailure: (cause) => {
           settle(slot, cause)
           return run
         }
       })
-      const sleep: Effect.Effect<void, never, R> = Effect.zipRight(workerWait, run)
+      const sleep: Effect.Effect<void, never, R> = Effect.flatMap(park, (again) => again ? run : Effect.void)
       return run
     }
 
-    const fibers = yield* Effect.forEach(
-      Array.from({ length: workers }, (_, slot) => slot),
-      (slot) => Effect.forkScoped(worker(slot))
-    )
+    const track = (fiber: Fiber.RuntimeFiber<void>) => {
+      fibers.add(fiber)
+      fiber.addObserver(() => {
+        fibers.delete(fiber)
+      })
+    }
+
+    for (let slot = 0; slot < workers; slot++) track(yield* Effect.forkScoped(worker(slot)))
+
+    const spawn = (slot: number) => {
+      if (slot === busy.length) {
+        current.push(undefined)
+        busy.push(false)
+        alive.push(false)
+        parked.push(undefined)
+      }
+      alive[slot] = true
+      track(Runtime.runFork(runtime)(worker(slot), { immediate: false }))
+    }
+
+    const resize = (n: number): Effect.Effect<void> =>
+      Effect.sync(() => {
+        Validate.positiveInteger("WorkQueue", "workers", n)
+        if (state !== "open" || n === target) return
+        const previous = target
+        target = n
+        updateStartLimit()
+        if (n > previous) {
+          // A worker still finishing its last item after a shrink is in its slot: it goes on instead of stopping.
+          for (let slot = 0; slot < n; slot++) if (!alive[slot]) spawn(slot)
+          return
+        }
+        // Workers beyond `n` that are busy stop after their item; the idle ones are woken to stop now.
+        for (let slot = n; slot < previous; slot++) {
+          const node = parked[slot]
+          parked[slot] = undefined
+          if (node !== undefined && idleWorkers.remove(node)) node.value(goOn)
+        }
+      })
 
     const takePending = (): Array<A> => {
       const pending: Array<A> = []
       while (size > 0) {
-        pending.push(ring[head]!)
-        ring[head] = undefined
-        head = head + 1 === capacity ? 0 : head + 1
+        pending.push(prioritized === 0 ? takeFromRing() : takePrioritized())
         size--
       }
       sizeGauge.update(0)
@@ -500,15 +792,16 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
           state = "closing"
           wakeAllProducers()
           wakeAllWorkers()
-          yield* Effect.forEach(fibers, (fiber) => Effect.interruptible(fiber.await), { discard: true })
+          yield* Effect.forEach(Array.from(fibers), (fiber) => Effect.interruptible(fiber.await), { discard: true })
         } else {
-          state = "closed"
+          close()
           wakeAllProducers()
-          yield* Effect.forEach(fibers, (fiber) => fiber.interruptAsFork(FiberId.none), { discard: true })
-          yield* Effect.forEach(fibers, (fiber) => fiber.await, { discard: true })
+          const running = Array.from(fibers)
+          yield* Effect.forEach(running, (fiber) => fiber.interruptAsFork(FiberId.none), { discard: true })
+          yield* Effect.forEach(running, (fiber) => fiber.await, { discard: true })
           // Items whose processing ended before the interruption reached their worker were finished normally.
           const interrupted: Array<A> = []
-          for (let slot = 0; slot < workers; slot++) {
+          for (let slot = 0; slot < busy.length; slot++) {
             if (busy[slot]) interrupted.push(current[slot] as A)
           }
           current.fill(undefined)
@@ -517,14 +810,15 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
           const pending = takePending()
           outstanding -= pending.length + interrupted.length
           unprocessed = { pending, interrupted }
-          settleDrains()
+          settleWaiters()
           return unprocessed
         }
-        state = "closed"
+        close()
+        // Items left when the queue was paused: the workers stopped without starting them.
         const pending = takePending()
         outstanding -= pending.length
         unprocessed = { pending, interrupted: [] }
-        settleDrains()
+        settleWaiters()
         return unprocessed
       }))
 
@@ -546,24 +840,39 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       name,
       offer,
       offerAll,
-      tryOffer: (item) =>
-        Effect.suspend(() => {
-          if (state !== "open") return Effect.fail(closedError)
-          if (size >= capacity) return Effect.succeed(false)
-          push(item)
-          return Effect.succeed(true)
-        }),
-      drain: Effect.suspend(() => {
-        if (failure !== undefined) return Effect.failCause(failure)
-        if (outstanding === 0) return Effect.void
-        const waiter = Deferred.unsafeMake<void, E>(FiberId.none)
-        drainWaiters.push(waiter)
-        return Deferred.await(waiter)
+      tryOffer,
+      drain: Effect.async<void, E>((resume) => {
+        if (failure !== undefined) return resume(Effect.failCause(failure))
+        if (outstanding === 0) return resume(Effect.void)
+        const node = drainWaiters.push(resume)
+        return Effect.sync(() => {
+          drainWaiters.remove(node)
+        })
+      }),
+      onIdle: Effect.async<void>((resume) => {
+        if (outstanding === 0) return resume(Effect.void)
+        const node = idleWaiters.push(resume)
+        return Effect.sync(() => {
+          idleWaiters.remove(node)
+        })
       }),
       shutdown,
       failures: Effect.sync(() => recorded.slice()),
       size: Effect.sync(() => size),
-      inFlight: Effect.sync(() => busy.reduce((n, b) => b ? n + 1 : n, 0))
+      inFlight: Effect.sync(() => busy.reduce((n, b) => b ? n + 1 : n, 0)),
+      pause: Effect.sync(() => {
+        paused = true
+        updateStartLimit()
+      }),
+      resume: Effect.sync(() => {
+        if (!paused) return
+        paused = false
+        updateStartLimit()
+        for (let n = Math.min(size, idleWorkers.length); n > 0; n--) wakeWorker()
+      }),
+      isPaused: Effect.sync(() => paused),
+      resize,
+      workers: Effect.sync(() => target)
     }
     return queue
   })
