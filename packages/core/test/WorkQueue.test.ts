@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { WorkQueue } from "@spindle/core"
+import * as Wait from "@spindle/testkit/Wait"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as Duration from "effect/Duration"
@@ -979,4 +980,36 @@ describe("WorkQueue controls together", () => {
           }
           yield* until(`every item processed (${maxOps} ops, ${every})`, Effect.sync(() => done.length === 50))
         }))), { discard: true }))
+})
+
+describe("WorkQueue controls on the live clock", () => {
+  it.scopedLive("pause holds items back for real time, resume and a grow finish them, onIdle completes", () =>
+    Effect.gen(function*() {
+      const started: Array<number> = []
+      const running = { now: 0, peak: 0 }
+      const queue = yield* WorkQueue.make({
+        capacity: 20,
+        workers: 1,
+        process: (n: number) =>
+          Effect.sync(() => {
+            started.push(n)
+            running.now++
+            running.peak = Math.max(running.peak, running.now)
+          }).pipe(Effect.zipRight(Effect.sleep("20 millis")), Effect.ensuring(Effect.sync(() => running.now--)))
+      })
+      yield* queue.pause
+      yield* queue.offerAll([1, 2, 3, 4, 5, 6], { priority: 1 })
+      yield* queue.offer(0)
+      // Nothing starts while paused, however long: 100 ms here (a lower bound, so no margin is needed).
+      yield* Effect.sleep("100 millis")
+      assert.deepStrictEqual(started, [])
+      yield* queue.resume
+      yield* queue.resize(4)
+      yield* Wait.until("every item started", Effect.sync(() => started.length === 7))
+      yield* queue.onIdle
+      assert.deepStrictEqual(started, [1, 2, 3, 4, 5, 6, 0])
+      // The new workers started while the first item (20 ms) was still running.
+      assert.isAbove(running.peak, 1)
+      assert.strictEqual(yield* queue.workers, 4)
+    }))
 })
