@@ -5,7 +5,8 @@
 // the tarballs with npm together with the Effect packages the workspace pins (its pnpm.overrides), copies in the
 // consumer program (test/consumer/), type-checks it with tsc twice — NodeNext, and ESNext + Bundler resolution, both
 // strict with skipLibCheck off, so the shipped declarations are checked too — compiles it to JavaScript and runs it
-// with plain node. The program asserts what the packages do, not only that they import.
+// with plain node, then runs test/consumer/plain.mjs (@spindle/promise from plain JavaScript) as it is. The programs
+// assert what the packages do, not only that they import.
 //
 // Runs under whatever `node` is first on PATH (scripts/node24.sh uses it for Node 24). KEEP=1 keeps the project.
 import { execFileSync } from "node:child_process"
@@ -71,6 +72,8 @@ try {
   console.log(`type-checked twice, compiled (${elapsed()})`)
 
   run(process.execPath, ["dist/main.js"], project)
+  // @spindle/promise from plain JavaScript, as a code base without TypeScript or Effect uses it.
+  run(process.execPath, ["plain.mjs"], project)
   ok = true
 } finally {
   if (process.env.KEEP === "1") console.log(`kept ${project}`)

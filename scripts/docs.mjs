@@ -31,7 +31,7 @@ const require = createRequire(import.meta.url)
 const docgen = require.resolve("@effect/docgen/bin.cjs")
 
 /** The library packages, by directory under packages/, in the order the site lists them. */
-const libraries = ["core", "node", "sql", "redis", "testkit"]
+const libraries = ["core", "node", "sql", "redis", "testkit", "promise"]
 
 const staging = path.join(root, ".docs-site")
 const site = path.join(root, "docs", "reference")

