@@ -285,7 +285,9 @@ export interface Internal<E> extends Bulkhead<E> {
 export const unsafeMake = <E>(
   options: Options,
   sharedLabels?: Metrics.Labels,
-  wait?: WaitOptions
+  wait?: WaitOptions,
+  /** Told of every caller the bulkhead sheds (a `Policy` announces them); never called for a caller it serves. */
+  onShed?: (error: BulkheadRejected | WaitTimeoutError) => void
 ): Internal<E> => {
   const name = options.name ?? "default"
   const maxConcurrent = Validate.positiveInteger("Bulkhead", "maxConcurrent", options.maxConcurrent, true)
@@ -325,7 +327,9 @@ export const unsafeMake = <E>(
     if (!waiters.remove(node)) return
     Metrics.queued.unsafeModify(-1, labels)
     Metrics.waitTimeouts.unsafeUpdate(1, labels)
-    Deferred.unsafeDone(node.value.latch, Exit.fail(timeoutError()))
+    const error = timeoutError()
+    if (onShed !== undefined) onShed(error)
+    Deferred.unsafeDone(node.value.latch, Exit.fail(error))
   }
 
   const arm = (node: Node<Waiter>, ticket: Ticket | undefined) =>
@@ -350,11 +354,15 @@ export const unsafeMake = <E>(
       }
       if (waiters.length >= maxQueued) {
         Metrics.rejections.unsafeUpdate(1, labels)
-        return Effect.fail(new BulkheadRejected({ name, maxConcurrent, maxQueued }) as E)
+        const error = new BulkheadRejected({ name, maxConcurrent, maxQueued })
+        if (onShed !== undefined) onShed(error)
+        return Effect.fail(error as E)
       }
       if (maxWaitMillis === 0) {
         Metrics.waitTimeouts.unsafeUpdate(1, labels)
-        return Effect.fail(timeoutError() as E)
+        const error = timeoutError()
+        if (onShed !== undefined) onShed(error)
+        return Effect.fail(error as E)
       }
       const node = waiters.push({
         latch: Deferred.unsafeMake<void, WaitTimeoutError>(FiberId.none),

@@ -144,13 +144,23 @@ export const remaining: Effect.Effect<Option.Option<Duration.Duration>> = Effect
       : Effect.map(Clock.currentTimeMillis, (now) => Option.some(Duration.millis(Math.max(0, deadline.at - now))))
 )
 
+/**
+ * Called when a boundary reports a timeout (a `Policy` counts and announces them): never on the path where the work
+ * ends in time.
+ *
+ * @internal
+ */
+export type OnTimeout = (limit: TimeoutError["limit"], duration: Duration.Duration) => void
+
 // Errors capture a stack trace when built, so they are only built when a limit fires. Defects raised while the
 // work was being interrupted (a finalizer that died) are kept next to the timeout.
 const timeoutCause = (
   cause: Cause.Cause<unknown> | undefined,
   limit: TimeoutError["limit"],
-  duration: Duration.Duration
+  duration: Duration.Duration,
+  onTimeout: OnTimeout | undefined
 ): Cause.Cause<TimeoutError> => {
+  if (onTimeout !== undefined) onTimeout(limit, duration)
   let result: Cause.Cause<TimeoutError> = Cause.fail(new TimeoutError({ limit, duration }))
   if (cause !== undefined) {
     for (const defect of Cause.defects(cause)) result = Cause.sequential(result, Cause.die(defect))
@@ -166,14 +176,18 @@ const timeoutAfter = <A, E, R>(
   timer: DeadlineTimer.DeadlineTimer,
   at: number,
   limit: TimeoutError["limit"],
-  duration: Duration.Duration
+  duration: Duration.Duration,
+  onTimeout: OnTimeout | undefined
 ): Effect.Effect<A, E | TimeoutError, R> => {
   // A fiber that is being interrupted already (running a finalizer, say) would have interruptible work stopped at
   // once: such work runs in a fiber of its own, as `Effect.timeoutFail` runs it, which is how it always ran here.
   if (!Cause.isEmpty(fiber.getFiberRef(FiberRef.interruptedCause))) {
     return Effect.timeoutFail(self, {
       duration: Duration.millis(at - timer.now()),
-      onTimeout: () => new TimeoutError({ limit, duration })
+      onTimeout: () => {
+        if (onTimeout !== undefined) onTimeout(limit, duration)
+        return new TimeoutError({ limit, duration })
+      }
     })
   }
   const entry = DeadlineTimer.fiberEntry(at, fiber)
@@ -187,7 +201,7 @@ const timeoutAfter = <A, E, R>(
       return Effect.flatMap(
         DeadlineTimer.settleFired(entry),
         (alone): Effect.Effect<never, E | TimeoutError> =>
-          alone ? Effect.failCause(timeoutCause(cause, limit, duration)) : Effect.failCause(cause)
+          alone ? Effect.failCause(timeoutCause(cause, limit, duration, onTimeout)) : Effect.failCause(cause)
       )
     },
     onSuccess: (value): Effect.Effect<A, TimeoutError> => {
@@ -197,7 +211,7 @@ const timeoutAfter = <A, E, R>(
       }
       return Effect.flatMap(
         DeadlineTimer.settleFired(entry),
-        (alone) => alone ? Effect.failCause(timeoutCause(undefined, limit, duration)) : Effect.succeed(value)
+        (alone) => alone ? Effect.failCause(timeoutCause(undefined, limit, duration, onTimeout)) : Effect.succeed(value)
       )
     }
   })
@@ -233,25 +247,41 @@ export const within: {
   <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => {
   const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
-  const limit = Duration.millis(millis)
-  return Effect.uninterruptibleMask((restore) =>
+  return withinMillis(self, millis, Duration.millis(millis), undefined)
+})
+
+/**
+ * `within`, with its duration validated already (`limit` is `millis` as a `Duration`) and a hook called when it
+ * reports a timeout.
+ *
+ * @internal
+ */
+export const withinMillis = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  millis: number,
+  limit: Duration.Duration,
+  onTimeout: OnTimeout | undefined
+): Effect.Effect<A, E | TimeoutError, R> =>
+  Effect.uninterruptibleMask((restore) =>
     Effect.withFiberRuntime<A, E | TimeoutError, R>((fiber) => {
       const timer = DeadlineTimer.timerOf(fiber)
       const now = timer.now()
       const outer = fiber.getFiberRef(currentDeadline)
       const deadline = outer !== undefined && outer.at <= now + millis ? outer : { at: now + millis, duration: limit }
-      if (deadline.at <= now) return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration))
+      if (deadline.at <= now) {
+        return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration, onTimeout))
+      }
       return timeoutAfter(
         restore(Effect.locally(self, currentDeadline, deadline)),
         fiber,
         timer,
         deadline.at,
         "deadline",
-        deadline.duration
+        deadline.duration,
+        onTimeout
       )
     })
   )
-})
 
 /**
  * Runs one attempt of `self` for at most `duration`, or for what remains of the deadline in effect if that is
@@ -279,21 +309,34 @@ export const attempt: {
   <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => {
   const millis = Validate.positiveDurationMillis("Deadline", "duration", duration)
-  const limit = Duration.millis(millis)
-  return Effect.uninterruptibleMask((restore) =>
+  return attemptMillis(self, millis, Duration.millis(millis), undefined)
+})
+
+/**
+ * `attempt`, with its duration validated already (`limit` is `millis` as a `Duration`) and a hook called when it
+ * reports a timeout.
+ *
+ * @internal
+ */
+export const attemptMillis = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  millis: number,
+  limit: Duration.Duration,
+  onTimeout: OnTimeout | undefined
+): Effect.Effect<A, E | TimeoutError, R> =>
+  Effect.uninterruptibleMask((restore) =>
     Effect.withFiberRuntime<A, E | TimeoutError, R>((fiber) => {
       const timer = DeadlineTimer.timerOf(fiber)
       const now = timer.now()
       const deadline = fiber.getFiberRef(currentDeadline)
       if (deadline !== undefined && deadline.at - now < millis) {
         return deadline.at <= now
-          ? Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration))
-          : timeoutAfter(restore(self), fiber, timer, deadline.at, "deadline", deadline.duration)
+          ? Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration, onTimeout))
+          : timeoutAfter(restore(self), fiber, timer, deadline.at, "deadline", deadline.duration, onTimeout)
       }
-      return timeoutAfter(restore(self), fiber, timer, now + millis, "attempt", limit)
+      return timeoutAfter(restore(self), fiber, timer, now + millis, "attempt", limit, onTimeout)
     })
   )
-})
 
 /**
  * Runs one Promise-based call for at most `duration` (or what remains of the deadline in effect, if shorter), with a
@@ -357,7 +400,7 @@ export const attemptPromise: {
     const now = timer.now()
     const deadline = fiber.getFiberRef(currentDeadline)
     if (deadline !== undefined && deadline.at - now < millis) {
-      if (deadline.at <= now) return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration))
+      if (deadline.at <= now) return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration, undefined))
       return promiseCall(evaluate, onError, withSignal, fiber, timer, deadline.at, "deadline", deadline.duration)
     }
     return promiseCall(evaluate, onError, withSignal, fiber, timer, now + millis, "attempt", limit)

@@ -268,6 +268,19 @@ type Step =
   | { readonly _tag: "Stop" }
 
 /**
+ * What a policy decided, for a caller that reports it (a `Policy` turns these into events). Called on the decision
+ * path only: an attempt that succeeds calls neither.
+ *
+ * @internal
+ */
+export interface Hooks {
+  /** A retry is scheduled: `attempt` (the first is 1) starts after `delayMillis`. */
+  readonly onRetry: (attempt: number, delayMillis: number, error: unknown) => void
+  /** The policy stops after `attempt` attempts and the error is final. */
+  readonly onStop: (reason: StopReason, attempt: number, error: unknown) => void
+}
+
+/**
  * One decision of a policy, shared by the schedule and by `retry`: given the state after `state.retries`
  * retries and the latest error, retry after a delay or stop. Logs and counts what it decides.
  */
@@ -276,17 +289,20 @@ const decide = <E>(
   labels: Metrics.Labels,
   now: number,
   error: E,
-  previous: State | undefined
+  previous: State | undefined,
+  hooks: Hooks | undefined
 ): Effect.Effect<Step> =>
   Effect.suspend(() => {
     const state: State = previous ?? { retries: 0, startedAt: now, previousMillis: policy.baseMillis }
-    const stop = (reason: StopReason) =>
-      Effect.as(
+    const stop = (reason: StopReason) => {
+      if (hooks !== undefined) hooks.onStop(reason, state.retries + 1, error)
+      return Effect.as(
         Effect.logDebug("retry policy stops").pipe(
           Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 1, reason })
         ),
         stopped
       )
+    }
     if (!policy.retryable(error)) return stop("not_retryable")
     if (state.retries + 1 >= policy.maxAttempts) return stop("max_attempts")
     return Effect.flatMap(policy.jitter === "none" ? Effect.succeed(0) : Random.next, (random) => {
@@ -299,6 +315,7 @@ const decide = <E>(
       return Effect.flatMap(Deadline.current, (deadline) => {
         if (Option.isSome(deadline) && now + delay >= deadline.value) return stop("deadline")
         retries.unsafeUpdate(1, labels)
+        if (hooks !== undefined) hooks.onRetry(state.retries + 2, delay, error)
         return Effect.as(
           Effect.logDebug("retrying").pipe(
             Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 2, delayMs: Math.round(delay) })
@@ -342,7 +359,7 @@ export const schedule = <E>(options: Options<E> = {}): Schedule.Schedule<Duratio
   return Schedule.makeWithState<State | undefined, E, Duration.Duration>(
     undefined,
     (now, error, previous) =>
-      Effect.map(decide(policy, labels, now, error, previous), (step) =>
+      Effect.map(decide(policy, labels, now, error, previous, undefined), (step) =>
         step._tag === "Stop"
           ? [previous, Duration.zero, ScheduleDecision.done] as const
           : [
@@ -409,13 +426,23 @@ export const retry: {
  */
 export const make = <E>(
   options: Options<E> = {}
+): <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2, R> => makeWith(options, undefined)
+
+/**
+ * `make`, with hooks told what the policy decides.
+ *
+ * @internal
+ */
+export const makeWith = <E>(
+  options: Options<E>,
+  hooks: Hooks | undefined
 ): <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2, R> => {
   const policy = resolve(options)
   const labels = Metrics.labels("policy", policy.name)
   const onFailure = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>, error: E2, state: State | undefined) =>
     Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      return Effect.flatMap(decide(policy, labels, now, error, state), (step) =>
+      return Effect.flatMap(decide(policy, labels, now, error, state, hooks), (step) =>
         step._tag === "Stop"
           ? Effect.fail(error)
           : Effect.zipRight(Effect.sleep(Duration.millis(step.delayMillis)), attempt(self, step.next)))

@@ -153,3 +153,12 @@ export * as Lines from "./Lines.js"
  * @category modules
  */
 export * as Paginate from "./Paginate.js"
+
+/**
+ * A resilience policy as one value: attempt timeout, breaker, rate limit, hedging, retry, bulkhead, deadline and
+ * fallback in one checked order, applied with `run`, with typed errors, events and metrics.
+ *
+ * @since 0.2.0
+ * @category modules
+ */
+export * as Policy from "./Policy.js"

@@ -1,5 +1,6 @@
-// @spindle/core as a user installs it: token bucket, retry policy, circuit breaker, bulkhead.
+// @spindle/core as a user installs it: token bucket, retry policy, circuit breaker, bulkhead, a composed policy.
 import { Bulkhead, CircuitBreaker, RetryPolicy, TokenBucket } from "@spindle/core"
+import * as Policy from "@spindle/core/Policy"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -109,9 +110,30 @@ const bulkhead = Effect.gen(function*() {
   assert.equal(yield* Ref.get(peak), 3)
 })
 
+// One policy: attempt timeout, breaker, retry and a fallback for the open circuit, from a typed builder.
+const policy = Effect.gen(function*() {
+  const calls = yield* Ref.make(0)
+  const resilient = yield* Policy.define<Boom>("consumer").pipe(
+    Policy.attemptTimeout("1 second"),
+    Policy.breaker({
+      policy: CircuitBreaker.consecutiveFailures(2),
+      isFailure: (e) => e._tag === "TimeoutError" || e.retryable
+    }),
+    // An open circuit is not retried (its retryAfter would be waited for): the fallback answers it.
+    Policy.retry({ base: "1 millis", maxAttempts: 2, retryable: (e) => e._tag === "Boom" }),
+    Policy.fallback({ on: ["CircuitOpen"], value: "fallback" }),
+    Policy.make
+  )
+  const call = Effect.zipRight(Ref.update(calls, (n) => n + 1), Effect.fail(new Boom({ retryable: true })))
+  assert.equal((yield* Effect.flip(resilient.run(call)))._tag, "Boom", "two attempts, then the breaker opens")
+  assert.equal(yield* resilient.run(call), "fallback", "an open breaker is answered by the fallback")
+  assert.equal(yield* Ref.get(calls), 2)
+})
+
 export const checks = [
   ["TokenBucket: burst 2, then one token per 100 ms", tokenBucket],
   ["RetryPolicy: maxAttempts and retryable", retryPolicy],
   ["CircuitBreaker: opens after 3 failures, then rejects", circuitBreaker],
-  ["Bulkhead: bounds concurrency and sheds load", bulkhead]
+  ["Bulkhead: bounds concurrency and sheds load", bulkhead],
+  ["Policy: timeout, breaker, retry and fallback as one value", policy]
 ] as const

@@ -172,3 +172,21 @@ export const poolDiscarded = Metric.counter("spindle_pool_discarded_total", {
   description: "Resources discarded because validation failed or they were invalidated",
   incremental: true
 })
+
+/** @internal */
+export const policyTimeouts = Metric.counter("spindle_policy_timeouts_total", {
+  description: "Timeouts reported by a policy's attempt timeout or deadline, labelled with the limit that fired",
+  incremental: true
+})
+
+/** @internal */
+export const policyHedges = Metric.counter("spindle_policy_hedges_total", {
+  description: "Hedged attempts a policy started (the first attempt of a call is not counted)",
+  incremental: true
+})
+
+/** @internal */
+export const policyFallbacks = Metric.counter("spindle_policy_fallbacks_total", {
+  description: "Calls a policy answered with its fallback",
+  incremental: true
+})
