@@ -26,7 +26,7 @@ import * as CircuitBreaker from "@spindle/core/CircuitBreaker"
 import * as Deadline from "@spindle/core/Deadline"
 import * as RetryPolicy from "@spindle/core/RetryPolicy"
 import * as Cause from "effect/Cause"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
@@ -237,7 +237,7 @@ const build = (options: Options): Effect.Effect<Built> =>
     let bulkhead: Bulkhead.Bulkhead<any> | undefined
     if (options.attemptTimeout !== undefined) {
       const duration = options.attemptTimeout
-      Deadline.attempt(Effect.void, duration) // validates the duration now
+      Duration.decode(duration) // validates the duration now
       stages.push("attemptTimeout")
       fns.push((self) => Deadline.attempt(self, duration))
     }
@@ -261,7 +261,7 @@ const build = (options: Options): Effect.Effect<Built> =>
     }
     if (options.deadline !== undefined) {
       const duration = options.deadline
-      Deadline.within(Effect.void, duration)
+      Duration.decode(duration) // validates the duration now
       stages.push("deadline")
       fns.push((self) => Deadline.within(self, duration))
     }
