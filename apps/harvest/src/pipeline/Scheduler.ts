@@ -1,9 +1,10 @@
 /**
  * The scheduler: it leases items from the queue and keeps `MAX_CONCURRENCY` long-lived workers busy with them.
  *
- * The flow of one item: the lease loop leases as many items as there are idle workers and puts them on the ready
- * queue; a worker takes one and runs its fetch on its own fiber, registered as work of the item's job (`Jobs.track`:
- * cancelling the job interrupts the worker, and the worker's slot starts another), under the job's own limits: its
+ * The flow of one item: the lease loop leases as many items as there are idle workers and hands them to the waiting
+ * workers (`internal/handoff.ts`); a worker takes one and runs its fetch on its own fiber, registered as work of the
+ * item's job (`Jobs.unsafeEnter`: cancelling the job interrupts the worker, and the worker's slot starts another),
+ * under the job's own limits: its
  * concurrency, then, for each attempt, the host gate (breaker, per-host limiter) and the fetcher, with retries; the
  * outcome is handed to `Results`, and the worker takes the next item. No fiber is made per item.
  *
@@ -35,11 +36,11 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
+import { Handoff } from "../internal/handoff.js"
 import * as LocalFaults from "../LocalFaults.js"
 import { Items, Jobs } from "../storage/Jobs.js"
 import * as Fetcher from "./Fetcher.js"
@@ -273,7 +274,7 @@ export const make: Effect.Effect<
   let draining = false
   // Leased and not yet handed over: what the heartbeat keeps leased, and what shutdown releases.
   const held = new Set<number>()
-  const ready = yield* Queue.unbounded<Item>()
+  const ready = new Handoff<Item>()
   let wakeLeaser: Deferred.Deferred<void> | undefined
   // Parked items (held still), with their attempts counted so far; those whose failed attempts the queue may not have
   // recorded are not released (the queue's count would be short) but kept for this instance to go on with.
@@ -288,8 +289,8 @@ export const make: Effect.Effect<
         Effect.annotateLogs({ item: item.id, cause: Cause.pretty(cause) })
       )
 
-  // The item runs on the worker's own fiber, as work of its job (`Jobs.track`): a cancel of the job interrupts the
-  // worker, which its slot replaces.
+  // The item runs on the worker's own fiber, as work of its job (registered by `handle`): a cancel of the job
+  // interrupts the worker, which its slot replaces.
   const processItem = (item: Item) =>
     Effect.flatMap(acquireJob(item.group!), (state) =>
       Option.isNone(state)
@@ -298,7 +299,7 @@ export const make: Effect.Effect<
           fileId: null,
           job: item.group!
         })
-        : jobs.track(item.group!, fetchItem(item, state.value)))
+        : fetchItem(item, state.value))
 
   const letJobGo = (item: Item) => {
     const entry = entries.get(item.group!)
@@ -333,32 +334,44 @@ export const make: Effect.Effect<
     })
   // One uninterruptible region per item, around its only interruptible part, the processing: once it has an outcome,
   // handing the outcome over and letting the item go cannot be cut in between. An interruption (a cancel, the
-  // shutdown) takes effect right after, when the worker next waits.
+  // shutdown) takes effect right after, when the worker next waits. The worker is work of the item's job
+  // (`Jobs.unsafeEnter`) from the region's start to its outcome: a cancel meanwhile interrupts the processing.
   // While the instance is degraded, an item taken is parked at once, not fetched.
   const handle = (item: Item) =>
     faults.current() !== undefined ?
       park(item, 0, false, false) :
       Effect.uninterruptibleMask((restore) =>
-        Effect.matchCauseEffect(restore(processItem(item)), {
-          onFailure: (cause) => {
-            // Its job's row could not be read, say: a local fault parks the item; anything else is logged.
-            const fault = LocalFaults.fromCause("starting an item", cause)
-            return fault === undefined
-              ? Effect.zipRight(logFailure(item)(cause), done(item, false))
-              : Effect.zipRight(faults.report(fault), park(item, 0, false, true))
-          },
-          onSuccess: (outcome) =>
-            outcome instanceof Parked
-              ? park(item, outcome.counted, outcome.unrecorded, true)
-              : Effect.matchCauseEffect(results.settle(outcome), {
-                onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
-                onSuccess: () => done(item, true)
-              })
+        Effect.withFiberRuntime((fiber) => {
+          const leave = jobs.unsafeEnter(item.group!, fiber)
+          return Effect.matchCauseEffect(restore(processItem(item)), {
+            onFailure: (cause) => {
+              leave()
+              return processingFailed(item, cause)
+            },
+            onSuccess: (outcome) => {
+              leave()
+              return processed(item, outcome)
+            }
+          })
         })
       )
-  // Not `Effect.forever`, which yields the thread after every item: `Queue.take` suspends when there is nothing to do,
+  const processingFailed = (item: Item, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
+    // Its job's row could not be read, say: a local fault parks the item; anything else is logged.
+    const fault = LocalFaults.fromCause("starting an item", cause)
+    return fault === undefined
+      ? Effect.zipRight(logFailure(item)(cause), done(item, false))
+      : Effect.zipRight(faults.report(fault), park(item, 0, false, true))
+  }
+  const processed = (item: Item, outcome: Results.Outcome | Parked): Effect.Effect<void> =>
+    outcome instanceof Parked
+      ? park(item, outcome.counted, outcome.unrecorded, true)
+      : Effect.matchCauseEffect(results.settle(outcome), {
+        onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
+        onSuccess: () => done(item, true)
+      })
+  // Not `Effect.forever`, which yields the thread after every item: `take` suspends when there is nothing to do,
   // and the runtime yields a busy fiber by itself.
-  const worker: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(Queue.take(ready), handle), () => worker)
+  const worker: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(ready.take, handle), () => worker)
   // A slot keeps one worker running: a worker interrupted by a cancel is replaced.
   const current = new Set<Fiber.RuntimeFiber<never, never>>()
   const slot = Effect.forever(
@@ -428,7 +441,7 @@ export const make: Effect.Effect<
         }
       }
       for (const item of fresh) held.add(item.id)
-      yield* Queue.offerAll(ready, fresh)
+      ready.unsafeOfferAll(fresh)
       if (leased.length === 0) yield* Effect.sleep("50 millis")
     }
   })
@@ -462,7 +475,7 @@ export const make: Effect.Effect<
       if (faults.current() === undefined) {
         const back = parked.splice(0)
         unreleasable.clear()
-        yield* Queue.offerAll(ready, back)
+        ready.unsafeOfferAll(back)
         continue
       }
       const ids = parked.filter((item) => !unreleasable.has(item.id)).map((item) => item.id)
@@ -505,7 +518,7 @@ export const make: Effect.Effect<
       yield* Fiber.interrupt(loop)
       yield* Fiber.interrupt(parking)
       // Not started, or parked: back to pending at once.
-      const waiting = Array.from(yield* Queue.takeAll(ready), (item) => item.id)
+      const waiting = ready.unsafeTakeAll().map((item) => item.id)
       for (const item of parked.splice(0)) waiting.push(item.id)
       for (const id of waiting) held.delete(id)
       const deadline = (yield* Clock.currentTimeMillis) + config.shutdownGraceMs

@@ -141,6 +141,12 @@ export interface Jobs {
    */
   readonly track: <A, E, R>(job: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
+   * `track` for a caller that keeps the region itself: registers `fiber` as running work of `job` and returns the
+   * function that ends it. The caller must call it on every exit, from a region `cancel` cannot cut (the scheduler
+   * registers inside the uninterruptible region it already holds around an item, saving `track`'s own).
+   */
+  readonly unsafeEnter: (job: string, fiber: Fiber.RuntimeFiber<unknown, unknown>) => () => void
+  /**
    * Cancels a job that has not finished: its row marked and its unsettled items cancelled in one transaction, then
    * its fibers in this process interrupted. The number of items cancelled, or `None` when the job had already finished
    * (completed or cancelled), in which case nothing changes.
@@ -317,24 +323,26 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items> = Eff
       return Effect.void
     })
 
+  const unsafeEnter = (job: string, fiber: Fiber.RuntimeFiber<unknown, unknown>) => {
+    let running = byJob.get(job)
+    if (running === undefined) {
+      running = new Set()
+      byJob.set(job, running)
+    }
+    const set = running.add(fiber)
+    return () => {
+      set.delete(fiber)
+      if (set.size === 0 && byJob.get(job) === set) byJob.delete(job)
+    }
+  }
+
   const track = <A, E, R>(job: string, effect: Effect.Effect<A, E, R>) =>
     Effect.withFiberRuntime<A, E, R>((fiber) => {
-      let running = byJob.get(job)
-      if (running === undefined) {
-        running = new Set()
-        byJob.set(job, running)
-      }
-      const set = running.add(fiber)
-      return Effect.ensuring(
-        effect,
-        Effect.sync(() => {
-          set.delete(fiber)
-          if (set.size === 0 && byJob.get(job) === set) byJob.delete(job)
-        })
-      )
+      const leave = unsafeEnter(job, fiber)
+      return Effect.ensuring(effect, Effect.sync(leave))
     })
 
-  return Jobs.of({ find, create, view, list, results, exportResults, track, cancel })
+  return Jobs.of({ find, create, view, list, results, exportResults, track, unsafeEnter, cancel })
 })
 
 /**
