@@ -210,7 +210,8 @@ runVariant(async () => {
     const wholeMinutes = Math.floor(totalMillis / minuteMillis)
     const perMinute = Array.from({ length: wholeMinutes }, (_, m) => {
       const inMinute = samples.filter((s) => s.atMs >= m * minuteMillis && s.atMs < (m + 1) * minuteMillis)
-      const period = periods.find((p) => p.atMs > m * minuteMillis && p.atMs <= (m + 1) * minuteMillis + 5_000)
+      // The probe's period that ends at this minute's end (its timer fires a little late, never early).
+      const period = periods.find((p) => p.atMs >= (m + 1) * minuteMillis && p.atMs < (m + 1) * minuteMillis + 30_000)
       return {
         minute: m + 1,
         urls: done
