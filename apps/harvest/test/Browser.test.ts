@@ -1,7 +1,11 @@
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream } from "@spindle/testkit"
 import * as Config from "effect/Config"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
@@ -331,6 +335,38 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
           assert.isTrue(seen.has(expected), `no GET /jobs ${expected} among ${[...seen].join(" ")}`)
         }
         assert.isTrue(listed.every((params) => params.get("limit") === "2"))
+        assert.deepStrictEqual(errors, [])
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "a local fault shows as a banner naming its reason while it lasts, and the banner goes once it clears",
+    () =>
+      Effect.gen(function*() {
+        const { base, dataDir } = yield* Harness.inProcess({ maxConcurrency: 32 })
+        const { errors, page } = yield* browser
+        yield* Effect.promise(async () => {
+          await page.goto(base)
+          await page.waitForSelector("#conn.live")
+          assert.isFalse(await page.isVisible("#degraded"))
+        })
+        // Another connection takes SQLite's write lock and keeps it: Harvest's next write fails with SQLITE_BUSY.
+        const sql = Context.get(
+          yield* Layer.build(
+            SqliteClient.layer({ filename: path.join(dataDir, "harvest.db"), disableWAL: true }).pipe(Layer.orDie)
+          ),
+          SqlClient.SqlClient
+        )
+        yield* Effect.orDie(sql.unsafe("BEGIN IMMEDIATE"))
+        yield* Effect.promise(async () => {
+          await page.waitForSelector("#degraded", { state: "visible", timeout: 15_000 })
+          assert.strictEqual(await page.textContent("#degraded-reason"), "database_unavailable")
+          assert.match((await page.textContent("#degraded-message")) ?? "", /SQLITE_BUSY/)
+          await page.screenshot({ path: path.join(artifacts, "dashboard-degraded.png") })
+        })
+        yield* Effect.orDie(sql.unsafe("ROLLBACK"))
+        yield* Effect.promise(() => page.waitForSelector("#degraded", { state: "hidden", timeout: 15_000 }))
         assert.deepStrictEqual(errors, [])
       }),
     60_000
