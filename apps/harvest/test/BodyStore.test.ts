@@ -125,6 +125,45 @@ for (const database of Databases.all) {
           assert.deepStrictEqual(yield* store.sweep, { tmp: 0, orphans: 1 })
           assert.deepStrictEqual(names(files), [hex(1), hex(3), "README"])
         }))
+
+      it.scoped("a sweep of many bodies reads files/ a batch at a time, the loop turning meanwhile", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const files = path.join(dataDir, "files")
+          fs.mkdirSync(files, { recursive: true })
+          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs })
+          const sql = yield* SqlClient.SqlClient
+          // 3,000 old bodies, six queries' worth: every third one recorded, the others orphans. (Their ids are apart
+          // from the other tests': they share the database.)
+          const total = 3000
+          const recorded: Array<string> = []
+          for (let i = 0; i < total; i++) {
+            write(path.join(files, hex(0x10000 + i)), 10 * leaseMs)
+            if (i % 3 === 0) recorded.push(hex(0x10000 + i))
+          }
+          for (let i = 0; i < recorded.length; i += 500) {
+            const rows = recorded.slice(i, i + 500).map((file_id) => ({ file_id, created_at: 0 }))
+            yield* sql`INSERT INTO harvest_files ${sql.insert(rows)}`
+          }
+          // Event-loop turns while the sweep runs: a directory listed whole on the loop's thread allows none between
+          // its queries (better-sqlite3 answers synchronously); read through the thread pool, each chunk of 256
+          // names is at least one turn.
+          let turns = 0
+          let counting = true
+          const tick = () => {
+            turns++
+            if (counting) setImmediate(tick)
+          }
+          setImmediate(tick)
+          const swept = yield* store.sweep
+          counting = false
+          assert.deepStrictEqual(swept, { tmp: 0, orphans: total - recorded.length })
+          assert.deepStrictEqual(names(files), [...recorded].sort())
+          assert.isAtLeast(turns, Math.floor(total / 256))
+          // Nothing remembered from the first sweep: the second looks every body up again and removes nothing.
+          assert.deepStrictEqual(yield* store.sweep, { tmp: 0, orphans: 0 })
+          assert.deepStrictEqual(names(files).length, recorded.length)
+        }))
     })
   })
 }
