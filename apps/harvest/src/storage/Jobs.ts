@@ -135,15 +135,11 @@ export interface Jobs {
   /** Every settled result of the job, read from a cursor. */
   readonly exportResults: (id: string) => Stream.Stream<Domain.ItemResult, StoreError>
   /**
-   * Runs `effect`, the fetch of one of the job's items, on the current fiber as work of the job's: `cancel` interrupts
-   * the fiber while it runs `effect`. The fiber must take an interruption as its end (a cancel delivered as `effect`
-   * ends may land just after it): the scheduler's workers are replaced when interrupted.
-   */
-  readonly track: <A, E, R>(job: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  /**
-   * `track` for a caller that keeps the region itself: registers `fiber` as running work of `job` and returns the
-   * function that ends it. The caller must call it on every exit, from a region `cancel` cannot cut (the scheduler
-   * registers inside the uninterruptible region it already holds around an item, saving `track`'s own).
+   * Registers `fiber`, running the fetch of one of the job's items, as work of the job's (`cancel` interrupts it) and
+   * returns the function that ends it. The caller must call it on every exit, from a region `cancel` cannot cut (the
+   * scheduler registers inside the uninterruptible region it already holds around an item), and the fiber must take
+   * an interruption as its end (a cancel delivered as the item ends may land just after it): the scheduler's workers
+   * are replaced when interrupted.
    */
   readonly unsafeEnter: (job: string, fiber: Fiber.RuntimeFiber<unknown, unknown>) => () => void
   /**
@@ -336,13 +332,7 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items> = Eff
     }
   }
 
-  const track = <A, E, R>(job: string, effect: Effect.Effect<A, E, R>) =>
-    Effect.withFiberRuntime<A, E, R>((fiber) => {
-      const leave = unsafeEnter(job, fiber)
-      return Effect.ensuring(effect, Effect.sync(leave))
-    })
-
-  return Jobs.of({ find, create, view, list, results, exportResults, track, unsafeEnter, cancel })
+  return Jobs.of({ find, create, view, list, results, exportResults, unsafeEnter, cancel })
 })
 
 /**
