@@ -1,30 +1,37 @@
 /**
- * `@spindle/core`'s resilience stages (attempt timeout, circuit breaker, retry, bulkhead, overall deadline) for code
- * that does not use Effect: `policy.execute((signal) => fetch(url, { signal }))` returns a Promise, so a plain async
- * code base can adopt it one call at a time.
+ * `@spindle/core`'s composed resilience policy (attempt timeout, circuit breaker, rate limit, hedging, retry,
+ * bulkhead, overall deadline, fallback) for code that does not use Effect: `policy.execute((signal) => fetch(url,
+ * { signal }))` returns a Promise, so a plain async code base can adopt it one call at a time.
  *
- * The stages are the core's own (`Deadline.attempt`, `CircuitBreaker`, `RetryPolicy`, `Bulkhead`,
- * `Deadline.within`), built once per policy and applied innermost first in that order: the attempt timeout is a
- * failure the breaker counts and the retry retries, the bulkhead holds one place per call across its retries, and the
- * deadline bounds the whole call. Each call runs in a fiber of the policy's runtime: Effect's default runtime, or a
- * `ManagedRuntime` built from the layer you pass (a logger, a tracer, a `TestClock`), released by `dispose()`.
+ * The policy is the core's `Policy`, made once from the same options, so the stages and their order are the core's
+ * (innermost first: attempt timeout, breaker, rate limit, hedge, retry, bulkhead, deadline, fallback): the attempt
+ * timeout is a failure the breaker counts and the retry retries, every hedged attempt passes the breaker and the
+ * rate limit on its own, the bulkhead holds one place per call across its retries and hedges, the deadline bounds
+ * the whole call, and the fallback answers for what is left. Each call runs in a fiber of the policy's runtime:
+ * Effect's default runtime, or a `ManagedRuntime` built from the layer you pass (a logger, a tracer, a `TestClock`),
+ * released by `dispose()`. What the policy decides (retries, rejections, timeouts, hedges, breaker changes,
+ * fallbacks) reaches the listeners of `subscribe`.
  *
- * **Cancellation is an `AbortSignal`, end to end.** The function gets a signal of its own for each attempt, aborted
- * when the attempt's timeout or the deadline passes, or when the caller gives up. The caller's own signal
+ * **Cancellation is an `AbortSignal`, end to end.** The function gets a signal of its own for each attempt (each hedged
+ * attempt included), aborted when the attempt's timeout or the deadline passes, when another hedged attempt has
+ * won, or when the caller gives up. The caller's own signal
  * (`execute(fn, { signal })`) aborts the whole call: the attempt in flight is aborted, a call waiting in the
  * bulkhead's queue leaves it, its bulkhead place is freed for the next call, no retry starts, and the Promise
  * rejects with `signal.reason` (as `fetch` does).
  *
  * **Errors are classes** (`Errors`): what the policy decided rejects with a `PolicyError` (`TimeoutError`,
  * `BrokenCircuitError`, `BulkheadRejectedError`, `WaitTimeoutError`, `DisposedError`) holding the core's tagged
- * error as its `cause`; what the call threw is passed through unchanged, after the last retry the last attempt's.
+ * error as its `cause`; what the call threw is passed through unchanged, after the last retry the last attempt's
+ * (unless the fallback answers for it).
  *
  * @since 0.1.0
  */
-import * as Bulkhead from "@spindle/core/Bulkhead"
-import * as CircuitBreaker from "@spindle/core/CircuitBreaker"
-import * as Deadline from "@spindle/core/Deadline"
-import * as RetryPolicy from "@spindle/core/RetryPolicy"
+import type * as Bulkhead from "@spindle/core/Bulkhead"
+import type * as CircuitBreaker from "@spindle/core/CircuitBreaker"
+import type * as Limiter from "@spindle/core/Limiter"
+import * as CorePolicy from "@spindle/core/Policy"
+import type * as RetryPolicy from "@spindle/core/RetryPolicy"
+import type * as TokenBucket from "@spindle/core/TokenBucket"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -33,6 +40,7 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import type * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
 import * as Errors from "./Errors.js"
 
@@ -61,22 +69,72 @@ import * as Errors from "./Errors.js"
  * @category models
  */
 export interface Options {
-  /** The name of the stages built from options (metrics, errors). Default `"default"`. */
+  /** The name of the policy and of the stages built from options (metrics, errors, events). Default `"default"`. */
   readonly name?: string | undefined
-  /** A timeout on each attempt (innermost). */
+  /** A timeout on each attempt (innermost); aborts the attempt's signal. */
   readonly attemptTimeout?: Duration.DurationInput | undefined
   /** A circuit breaker around each attempt. */
   readonly breaker?: CircuitBreaker.Options<unknown> | CircuitBreaker.CircuitBreaker<any> | undefined
+  /** A token for every attempt that goes out (retries and hedges included). */
+  readonly rateLimit?: TokenBucket.Options | TokenBucket.TokenBucket<any> | Limiter.Limiter<any> | undefined
+  /**
+   * Hedging: another attempt (with a signal of its own) when the others have not answered within `delay`, or at
+   * once on an error `shouldHedge` accepts; the first success wins and the others' signals are aborted.
+   */
+  readonly hedge?: CorePolicy.HedgeOptions<unknown> | undefined
   /** Retries with backoff (`maxAttempts` counts every attempt, the first included). */
   readonly retry?: RetryPolicy.Options<unknown> | undefined
-  /** One place per call, held across its retries. */
+  /** One place per call, held across its retries and hedges. */
   readonly bulkhead?: Bulkhead.Options | Bulkhead.Bulkhead<any> | undefined
-  /** A limit over the whole call: queueing, every attempt and every backoff (outermost). */
+  /** A limit over the whole call: queueing, every attempt and every backoff. */
   readonly deadline?: Duration.DurationInput | undefined
+  /** What answers instead of a rejection (outermost, so it answers for the deadline too). */
+  readonly fallback?: Fallback<unknown> | undefined
 }
 
 /**
- * A stage of a policy, innermost first in `stages`.
+ * A fallback: a `value`, or a function of the error (`orElse`, which may return a Promise), for every rejection or
+ * only those `when` accepts. Both see the error `execute` would reject with (a `PolicyError` class for what the
+ * policy decided, the call's own error otherwise); a rejection of `orElse` is the call's rejection.
+ *
+ * @example
+ * ```ts
+ * import { Errors, Policy } from "@spindle/promise"
+ *
+ * const cached: Policy.Fallback<string> = { value: "cached page" }
+ * const onlyWhenOpen: Policy.Fallback<string> = {
+ *   when: (error) => error instanceof Errors.BrokenCircuitError,
+ *   orElse: async () => "the service is resting"
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Fallback<B> =
+  & ({ readonly value: B } | { readonly orElse: (error: unknown) => B | PromiseLike<B> })
+  & { readonly when?: ((error: unknown) => boolean) | undefined }
+
+/**
+ * The value type a policy's fallback adds to every call's (`never` without a fallback).
+ *
+ * @example
+ * ```ts
+ * import type { Policy } from "@spindle/promise"
+ *
+ * const fallbackValue: Policy.FallbackOf<{ fallback: { value: "cached" } }> = "cached"
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type FallbackOf<O> = O extends { readonly fallback: infer F } ? F extends { readonly value: infer B } ? B
+  : F extends { readonly orElse: (error: any) => infer B } ? Awaited<B>
+  : never
+  : never
+
+/**
+ * A stage of a policy, innermost first in `stages` (the core's `Policy.Stage`).
  *
  * @example
  * ```ts
@@ -92,7 +150,69 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export type Stage = "attemptTimeout" | "breaker" | "retry" | "bulkhead" | "deadline"
+export type Stage = CorePolicy.Stage
+
+/**
+ * What a policy decided, as its listeners get it (`subscribe`): the core's `Policy.Event` with durations in
+ * milliseconds, the breaker's state as `CircuitState`, and the policy's refusals as their `PolicyError` classes.
+ *
+ * - `retryScheduled`: attempt number `attempt` (the first is 1) starts after `delayMillis`.
+ * - `retryGaveUp`: the retry stopped after `attempts` attempts (`reason`: `"max_attempts"`, `"not_retryable"`, ...).
+ * - `rejected`: the bulkhead or the rate limit refused the call.
+ * - `timedOut`: the attempt timeout or the deadline fired.
+ * - `hedged`: attempt number `attempt` started, after the delay (`"delay"`) or on an error (`"error"`).
+ * - `breakerStateChanged`: the breaker entered `state`.
+ * - `fallbackUsed`: the fallback answered for `error`.
+ *
+ * @example
+ * ```ts
+ * import type { Policy } from "@spindle/promise"
+ *
+ * const describe = (event: Policy.Event): string => {
+ *   switch (event.type) {
+ *     case "retryScheduled":
+ *       return `retry #${event.attempt} in ${event.delayMillis} ms`
+ *     case "breakerStateChanged":
+ *       return `breaker ${event.state}`
+ *     default:
+ *       return event.type
+ *   }
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category events
+ */
+export type Event =
+  | {
+    readonly type: "retryScheduled"
+    readonly policy: string
+    readonly attempt: number
+    readonly delayMillis: number
+    readonly error: unknown
+  }
+  | {
+    readonly type: "retryGaveUp"
+    readonly policy: string
+    readonly attempts: number
+    readonly reason: RetryPolicy.StopReason
+    readonly error: unknown
+  }
+  | {
+    readonly type: "rejected"
+    readonly policy: string
+    readonly stage: "bulkhead" | "rateLimit"
+    readonly error: Errors.PolicyError
+  }
+  | {
+    readonly type: "timedOut"
+    readonly policy: string
+    readonly limit: "attempt" | "deadline"
+    readonly durationMillis: number
+  }
+  | { readonly type: "hedged"; readonly policy: string; readonly attempt: number; readonly reason: "delay" | "error" }
+  | { readonly type: "breakerStateChanged"; readonly policy: string; readonly state: CircuitState }
+  | { readonly type: "fallbackUsed"; readonly policy: string; readonly error: unknown }
 
 /**
  * Options of one call.
@@ -178,19 +298,25 @@ export type CircuitState = "closed" | "open" | "half-open" | "isolated"
  * @since 0.1.0
  * @category models
  */
-export interface Policy extends AsyncDisposable {
+export interface Policy<out B = never> extends AsyncDisposable {
   readonly name: string
   /** The stages, innermost first. */
   readonly stages: ReadonlyArray<Stage>
   /**
    * Runs `fn` through the policy: it is called once per attempt with that attempt's `AbortSignal` (a function
-   * declaring no parameter gets none made). Resolves with its value, or rejects with the
-   * policy's error class, the call's own error, or the caller's `signal.reason`.
+   * declaring no parameter gets none made). Resolves with its value (or the fallback's), or
+   * rejects with the policy's error class, the call's own error, or the caller's `signal.reason`.
    */
   readonly execute: <A>(
     fn: (signal: AbortSignal) => A | PromiseLike<A>,
     options?: ExecuteOptions
-  ) => Promise<Awaited<A>>
+  ) => Promise<Awaited<A> | B>
+  /**
+   * Calls `listener` with every decision the policy makes from now on, in order (asynchronously, never inside the
+   * call that caused it), until the returned function is called or the policy is disposed. A listener that throws is
+   * logged and keeps its subscription. With no listener, no event is ever built.
+   */
+  readonly subscribe: (listener: (event: Event) => void) => () => void
   /** Calls started and not yet settled. */
   readonly inFlight: () => number
   /** The breaker's state now; `undefined` for a policy without a breaker. */
@@ -203,6 +329,8 @@ export interface Policy extends AsyncDisposable {
   readonly breaker: CircuitBreaker.CircuitBreaker<any> | undefined
   /** The bulkhead, when the policy has one (to read `inFlight` and `queued`, or share it). */
   readonly bulkhead: Bulkhead.Bulkhead<any> | undefined
+  /** The core's policy the calls run through (its `events` stream, or to share its stages with Effect code). */
+  readonly policy: CorePolicy.Policy<unknown, unknown, any>
   /**
    * The runtime the calls run on: Effect's default runtime, or the one built from `make`'s `layer` (to move its
    * `TestClock`: `Runtime.runPromise(policy.runtime, TestClock.adjust("1 minute"))`).
@@ -214,65 +342,6 @@ export interface Policy extends AsyncDisposable {
    */
   readonly dispose: () => Promise<void>
 }
-
-const isInstance = (u: unknown, typeId: symbol): boolean => typeof u === "object" && u !== null && typeId in u
-
-type StageFn = (self: Effect.Effect<unknown, unknown>) => Effect.Effect<unknown, unknown>
-
-interface Built {
-  readonly name: string
-  readonly stages: ReadonlyArray<Stage>
-  readonly run: StageFn
-  readonly breaker: CircuitBreaker.CircuitBreaker<any> | undefined
-  readonly bulkhead: Bulkhead.Bulkhead<any> | undefined
-}
-
-/** The stages, built once, innermost first. */
-const build = (options: Options): Effect.Effect<Built> =>
-  Effect.gen(function*() {
-    const name = options.name ?? "default"
-    const stages: Array<Stage> = []
-    const fns: Array<StageFn> = []
-    let breaker: CircuitBreaker.CircuitBreaker<any> | undefined
-    let bulkhead: Bulkhead.Bulkhead<any> | undefined
-    if (options.attemptTimeout !== undefined) {
-      const duration = options.attemptTimeout
-      Duration.decode(duration) // validates the duration now
-      stages.push("attemptTimeout")
-      fns.push((self) => Deadline.attempt(self, duration))
-    }
-    if (options.breaker !== undefined) {
-      breaker = isInstance(options.breaker, CircuitBreaker.TypeId)
-        ? options.breaker as CircuitBreaker.CircuitBreaker<any>
-        : yield* CircuitBreaker.make({ name, ...options.breaker as CircuitBreaker.Options<unknown> })
-      stages.push("breaker")
-      fns.push(breaker.run)
-    }
-    if (options.retry !== undefined) {
-      stages.push("retry")
-      fns.push(RetryPolicy.make({ name, ...options.retry }))
-    }
-    if (options.bulkhead !== undefined) {
-      bulkhead = isInstance(options.bulkhead, Bulkhead.TypeId)
-        ? options.bulkhead as Bulkhead.Bulkhead<any>
-        : yield* Bulkhead.make({ name, ...options.bulkhead as Bulkhead.Options })
-      stages.push("bulkhead")
-      fns.push(bulkhead.run)
-    }
-    if (options.deadline !== undefined) {
-      const duration = options.deadline
-      Duration.decode(duration) // validates the duration now
-      stages.push("deadline")
-      fns.push((self) => Deadline.within(self, duration))
-    }
-    const count = fns.length
-    const run: StageFn = (self) => {
-      let effect = self
-      for (let i = 0; i < count; i++) effect = fns[i](effect)
-      return effect
-    }
-    return { name, stages, run, breaker, bulkhead }
-  })
 
 const isThenable = (u: unknown): u is PromiseLike<unknown> =>
   (typeof u === "object" || typeof u === "function") && u !== null && typeof (u as any).then === "function"
@@ -312,6 +381,59 @@ const stateOf = (state: CircuitBreaker.State): CircuitState => {
       return "half-open"
     case "Open":
       return state.isolated === true ? "isolated" : "open"
+  }
+}
+
+/** The core's fallback for a Promise fallback: it sees the errors `execute` would reject with. */
+const toCoreFallback = (fallback: Fallback<unknown>): NonNullable<CorePolicy.Options["fallback"]> => {
+  const when = fallback.when
+  const select = when === undefined ? {} : { when: (error: unknown) => when(Errors.fromCore(error)) }
+  if ("orElse" in fallback) {
+    const orElse = fallback.orElse
+    return { ...select, orElse: (error: unknown) => attempt(() => orElse(Errors.fromCore(error))) }
+  }
+  // Neither a value nor a function: the core refuses it, naming the field.
+  return "value" in fallback ? { ...select, value: fallback.value } : select as never
+}
+
+const toEvent = (event: CorePolicy.Event): Event => {
+  switch (event._tag) {
+    case "RetryScheduled":
+      return {
+        type: "retryScheduled",
+        policy: event.policy,
+        attempt: event.attempt,
+        delayMillis: Duration.toMillis(event.delay),
+        error: Errors.fromCore(event.error)
+      }
+    case "RetryGaveUp":
+      return {
+        type: "retryGaveUp",
+        policy: event.policy,
+        attempts: event.attempts,
+        reason: event.reason,
+        error: Errors.fromCore(event.error)
+      }
+    case "Rejected":
+      return {
+        type: "rejected",
+        policy: event.policy,
+        stage: event.stage,
+        error: Errors.fromCore(event.error) as Errors.PolicyError
+      }
+    case "TimedOut":
+      return {
+        type: "timedOut",
+        policy: event.policy,
+        limit: event.limit,
+        durationMillis: Duration.toMillis(event.duration)
+      }
+    case "Hedged":
+      return { type: "hedged", policy: event.policy, attempt: event.attempt, reason: event.reason }
+    case "BreakerStateChanged":
+      return { type: "breakerStateChanged", policy: event.policy, state: stateOf(event.state) }
+    case "FallbackUsed":
+      return { type: "fallbackUsed", policy: event.policy, error: Errors.fromCore(event.error) }
   }
 }
 
@@ -362,7 +484,7 @@ const stateOf = (state: CircuitBreaker.State): CircuitState => {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (input: Options, options?: MakeOptions): Policy => {
+export const make = <const O extends Options>(input: O, options?: MakeOptions): Policy<FallbackOf<O>> => {
   // With a layer, its services live in a ManagedRuntime built now (the layer must be synchronous), released by
   // `dispose`; without one, calls run on Effect's default runtime, whose fibers start with no fiber refs to copy.
   const managed = options?.layer === undefined ? undefined : ManagedRuntime.make(options.layer)
@@ -370,11 +492,22 @@ export const make = (input: Options, options?: MakeOptions): Policy => {
     ? Runtime.defaultRuntime
     : managed.runSync(Effect.runtime<never>())
   const runFork = Runtime.runFork(runtime)
-  const core = Runtime.runSync(runtime)(build(input))
   const runSync = Runtime.runSync(runtime)
-  const run = core.run
+  const made = Runtime.runSyncExit(runtime)(CorePolicy.make({
+    ...input,
+    fallback: input.fallback === undefined ? undefined : toCoreFallback(input.fallback)
+  }) as Effect.Effect<CorePolicy.Policy<unknown, unknown, any>>)
+  if (made._tag === "Failure") {
+    // Invalid options: throw the core's own error (an IllegalArgumentException naming the field).
+    void managed?.dispose()
+    throw Cause.squash(made.cause)
+  }
+  const core = made.value
+  const name = core.name
+  const run = core.run as unknown as (self: Effect.Effect<unknown, unknown>) => Effect.Effect<unknown, unknown>
   const breaker = core.breaker
   const running = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+  const listening = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   let disposed = false
   let disposing: Promise<void> | undefined
 
@@ -382,18 +515,18 @@ export const make = (input: Options, options?: MakeOptions): Policy => {
     if (signal !== undefined && signal.aborted && Cause.isInterrupted(cause)) return signal.reason
     const failure = Cause.failureOption(cause)
     if (failure._tag === "Some") return Errors.fromCore(failure.value)
-    if (disposed && Cause.isInterruptedOnly(cause)) return new Errors.DisposedError(core.name)
+    if (disposed && Cause.isInterruptedOnly(cause)) return new Errors.DisposedError(name)
     return Cause.squash(cause)
   }
 
   const execute = <A>(
     fn: (signal: AbortSignal) => A | PromiseLike<A>,
     options?: ExecuteOptions
-  ): Promise<Awaited<A>> => {
-    if (disposed) return Promise.reject(new Errors.DisposedError(core.name))
+  ): Promise<Awaited<A> | FallbackOf<O>> => {
+    if (disposed) return Promise.reject(new Errors.DisposedError(name))
     const signal = options?.signal
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason)
-    return new Promise<Awaited<A>>((resolve, reject) => {
+    return new Promise<Awaited<A> | FallbackOf<O>>((resolve, reject) => {
       const fiber = runFork(run(attempt(fn)))
       let onAbort: (() => void) | undefined
       if (signal !== undefined) {
@@ -410,22 +543,42 @@ export const make = (input: Options, options?: MakeOptions): Policy => {
     })
   }
 
+  const subscribe = (listener: (event: Event) => void): () => void => {
+    if (disposed) return () => {}
+    const deliver = (event: CorePolicy.Event) =>
+      Effect.catchAllDefect(
+        Effect.sync(() => listener(toEvent(event))),
+        (defect) => Effect.logError(`a listener of policy "${name}" threw`, Cause.die(defect))
+      )
+    // The queue joins the policy's hub before runFork returns (the fiber runs at once up to its first wait).
+    const fiber = runFork(Effect.scoped(Effect.flatMap(
+      core.subscribe,
+      (queue) => Effect.forever(Effect.flatMap(Queue.take(queue), deliver))
+    )))
+    listening.add(fiber)
+    return () => {
+      if (listening.delete(fiber)) fiber.unsafeInterruptAsFork(FiberId.none)
+    }
+  }
+
   const dispose = (): Promise<void> => {
     if (disposing !== undefined) return disposing
     disposed = true
-    const ended = Array.from(running, (fiber) =>
+    const ended = Array.from([...running, ...listening], (fiber) =>
       new Promise<void>((resolve) => {
         fiber.addObserver(() => resolve())
         fiber.unsafeInterruptAsFork(FiberId.none)
       }))
+    listening.clear()
     disposing = Promise.all(ended).then(() => managed?.dispose())
     return disposing
   }
 
   return {
-    name: core.name,
+    name,
     stages: core.stages,
     execute,
+    subscribe,
     inFlight: () => running.size,
     circuitState: () => breaker === undefined ? undefined : stateOf(runSync(breaker.state)),
     isolate: () => {
@@ -436,6 +589,7 @@ export const make = (input: Options, options?: MakeOptions): Policy => {
     },
     breaker,
     bulkhead: core.bulkhead,
+    policy: core,
     runtime,
     dispose,
     [Symbol.asyncDispose]: dispose

@@ -3,6 +3,7 @@ import { Bulkhead, CircuitBreaker, Deadline, WaitTimeout } from "@spindle/core"
 import { Errors, Policy } from "@spindle/promise"
 import * as Upstream from "@spindle/testkit/Upstream"
 import * as Wait from "@spindle/testkit/Wait"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -46,7 +47,7 @@ const until = <A>(what: string, check: () => A | undefined | false): Promise<A> 
 const seen = (path: string) => upstream.requests().filter((r) => r.path === path)
 
 /** Moves the policy's clock 50 ms at a time until `check` holds (a timer may not be set yet when it is first moved). */
-const advanceUntil = async (policy: Policy.Policy, what: string, check: () => boolean): Promise<void> => {
+const advanceUntil = async (policy: Policy.Policy<unknown>, what: string, check: () => boolean): Promise<void> => {
   const started = Date.now()
   while (!check()) {
     if (Date.now() - started > 30_000) throw new Error(`timed out waiting for ${what}`)
@@ -55,7 +56,7 @@ const advanceUntil = async (policy: Policy.Policy, what: string, check: () => bo
   }
 }
 
-const adjust = (policy: Policy.Policy, duration: Parameters<typeof TestClock.adjust>[0]) =>
+const adjust = (policy: Policy.Policy<unknown>, duration: Parameters<typeof TestClock.adjust>[0]) =>
   Runtime.runPromise(policy.runtime, TestClock.adjust(duration))
 
 describe("Policy.execute", () => {
@@ -295,6 +296,168 @@ describe("Policy.execute", () => {
     } finally {
       await policy.dispose()
     }
+  })
+})
+
+describe("Policy.execute through the core's other stages", () => {
+  it("hedging: a second attempt with its own signal after the delay; the winner answers, the loser is aborted", async () => {
+    const policy = Policy.make(
+      { name: "search", hedge: { delay: "1 second", maxAttempts: 2 } },
+      { layer: TestContext.TestContext }
+    )
+    const events: Array<Policy.Event> = []
+    const unsubscribe = policy.subscribe((event) => events.push(event))
+    try {
+      const signals: Array<AbortSignal> = []
+      const call = policy.execute((signal) => {
+        signals.push(signal)
+        // The first attempt hangs; the hedged one answers.
+        return get(signals.length === 1 ? "/hedge-slow?hang=1" : "/hedge-fast", signal)
+      })
+      await until("the upstream to hold the first attempt", () => seen("/hedge-slow").length === 1)
+      expect(seen("/hedge-fast")).toHaveLength(0)
+      await advanceUntil(policy, "the hedged attempt", () => seen("/hedge-fast").length === 1)
+      await expect(call).resolves.toHaveLength(64)
+      expect(signals).toHaveLength(2)
+      expect(signals[0]).not.toBe(signals[1])
+      expect(signals[0].aborted).toBe(true)
+      expect(signals[1].aborted).toBe(false)
+      await until("the upstream to see the loser leave", () => seen("/hedge-slow")[0].outcome)
+      expect(seen("/hedge-slow")[0].outcome).toBe("client_closed")
+      await until("the hedge event", () => events.length === 1)
+      expect(events).toEqual([{ type: "hedged", policy: "search", attempt: 2, reason: "delay" }])
+    } finally {
+      unsubscribe()
+      await policy.dispose()
+    }
+  })
+
+  it("hedging on an error starts the next attempt at once", async () => {
+    const policy = Policy.make({ hedge: { delay: "1 hour", maxAttempts: 3 } })
+    try {
+      let calls = 0
+      const call = policy.execute((signal) => get(++calls < 3 ? "/hedge-error?status=503" : "/hedge-error", signal))
+      await expect(call).resolves.toHaveLength(64)
+      expect(seen("/hedge-error").map((r) => r.status)).toEqual([503, 503, 200])
+    } finally {
+      await policy.dispose()
+    }
+  })
+
+  it("a fallback answers with a value, or a function of the Promise-facing error, only for what `when` selects", async () => {
+    const byValue = Policy.make({
+      breaker: { policy: CircuitBreaker.consecutiveFailures(1), cooldown: "1 hour" },
+      fallback: { when: (error) => error instanceof Errors.BrokenCircuitError, value: "cached" }
+    })
+    const seenByOrElse: Array<unknown> = []
+    const byFunction = Policy.make({
+      attemptTimeout: "1 second",
+      fallback: {
+        orElse: async (error: unknown) => {
+          seenByOrElse.push(error)
+          if (error instanceof HttpError) throw new Error("no fallback for HTTP errors")
+          return 0
+        }
+      }
+    }, { layer: TestContext.TestContext })
+    try {
+      // The first failure is not selected (the breaker was closed): it passes through and opens the breaker.
+      await expect(byValue.execute((signal) => get("/fallback?status=500", signal))).rejects.toBeInstanceOf(HttpError)
+      const answer: string = await byValue.execute(() => "never runs")
+      expect(answer).toBe("cached")
+      expect(seen("/fallback")).toHaveLength(1)
+
+      const late = byFunction.execute((signal) => get("/fallback-late?hang=1", signal))
+      await until("the upstream to hold the request", () => seen("/fallback-late").length === 1)
+      await adjust(byFunction, "1 second")
+      await expect(late).resolves.toBe(0)
+      expect(seenByOrElse[0]).toBeInstanceOf(Errors.TimeoutError)
+      await until("the upstream to see the client leave", () => seen("/fallback-late")[0].outcome)
+      expect(seen("/fallback-late")[0].outcome).toBe("client_closed")
+      await expect(byFunction.execute((signal) => get("/fallback?status=404", signal))).rejects.toThrow(
+        "no fallback for HTTP errors"
+      )
+    } finally {
+      await Promise.all([byValue.dispose(), byFunction.dispose()])
+    }
+  })
+
+  it("a rate limit delays an attempt until its token, and rejects with WaitTimeoutError past maxWait", async () => {
+    const policy = Policy.make(
+      { name: "quota", rateLimit: { limit: 1, interval: "10 seconds", maxWait: "15 seconds" } },
+      { layer: TestContext.TestContext }
+    )
+    const events: Array<Policy.Event> = []
+    const unsubscribe = policy.subscribe((event) => events.push(event))
+    try {
+      await expect(policy.execute(() => 1)).resolves.toBe(1)
+      let ran = false
+      const second = policy.execute(() => (ran = true))
+      let thirdRan = false
+      let thirdSettled = false
+      const third = policy.execute(() => (thirdRan = true)).catch((e) => e).finally(() => (thirdSettled = true))
+      // The second starts once the next token is there (10 s); the third, which would start at 20 s, gives up at its
+      // maxWait (15 s).
+      await advanceUntil(policy, "the second call's token", () => ran)
+      await expect(second).resolves.toBe(true)
+      await advanceUntil(policy, "the third call to give up", () => thirdSettled)
+      const refused = await third
+      expect(refused).toBeInstanceOf(Errors.WaitTimeoutError)
+      expect([refused.limit, refused.limitName, refused.maxWaitMillis]).toEqual(["TokenBucket", "quota", 15_000])
+      expect(thirdRan).toBe(false)
+      await until("the rejection event", () => events.length === 1)
+      expect(events[0]).toMatchObject({ type: "rejected", stage: "rateLimit", policy: "quota" })
+      expect((events[0] as { error: unknown }).error).toBeInstanceOf(Errors.WaitTimeoutError)
+    } finally {
+      unsubscribe()
+      await policy.dispose()
+    }
+  })
+
+  it("subscribe: retries, gave up, timeouts and breaker changes, until unsubscribed; a throwing listener is logged", async () => {
+    const policy = Policy.make({
+      name: "ledger",
+      attemptTimeout: "1 second",
+      breaker: { policy: CircuitBreaker.consecutiveFailures(2), cooldown: "1 minute" },
+      retry: { maxAttempts: 2, base: "100 millis" }
+    }, { layer: TestContext.TestContext })
+    const events: Array<Policy.Event> = []
+    const unsubscribe = policy.subscribe((event) => events.push(event))
+    const throwing = policy.subscribe(() => {
+      throw new Error("a listener that throws keeps nobody else from hearing")
+    })
+    try {
+      const call = policy.execute((signal) => get("/events?hang=1", signal)).catch((e) => e)
+      await advanceUntil(policy, "the call to end", () => policy.inFlight() === 0)
+      expect(await call).toBeInstanceOf(Errors.TimeoutError)
+      expect(seen("/events")).toHaveLength(2)
+      await until("five events", () => events.length === 5)
+      // The breaker's changes come from its own stream: in order among themselves, not with the call's decisions.
+      const decisions = events.filter((e) => e.type !== "breakerStateChanged")
+      expect(decisions.map((e) => e.type)).toEqual(["timedOut", "retryScheduled", "timedOut", "retryGaveUp"])
+      expect(decisions[0]).toEqual({ type: "timedOut", policy: "ledger", limit: "attempt", durationMillis: 1000 })
+      expect(decisions[1]).toMatchObject({ type: "retryScheduled", attempt: 2 })
+      expect((decisions[1] as { error: unknown }).error).toBeInstanceOf(Errors.TimeoutError)
+      expect(decisions[3]).toMatchObject({ type: "retryGaveUp", attempts: 2, reason: "max_attempts" })
+      expect(events.filter((e) => e.type === "breakerStateChanged")).toEqual([
+        { type: "breakerStateChanged", policy: "ledger", state: "open" }
+      ])
+
+      unsubscribe()
+      policy.reset()
+      await expect(policy.execute(() => "after")).resolves.toBe("after")
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(events).toHaveLength(5)
+    } finally {
+      throwing()
+      await policy.dispose()
+    }
+  })
+
+  it("invalid options throw the core's IllegalArgumentException naming the field", () => {
+    expect(() => Policy.make({ retry: { maxAttempts: 0 } })).toThrow(Cause.IllegalArgumentException)
+    expect(() => Policy.make({ hedge: { delay: "soon" as never } })).toThrow(/hedge\.delay/)
+    expect(() => Policy.make({ fallback: {} as never })).toThrow(/fallback/)
   })
 })
 
