@@ -30,6 +30,7 @@ import * as Startup from "./Startup.js"
 import * as BodyStore from "./storage/BodyStore.js"
 import * as Database from "./storage/Database.js"
 import * as Jobs from "./storage/Jobs.js"
+import * as Telemetry from "./Telemetry.js"
 
 // With REDIS_URL, one connection serves the per-host rates (token buckets) and the per-host concurrency (slots), so
 // that both hold across instances. The host gate looks the slot store up as an optional service: without Redis, its
@@ -96,6 +97,7 @@ export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
     Layer.provideMerge(Events.layer()),
     Layer.provideMerge(pipeline),
     Layer.provideMerge(EventLoopMonitor.layer()),
+    Layer.provideMerge(Telemetry.layer),
     Layer.provideMerge(LocalFaults.layer),
     Layer.provideMerge(storage),
     Layer.provideMerge(Instance.layer),

@@ -39,7 +39,7 @@ const submit = (instance: Instance, body: unknown) =>
 // Items this instance settled as succeeded (its own counter: each process counts only its own work).
 const succeededBy = (instance: Instance) =>
   Effect.map(request(`${instance.base}/metrics`), (r) => {
-    const match = /^harvest_items_total(?:\{[^}]*\})? (\d+)/m.exec(r.text)
+    const match = /^harvest_items_total\{outcome="succeeded"\} (\d+)/m.exec(r.text)
     return match === null ? 0 : Number(match[1])
   })
 

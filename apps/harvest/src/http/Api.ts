@@ -295,8 +295,9 @@ export class SystemGroup extends HttpApiGroup.make("system").add(
     .annotate(OpenApi.Summary, "Prometheus metrics")
     .annotate(
       OpenApi.Description,
-      "Every counter and gauge of the process (Spindle's limiters, breakers, queues and pools, and Harvest's own) " +
-        "in the Prometheus text exposition format. Needs no token."
+      "Every metric of the process (Spindle's limiters, breakers, queues and pools, and Harvest's own counters, " +
+        "gauges and histograms) in the Prometheus text exposition format, written by OpenTelemetry's Prometheus " +
+        "exporter. Needs no token."
     )
 ).annotate(OpenApi.Title, "System").annotate(
   OpenApi.Description,

@@ -18,8 +18,6 @@ import { EventLoopMonitor } from "@spindle/node"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
-import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -34,6 +32,7 @@ import { Scheduler } from "../pipeline/Scheduler.js"
 import * as Startup from "../Startup.js"
 import * as BodyStore from "../storage/BodyStore.js"
 import { Jobs } from "../storage/Jobs.js"
+import * as Telemetry from "../Telemetry.js"
 import * as Api from "./Api.js"
 
 /**
@@ -118,36 +117,6 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, limit: number) =
       incoming.resume()
     })
   })
-
-/**
- * Prometheus text for every metric in the registry.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const prometheus = Effect.map(Metric.snapshot, (pairs) => {
-  const lines: Array<string> = []
-  const seen = new Set<string>()
-  const sanitize = (name: string) => name.replace(/[^a-zA-Z0-9_:]/g, "_")
-  for (const pair of pairs) {
-    const name = sanitize(pair.metricKey.name)
-    const labels = pair.metricKey.tags.map((t) => `${sanitize(t.key)}="${t.value.replace(/["\\\n]/g, "_")}"`)
-    const labelText = labels.length === 0 ? "" : `{${labels.join(",")}}`
-    const state = pair.metricState
-    const type = MetricState.isCounterState(state) ? "counter" : MetricState.isGaugeState(state) ? "gauge" : undefined
-    if (type === undefined) continue
-    if (!seen.has(name)) {
-      seen.add(name)
-      if (Option.isSome(pair.metricKey.description)) lines.push(`# HELP ${name} ${pair.metricKey.description.value}`)
-      lines.push(`# TYPE ${name} ${type}`)
-    }
-    const value = MetricState.isCounterState(state)
-      ? state.count
-      : (state as MetricState.MetricState.Gauge<number>).value
-    lines.push(`${name}${labelText} ${Number(value)}`)
-  }
-  return lines.join("\n") + "\n"
-})
 
 /**
  * The `jobs` group's handlers.
@@ -318,7 +287,7 @@ export const SystemLive = HttpApiBuilder.group(Api.HarvestApi, "system", (handle
         }
         return draining ? HttpServerResponse.unsafeJson(body, { status: 503 }) : body
       }))
-    .handle("metrics", () => prometheus))
+    .handle("metrics", () => Effect.flatMap(Telemetry.Prometheus, (prometheus) => prometheus.scrape)))
 
 const sameSecret = (a: string, b: string) =>
   timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest())

@@ -44,6 +44,7 @@ import { HarvestConfig } from "../HarvestConfig.js"
 import * as UndiciClient from "../internal/undiciClient.js"
 import * as LocalFaults from "../LocalFaults.js"
 import * as BodyStore from "../storage/BodyStore.js"
+import * as Telemetry from "../Telemetry.js"
 
 /**
  * The codes a failed item carries (DESIGN.md, and docs/harvest.md for `unresolvable_host` and `tls`).
@@ -224,6 +225,14 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
     })
     const lookup = options.lookup ?? systemLookup
     const maxBodyBytes = options.maxBodyBytes
+    // Every attempt that ends with an outcome (not an interruption, nor a local fault: neither counts as an attempt)
+    // is counted and timed where the outcome is known: no effect of its own on the way.
+    const clock = yield* Effect.clock
+    const recorder = Telemetry.recorder()
+    const ended = <A extends FetchFailure | string>(outcome: A, start: bigint): A => {
+      recorder.attempt(typeof outcome === "string" ? outcome : outcome.code, start, clock.unsafeCurrentTimeNanos())
+      return outcome
+    }
 
     const guardFailure = (error: AddressGuard.BlockedAddress | AddressGuard.UnresolvableHost, resolver: unknown) => {
       if (error._tag === "BlockedAddress") return failure("blocked_address", error.message, false)
@@ -236,38 +245,42 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       return failure("unresolvable_host", error.message, false)
     }
 
-    const statusFailure = (response: HttpClientResponse.HttpClientResponse) =>
+    const statusFailure = (response: HttpClientResponse.HttpClientResponse, start: bigint) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const status = response.status
         const retryable = status === 408 || status === 429 || status >= 500
         const retryAfter = Option.getOrUndefined(RetryAfter.parseHeader(response.headers["retry-after"], now))
-        return new FetchFailure({
-          code: "http_status",
-          message: `HTTP ${status}`,
-          retryable,
-          httpStatus: status,
-          retryAfter
-        })
+        return ended(
+          new FetchFailure({
+            code: "http_status",
+            message: `HTTP ${status}`,
+            retryable,
+            httpStatus: status,
+            retryAfter
+          }),
+          start
+        )
       })
 
-    const storeFailure = (status: number) =>
+    const storeFailure = (status: number, start: bigint) =>
     (
       error: HttpClientError.ResponseError | BodyStore.BodyStoreError | BodyStore.BodyTooLarge
     ): Effect.Effect<never, FetchFailure | LocalFaults.LocalFault> => {
       switch (error._tag) {
         case "BodyTooLarge":
-          return Effect.fail(failure("body_too_large", error.message, false, status))
+          return Effect.fail(ended(failure("body_too_large", error.message, false, status), start))
         case "BodyStoreError":
           return Effect.fail(LocalFaults.fromFileError("writing a body", error.cause))
         default:
-          return Effect.fail(classify(error, status))
+          return Effect.fail(ended(classify(error, status), start))
       }
     }
 
     // A 2xx body into the store: a small one (the usual case) read whole from the client's buffer in one step and
     // written with one call; past `memoryBytes` what was read is written first and the rest streamed after it.
     const store2xx = (
-      response: HttpClientResponse.HttpClientResponse
+      response: HttpClientResponse.HttpClientResponse,
+      start: bigint
     ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
       const status = response.status
       const stored = response instanceof UndiciClient.UndiciResponse
@@ -282,14 +295,17 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
             }))
         : store.write(response.stream, { maxBytes: maxBodyBytes, memoryBytes })
       return Effect.matchEffect(stored, {
-        onFailure: storeFailure(status),
-        onSuccess: (body) =>
-          Effect.succeed({ httpStatus: status, bytes: body.bytes, sha256: body.sha256, fileId: body.fileId })
+        onFailure: storeFailure(status, start),
+        onSuccess: (body) => {
+          ended("ok", start)
+          return Effect.succeed({ httpStatus: status, bytes: body.bytes, sha256: body.sha256, fileId: body.fileId })
+        }
       })
     }
 
     const handle = (
-      response: HttpClientResponse.HttpClientResponse
+      response: HttpClientResponse.HttpClientResponse,
+      start: bigint
     ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
       const status = response.status
       if (status < 200 || status >= 300) {
@@ -297,16 +313,16 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
         const drained = response instanceof UndiciClient.UndiciResponse
           ? response.drain
           : Stream.runDrain(response.stream)
-        return Effect.zipRight(Effect.ignore(drained), Effect.flatMap(statusFailure(response), Effect.fail))
+        return Effect.zipRight(Effect.ignore(drained), Effect.flatMap(statusFailure(response, start), Effect.fail))
       }
       const declared = Number(response.headers["content-length"] ?? Number.NaN)
       if (declared > maxBodyBytes) {
         // Not read at all: the connection is closed (`discard`, below).
         return Effect.fail(
-          failure("body_too_large", `body of ${declared} bytes exceeds ${maxBodyBytes}`, false, status)
+          ended(failure("body_too_large", `body of ${declared} bytes exceeds ${maxBodyBytes}`, false, status), start)
         )
       }
-      return store2xx(response)
+      return store2xx(response, start)
     }
 
     const discard = (response: HttpClientResponse.HttpClientResponse) =>
@@ -314,7 +330,8 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
 
     const send = (
       destination: AddressGuard.Destination,
-      timeoutMs: number
+      timeoutMs: number,
+      start: bigint
     ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
       const url = destination.url
       const address = destination.family === 6 ? `[${destination.address}]` : destination.address
@@ -328,17 +345,18 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       // (a complete one has nothing left to abort).
       return Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
-          Effect.catchAll(restore(client.execute(request)), (error) => Effect.fail(classify(error))),
+          Effect.catchAll(restore(client.execute(request)), (error) => Effect.fail(ended(classify(error), start))),
           (response) =>
             response instanceof UndiciClient.UndiciResponse && response.complete
-              ? restore(handle(response))
-              : Effect.ensuring(restore(handle(response)), discard(response))
+              ? restore(handle(response, start))
+              : Effect.ensuring(restore(handle(response, start)), discard(response))
         )
       )
     }
 
     const fetch: Fetcher["fetch"] = (url, { timeoutMs }) =>
       Effect.suspend(() => {
+        const start = clock.unsafeCurrentTimeNanos()
         let resolverError: unknown
         const guarded = (host: string) =>
           lookup(host).catch((error: unknown) => {
@@ -346,8 +364,8 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
             throw error
           })
         return AddressGuard.check(url, { allowPrivate: options.allowPrivateNetworks, lookup: guarded }).pipe(
-          Effect.catchAll((error) => Effect.fail(guardFailure(error, resolverError))),
-          Effect.flatMap((destination) => send(destination, timeoutMs))
+          Effect.catchAll((error) => Effect.fail(ended(guardFailure(error, resolverError), start))),
+          Effect.flatMap((destination) => send(destination, timeoutMs, start))
         )
       })
 

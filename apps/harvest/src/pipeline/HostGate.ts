@@ -25,6 +25,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
+import * as Telemetry from "../Telemetry.js"
 import { FetchFailure } from "./Fetcher.js"
 
 /**
@@ -137,6 +138,7 @@ export const make: Effect.Effect<
   // Provided with REDIS_URL: per-host concurrency shared by every instance, not only this process's.
   const sharedSlots = yield* Effect.serviceOption(SlotStore.SlotStore)
   const clock = yield* Effect.clock
+  const recorder = Telemetry.recorder()
   const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<HostEvent>(), PubSub.shutdown)
   const publish = (event: HostEvent) => {
     pubsub.unsafeOffer(event)
@@ -239,8 +241,10 @@ export const make: Effect.Effect<
         Effect.suspend(() => {
           // Requests sent by this passage: one, unless a store error after it made the store's retry send another.
           let sent = 0
+          const arrived = clock.unsafeCurrentTimeNanos()
           // Past the limiter: the circuit may have opened while the attempt waited; otherwise it goes on the wire.
           const onTheWire = (tokens: number | null) => {
+            if (sent === 0) recorder.gateWait(arrived, clock.unsafeCurrentTimeNanos())
             sent++
             onWire++
             const t = tally(host)

@@ -27,13 +27,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type * as Domain from "../Domain.js"
 import { Instance } from "../Instance.js"
 import * as LocalFaults from "../LocalFaults.js"
 import { Items } from "../storage/Jobs.js"
+import * as Telemetry from "../Telemetry.js"
 
 /**
  * One item's outcome: its settlement in the queue, the body it stored (if any), and its job.
@@ -85,13 +85,6 @@ export interface Options {
 
 const stop = Symbol("stop")
 
-const itemsSettled = Metric.counter("harvest_items_total", {
-  description: "Items settled, by outcome",
-  incremental: true
-})
-const succeeded = Metric.tagged(itemsSettled, "outcome", "succeeded")
-const failed = Metric.tagged(itemsSettled, "outcome", "failed")
-
 /**
  * Starts the committer for the life of the scope; closing the scope commits what is queued.
  *
@@ -106,6 +99,8 @@ export const make = (
     const items = yield* Items
     const { owner } = yield* Instance
     const faults = yield* LocalFaults.LocalFaults
+    const clock = yield* Effect.clock
+    const recorder = Telemetry.recorder()
     const maxBatch = options.maxBatch ?? 200
     const window = Duration.decode(options.window ?? "5 millis")
     const queue = yield* Queue.unbounded<Outcome | typeof stop>()
@@ -151,11 +146,27 @@ export const make = (
       waiting.add(outcome.settlement.id)
     }
 
+    // When each outcome was handed over (a Clock's nanoseconds), for `harvest_settle_duration_seconds`: an entry lives
+    // from `settle` to its commit, or to its batch being given up.
+    const handedAt = new Map<number, bigint>()
+    const forget = (batch: ReadonlyArray<Outcome>) => {
+      for (const outcome of batch) handedAt.delete(outcome.settlement.id)
+    }
+
     const count = (batch: ReadonlyArray<Outcome>, settled: ReadonlySet<number>) => {
+      const now = clock.unsafeCurrentTimeNanos()
       for (const outcome of batch) {
-        if (!settled.has(outcome.settlement.id)) continue
-        ;(outcome.settlement._tag === "Ack" ? succeeded : failed).unsafeUpdate(1, [])
-        if (waiting.size > 0) waiting.delete(outcome.settlement.id)
+        const id = outcome.settlement.id
+        const handed = handedAt.get(id)
+        if (handed !== undefined) handedAt.delete(id)
+        if (!settled.has(id)) continue
+        const settlement = outcome.settlement
+        recorder.settled(
+          settlement._tag === "Ack" ? undefined : settlement.result?.error?.code ?? "unknown",
+          handed ?? now,
+          now
+        )
+        if (waiting.size > 0) waiting.delete(id)
       }
     }
 
@@ -171,7 +182,10 @@ export const make = (
         onSuccess: (settled) => Effect.sync(() => count(batch, settled)),
         onFailure: (cause) => {
           const fault = LocalFaults.fromCause("committing results", cause)
-          if (fault === undefined) return dropped(batch.length, cause, fault)
+          if (fault === undefined) {
+            forget(batch)
+            return dropped(batch.length, cause, fault)
+          }
           for (const outcome of batch) keep(outcome)
           return faults.report(fault)
         }
@@ -203,7 +217,10 @@ export const make = (
         }
         const gone = fault === undefined ? batch.length : backlog.length
         yield* dropped(gone, exit.cause, fault)
-        for (const outcome of backlog.splice(0, gone)) waiting.delete(outcome.settlement.id)
+        for (const outcome of backlog.splice(0, gone)) {
+          waiting.delete(outcome.settlement.id)
+          handedAt.delete(outcome.settlement.id)
+        }
       }
       return stopped
     })
@@ -244,6 +261,7 @@ export const make = (
       // Past the close, an outcome is not taken: its item stays leased and is fetched again once the lease expires.
       settle: (outcome) => {
         if (closed) return Effect.interrupt
+        handedAt.set(outcome.settlement.id, clock.unsafeCurrentTimeNanos())
         if (backlog.length > 0) waiting.add(outcome.settlement.id)
         return Effect.asVoid(Queue.offer(queue, outcome))
       },
