@@ -162,3 +162,12 @@ export * as Paginate from "./Paginate.js"
  * @category modules
  */
 export * as Policy from "./Policy.js"
+
+/**
+ * Named policies read through `Config` (environment variables and a JSON file, ranges checked, bad keys named),
+ * each built once and labelled with its name.
+ *
+ * @since 0.2.0
+ * @category modules
+ */
+export * as PolicyRegistry from "./PolicyRegistry.js"
