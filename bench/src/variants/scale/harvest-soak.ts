@@ -1,5 +1,5 @@
 /**
- * Harvest left running: the compiled entry point `pnpm start` runs, as a process of its own (as in
+ * Harvest left running: the compiled entry point `pnpm start` runs, as a process of its own (`startHarvest`, as in
  * `harvest-start.ts`), fed a steady stream of jobs for several minutes, to show that a long run leaks nothing. One
  * job of `--jobSize` URLs is submitted every `jobSize ÷ rate` seconds, the rate being `--urls` over `--minutes`, so
  * the process works at a steady fraction of what it can do for the whole run. Every second this process reads the
@@ -10,13 +10,11 @@
  *   --main=<absolute path of main.mjs> --urls=200000 --minutes=5 --jobSize=2000 --hosts=20 --latency=25
  *   --concurrency=200 --storage=shm|disk
  */
-import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs"
-import * as Path from "node:path"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { setTimeout as sleep } from "node:timers/promises"
-import { fileURLToPath } from "node:url"
 import { args, choiceArg, numberArg, runVariant } from "../../lib/child.js"
-import { dataDir, freePort, machineLoad, startUpstream, urls } from "../../lib/fetchRun.js"
+import { machineLoad, startUpstream, urls } from "../../lib/fetchRun.js"
+import { startHarvest } from "../../lib/harvestProcess.js"
 import { cpuMillisOf } from "../../lib/proc.js"
 
 const n = numberArg("urls", 200_000)
@@ -29,7 +27,6 @@ const storage = choiceArg("storage", ["shm", "disk"])
 const main = args.get("main")
 if (main === undefined || !existsSync(main)) throw new Error(`--main must name the built main.mjs, got ${main}`)
 
-const repoRoot = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..")
 const minuteMillis = 60_000
 
 interface JobView {
@@ -53,66 +50,22 @@ const median = (values: ReadonlyArray<number>): number => {
 
 runVariant(async () => {
   const upstream = await startUpstream(hosts)
-  const dir = dataDir(storage)
-  const probeDir = Path.join(dir.path, "probe")
-  const dataPath = Path.join(dir.path, "data")
-  mkdirSync(probeDir)
-  mkdirSync(dataPath)
-  const port = await freePort()
-  const env: Record<string, string | undefined> = {
-    ...process.env,
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    DATA_DIR: dataPath,
-    MAX_CONCURRENCY: String(concurrency),
-    HARVEST_ALLOW_PRIVATE_NETWORKS: "true",
-    SHUTDOWN_GRACE_MS: "1000",
-    BENCH_PROBE_DIR: probeDir,
-    BENCH_PROBE_EVERY: String(minuteMillis)
-  }
-  delete env.DATABASE_URL
-  delete env.REDIS_URL
-  const probe = fileURLToPath(new URL("./probe.mjs", import.meta.url))
-  const child = spawn(process.execPath, ["--import", probe, main], {
-    cwd: repoRoot,
-    env,
-    stdio: ["ignore", "pipe", "pipe"]
+  const harvest = await startHarvest({
+    main,
+    storage,
+    concurrency,
+    probeEnv: { BENCH_PROBE_EVERY: String(minuteMillis) }
+  }).catch((error) => {
+    upstream.stop()
+    throw error
   })
-  let output = ""
-  const keep = (chunk: string) => {
-    output = (output + chunk).slice(-4000)
-  }
-  child.stdout.setEncoding("utf8").on("data", keep)
-  child.stderr.setEncoding("utf8").on("data", keep)
-  let exited: number | string | undefined
-  const exit = new Promise<void>((resolve) =>
-    child.once("exit", (code, signal) => {
-      exited = code ?? signal ?? "unknown"
-      resolve()
-    })
-  )
-  const alive = () => {
-    if (exited !== undefined) throw new Error(`Harvest exited (${exited}): ${output.trim().split("\n").at(-1) ?? ""}`)
-  }
+  const { alive, base, pid } = harvest
   try {
-    const pid = child.pid!
-    const base = `http://127.0.0.1:${port}`
-    const spawned = performance.now()
-    for (;;) {
-      alive()
-      const health = await fetch(`${base}/health`).then((response) => response.status, () => 0)
-      if (health === 200) break
-      if (performance.now() - spawned > 60_000) throw new Error("Harvest did not answer /health within 60 s")
-      await sleep(20)
-    }
     const list = urls(upstream.origins, n, latency)
     upstream.reset()
     process.kill(pid, "SIGUSR2")
-    const startedFile = Path.join(probeDir, "started.json")
-    while (!existsSync(startedFile)) {
-      alive()
-      await sleep(5)
-    }
+    await harvest.awaitProbe("started.json", 10_000)
+    const fdsBefore = readdirSync(`/proc/${pid}/fd`).length
 
     const cpuBefore = cpuMillisOf(pid)
     const load = machineLoad()
@@ -184,21 +137,21 @@ runVariant(async () => {
     const cpuMillis = cpuMillisOf(pid) - cpuBefore
     const { clientCpuMillis: _coordinator, ...machine } = load.stop()
     process.kill(pid, "SIGUSR2")
-    const reportFile = Path.join(probeDir, "report.json")
-    while (!existsSync(reportFile)) {
-      alive()
-      await sleep(5)
-    }
-    const periodsFile = Path.join(probeDir, "periods.jsonl")
+    await harvest.awaitProbe("report.json", 120_000)
+    const periodsFile = `${harvest.probeDir}/periods.jsonl`
     const periods = existsSync(periodsFile)
       ? readFileSync(periodsFile, "utf8").trim().split("\n").filter((line) => line !== "").map((line) =>
         JSON.parse(line) as { readonly atMs: number; readonly loopP99Ms: number; readonly loopMaxMs: number }
       )
       : []
     const upstreamStats = await upstream.stats()
-    const fdsAtEnd = readdirSync(`/proc/${pid}/fd`).length
-    child.kill("SIGTERM")
-    await Promise.race([exit, sleep(30_000)])
+    // Idle connections to the upstream close after their keep-alive timeout (seconds): the count is read once it is
+    // back to where it started, or after 15 s.
+    const fdsOf = () => readdirSync(`/proc/${pid}/fd`).length
+    const settleBy = performance.now() + 15_000
+    while (fdsOf() > fdsBefore && performance.now() < settleBy) await sleep(100)
+    const fdsAtEnd = fdsOf()
+    await harvest.stop()
 
     const notCompleted = done.filter((job) => job.status !== "completed")
     if (notCompleted.length > 0) throw new Error(`${notCompleted.length} job(s) did not complete`)
@@ -235,13 +188,13 @@ runVariant(async () => {
       pollsRefused: refused,
       postsRefused,
       upstreamRequests: upstreamStats.requests,
+      fdsBefore,
       fdsAtEnd,
       ...machine,
       perMinute
     }
   } finally {
-    if (exited === undefined) child.kill("SIGKILL")
+    harvest.dispose()
     upstream.stop()
-    dir.remove()
   }
 }, { memory: false })
