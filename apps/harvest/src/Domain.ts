@@ -5,6 +5,7 @@
  */
 import * as Arr from "effect/Array"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -201,6 +202,14 @@ export const optionDefaults = {
 export interface JobLimits {
   readonly maxConcurrency: number
   readonly maxUrlsPerJob: number
+  /**
+   * The fetch policy as configured (`HarvestConfig.fetchPolicy`): its `attemptTimeout` and `retry.maxAttempts` are
+   * the defaults of a job's `timeoutMs` and `maxAttempts` (`optionDefaults` when absent).
+   */
+  readonly fetchPolicy?: {
+    readonly attemptTimeout?: Duration.DurationInput | undefined
+    readonly retry?: { readonly maxAttempts?: number | undefined } | undefined
+  } | undefined
 }
 
 /**
@@ -324,15 +333,18 @@ export const JobRequest = Schema.transformOrFail(
   {
     strict: true,
     decode: (body) =>
-      Effect.map(JobLimits, ({ maxConcurrency }) => ({
+      Effect.map(JobLimits, ({ fetchPolicy, maxConcurrency }) => ({
         urls: body.urls,
         options: {
           concurrency: body.concurrency ?? maxConcurrency,
           perHostConcurrency: body.perHostConcurrency ?? optionDefaults.perHostConcurrency,
           perHostRps: body.perHostRps ?? null,
           perHostBurst: body.perHostBurst ?? Math.max(1, Math.ceil(body.perHostRps ?? 1)),
-          timeoutMs: body.timeoutMs ?? optionDefaults.timeoutMs,
-          maxAttempts: body.maxAttempts ?? optionDefaults.maxAttempts
+          timeoutMs: body.timeoutMs ??
+            (fetchPolicy?.attemptTimeout === undefined
+              ? optionDefaults.timeoutMs
+              : Duration.toMillis(fetchPolicy.attemptTimeout)),
+          maxAttempts: body.maxAttempts ?? fetchPolicy?.retry?.maxAttempts ?? optionDefaults.maxAttempts
         }
       })),
     encode: ({ options: { perHostRps, ...options }, urls }) =>

@@ -97,6 +97,17 @@ describe("Harvest start-up faults (real processes)", () => {
       // Nothing was started: the database was not even created.
       assert.deepStrictEqual(fs.readdirSync(dataDir), [])
     }))
+
+  it.scopedLive("a bad fetch policy key: one line naming the variable and the key, exit 2", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* Databases.tempDir("harvest-startup-")
+      const result = yield* runToExit({ DATA_DIR: dataDir, POLICY_FETCH_RETRY_MAX_ATTEMPTS: "0" })
+      assertStartupFault(
+        result,
+        /invalid environment: POLICY_FETCH_RETRY_MAX_ATTEMPTS: must be an integer from 1 to 1000, got "0" \(policies\.fetch\.retry\.maxAttempts\)$/
+      )
+      assert.deepStrictEqual(fs.readdirSync(dataDir), [])
+    }))
 })
 
 describe("Startup", () => {

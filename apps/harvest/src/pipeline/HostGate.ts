@@ -11,7 +11,8 @@
  *
  * @since 0.1.0
  */
-import { CircuitBreaker, KeyedCircuitBreaker, KeyedLimiter, SlotStore, TokenBucketStore } from "@spindle/core"
+import type { CircuitBreaker } from "@spindle/core"
+import { KeyedCircuitBreaker, KeyedLimiter, SlotStore, TokenBucketStore } from "@spindle/core"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -24,7 +25,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Domain from "../Domain.js"
-import { HarvestConfig } from "../HarvestConfig.js"
+import { fetchPolicyDefaults, HarvestConfig } from "../HarvestConfig.js"
 import * as Telemetry from "../Telemetry.js"
 import { FetchFailure } from "./Fetcher.js"
 
@@ -171,12 +172,10 @@ export const make: Effect.Effect<
   })
   yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(activityInterval), flush)))
 
+  // The fetch policy's breaker (`fetchPolicyDefaults`, tuned by POLICY_FETCH_BREAKER_*), one per host.
   const breakers = yield* KeyedCircuitBreaker.make<FetchFailure>({
+    ...(config.fetchPolicy.breaker ?? fetchPolicyDefaults.breaker),
     name: "hosts",
-    policy: CircuitBreaker.failureRatio({ ratio: 0.5, window: "10 seconds", minimumThroughput: 20 }),
-    cooldown: "2 seconds",
-    cooldownFactor: 2,
-    cooldownMax: "30 seconds",
     isFailure: (error) => error.code === "network" || error.code === "timeout" || (error.httpStatus ?? 0) >= 500
   })
   yield* breakers.changes.pipe(

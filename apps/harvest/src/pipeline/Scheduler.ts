@@ -178,14 +178,13 @@ export const make: Effect.Effect<
   const retryFor = (state: JobState, maxAttempts: number) => {
     let retry = state.retries.get(maxAttempts)
     if (retry === undefined) {
+      // The fetch policy's backoff (POLICY_FETCH_RETRY_*); the job's maxAttempts (its default is the policy's).
       retry = RetryPolicy.make<Fetcher.FetchFailure>({
+        retryAfterMax: Duration.millis(config.retryAfterMaxMs),
+        ...config.fetchPolicy.retry,
         name: "fetch",
-        base: "200 millis",
-        cap: "10 seconds",
-        jitter: "full",
         maxAttempts,
-        retryable: (error) => error.retryable,
-        retryAfterMax: Duration.millis(config.retryAfterMaxMs)
+        retryable: (error) => error.retryable
       })
       state.retries.set(maxAttempts, retry)
     }
