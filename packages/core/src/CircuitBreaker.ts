@@ -22,6 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
+import * as FastPath from "./internal/fastPath.js"
 import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
 import * as RetryAfter from "./RetryAfter.js"
@@ -598,6 +599,7 @@ const monotonicMillis = (clock: Clock.Clock): number => Number(clock.unsafeCurre
 export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: Hooks): CircuitBreaker<E> & {
   readonly unsafeState: (now: number) => State
   readonly unsafeIdle: () => boolean
+  readonly [FastPath.BreakerId]: FastPath.Breaker
 } => {
   const { labels } = hooks
   const { minimumCalls, ratio, slowMillis, slowRatio } = resolved
@@ -856,7 +858,12 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     unsafeState: current,
     // Closed with nothing counted that a fresh breaker would not have: no failure in a run, none (nor a slow call)
     // among the last calls. (A time window's tallies are not looked at: they expire by themselves.)
-    unsafeIdle: () => state._tag === "Closed" && consecutive === 0 && ringFailed === 0 && ringSlow === 0
+    unsafeIdle: () => state._tag === "Closed" && consecutive === 0 && ringFailed === 0 && ringSlow === 0,
+    // What `run` does for a call while closed, without an effect (internal/fastPath.ts).
+    [FastPath.BreakerId]: {
+      admitsClosed: () => state._tag === "Closed" && slowMillis === undefined,
+      settleClosed: settleClosed as (cause: Cause.Cause<unknown> | undefined) => void
+    }
   }
 }
 

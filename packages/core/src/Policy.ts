@@ -67,6 +67,7 @@ import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Deadline from "./Deadline.js"
 import * as DeadlineTimer from "./internal/deadlineTimer.js"
 import * as Expiry from "./internal/expiry.js"
+import * as FastPath from "./internal/fastPath.js"
 import * as Metrics from "./internal/metrics.js"
 import * as Validate from "./internal/validate.js"
 import * as Limiter from "./Limiter.js"
@@ -1426,6 +1427,8 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
       breaker: theBreaker,
       bulkhead: theBulkhead
     }
+    // The stage functions, for callers that run the innermost stages themselves (internal/fastPath.ts).
+    Object.defineProperty(policy, FastPath.PolicyStagesId, { value: fns })
     return policy
   })
 

@@ -12,6 +12,11 @@
  * released by `dispose()`. What the policy decides (retries, rejections, timeouts, hedges, breaker changes,
  * fallbacks) reaches the listeners of `subscribe`.
  *
+ * **A call enters the runtime only when a stage must decide.** While the breaker is closed, a policy of a breaker,
+ * a retry and a fallback calls the function directly and counts its success on the breaker synchronously; a failure
+ * continues in a fiber through the same stages, that attempt counted as the first. Every other stage waits on each
+ * call (a timer, a permit, a token), so its policy runs every call in a fiber.
+ *
  * **Cancellation is an `AbortSignal`, end to end.** The function gets a signal of its own for each attempt (each hedged
  * attempt included), aborted when the attempt's timeout or the deadline passes, when another hedged attempt has
  * won, or when the caller gives up. The caller's own signal
@@ -437,6 +442,76 @@ const toEvent = (event: CorePolicy.Event): Event => {
   }
 }
 
+/** A call on the fast path, until it settles or enters the runtime. */
+interface FastCall {
+  readonly controller: AbortController | undefined
+  readonly reject: (reason: unknown) => void
+  done: boolean
+}
+
+/** Internal seams of the core (its internal/fastPath.ts), reached by their global symbols. */
+const BreakerFastPathId = Symbol.for("@spindle/core/CircuitBreaker/fastPath")
+const PolicyStagesId = Symbol.for("@spindle/core/Policy/stageFunctions")
+
+interface BreakerFastPath {
+  readonly admitsClosed: () => boolean
+  readonly settleClosed: (cause: Cause.Cause<unknown> | undefined) => void
+}
+
+type StageFn = (self: Effect.Effect<unknown, unknown>) => Effect.Effect<unknown, unknown>
+
+interface FastPath {
+  readonly breaker: BreakerFastPath | undefined
+  /** Counts a success of an attempt run on the fast path, as the closed breaker would have. */
+  readonly succeeded: () => void
+  /**
+   * Counts a failure of an attempt run on the fast path, as the closed breaker would have, and returns the rest of
+   * the call: the stages outside the breaker, whose first attempt is that failure and whose later attempts run
+   * through every stage.
+   */
+  readonly failed: (error: unknown, fn: (signal: AbortSignal) => unknown) => Effect.Effect<unknown, unknown>
+}
+
+/**
+ * The fast path, for a policy whose stages have nothing to decide while an attempt succeeds: a breaker (while it is
+ * closed and times no call), a retry and a fallback. A success then needs no effect at all: the breaker counts it
+ * synchronously, the retry and the fallback do nothing. Any other stage waits or decides on every call (a timer, a
+ * permit, a token, a hedge), so such a policy takes the runtime for every call.
+ */
+const fastPathOf = (core: CorePolicy.Policy<unknown, unknown, any>): FastPath | undefined => {
+  const fns = (core as unknown as Record<symbol, ReadonlyArray<StageFn> | undefined>)[PolicyStagesId]
+  if (fns === undefined || fns.length !== core.stages.length) return undefined
+  for (const stage of core.stages) {
+    if (stage !== "breaker" && stage !== "retry" && stage !== "fallback") return undefined
+  }
+  let breaker: BreakerFastPath | undefined
+  if (core.breaker !== undefined) {
+    breaker = (core.breaker as unknown as Record<symbol, BreakerFastPath | undefined>)[BreakerFastPathId]
+    if (breaker === undefined) return undefined
+  }
+  // The breaker, when present, is the innermost stage: the fast path has run it; the others follow.
+  const cut = breaker === undefined ? 0 : 1
+  const outer = fns.slice(cut)
+  const count = outer.length
+  return {
+    breaker,
+    succeeded: breaker === undefined ? () => {} : () => breaker.settleClosed(undefined),
+    failed: (error, fn) => {
+      if (breaker !== undefined) breaker.settleClosed(Cause.fail(error))
+      const next = attempt(fn)
+      const inner = cut === 0 ? next : fns[0](next)
+      let first = true
+      let effect: Effect.Effect<unknown, unknown> = Effect.suspend(() => {
+        if (!first) return inner
+        first = false
+        return Effect.fail(error)
+      })
+      for (let i = 0; i < count; i++) effect = outer[i](effect)
+      return effect
+    }
+  }
+}
+
 /**
  * Makes a Promise-facing policy from its stages' options. Invalid options throw (the core's
  * `IllegalArgumentException`, naming the field).
@@ -508,6 +583,8 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
   const breaker = core.breaker
   const running = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   const listening = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+  const fast = fastPathOf(core)
+  const fastCalls = new Set<FastCall>()
   let disposed = false
   let disposing: Promise<void> | undefined
 
@@ -519,6 +596,28 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
     return Cause.squash(cause)
   }
 
+  /** Runs `effect` in a fiber of the policy's runtime, settling the call's Promise when it ends. */
+  const runFiber = (
+    effect: Effect.Effect<unknown, unknown>,
+    signal: AbortSignal | undefined,
+    resolve: (value: any) => void,
+    reject: (reason: unknown) => void
+  ): void => {
+    const fiber = runFork(effect)
+    let onAbort: (() => void) | undefined
+    if (signal !== undefined) {
+      onAbort = () => fiber.unsafeInterruptAsFork(FiberId.none)
+      signal.addEventListener("abort", onAbort, { once: true })
+    }
+    running.add(fiber)
+    fiber.addObserver((exit: Exit.Exit<unknown, unknown>) => {
+      running.delete(fiber)
+      if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
+      if (exit._tag === "Success") resolve(exit.value)
+      else reject(reasonOf(exit.cause, signal))
+    })
+  }
+
   const execute = <A>(
     fn: (signal: AbortSignal) => A | PromiseLike<A>,
     options?: ExecuteOptions
@@ -526,20 +625,55 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
     if (disposed) return Promise.reject(new Errors.DisposedError(name))
     const signal = options?.signal
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason)
-    return new Promise<Awaited<A> | FallbackOf<O>>((resolve, reject) => {
-      const fiber = runFork(run(attempt(fn)))
+    if (fast === undefined || (fast.breaker !== undefined && !fast.breaker.admitsClosed())) {
+      return new Promise((resolve, reject) => runFiber(run(attempt(fn)), signal, resolve, reject))
+    }
+    // The fast path: the attempt runs here, as the breaker's closed state admits it, and only a failure enters the
+    // runtime, through the same stages.
+    const controller = fn.length >= 1 ? new AbortController() : undefined
+    let result: A | PromiseLike<A>
+    try {
+      result = fn(controller === undefined ? unobserved : controller.signal)
+    } catch (error) {
+      return new Promise((resolve, reject) => runFiber(fast.failed(error, fn), signal, resolve, reject))
+    }
+    if (!isThenable(result)) {
+      fast.succeeded()
+      return Promise.resolve(result as Awaited<A>)
+    }
+    const pending = result
+    return new Promise((resolve, reject) => {
+      const call: FastCall = { controller, reject, done: false }
+      fastCalls.add(call)
       let onAbort: (() => void) | undefined
       if (signal !== undefined) {
-        onAbort = () => fiber.unsafeInterruptAsFork(FiberId.none)
+        // As an interrupted attempt: its signal aborted, nothing counted, the call rejected with the reason.
+        onAbort = () => {
+          if (call.done) return
+          call.done = true
+          fastCalls.delete(call)
+          controller?.abort()
+          reject(signal.reason)
+        }
         signal.addEventListener("abort", onAbort, { once: true })
       }
-      running.add(fiber)
-      fiber.addObserver((exit: Exit.Exit<unknown, unknown>) => {
-        running.delete(fiber)
-        if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
-        if (exit._tag === "Success") resolve(exit.value as Awaited<A>)
-        else reject(reasonOf(exit.cause, signal))
-      })
+      pending.then(
+        (value) => {
+          if (call.done) return
+          call.done = true
+          fastCalls.delete(call)
+          if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
+          fast.succeeded()
+          resolve(value as Awaited<A>)
+        },
+        (error) => {
+          if (call.done) return
+          call.done = true
+          fastCalls.delete(call)
+          if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
+          runFiber(fast.failed(error, fn), signal, resolve, reject)
+        }
+      )
     })
   }
 
@@ -564,6 +698,12 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
   const dispose = (): Promise<void> => {
     if (disposing !== undefined) return disposing
     disposed = true
+    for (const call of fastCalls) {
+      call.done = true
+      call.controller?.abort()
+      call.reject(new Errors.DisposedError(name))
+    }
+    fastCalls.clear()
     const ended = Array.from([...running, ...listening], (fiber) =>
       new Promise<void>((resolve) => {
         fiber.addObserver(() => resolve())
@@ -579,7 +719,7 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
     stages: core.stages,
     execute,
     subscribe,
-    inFlight: () => running.size,
+    inFlight: () => running.size + fastCalls.size,
     circuitState: () => breaker === undefined ? undefined : stateOf(runSync(breaker.state)),
     isolate: () => {
       if (breaker !== undefined) runSync(breaker.isolate)

@@ -461,6 +461,92 @@ describe("Policy.execute through the core's other stages", () => {
   })
 })
 
+describe("Policy.execute without the runtime (breaker closed, retry, fallback: nothing to wait for)", () => {
+  it("a failure on the fast path is counted by the breaker and retried through the same stages", async () => {
+    const policy = Policy.make({
+      breaker: { policy: CircuitBreaker.consecutiveFailures(2), cooldown: "1 hour" },
+      retry: { maxAttempts: 2, base: 1, retryable: (error) => error instanceof HttpError }
+    })
+    const events: Array<Policy.Event> = []
+    const unsubscribe = policy.subscribe((event) => events.push(event))
+    try {
+      let calls = 0
+      const down = new HttpError(503)
+      // Attempt 1 runs on the fast path and fails (1 counted), attempt 2 runs through the breaker (2: open).
+      await expect(policy.execute(async () => {
+        calls++
+        throw down
+      })).rejects.toBe(down)
+      expect(calls).toBe(2)
+      expect(policy.circuitState()).toBe("open")
+      await until("the retry's events", () => events.some((e) => e.type === "retryGaveUp"))
+      expect(events.filter((e) => e.type === "retryScheduled").map((e) => e.error)).toEqual([down])
+      await expect(policy.execute(async () => ++calls)).rejects.toBeInstanceOf(Errors.BrokenCircuitError)
+      expect(calls).toBe(2)
+
+      // A success on the fast path resets a run of failures, as through the runtime.
+      policy.reset()
+      let n = 0
+      await expect(policy.execute(async () => {
+        if (++n === 1) throw down
+        return "second attempt"
+      })).resolves.toBe("second attempt")
+      await expect(policy.execute(async () => "fine")).resolves.toBe("fine")
+      await expect(policy.execute(() => Promise.reject(down))).rejects.toBe(down)
+      expect(policy.circuitState()).toBe("open")
+    } finally {
+      unsubscribe()
+      await policy.dispose()
+    }
+  })
+
+  it("a fallback answers for a failure that started on the fast path", async () => {
+    const policy = Policy.make({ retry: { maxAttempts: 2, base: 1 }, fallback: { value: "fallback" } })
+    try {
+      let calls = 0
+      await expect(policy.execute(() => {
+        calls++
+        throw new HttpError(500)
+      })).resolves.toBe("fallback")
+      expect(calls).toBe(2)
+    } finally {
+      await policy.dispose()
+    }
+  })
+
+  it("the caller's signal and dispose abort an attempt on the fast path, which then counts for nothing", async () => {
+    const policy = Policy.make({ breaker: { policy: CircuitBreaker.consecutiveFailures(1), cooldown: "1 hour" } })
+    try {
+      const caller = new AbortController()
+      const signals: Array<AbortSignal> = []
+      const call = policy.execute((signal) => {
+        signals.push(signal)
+        return get("/fast-abort?hang=1", signal)
+      }, { signal: caller.signal }).catch((e) => e)
+      await until("the upstream to hold the request", () => seen("/fast-abort").length === 1)
+      expect(policy.inFlight()).toBe(1)
+      const reason = new Error("gone")
+      caller.abort(reason)
+      expect(await call).toBe(reason)
+      expect(signals[0].aborted).toBe(true)
+      expect(policy.inFlight()).toBe(0)
+      await until("the upstream to see the client leave", () => seen("/fast-abort")[0].outcome)
+      expect(seen("/fast-abort")[0].outcome).toBe("client_closed")
+      // fetch rejected once aborted: not a failure the breaker counts.
+      expect(policy.circuitState()).toBe("closed")
+
+      const disposed = policy.execute((signal) => get("/fast-dispose?hang=1", signal)).catch((e) => e)
+      await until("the upstream to hold the request", () => seen("/fast-dispose").length === 1)
+      await policy.dispose()
+      expect(await disposed).toBeInstanceOf(Errors.DisposedError)
+      await until("the upstream to see the client leave", () => seen("/fast-dispose")[0].outcome)
+      expect(seen("/fast-dispose")[0].outcome).toBe("client_closed")
+    } finally {
+      await policy.dispose()
+    }
+  })
+})
+
 describe("Errors.fromCore", () => {
   it("maps every core error to its class and leaves other values alone", () => {
     const open = new CircuitBreaker.CircuitOpen({ name: "b", retryAfter: Duration.seconds(1) })
