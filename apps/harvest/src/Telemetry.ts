@@ -8,21 +8,46 @@
  * The hot path updates its metrics through hooks found once (`Recorder`), not by looking a metric's state up by its
  * labels on every update.
  *
+ * Traces go over OTLP/HTTP when the OpenTelemetry environment names an endpoint (`tracingConfig`): each item is a
+ * trace of its own (`harvest.item`, linked to its job), with a `harvest.host_gate` span for each wait at its host's
+ * gate, a `GET` client span for each attempt (its body's writing, `harvest.body.write`, inside), and `harvest.settle`
+ * for its result's commit; log lines carry the running span's `trace_id` and `span_id`. With no endpoint there is no
+ * tracer at all, and the pipeline does no tracing work per item (`TracingRef` is `undefined`).
+ *
  * @since 0.1.0
  */
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import * as OtelResource from "@effect/opentelemetry/Resource"
+import * as OtelTracer from "@effect/opentelemetry/Tracer"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import type { Sampler } from "@opentelemetry/sdk-trace-base"
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler
+} from "@opentelemetry/sdk-trace-base"
+import type * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import type * as MetricHook from "effect/MetricHook"
 import * as MetricKey from "effect/MetricKey"
 import type * as MetricKeyType from "effect/MetricKeyType"
 import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
 
 // 1 ms to about 33 s, doubling: a loopback fetch and a slow host's 30 s timeout both land in a bucket of their own.
 const secondsBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 })
@@ -216,9 +241,220 @@ export const layerPrometheus: Layer.Layer<Prometheus, never, OtelResource.Resour
 )
 
 /**
- * Harvest's telemetry: the Prometheus exposition, under the resource from the environment.
+ * Where and how traces are exported, read from the OpenTelemetry environment (the specification's names):
+ * `OTEL_SDK_DISABLED` (`true`: nothing is exported), `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL, e.g.
+ * `http://collector:4318/v1/traces`) or else `OTEL_EXPORTER_OTLP_ENDPOINT` (the base URL, `/v1/traces` appended),
+ * `OTEL_TRACES_SAMPLER` (`always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the default),
+ * `parentbased_always_off`, `parentbased_traceidratio`) with `OTEL_TRACES_SAMPLER_ARG` (the ratio, default 1).
+ * No endpoint: no tracer at all.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const tracingConfig = Config.all({
+  disabled: Config.boolean("OTEL_SDK_DISABLED").pipe(Config.withDefault(false)),
+  tracesEndpoint: Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+  endpoint: Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  sampler: Config.literal(
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio"
+  )("OTEL_TRACES_SAMPLER").pipe(Config.withDefault("parentbased_always_on" as const)),
+  ratio: Config.number("OTEL_TRACES_SAMPLER_ARG").pipe(
+    Config.validate({ message: "a ratio from 0 to 1", validation: (ratio) => ratio >= 0 && ratio <= 1 }),
+    Config.withDefault(1)
+  )
+}).pipe(Config.map((config) => ({
+  ...config,
+  url: config.disabled ? Option.none<string>() : Option.orElse(
+    config.tracesEndpoint,
+    () => Option.map(config.endpoint, (base) => `${base.replace(/\/+$/, "")}/v1/traces`)
+  )
+})))
+
+const samplerOf = (name: Config.Config.Success<typeof tracingConfig>["sampler"], ratio: number): Sampler => {
+  switch (name) {
+    case "always_on":
+      return new AlwaysOnSampler()
+    case "always_off":
+      return new AlwaysOffSampler()
+    case "traceidratio":
+      return new TraceIdRatioBasedSampler(ratio)
+    case "parentbased_always_off":
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() })
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
+    default:
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() })
+  }
+}
+
+/**
+ * The pipeline's side of tracing, present only while traces are exported: with no tracer, the pipeline does no
+ * per-item tracing work at all (it asks once, at start, whether this is present).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Tracing {
+  /** A span that has already happened (a wait measured by the pipeline), as a child of `parent`. */
+  readonly past: (
+    name: string,
+    parent: Tracer.AnySpan | undefined,
+    startNanos: bigint,
+    endNanos: bigint,
+    attributes?: Record<string, unknown>
+  ) => void
+  /** A span opened now and ended by whoever holds it (an item's, ended once its result is committed). */
+  readonly open: (
+    name: string,
+    options: Tracer.SpanOptions & { readonly startNanos?: bigint | undefined }
+  ) => Tracer.Span
+  /** The span of the running fiber, if any. */
+  readonly current: Effect.Effect<Tracer.AnySpan | undefined>
+  /** Now, in the nanoseconds of the clock Effect's own spans are timed with. */
+  readonly now: () => bigint
+}
+
+/**
+ * Whether (and how) the pipeline traces: `undefined` unless the tracing layer is provided.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class TracingRef extends Context.Reference<TracingRef>()("@spindle/harvest/Telemetry/Tracing", {
+  defaultValue: (): Tracing | undefined => undefined
+}) {}
+
+// A tracer's `span` leaves the attributes of its options to the caller (as `Effect.withSpan` does).
+const annotate = (span: Tracer.Span, attributes: Record<string, unknown> | undefined) => {
+  if (attributes === undefined) return span
+  for (const key in attributes) if (attributes[key] !== undefined) span.attribute(key, attributes[key])
+  return span
+}
+
+const makeTracing = (tracer: Tracer.Tracer, clock: Clock.Clock): Tracing => {
+  const now = () => clock.unsafeCurrentTimeNanos()
+  return {
+    now,
+    past: (name, parent, start, end, attributes) => {
+      const span = tracer.span(name, Option.fromNullable(parent), Context.empty(), [], start, "internal")
+      annotate(span, attributes).end(end, Exit.void)
+    },
+    open: (name, options) =>
+      annotate(
+        tracer.span(
+          name,
+          Option.fromNullable(options.parent),
+          Context.empty(),
+          options.links ?? [],
+          options.startNanos ?? now(),
+          options.kind ?? "internal",
+          options
+        ),
+        options.attributes
+      ),
+    current: Effect.map(
+      FiberRef.get(FiberRef.currentContext),
+      (context) => Option.getOrUndefined(Context.getOption(context, Tracer.ParentSpan))
+    )
+  }
+}
+
+/**
+ * Opens the span of one item (`harvest.item`, the root of its own trace), linked to its job: the job's id is a UUID,
+ * whose 32 hex digits are the trace id the link names, so every item of a job links to one trace id. The span is
+ * ended by whoever ends the item: `Results`, once its result is committed (with a `harvest.settle` child), or the
+ * scheduler, when the item goes back to the queue.
+ *
+ * @since 0.1.0
+ * @category tracing
+ */
+export const openItem = (
+  tracing: Tracing,
+  item: { readonly id: number; readonly url: string; readonly job: string; readonly attempts: number }
+): Tracer.Span => {
+  const hex = item.job.replace(/-/g, "")
+  const job = Tracer.externalSpan({ traceId: hex, spanId: hex.slice(0, 16), sampled: true })
+  const span = tracing.open("harvest.item", {
+    root: true,
+    links: [{ _tag: "SpanLink", span: job, attributes: { "harvest.job.id": item.job } }],
+    attributes: {
+      "harvest.job.id": item.job,
+      "harvest.item.id": item.id,
+      "harvest.item.previous_attempts": item.attempts,
+      "url.full": item.url
+    }
+  })
+  span.event("leased", span.status.startTime)
+  return span
+}
+
+/**
+ * Ends an item's span now.
+ *
+ * @since 0.1.0
+ * @category tracing
+ */
+export const endItem = (tracing: Tracing, span: Tracer.Span, exit: Exit.Exit<unknown, unknown> = Exit.void): void =>
+  span.end(tracing.now(), exit)
+
+/**
+ * `self` with the running span's `trace_id` and `span_id` among each message's annotations (when a span is running),
+ * so that a log line can be found from a trace and a trace from a log line.
+ *
+ * @since 0.1.0
+ * @category tracing
+ */
+export const withTraceIds = <Message, Output>(self: Logger.Logger<Message, Output>): Logger.Logger<Message, Output> =>
+  Logger.mapInputOptions(self, (options) => {
+    const span = Context.getOption(FiberRefs.getOrDefault(options.context, FiberRef.currentContext), Tracer.ParentSpan)
+    if (Option.isNone(span)) return options
+    return {
+      ...options,
+      annotations: options.annotations.pipe(
+        HashMap.set("trace_id", span.value.traceId as unknown),
+        HashMap.set("span_id", span.value.spanId as unknown)
+      )
+    }
+  })
+
+/**
+ * Traces over OTLP/HTTP (JSON) as `tracingConfig` says, in batches, under the resource from the environment; the
+ * Effect tracer of everything built on this layer, and `TracingRef` for the pipeline. No endpoint (or
+ * `OTEL_SDK_DISABLED=true`): nothing at all, not even a tracer.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Prometheus> = layerPrometheus.pipe(Layer.provide(layerResource))
+export const layerTracing: Layer.Layer<TracingRef> = Layer.unwrapEffect(
+  Effect.map(Effect.orDie(tracingConfig), (config): Layer.Layer<TracingRef> => {
+    if (Option.isNone(config.url)) return Layer.succeed(TracingRef, undefined)
+    const url = config.url.value
+    const provider = NodeSdk.layerTracerProvider(new BatchSpanProcessor(new OTLPTraceExporter({ url })), {
+      sampler: samplerOf(config.sampler, config.ratio)
+    })
+    const ref = Layer.effect(TracingRef, Effect.zipWith(OtelTracer.make, Effect.clock, makeTracing))
+    const logger = Logger.replace(Logger.defaultLogger, withTraceIds(Logger.defaultLogger))
+    return Layer.mergeAll(ref, OtelTracer.layerWithoutOtelTracer, logger).pipe(
+      Layer.provide(OtelTracer.layerTracer),
+      Layer.provide(provider),
+      Layer.provide(layerResource)
+    )
+  })
+)
+
+/**
+ * Harvest's telemetry: the Prometheus exposition, under the resource from the environment, and traces when an
+ * OTLP endpoint is configured.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Prometheus | TracingRef> = Layer.merge(
+  layerPrometheus.pipe(Layer.provide(layerResource)),
+  layerTracing
+)

@@ -140,6 +140,7 @@ export const make: Effect.Effect<
   const sharedSlots = yield* Effect.serviceOption(SlotStore.SlotStore)
   const clock = yield* Effect.clock
   const recorder = Telemetry.recorder()
+  const tracing = yield* Telemetry.TracingRef
   const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<HostEvent>(), PubSub.shutdown)
   const publish = (event: HostEvent) => {
     pubsub.unsafeOffer(event)
@@ -243,13 +244,22 @@ export const make: Effect.Effect<
           const arrived = clock.unsafeCurrentTimeNanos()
           // Past the limiter: the circuit may have opened while the attempt waited; otherwise it goes on the wire.
           const onTheWire = (tokens: number | null) => {
-            if (sent === 0) recorder.gateWait(arrived, clock.unsafeCurrentTimeNanos())
+            const first = sent === 0
+            if (first) recorder.gateWait(arrived, clock.unsafeCurrentTimeNanos())
             sent++
             onWire++
             const t = tally(host)
             t.sent++
             t.tokens = tokens
-            return attempt
+            if (tracing === undefined || !first) return attempt
+            return Effect.zipRight(
+              Effect.map(tracing.current, (parent) =>
+                tracing.past("harvest.host_gate", parent, arrived, clock.unsafeCurrentTimeNanos(), {
+                  "server.address": host,
+                  "harvest.rate_tokens_left": tokens ?? undefined
+                })),
+              attempt
+            )
           }
           const send = Effect.flatMap(breakers.state(host), (state) => {
             if (Option.isSome(state) && state.value._tag === "Open") {

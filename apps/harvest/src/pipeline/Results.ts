@@ -29,6 +29,7 @@ import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type * as Domain from "../Domain.js"
 import { Instance } from "../Instance.js"
 import * as LocalFaults from "../LocalFaults.js"
@@ -45,6 +46,8 @@ export interface Outcome {
   readonly settlement: JobQueue.Settlement<Domain.ItemResult>
   readonly fileId: string | null
   readonly job: string
+  /** The item's span, while traces are exported: ended once the result is committed (see `Telemetry.openItem`). */
+  readonly span?: Tracer.Span | undefined
 }
 
 /**
@@ -101,6 +104,7 @@ export const make = (
     const faults = yield* LocalFaults.LocalFaults
     const clock = yield* Effect.clock
     const recorder = Telemetry.recorder()
+    const tracing = yield* Telemetry.TracingRef
     const maxBatch = options.maxBatch ?? 200
     const window = Duration.decode(options.window ?? "5 millis")
     const queue = yield* Queue.unbounded<Outcome | typeof stop>()
@@ -150,7 +154,12 @@ export const make = (
     // from `settle` to its commit, or to its batch being given up.
     const handedAt = new Map<number, bigint>()
     const forget = (batch: ReadonlyArray<Outcome>) => {
-      for (const outcome of batch) handedAt.delete(outcome.settlement.id)
+      for (const outcome of batch) {
+        handedAt.delete(outcome.settlement.id)
+        if (outcome.span !== undefined && tracing !== undefined) {
+          Telemetry.endItem(tracing, outcome.span, Exit.fail("result not committed"))
+        }
+      }
     }
 
     const count = (batch: ReadonlyArray<Outcome>, settled: ReadonlySet<number>) => {
@@ -159,6 +168,11 @@ export const make = (
         const id = outcome.settlement.id
         const handed = handedAt.get(id)
         if (handed !== undefined) handedAt.delete(id)
+        if (outcome.span !== undefined && tracing !== undefined) {
+          // The commit as the item's last child, then the item itself, ending now.
+          if (settled.has(id)) tracing.past("harvest.settle", outcome.span, handed ?? now, now)
+          outcome.span.end(now, settled.has(id) ? Exit.void : Exit.fail("lease lost"))
+        }
         if (!settled.has(id)) continue
         const settlement = outcome.settlement
         recorder.settled(
@@ -217,10 +231,9 @@ export const make = (
         }
         const gone = fault === undefined ? batch.length : backlog.length
         yield* dropped(gone, exit.cause, fault)
-        for (const outcome of backlog.splice(0, gone)) {
-          waiting.delete(outcome.settlement.id)
-          handedAt.delete(outcome.settlement.id)
-        }
+        const given = backlog.splice(0, gone)
+        forget(given)
+        for (const outcome of given) waiting.delete(outcome.settlement.id)
       }
       return stopped
     })

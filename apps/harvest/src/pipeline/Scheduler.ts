@@ -43,6 +43,7 @@ import { Instance } from "../Instance.js"
 import { Handoff } from "../internal/handoff.js"
 import * as LocalFaults from "../LocalFaults.js"
 import { Items, Jobs } from "../storage/Jobs.js"
+import * as Telemetry from "../Telemetry.js"
 import * as Fetcher from "./Fetcher.js"
 import * as HostGate from "./HostGate.js"
 import * as Results from "./Results.js"
@@ -143,6 +144,8 @@ export const make: Effect.Effect<
   const faults = yield* LocalFaults.LocalFaults
   const clock = yield* Effect.clock
   const lease = Duration.millis(config.leaseMs)
+  // Present only while traces are exported: then each item has a span (`Telemetry.openItem`), otherwise nothing.
+  const tracing = yield* Telemetry.TracingRef
 
   const entries = new Map<string, JobEntry>()
   const loadJob = (jobId: string) =>
@@ -342,16 +345,29 @@ export const make: Effect.Effect<
       Effect.uninterruptibleMask((restore) =>
         Effect.withFiberRuntime((fiber) => {
           const leave = jobs.unsafeEnter(item.group!, fiber)
-          return Effect.matchCauseEffect(restore(processItem(item)), {
-            onFailure: (cause) => {
-              leave()
-              return processingFailed(item, cause)
-            },
-            onSuccess: (outcome) => {
-              leave()
-              return processed(item, outcome)
-            }
+          const span = tracing === undefined ? undefined : Telemetry.openItem(tracing, {
+            id: item.id,
+            url: item.payload.url,
+            job: item.group!,
+            attempts: item.attempts
           })
+          return Effect.matchCauseEffect(
+            restore(span === undefined ? processItem(item) : Effect.withParentSpan(processItem(item), span)),
+            {
+              onFailure: (cause) => {
+                leave()
+                if (span !== undefined) Telemetry.endItem(tracing!, span, Exit.failCause(cause))
+                return processingFailed(item, cause)
+              },
+              onSuccess: (outcome) => {
+                leave()
+                if (span === undefined) return processed(item, outcome)
+                // Settled: Results ends the span once the result is committed; parked: it ends here.
+                if (outcome instanceof Parked) Telemetry.endItem(tracing!, span)
+                return processed(item, outcome instanceof Parked ? outcome : { ...outcome, span })
+              }
+            }
+          )
         })
       )
   const processingFailed = (item: Item, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
