@@ -411,7 +411,8 @@ const fields: { readonly [S in StageName]: Readonly<Record<string, Kind>> } = {
   bulkhead: { maxConcurrent: int(1, 1_000_000_000), maxQueued: int(0, 1_000_000_000), maxWait: nonNegativeDuration }
 }
 
-const stageNames = Object.keys(fields) as ReadonlyArray<StageName>
+/** Innermost first, as `Policy.stages`. */
+const stageNames = Policy.stages.filter((stage): stage is StageName => stage !== "fallback")
 
 const describeKind = (kind: Kind): string => {
   switch (kind._tag) {
