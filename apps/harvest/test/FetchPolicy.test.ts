@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { TokenBucketStore } from "@spindle/core"
+import { Upstream } from "@spindle/testkit"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -15,6 +16,7 @@ import * as Domain from "../src/Domain.js"
 import * as HarvestConfig from "../src/HarvestConfig.js"
 import { FetchFailure } from "../src/pipeline/Fetcher.js"
 import * as HostGate from "../src/pipeline/HostGate.js"
+import * as Harness from "./harness.js"
 
 // The environment as the process sees it (`ConfigProvider.fromEnv` splits variables at `_`).
 const env = (entries: Record<string, string>) =>
@@ -122,6 +124,29 @@ describe("Harvest's fetch policy (the registry's entry fetch)", () => {
       // Nothing configured: the contract's 30000 and 3.
       const plain = yield* decode({ urls: ["http://a.test/"] }, yield* configFrom({}))
       assert.deepStrictEqual([plain.options.timeoutMs, plain.options.maxAttempts], [30_000, 3])
+    }))
+
+  it.scopedLive("over loopback: a job that gives no maxAttempts gets the configured attempts and backoff", () =>
+    Effect.gen(function*() {
+      const upstream = yield* Upstream.make()
+      const config = yield* configFrom({
+        POLICY_FETCH_RETRY_MAX_ATTEMPTS: "5",
+        POLICY_FETCH_RETRY_BASE: "150 millis",
+        POLICY_FETCH_RETRY_CAP: "150 millis",
+        POLICY_FETCH_RETRY_JITTER: "none"
+      })
+      const { results, submit, waitFor } = yield* Harness.inProcess({ fetchPolicy: config.fetchPolicy })
+      const id = yield* submit({ urls: [upstream.url("/down?fail=100&key=fetch-policy&status=503")] })
+      yield* waitFor(id, "completed")
+      const [item] = yield* results(id)
+      assert.deepStrictEqual([item.status, item.attempts, item.error.code], ["failed", 5, "http_status"])
+      // No jitter: every retry waited the configured 150 ms (as the upstream measures it; a margin of 10 ms below
+      // for its clock, none above since a busy machine only makes waits longer).
+      const arrivals = upstream.requests().filter((r) => r.path === "/down").map((r) => r.arrivedAt)
+      assert.strictEqual(arrivals.length, 5)
+      for (let i = 1; i < arrivals.length; i++) {
+        assert.isAtLeast(arrivals[i] - arrivals[i - 1], 140, `retry ${i} after ${arrivals[i] - arrivals[i - 1]} ms`)
+      }
     }))
 
   it.effect("a bad policy key is InvalidEnvironment naming it, with the other bad variables, on one line", () =>
