@@ -523,9 +523,11 @@ export const make: Effect.Effect<
     Array.from({ length: config.maxConcurrency }),
     () => Effect.forkDaemon(slot)
   )
-  const loop = yield* Effect.forkDaemon(leaseLoop)
+  // The lease loop and the heartbeat query the database every few milliseconds while idle: their SQL spans would be
+  // traces of nothing, many a second, so they are left out of tracing (an item's trace starts with its span).
+  const loop = yield* Effect.forkDaemon(Effect.withTracerEnabled(leaseLoop, false))
   const parking = yield* Effect.forkDaemon(parker)
-  yield* Effect.forkScoped(heartbeat)
+  yield* Effect.forkScoped(Effect.withTracerEnabled(heartbeat, false))
 
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
