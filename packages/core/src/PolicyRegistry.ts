@@ -14,9 +14,11 @@
  *
  * **Checked.** Only the stages an entry has in code can be tuned, every field of them; a key of another stage, of
  * an unknown field, or (in the file) of an unknown entry is an error, and so is every value out of its range.
- * Errors are `ConfigError.InvalidData` whose `path` is the key as written: the variable (`[
- * "POLICY_FETCH_RETRY_MAX_ATTEMPTS"]`) or the file's path (`["policies", "fetch", "retry", "maxAttempts"]`), with a
- * message saying what was wrong and what is accepted; all of them at once (`ConfigError.And`).
+ * Errors are `ConfigError.InvalidData` whose `path` is the key as written: the variable
+ * (`["POLICY_FETCH_RETRY_MAX_ATTEMPTS"]`) or the file's path (`["policies", "fetch", "retry", "maxAttempts"]`), with
+ * a message saying what was wrong, what is accepted and the key (`policies.fetch.retry.maxAttempts`) or the file;
+ * every problem at once (`ConfigError.And`). A file that cannot be read or is not JSON is an error at
+ * `POLICIES_FILE`.
  *
  * **Values.** Durations are written as `Duration` strings (`"200 millis"`, `"10 seconds"`) or as a bare number of
  * milliseconds; counts are integers; `breaker.policy` is one of `consecutiveFailures`, `failureRatio`,
