@@ -1266,6 +1266,7 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
     const fns: Array<StageFn> = []
     let theBreaker: CircuitBreaker.CircuitBreaker<any> | undefined
     let theBulkhead: Bulkhead.Bulkhead<any> | undefined
+    let fastAttemptTimeout: FastPath.AttemptTimeout | undefined
 
     for (const spec of builder[SpecsId]) {
       switch (spec._tag) {
@@ -1273,6 +1274,7 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
           const millis = Validate.positiveDurationMillis("Policy", "attemptTimeout", spec.duration)
           const limit = Duration.millis(millis)
           fns.push((self) => Deadline.attemptMillis(self, millis, limit, onTimeout))
+          fastAttemptTimeout = FastPath.attemptTimeout(millis, limit, onTimeout)
           break
         }
         case "deadline": {
@@ -1429,6 +1431,7 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
     }
     // The stage functions, for callers that run the innermost stages themselves (internal/fastPath.ts).
     Object.defineProperty(policy, FastPath.PolicyStagesId, { value: fns })
+    Object.defineProperty(policy, FastPath.PolicyAttemptTimeoutId, { value: fastAttemptTimeout })
     return policy
   })
 

@@ -12,10 +12,11 @@
  * released by `dispose()`. What the policy decides (retries, rejections, timeouts, hedges, breaker changes,
  * fallbacks) reaches the listeners of `subscribe`.
  *
- * **A call enters the runtime only when a stage must decide.** While the breaker is closed, a policy of a breaker,
- * a retry and a fallback calls the function directly and counts its success on the breaker synchronously; a failure
- * continues in a fiber through the same stages, that attempt counted as the first. Every other stage waits on each
- * call (a timer, a permit, a token), so its policy runs every call in a fiber.
+ * **A call enters the runtime only when a stage must decide.** While the breaker is closed, a policy of an attempt
+ * timeout, a breaker, a retry and a fallback (on the live clock) calls the function directly, times it with an entry
+ * in the core's deadline timer and counts its success on the breaker synchronously; a failure, or the timeout
+ * firing, continues in a fiber through the same stages, that attempt counted as the first. Every other stage waits
+ * on each call (a permit, a token, a hedge, a deadline), so its policy runs every call in a fiber.
  *
  * **Cancellation is an `AbortSignal`, end to end.** The function gets a signal of its own for each attempt (each hedged
  * attempt included), aborted when the attempt's timeout or the deadline passes, when another hedged attempt has
@@ -447,11 +448,20 @@ interface FastCall {
   readonly controller: AbortController | undefined
   readonly reject: (reason: unknown) => void
   done: boolean
+  /** The attempt timeout's entry, while armed. */
+  entry: unknown
 }
 
 /** Internal seams of the core (its internal/fastPath.ts), reached by their global symbols. */
 const BreakerFastPathId = Symbol.for("@spindle/core/CircuitBreaker/fastPath")
 const PolicyStagesId = Symbol.for("@spindle/core/Policy/stageFunctions")
+const PolicyAttemptTimeoutId = Symbol.for("@spindle/core/Policy/attemptTimeout")
+
+interface AttemptTimeoutFastPath {
+  readonly arm: (onFire: () => void) => unknown
+  readonly disarm: (entry: any) => void
+  readonly error: () => unknown
+}
 
 interface BreakerFastPath {
   readonly admitsClosed: () => boolean
@@ -462,6 +472,8 @@ type StageFn = (self: Effect.Effect<unknown, unknown>) => Effect.Effect<unknown,
 
 interface FastPath {
   readonly breaker: BreakerFastPath | undefined
+  /** The attempt timeout, on the live clock's deadline timer. */
+  readonly timeout: AttemptTimeoutFastPath | undefined
   /** Counts a success of an attempt run on the fast path, as the closed breaker would have. */
   readonly succeeded: () => void
   /**
@@ -473,33 +485,42 @@ interface FastPath {
 }
 
 /**
- * The fast path, for a policy whose stages have nothing to decide while an attempt succeeds: a breaker (while it is
- * closed and times no call), a retry and a fallback. A success then needs no effect at all: the breaker counts it
- * synchronously, the retry and the fallback do nothing. Any other stage waits or decides on every call (a timer, a
- * permit, a token, a hedge), so such a policy takes the runtime for every call.
+ * The fast path, for a policy whose stages have nothing to decide while an attempt succeeds in time: an attempt
+ * timeout (on the live clock: an entry in the core's deadline timer, no fiber), a breaker (while it is closed and
+ * times no call), a retry and a fallback. A success then needs no effect at all: the timeout's entry is taken out,
+ * the breaker counts it synchronously, the retry and the fallback do nothing. The other stages wait or decide on
+ * every call (a permit, a token, a hedge, a deadline), so such a policy takes the runtime for every call.
  */
-const fastPathOf = (core: CorePolicy.Policy<unknown, unknown, any>): FastPath | undefined => {
-  const fns = (core as unknown as Record<symbol, ReadonlyArray<StageFn> | undefined>)[PolicyStagesId]
+const fastPathOf = (core: CorePolicy.Policy<unknown, unknown, any>, liveClock: boolean): FastPath | undefined => {
+  const seams = core as unknown as Record<symbol, unknown>
+  const fns = seams[PolicyStagesId] as ReadonlyArray<StageFn> | undefined
   if (fns === undefined || fns.length !== core.stages.length) return undefined
+  let timeout: AttemptTimeoutFastPath | undefined
   for (const stage of core.stages) {
-    if (stage !== "breaker" && stage !== "retry" && stage !== "fallback") return undefined
+    if (stage === "attemptTimeout") {
+      timeout = seams[PolicyAttemptTimeoutId] as AttemptTimeoutFastPath | undefined
+      if (timeout === undefined || !liveClock) return undefined
+    } else if (stage !== "breaker" && stage !== "retry" && stage !== "fallback") return undefined
   }
   let breaker: BreakerFastPath | undefined
   if (core.breaker !== undefined) {
     breaker = (core.breaker as unknown as Record<symbol, BreakerFastPath | undefined>)[BreakerFastPathId]
     if (breaker === undefined) return undefined
   }
-  // The breaker, when present, is the innermost stage: the fast path has run it; the others follow.
-  const cut = breaker === undefined ? 0 : 1
+  // The attempt timeout and the breaker, when present, are the innermost stages: the fast path has run them for the
+  // first attempt; the others follow.
+  const cut = (timeout === undefined ? 0 : 1) + (breaker === undefined ? 0 : 1)
+  const inners = fns.slice(0, cut)
   const outer = fns.slice(cut)
   const count = outer.length
   return {
     breaker,
+    timeout,
     succeeded: breaker === undefined ? () => {} : () => breaker.settleClosed(undefined),
     failed: (error, fn) => {
       if (breaker !== undefined) breaker.settleClosed(Cause.fail(error))
-      const next = attempt(fn)
-      const inner = cut === 0 ? next : fns[0](next)
+      let inner = attempt(fn)
+      for (let i = 0; i < cut; i++) inner = inners[i](inner)
       let first = true
       let effect: Effect.Effect<unknown, unknown> = Effect.suspend(() => {
         if (!first) return inner
@@ -583,7 +604,7 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
   const breaker = core.breaker
   const running = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   const listening = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
-  const fast = fastPathOf(core)
+  const fast = fastPathOf(core, managed === undefined)
   const fastCalls = new Set<FastCall>()
   let disposed = false
   let disposing: Promise<void> | undefined
@@ -642,35 +663,50 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
       return Promise.resolve(result as Awaited<A>)
     }
     const pending = result
+    const timeout = fast.timeout
     return new Promise((resolve, reject) => {
-      const call: FastCall = { controller, reject, done: false }
+      const call: FastCall = { controller, reject, done: false, entry: undefined }
       fastCalls.add(call)
       let onAbort: (() => void) | undefined
+      /** Ends the call's fast part: nothing later settles it from here. */
+      const finish = () => {
+        call.done = true
+        fastCalls.delete(call)
+        if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
+      }
       if (signal !== undefined) {
         // As an interrupted attempt: its signal aborted, nothing counted, the call rejected with the reason.
         onAbort = () => {
           if (call.done) return
-          call.done = true
-          fastCalls.delete(call)
+          finish()
+          if (call.entry !== undefined) timeout!.disarm(call.entry)
           controller?.abort()
           reject(signal.reason)
         }
         signal.addEventListener("abort", onAbort, { once: true })
       }
+      if (timeout !== undefined) {
+        // As the attempt timeout firing: the attempt's signal aborted, then the stage's TimeoutError is the attempt's
+        // failure, which the breaker counts and the retry decides on.
+        call.entry = timeout.arm(() => {
+          if (call.done) return
+          finish()
+          controller?.abort()
+          runFiber(fast.failed(timeout.error(), fn), signal, resolve, reject)
+        })
+      }
       pending.then(
         (value) => {
           if (call.done) return
-          call.done = true
-          fastCalls.delete(call)
-          if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
+          finish()
+          if (call.entry !== undefined) timeout!.disarm(call.entry)
           fast.succeeded()
           resolve(value as Awaited<A>)
         },
         (error) => {
           if (call.done) return
-          call.done = true
-          fastCalls.delete(call)
-          if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
+          finish()
+          if (call.entry !== undefined) timeout!.disarm(call.entry)
           runFiber(fast.failed(error, fn), signal, resolve, reject)
         }
       )
@@ -700,6 +736,7 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
     disposed = true
     for (const call of fastCalls) {
       call.done = true
+      if (call.entry !== undefined) fast!.timeout!.disarm(call.entry)
       call.controller?.abort()
       call.reject(new Errors.DisposedError(name))
     }

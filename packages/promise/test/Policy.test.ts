@@ -500,6 +500,48 @@ describe("Policy.execute without the runtime (breaker closed, retry, fallback: n
     }
   })
 
+  it("live clock: an attempt timeout on the fast path aborts the request, is counted by the breaker and retried", async () => {
+    // Real time over loopback: 200 ms attempts; the test waits for outcomes, never for a duration.
+    const policy = Policy.make({
+      name: "live",
+      attemptTimeout: "200 millis",
+      breaker: { policy: CircuitBreaker.consecutiveFailures(2), cooldown: "1 hour" },
+      retry: { maxAttempts: 2, base: 1 }
+    })
+    const events: Array<Policy.Event> = []
+    const unsubscribe = policy.subscribe((event) => events.push(event))
+    try {
+      const signals: Array<AbortSignal> = []
+      const error = await policy.execute((signal) => {
+        signals.push(signal)
+        return get(`/fast-timeout?hang=1&n=${signals.length}`, signal)
+      }).catch((e) => e)
+      expect(error).toBeInstanceOf(Errors.TimeoutError)
+      expect([error.limit, error.timeoutMillis]).toEqual(["attempt", 200])
+      expect(signals.map((s) => s.aborted)).toEqual([true, true])
+      expect(policy.circuitState()).toBe("open")
+      await until(
+        "the upstream to see both clients leave",
+        () => seen("/fast-timeout").length === 2 && seen("/fast-timeout").every((r) => r.outcome !== undefined)
+      )
+      expect(seen("/fast-timeout").map((r) => r.outcome)).toEqual(["client_closed", "client_closed"])
+      await until("the events", () => events.some((e) => e.type === "retryGaveUp"))
+      expect(events.filter((e) => e.type !== "breakerStateChanged").map((e) => e.type)).toEqual([
+        "timedOut",
+        "retryScheduled",
+        "timedOut",
+        "retryGaveUp"
+      ])
+      // A call that answers in time leaves nothing armed behind it, and resets nothing it should not.
+      policy.reset()
+      await expect(policy.execute((signal) => get("/fast-timeout-ok", signal))).resolves.toHaveLength(64)
+      expect(policy.circuitState()).toBe("closed")
+    } finally {
+      unsubscribe()
+      await policy.dispose()
+    }
+  })
+
   it("a fallback answers for a failure that started on the fast path", async () => {
     const policy = Policy.make({ retry: { maxAttempts: 2, base: 1 }, fallback: { value: "fallback" } })
     try {

@@ -98,8 +98,11 @@ export class DeadlineTimer {
     return this.clock.unsafeCurrentTimeMillis()
   }
 
-  /** Registers `entry`; `fiber` is the caller, whose fiber refs a new sleeper inherits (non-live clocks). */
-  add(entry: Entry, fiber: AnyFiber): void {
+  /**
+   * Registers `entry`; `fiber` is the caller, whose fiber refs a new sleeper inherits (non-live clocks; on the live
+   * clock it may be `undefined`).
+   */
+  add(entry: Entry, fiber: AnyFiber | undefined): void {
     const heap = this.heap
     entry.index = heap.length
     heap.push(entry)
@@ -113,9 +116,9 @@ export class DeadlineTimer {
     } else if (entry.at < this.armedAt) {
       this.armedAt = entry.at
       const runtime = Runtime.make({
-        context: fiber.currentContext,
+        context: fiber!.currentContext,
         runtimeFlags: Runtime.defaultRuntimeFlags,
-        fiberRefs: fiber.getFiberRefs()
+        fiberRefs: fiber!.getFiberRefs()
       })
       Runtime.runFork(runtime)(this.sleeper(entry.at))
     }
@@ -231,6 +234,20 @@ const liveClock = Context.get(DefaultServices.liveServices, Clock.Clock)
 const timers = new WeakMap<Clock.Clock, DeadlineTimer>()
 let lastServices: Context.Context<DefaultServices.DefaultServices> | undefined
 let lastTimer: DeadlineTimer | undefined
+
+/**
+ * The timer of the live clock (Effect's default services), for callers outside a fiber.
+ *
+ * @internal
+ */
+export const liveTimer = (): DeadlineTimer => {
+  let timer = timers.get(liveClock)
+  if (timer === undefined) {
+    timer = new DeadlineTimer(liveClock, true)
+    timers.set(liveClock, timer)
+  }
+  return timer
+}
 
 /**
  * The timer of the clock `fiber` reads time from.
