@@ -1,9 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Upstream } from "@spindle/testkit"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as HashMap from "effect/HashMap"
+import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Telemetry from "../src/Telemetry.js"
@@ -74,6 +78,42 @@ const spansOf = (bodies: ReadonlyArray<any>): Array<Span> =>
   )
 
 describe("Tracing", () => {
+  const settings = (env: Record<string, string>) =>
+    Effect.withConfigProvider(Telemetry.tracingConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+  it.effect("reads the OpenTelemetry environment: no endpoint or a disabled SDK means no traces", () =>
+    Effect.gen(function*() {
+      const url = (env: Record<string, string>) => Effect.map(settings(env), (config) => config.url)
+      assert.deepStrictEqual(yield* url({}), Option.none())
+      assert.deepStrictEqual(
+        yield* url({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }),
+        Option.some("http://collector:4318/v1/traces")
+      )
+      assert.deepStrictEqual(
+        yield* url({
+          OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+          OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://traces:9999/otlp"
+        }),
+        Option.some("http://traces:9999/otlp")
+      )
+      assert.deepStrictEqual(
+        yield* url({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", OTEL_SDK_DISABLED: "true" }),
+        Option.none()
+      )
+      const sampled = yield* settings({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.25" })
+      assert.deepStrictEqual([sampled.sampler, sampled.ratio], ["traceidratio", 0.25])
+      assert.strictEqual((yield* settings({})).sampler, "parentbased_always_on")
+      // A sampler the specification does not name, or a ratio past 1, is refused rather than ignored.
+      assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER: "sometimes" }))))
+      assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER_ARG: "1.5" }))))
+    }))
+
+  it.scoped("with no endpoint there is no tracer: the pipeline sees no tracing", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(Telemetry.layerTracing)
+      assert.isUndefined(Context.get(context, Telemetry.TracingRef))
+    }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))))
+
   it.effect("log lines carry the running span's trace and span ids, and only then", () => {
     const lines: Array<Record<string, unknown>> = []
     const capture = Logger.make(({ annotations, message }) => {
