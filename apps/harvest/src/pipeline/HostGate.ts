@@ -305,13 +305,16 @@ export const make: Effect.Effect<
                       : undefined
                     if (error !== undefined) {
                       t.errors.push({ at: clock.unsafeCurrentTimeMillis(), code: error.code, message: error.message })
-                      if (t.errors.length > 5) t.errors.shift()
+                      if (t.errors.length > 5) {
+                        t.errors.shift()
+                      }
                     }
                   }))
               })
             ),
             "CircuitOpen",
-            (open) => Effect.fail(circuitOpen(open.message, open.retryAfter))
+            (open) =>
+              Effect.fail(circuitOpen(open.message, open.retryAfter))
           )
         })
 
