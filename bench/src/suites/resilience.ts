@@ -26,6 +26,8 @@ const kinds: Readonly<Record<string, Kind>> = {
   cockatiel: { baseline: "bare-await", pair: "cockatiel" },
   "cockatiel-timeout": { baseline: "bare-await", pair: "cockatiel-timeout" },
   "p-retry": { baseline: "bare-await", pair: "cockatiel" },
+  promise: { baseline: "bare-await", pair: "cockatiel" },
+  "promise-timeout": { baseline: "bare-await", pair: "cockatiel-timeout" },
   deadline: { baseline: "bare-effect", pair: "cockatiel-timeout" },
   "deadline-promise": { baseline: "bare-effect", pair: "cockatiel-timeout" },
   "deadline-promise-signal": { baseline: "bare-effect", pair: "cockatiel-timeout" },
@@ -48,10 +50,15 @@ const GOAL = { withoutTimeoutRatio: 1, withTimeoutSpeedup: 5 }
 
 export const variants = (sizes: Sizes): ReadonlyArray<Variant> => {
   const common = [`--n=${sizes.calls}`, `--warmup=${sizes.warmup}`]
-  const make = (id: string, label: string, file: "resilience-effect" | "resilience-peers", name: string) =>
+  const make = (
+    id: string,
+    label: string,
+    file: "resilience-effect" | "resilience-peers" | "resilience-promise",
+    name: string
+  ) =>
     variant(id, label, file, [`--variant=${name}`, ...common], {
       timeoutMillis: 120_000,
-      spindle: id.startsWith("spindle")
+      spindle: id.startsWith("spindle") || id.startsWith("promise")
     })
   return [
     make("bare-await", "bare `await noop()` (`async () => 1`)", "resilience-peers", "bare"),
@@ -100,6 +107,18 @@ export const variants = (sizes: Sizes): ReadonlyArray<Variant> => {
       "cockatiel-timeout"
     ),
     make("p-retry", "`pRetry(noop, { retries: 3 })`", "resilience-peers", "p-retry"),
+    make(
+      "promise",
+      "`@spindle/promise` `Policy.make({ breaker, retry }).execute(noop)`, the same stack as cockatiel's",
+      "resilience-promise",
+      "promise"
+    ),
+    make(
+      "promise-timeout",
+      "`@spindle/promise` the same with `attemptTimeout: \"1 second\"`",
+      "resilience-promise",
+      "promise-timeout"
+    ),
     make("deadline", "(cause) Spindle `Deadline.attempt(noop, \"1 second\")` alone", "resilience-effect", "deadline"),
     make(
       "deadline-promise",
@@ -184,7 +203,8 @@ export const section = (all: ReadonlyArray<Measured>, sizes: Sizes): string => {
     }.`,
     timeoutGoal(spindleTimeout, "With `Deadline.attempt`"),
     timeoutGoal(spindlePromise, "With the cooperative `Deadline.attemptPromise` instead"),
-    policyGoal(measured, paired, spindle, spindleTimeout)
+    policyGoal(measured, paired, spindle, spindleTimeout),
+    promiseGoals(measured, overhead)
   ]
   // Where the no-timeout overhead goes, a finding when its target is missed and a note otherwise.
   const withoutTimeout = "`CircuitBreaker.run` reads the clock (`Date.now()`, about 70 ns on this machine) " +
@@ -308,6 +328,45 @@ export const section = (all: ReadonlyArray<Measured>, sizes: Sizes): string => {
     `${num(Math.floor(sizes.calls / 20))} calls each (which goes first alternates too), so that both see the same ` +
     "machine and the same JIT state: across processes the rounds of one variant spread over more than 5 %."
   ].join("\n")
+}
+
+/**
+ * Issue 19: `@spindle/promise` retry + breaker at most cockatiel's overhead over a bare `await`; with an attempt
+ * timeout at most 2 µs. What each costs, and why.
+ */
+const promiseGoals = (measured: ReadonlyArray<Measured>, overhead: (m: Measured) => number): string => {
+  const promise = byId(measured, "promise")
+  const promiseTimeout = byId(measured, "promise-timeout")
+  const cockatiel = byId(measured, "cockatiel")
+  const rounds = (m: Measured) => values(m).map((value) => num(Number(value.nsPerCall))).join(" · ")
+  const withoutRatio = overhead(promise) / overhead(cockatiel)
+  return `- \`@spindle/promise\` retry + breaker adds ${num(overhead(promise))} ns per call to a bare \`await\`, ${
+    ratio(withoutRatio)
+  } cockatiel's ${num(overhead(cockatiel))} ns; the goal is ≤ 1×: ${verdict(withoutRatio <= 1)} (rounds ${
+    rounds(promise)
+  } against cockatiel's ${rounds(cockatiel)} ns/call). ` +
+    "Such a call starts no fiber: while the breaker is closed the function is called directly and its success " +
+    "counted on the breaker synchronously (`packages/promise/src/Policy.ts`, `fastPathOf`, through the breaker's " +
+    "internal seam in `packages/core/src/internal/fastPath.ts`); what remains per call is one `new Promise`, the " +
+    "function's promise's `then` with two handlers, a record in a `Set` (so that `dispose` and the caller's signal " +
+    "can reject the call) and reading `fn.length` (to make no `AbortController` for a function that takes no " +
+    "signal). " +
+    (withoutRatio <= 1 ? "That is about what cockatiel's own promise chain costs. " : "That is more than cockatiel's " +
+      "chain on this path: two promises per call (the call's own and the `then` on the function's), four closures " +
+      "(the executor, the two handlers, the one that ends the call) and the `Set` record; a CPU profile of the " +
+      "bundled variant (`node --cpu-prof`) shows the time in those handlers and in the garbage collector, not in any " +
+      "stage. Left to do: settle through the one `then` and track calls in flight without a `Set` entry and without " +
+      "the wrapping promise, so that a call costs one promise, as cockatiel's does. ") +
+    `With \`attemptTimeout\` it adds ${num(overhead(promiseTimeout))} ns per call; the target is ≤ ${
+      num(TARGET_NS.withTimeout)
+    } ns: ${verdict(overhead(promiseTimeout) <= TARGET_NS.withTimeout)} (rounds ${rounds(promiseTimeout)}). ` +
+    "The attempt timeout takes no fiber either: on the live clock each call pushes one entry into the core's " +
+    "deadline timer (`packages/core/src/internal/deadlineTimer.ts`, one binary heap per clock with one `setTimeout` " +
+    "armed for the earliest entry, as `Deadline.attempt` uses it) and takes it out when the function's promise " +
+    "settles (it is the heap's last entry on this path, so in constant time); only a timeout that fires, or a " +
+    "failure, enters the runtime, through the same stages. Under a `TestClock` (a policy made with a layer) every " +
+    "call runs in a fiber. Both rows ran while other work shared the machine's two cores " +
+    "(see the rounds; the bare baselines moved too), so single rounds spread widely."
 }
 
 const policyGoal = (
