@@ -48,6 +48,7 @@ import type * as MetricKeyType from "effect/MetricKeyType"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
+import { InvalidEnvironment } from "./HarvestConfig.js"
 
 // 1 ms to about 33 s, doubling: a loopback fetch and a slow host's 30 s timeout both land in a bucket of their own.
 const secondsBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 })
@@ -186,9 +187,9 @@ export const serviceName: Config.Config<string> = Config.string("OTEL_SERVICE_NA
  * @since 0.1.0
  * @category layers
  */
-export const layerResource: Layer.Layer<OtelResource.Resource, never> = Layer.unwrapEffect(
+export const layerResource: Layer.Layer<OtelResource.Resource, InvalidEnvironment> = Layer.unwrapEffect(
   Effect.map(
-    Effect.orDie(serviceName),
+    Effect.mapError(serviceName, InvalidEnvironment.fromConfigError),
     (name) => OtelResource.layer({ serviceName: name, serviceVersion: "0.1.0" })
   )
 )
@@ -246,7 +247,7 @@ export const layerPrometheus: Layer.Layer<Prometheus, never, OtelResource.Resour
  * `http://collector:4318/v1/traces`) or else `OTEL_EXPORTER_OTLP_ENDPOINT` (the base URL, `/v1/traces` appended),
  * `OTEL_TRACES_SAMPLER` (`always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the default),
  * `parentbased_always_off`, `parentbased_traceidratio`) with `OTEL_TRACES_SAMPLER_ARG` (the ratio, default 1).
- * No endpoint: no tracer at all.
+ * No endpoint: no tracer at all. A value Harvest cannot use stops it at start (`InvalidEnvironment`), like any other.
  *
  * @since 0.1.0
  * @category config
@@ -430,21 +431,24 @@ export const withTraceIds = <Message, Output>(self: Logger.Logger<Message, Outpu
  * @since 0.1.0
  * @category layers
  */
-export const layerTracing: Layer.Layer<TracingRef> = Layer.unwrapEffect(
-  Effect.map(Effect.orDie(tracingConfig), (config): Layer.Layer<TracingRef> => {
-    if (Option.isNone(config.url)) return Layer.succeed(TracingRef, undefined)
-    const url = config.url.value
-    const provider = NodeSdk.layerTracerProvider(new BatchSpanProcessor(new OTLPTraceExporter({ url })), {
-      sampler: samplerOf(config.sampler, config.ratio)
-    })
-    const ref = Layer.effect(TracingRef, Effect.zipWith(OtelTracer.make, Effect.clock, makeTracing))
-    const logger = Logger.replace(Logger.defaultLogger, withTraceIds(Logger.defaultLogger))
-    return Layer.mergeAll(ref, OtelTracer.layerWithoutOtelTracer, logger).pipe(
-      Layer.provide(OtelTracer.layerTracer),
-      Layer.provide(provider),
-      Layer.provide(layerResource)
-    )
-  })
+export const layerTracing: Layer.Layer<TracingRef, InvalidEnvironment> = Layer.unwrapEffect(
+  Effect.map(
+    Effect.mapError(tracingConfig, InvalidEnvironment.fromConfigError),
+    (config): Layer.Layer<TracingRef, InvalidEnvironment> => {
+      if (Option.isNone(config.url)) return Layer.succeed(TracingRef, undefined)
+      const url = config.url.value
+      const provider = NodeSdk.layerTracerProvider(new BatchSpanProcessor(new OTLPTraceExporter({ url })), {
+        sampler: samplerOf(config.sampler, config.ratio)
+      })
+      const ref = Layer.effect(TracingRef, Effect.zipWith(OtelTracer.make, Effect.clock, makeTracing))
+      const logger = Logger.replace(Logger.defaultLogger, withTraceIds(Logger.defaultLogger))
+      return Layer.mergeAll(ref, OtelTracer.layerWithoutOtelTracer, logger).pipe(
+        Layer.provide(OtelTracer.layerTracer),
+        Layer.provide(provider),
+        Layer.provide(layerResource)
+      )
+    }
+  )
 )
 
 /**
@@ -454,7 +458,7 @@ export const layerTracing: Layer.Layer<TracingRef> = Layer.unwrapEffect(
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Prometheus | TracingRef> = Layer.merge(
+export const layer: Layer.Layer<Prometheus | TracingRef, InvalidEnvironment> = Layer.merge(
   layerPrometheus.pipe(Layer.provide(layerResource)),
   layerTracing
 )

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Upstream } from "@spindle/testkit"
+import { Databases, Upstream } from "@spindle/testkit"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -8,6 +8,7 @@ import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import { spawn } from "node:child_process"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Telemetry from "../src/Telemetry.js"
@@ -106,6 +107,25 @@ describe("Tracing", () => {
       // A sampler the specification does not name, or a ratio past 1, is refused rather than ignored.
       assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER: "sometimes" }))))
       assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER_ARG: "1.5" }))))
+    }))
+
+  it.scopedLive("a value Harvest cannot use stops it at start: one line naming the variable, exit 2", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* Databases.tempDir("harvest-otel-")
+      const result = yield* Effect.async<{ readonly code: number | null; readonly output: string }>((resume) => {
+        const child = spawn(process.execPath, [Harness.built("main")], {
+          env: { ...process.env, PORT: "0", DATA_DIR: dataDir, OTEL_TRACES_SAMPLER: "sometimes" },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+        let output = ""
+        child.stdout.on("data", (chunk: Buffer) => output += chunk)
+        child.stderr.on("data", (chunk: Buffer) => output += chunk)
+        child.on("exit", (code) => resume(Effect.succeed({ code, output })))
+        return Effect.sync(() => child.kill("SIGKILL"))
+      })
+      assert.strictEqual(result.code, 2, result.output)
+      assert.match(result.output, /invalid environment: OTEL_TRACES_SAMPLER: /)
+      assert.notInclude(result.output, "    at ", "no stack trace")
     }))
 
   it.scoped("with no endpoint there is no tracer: the pipeline sees no tracing", () =>
