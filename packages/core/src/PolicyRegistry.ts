@@ -31,6 +31,7 @@
  * @since 0.2.0
  */
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -576,7 +577,7 @@ const variablesUnder = (prefix: string): Effect.Effect<Array<string>, ConfigErro
 /**
  * The definitions in force: each entry of `defaults` with every key the environment or the JSON file sets (see the
  * module's documentation for the keys and their precedence). Fails with every bad key at once; reads the file with
- * the `FileSystem` in context.
+ * the `FileSystem` in context. Two names the environment would spell alike (`search-api`, `searchApi`) are a defect.
  *
  * @example
  * ```ts
@@ -611,6 +612,23 @@ export const load = <const D extends Readonly<Record<string, Definition>>>(
     const prefix = options.prefix ?? "POLICY"
     const fileVariable = options.fileVariable ?? "POLICIES_FILE"
     const errors: Array<ConfigError.ConfigError> = []
+
+    // Names are code: two spelled alike in the environment (`search-api`, `searchApi`) are a defect.
+    const spelled = new Map<string, string>()
+    for (const name of Object.keys(defaults)) {
+      const constant = constantCase(name).replace(/^_+|_+$/g, "")
+      const other = spelled.get(constant)
+      if (constant === "" || other !== undefined) {
+        return yield* Effect.die(
+          new Cause.IllegalArgumentException(
+            constant === ""
+              ? `PolicyRegistry: the name "${name}" has no letter or digit to name its variables by`
+              : `PolicyRegistry: "${other}" and "${name}" would share the variables ${prefix}_${constant}_*`
+          )
+        )
+      }
+      spelled.set(constant, name)
+    }
 
     // The file, when named.
     const fileName = yield* Config.option(Config.string(fileVariable))

@@ -1,6 +1,7 @@
 import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { CircuitBreaker, PolicyRegistry, RetryPolicy } from "@spindle/core"
+import * as Cause from "effect/Cause"
 import type * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -220,6 +221,21 @@ describe("PolicyRegistry", () => {
       const malformed = yield* failsWith({ POLICIES_FILE: tempFile("{ policies: ") })
       assert.deepStrictEqual(malformed.map((p) => p.path), ["POLICIES_FILE"])
       assert.include(malformed[0].message, "is not valid JSON")
+    }))
+
+  it.effect("two names spelled alike in the environment are a defect naming both", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        PolicyRegistry.load({ "search-api": {}, searchApi: {} }).pipe(
+          Effect.withConfigProvider(env({})),
+          Effect.provide(NodeFileSystem.layer)
+        )
+      )
+      assert.isTrue(exit._tag === "Failure" && Cause.isDie(exit.cause))
+      assert.include(
+        String(exit._tag === "Failure" ? Cause.squash(exit.cause) : ""),
+        "\"search-api\" and \"searchApi\" would share the variables POLICY_SEARCH_API_*"
+      )
     }))
 
   it.effect("get: each entry built once, named after the entry; an unknown name is PolicyNotFound", () =>
