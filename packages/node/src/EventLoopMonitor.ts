@@ -229,6 +229,15 @@ export const make = (options: Options = {}): Effect.Effect<EventLoopMonitor, nev
     let elu = performance.eventLoopUtilization()
     let latest = empty
     const ref = yield* SubscriptionRef.make(empty)
+    // The gauges say what `current` says, from the start: a scrape before the first sample finds every series (at
+    // zero, as `current` answers then) rather than none.
+    const publish = (snapshot: Snapshot) => {
+      Metrics.delayP50.unsafeUpdate(snapshot.p50Ms, [])
+      Metrics.delayP99.unsafeUpdate(snapshot.p99Ms, [])
+      Metrics.delayMax.unsafeUpdate(snapshot.maxMs, [])
+      Metrics.utilization.unsafeUpdate(snapshot.utilization, [])
+    }
+    publish(empty)
 
     const takeSample = Effect.suspend(() => {
       const slice = histogram
@@ -249,10 +258,7 @@ export const make = (options: Options = {}): Effect.Effect<EventLoopMonitor, nev
         utilization,
         lastMaxMs
       }
-      Metrics.delayP50.unsafeUpdate(latest.p50Ms, [])
-      Metrics.delayP99.unsafeUpdate(latest.p99Ms, [])
-      Metrics.delayMax.unsafeUpdate(latest.maxMs, [])
-      Metrics.utilization.unsafeUpdate(utilization, [])
+      publish(latest)
       const snapshot = latest
       const warn = lastMaxMs > thresholdMillis
         ? Effect.zipRight(
