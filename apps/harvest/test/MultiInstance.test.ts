@@ -129,8 +129,17 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
         )
         assert.deepStrictEqual([done.succeeded, done.failed, done.pending], [urls.length, 0, 0])
 
-        // All three did part of the work; the survivors' share includes what the victim held.
-        const survivorsDone = yield* Effect.all(survivors.map(succeededBy))
+        // All three did part of the work; the survivors' share includes what the victim held. An instance counts a
+        // result once its commit has returned, a moment after another instance can read the job as completed: the
+        // counters are read until they add up to the job (the wait fails naming this if they never do).
+        const survivorsDone = yield* Wait.until(
+          "the survivors' counters to take in their last commits",
+          Effect.map(
+            Effect.all(survivors.map(succeededBy)),
+            (counts) => victimDone + counts[0] + counts[1] >= urls.length ? counts : undefined
+          ),
+          { timeout: "10 seconds" }
+        )
         assert.isAbove(victimDone, 0, "the killed instance had done some work")
         for (const n of survivorsDone) assert.isAbove(n, 0, "every surviving instance did some work")
         assert.isAtLeast(victimDone + survivorsDone[0] + survivorsDone[1], urls.length)
