@@ -129,20 +129,14 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
         )
         assert.deepStrictEqual([done.succeeded, done.failed, done.pending], [urls.length, 0, 0])
 
-        // All three did part of the work; the survivors' share includes what the victim held. An instance counts a
-        // result once its commit has returned, a moment after another instance can read the job as completed: the
-        // counters are read until they add up to the job (the wait fails naming this if they never do).
-        const survivorsDone = yield* Wait.until(
-          "the survivors' counters to take in their last commits",
-          Effect.map(
-            Effect.all(survivors.map(succeededBy)),
-            (counts) => victimDone + counts[0] + counts[1] >= urls.length ? counts : undefined
-          ),
-          { timeout: "10 seconds" }
-        )
+        // All three did part of the work, and no result was counted twice. `victimDone` was read before the kill, so
+        // it undercounts what the victim committed (it kept committing until SIGKILL): the three counters cannot be
+        // expected to add up to the job, only to stay within it. That the survivors finished what the victim held is
+        // shown by the job completing above and by the refetches below, each after the victim's lease expired.
+        const survivorsDone = yield* Effect.all(survivors.map(succeededBy))
         assert.isAbove(victimDone, 0, "the killed instance had done some work")
         for (const n of survivorsDone) assert.isAbove(n, 0, "every surviving instance did some work")
-        assert.isAtLeast(victimDone + survivorsDone[0] + survivorsDone[1], urls.length)
+        assert.isAtMost(victimDone + survivorsDone[0] + survivorsDone[1], urls.length, "a result counted twice")
 
         // Every URL requested; more than once only if the victim's request was cut short by the kill.
         const all = hosts.flatMap((host) => host.requests())
