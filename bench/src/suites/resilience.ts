@@ -207,14 +207,11 @@ export const section = (all: ReadonlyArray<Measured>, sizes: Sizes): string => {
     promiseGoals(measured, overhead)
   ]
   // Where the no-timeout overhead goes, a finding when its target is missed and a note otherwise.
-  const withoutTimeout = "`CircuitBreaker.run` reads the clock (`Date.now()`, about 70 ns on this machine) " +
-    "twice on every successful call, once to decide and once in `settleClosed` to record the success " +
-    "(`packages/core/src/CircuitBreaker.ts`, `run` and `settleClosed`), although a closed breaker with a " +
-    "consecutive-failures policy needs no time for either: the two reads were 10 % of a CPU profile of this " +
-    "variant, and giving the breaker a clock that answers at once saved 50–100 ns of about 300 ns of overhead " +
-    "per call (both measured while this benchmark was written). The rest is four Effect operations per call " +
-    "(the `catchAll` of `RetryPolicy.make`, which also allocates its handler closure per call, and the " +
-    "`suspend`, `matchCauseEffect` and `succeed` of `CircuitBreaker.run`)."
+  const withoutTimeout = "The breaker reads no clock on this path: a closed breaker admits a call without one, and a " +
+    "consecutive-failures policy records a success without one (`packages/core/src/CircuitBreaker.ts`, `run` and " +
+    "`settleClosed`; the clock is read only when the circuit opens or is open), with handlers built once per " +
+    "breaker. What is left is three Effect operations per call beyond the call itself: the `catchAll` of " +
+    "`RetryPolicy.make` and the `suspend` and `matchCauseEffect` of `CircuitBreaker.run`."
   const findings: Array<string> = [
     withoutOk && withoutVsOk
       ? `Where the ${num(overhead(spindle))} ns without a timeout go: ${withoutTimeout}`
