@@ -154,11 +154,13 @@ describe("Harvest's fetch policy (the registry's entry fetch)", () => {
       const error = yield* Effect.flip(configFrom({
         MAX_CONCURRENCY: "0",
         POLICY_FETCH_BREAKER_RATIO: "2",
-        POLICY_FETCH_HEDGE_DELAY: "100 millis"
+        POLICY_FETCH_HEDGE_DELAY: "100 millis",
+        POLICY_FECTH_RETRY_MAX_ATTEMPTS: "5"
       }))
       assert.strictEqual(error._tag, "InvalidEnvironment")
       assert.deepStrictEqual(error.problems.map((p) => p.variable).sort(), [
         "MAX_CONCURRENCY",
+        "POLICY_FECTH_RETRY_MAX_ATTEMPTS",
         "POLICY_FETCH_BREAKER_RATIO",
         "POLICY_FETCH_HEDGE_DELAY"
       ])
@@ -168,6 +170,7 @@ describe("Harvest's fetch policy (the registry's entry fetch)", () => {
         "POLICY_FETCH_BREAKER_RATIO: must be a number greater than 0 and at most 1, got \"2\""
       )
       assert.include(error.message, "the fetch policy has no hedge stage to tune")
+      assert.include(error.message, "POLICY_FECTH_RETRY_MAX_ATTEMPTS: no policy is named by this variable")
       // Within the registry's range but not the job contract's: a job's default must be a job's valid value.
       const beyond = yield* Effect.flip(configFrom({ POLICY_FETCH_RETRY_MAX_ATTEMPTS: "21" }))
       assert.strictEqual(

@@ -13,7 +13,9 @@
  * **Precedence.** An environment variable wins over the file, which wins over the entry's default in code.
  *
  * **Checked.** Only the stages an entry has in code can be tuned, every field of them; a key of another stage, of
- * an unknown field, or (in the file) of an unknown entry is an error, and so is every value out of its range.
+ * an unknown field, or of an unknown entry is an error, and so is every value out of its range: every variable under
+ * the prefix (`POLICY_…`) must name a setting of an entry, so a misspelt entry name (`POLICY_FETCHH_RETRY_…`) stops
+ * the start rather than being read by nobody.
  * Errors are `ConfigError.InvalidData` whose `path` is the key as written: the variable
  * (`["POLICY_FETCH_RETRY_MAX_ATTEMPTS"]`) or the file's path (`["policies", "fetch", "retry", "maxAttempts"]`), with
  * a message saying what was wrong, what is accepted and the key (`policies.fetch.retry.maxAttempts`) or the file;
@@ -649,7 +651,9 @@ export const load = <const D extends Readonly<Record<string, Definition>>>(
       file = { provider: ConfigProvider.fromJson(json), name }
     }
 
-    // Unknown variables under each entry's prefix.
+    // Unknown variables under the prefix: each belongs to the entry whose name it starts with (the longest, so that
+    // `POLICY_SEARCH_API_…` is `search-api`'s and not `search`'s), and one that starts with no entry's name is a
+    // policy the code does not define (a misspelt name would otherwise be read by nobody).
     const known = new Set<string>()
     for (const name of Object.keys(defaults)) {
       for (const stage of stageNames) {
@@ -657,20 +661,32 @@ export const load = <const D extends Readonly<Record<string, Definition>>>(
         for (const field of Object.keys(fields[stage])) known.add(variable(name, stage, field, prefix))
       }
     }
-    for (const name of Object.keys(defaults)) {
-      const present = stageNames.filter((stage) => defaults[name][stage] !== undefined)
-      for (const found of yield* variablesUnder(`${prefix}_${constantCase(name)}`)) {
-        if (known.has(found)) continue
-        const stage = stageNames.find((s) => found.startsWith(`${prefix}_${constantCase(name)}_${constantCase(s)}`))
+    const entries = Object.keys(defaults)
+      .map((name) => ({ name, start: `${prefix}_${constantCase(name)}_` }))
+      .sort((a, b) => b.start.length - a.start.length)
+    for (const found of yield* variablesUnder(prefix)) {
+      if (known.has(found)) continue
+      const entry = entries.find((e) => found.startsWith(e.start))
+      if (entry === undefined) {
         errors.push(invalid(
           [found],
-          stage !== undefined && !present.includes(stage)
-            ? unknownStage(name, stage, present)
-            : `not a setting of the ${name} policy; its variables: ${
-              [...known].filter((v) => v.startsWith(`${prefix}_${constantCase(name)}_`)).join(", ")
-            }`
+          `no policy is named by this variable; the policies are ${
+            entries.map((e) => `${e.name} (${e.start}…)`).sort().join(", ") || "none"
+          }`
         ))
+        continue
       }
+      const name = entry.name
+      const present = stageNames.filter((stage) => defaults[name][stage] !== undefined)
+      const stage = stageNames.find((s) => found.startsWith(`${entry.start}${constantCase(s)}`))
+      errors.push(invalid(
+        [found],
+        stage !== undefined && !present.includes(stage)
+          ? unknownStage(name, stage, present)
+          : `not a setting of the ${name} policy; its variables: ${
+            [...known].filter((v) => v.startsWith(entry.start)).join(", ")
+          }`
+      ))
     }
 
     // Each key: the environment, then the file, then the default.

@@ -213,6 +213,30 @@ describe("PolicyRegistry", () => {
       for (const problem of inFile) assert.include(problem.message, `(in ${file})`)
     }))
 
+  it.effect("a variable naming no entry is an error naming the policies; one that starts two names is the longer's", () =>
+    Effect.gen(function*() {
+      const found = yield* failsWith({ POLICY_FECTH_RETRY_MAX_ATTEMPTS: "5", POLICY_FETCH_RETRY_MAX_ATTEMPTS: "4" })
+      assert.deepStrictEqual(found.map((p) => p.path), ["POLICY_FECTH_RETRY_MAX_ATTEMPTS"])
+      assert.include(found[0].message, "no policy is named by this variable")
+      assert.include(found[0].message, "everything (POLICY_EVERYTHING_…), fetch (POLICY_FETCH_…)")
+
+      // `search` and `search-api`: a misspelt field of `search-api` is reported once, as search-api's.
+      const overlapping = (entries: Record<string, string>) =>
+        PolicyRegistry.load({ search: { retry: { maxAttempts: 2 } }, "search-api": { retry: { maxAttempts: 3 } } })
+          .pipe(
+            Effect.withConfigProvider(env(entries)),
+            Effect.provide(NodeFileSystem.layer)
+          )
+      const tuned = yield* overlapping({
+        POLICY_SEARCH_API_RETRY_MAX_ATTEMPTS: "7",
+        POLICY_SEARCH_RETRY_MAX_ATTEMPTS: "1"
+      })
+      assert.deepStrictEqual([tuned.search.retry?.maxAttempts, tuned["search-api"].retry?.maxAttempts], [1, 7])
+      const misspelt = problems(yield* Effect.flip(overlapping({ POLICY_SEARCH_API_RETRY_MAX_ATEMPTS: "7" })))
+      assert.strictEqual(misspelt.length, 1)
+      assert.include(misspelt[0].message, "not a setting of the search-api policy")
+    }))
+
   it.effect("a missing or malformed file fails naming POLICIES_FILE", () =>
     Effect.gen(function*() {
       const missing = yield* failsWith({ POLICIES_FILE: path.join(os.tmpdir(), "no-such-dir-spindle", "p.json") })

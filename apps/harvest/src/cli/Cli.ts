@@ -3,9 +3,10 @@
  *
  * There is one code path: every command talks to Harvest's public HTTP API. With `--server` (or `HARVEST_SERVER`)
  * that is a running server; otherwise (`--local`, the default) the command starts Harvest's own layers in this
- * process and talks to it over loopback. That Harvest reads the server's environment (`HarvestConfig.config`:
- * `DATA_DIR`, `DATABASE_URL`, `REDIS_URL`, `MAX_CONCURRENCY`, …), the command's flags taking precedence, except what
- * would expose it or slow its Ctrl-C: it listens on a free loopback port with a bearer token made for the run (not
+ * process and talks to it over loopback. That Harvest reads the server's environment
+ * (`HarvestConfig.fromEnvironment`: `DATA_DIR`, `DATABASE_URL`, `REDIS_URL`, `MAX_CONCURRENCY`, the fetch policy's
+ * `POLICY_FETCH_*` and `POLICIES_FILE`, …), the command's flags taking precedence, except what would expose it or
+ * slow its Ctrl-C: it listens on a free loopback port with a bearer token made for the run (not
  * `PORT`, `HOST`, `API_TOKEN`) and gives in-flight fetches no grace (not `SHUTDOWN_GRACE_MS`). When the command ends
  * (or Ctrl-C interrupts it) those layers shut down: in-flight fetches interrupted, their items released back to
  * pending, no temp file left.
