@@ -16,7 +16,9 @@
  * timeout, a breaker, a retry and a fallback (on the live clock) calls the function directly, times it with an entry
  * in the core's deadline timer and counts its success on the breaker synchronously; a failure, or the timeout
  * firing, continues in a fiber through the same stages, that attempt counted as the first. Every other stage waits
- * on each call (a permit, a token, a hedge, a deadline), so its policy runs every call in a fiber.
+ * on each call (a permit, a token, a hedge, a deadline), so its policy runs every call in a fiber. When nothing but
+ * the function can end such a call (no signal of the caller's, no attempt timeout, a function that declares no
+ * signal parameter), its Promise is a single `then` on the function's.
  *
  * **Cancellation is an `AbortSignal`, end to end.** The function gets a signal of its own for each attempt (each hedged
  * attempt included), aborted when the attempt's timeout or the deadline passes, when another hedged attempt has
@@ -344,7 +346,10 @@ export interface Policy<out B = never> extends AsyncDisposable {
   readonly runtime: Runtime.Runtime<never>
   /**
    * Aborts every call in flight (they reject with `DisposedError`), refuses later calls, and releases the runtime.
-   * Resolves once the calls in flight have ended. Also `[Symbol.asyncDispose]`, for `await using`.
+   * Resolves once the calls in flight have ended. Also `[Symbol.asyncDispose]`, for `await using`. A call that
+   * nothing can abort (run outside the runtime, see the module's notes, with no signal of the caller's, no attempt
+   * timeout and a function that declares no signal parameter) rejects with `DisposedError` when its function
+   * settles, and counts for nothing; `dispose` does not wait for it.
    */
   readonly dispose: () => Promise<void>
 }
@@ -443,13 +448,19 @@ const toEvent = (event: CorePolicy.Event): Event => {
   }
 }
 
-/** A call on the fast path, until it settles or enters the runtime. */
+/**
+ * A call on the fast path that something other than its function can end (the caller's signal, the attempt timeout,
+ * `dispose` aborting its signal), until it settles or enters the runtime: a node of the policy's list of such calls,
+ * linked in and out in constant time.
+ */
 interface FastCall {
   readonly controller: AbortController | undefined
   readonly reject: (reason: unknown) => void
   done: boolean
   /** The attempt timeout's entry, while armed. */
   entry: unknown
+  prev: FastCall | undefined
+  next: FastCall | undefined
 }
 
 /** Internal seams of the core (its internal/fastPath.ts), reached by their global symbols. */
@@ -605,7 +616,11 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
   const running = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   const listening = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   const fast = fastPathOf(core, managed === undefined)
-  const fastCalls = new Set<FastCall>()
+  // Fast calls that can be ended from outside, linked from `fastCalls` (the newest first).
+  let fastCalls: FastCall | undefined
+  let fastCount = 0
+  // Bare calls: on the fast path with nothing that could end them but their function (see `execute`), counted only.
+  let bareCalls = 0
   let disposed = false
   let disposing: Promise<void> | undefined
 
@@ -662,16 +677,25 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
       fast.succeeded()
       return Promise.resolve(result as Awaited<A>)
     }
-    const pending = result
     const timeout = fast.timeout
+    if (controller === undefined && signal === undefined && timeout === undefined && result instanceof Promise) {
+      // A bare call: nothing but its function can end it (no signal of the caller's, none of its own to abort, no
+      // timeout), so the call's Promise is the one `then` on the function's, with the policy's own success handler;
+      // `dispose` cannot end such a call sooner than its function, which then settles it with `DisposedError`.
+      bareCalls++
+      return result.then(bareSucceeded, (error) => bareFailed(error, fn)) as Promise<Awaited<A>>
+    }
+    const pending = result
     return new Promise((resolve, reject) => {
-      const call: FastCall = { controller, reject, done: false, entry: undefined }
-      fastCalls.add(call)
+      const call: FastCall = { controller, reject, done: false, entry: undefined, prev: undefined, next: fastCalls }
+      if (fastCalls !== undefined) fastCalls.prev = call
+      fastCalls = call
+      fastCount++
       let onAbort: (() => void) | undefined
       /** Ends the call's fast part: nothing later settles it from here. */
       const finish = () => {
         call.done = true
-        fastCalls.delete(call)
+        unlink(call)
         if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort)
       }
       if (signal !== undefined) {
@@ -713,6 +737,32 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
     })
   }
 
+  /** Takes a fast call out of the list (once: `done` guards every caller). */
+  const unlink = (call: FastCall): void => {
+    fastCount--
+    if (call.prev === undefined) fastCalls = call.next
+    else call.prev.next = call.next
+    if (call.next !== undefined) call.next.prev = call.prev
+    call.prev = undefined
+    call.next = undefined
+  }
+
+  // A bare call's outcome. After `dispose` it counts for nothing and rejects with `DisposedError`, as a call the
+  // policy aborted does; before, a success is counted on the closed breaker and a failure continues in the runtime,
+  // as every fast call's does.
+  const bareSucceeded = (value: unknown): unknown => {
+    bareCalls--
+    if (disposed) throw new Errors.DisposedError(name)
+    fast!.succeeded()
+    return value
+  }
+
+  const bareFailed = (error: unknown, fn: (signal: AbortSignal) => unknown): Promise<never> => {
+    bareCalls--
+    if (disposed) return Promise.reject(new Errors.DisposedError(name))
+    return new Promise((resolve, reject) => runFiber(fast!.failed(error, fn), undefined, resolve, reject))
+  }
+
   const subscribe = (listener: (event: Event) => void): () => void => {
     if (disposed) return () => {}
     const deliver = (event: CorePolicy.Event) =>
@@ -734,13 +784,14 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
   const dispose = (): Promise<void> => {
     if (disposing !== undefined) return disposing
     disposed = true
-    for (const call of fastCalls) {
+    for (let call = fastCalls; call !== undefined; call = call.next) {
       call.done = true
       if (call.entry !== undefined) fast!.timeout!.disarm(call.entry)
       call.controller?.abort()
       call.reject(new Errors.DisposedError(name))
     }
-    fastCalls.clear()
+    fastCalls = undefined
+    fastCount = 0
     const ended = Array.from([...running, ...listening], (fiber) =>
       new Promise<void>((resolve) => {
         fiber.addObserver(() => resolve())
@@ -756,7 +807,7 @@ export const make = <const O extends Options>(input: O, options?: MakeOptions): 
     stages: core.stages,
     execute,
     subscribe,
-    inFlight: () => running.size + fastCalls.size,
+    inFlight: () => running.size + fastCount + bareCalls,
     circuitState: () => breaker === undefined ? undefined : stateOf(runSync(breaker.state)),
     isolate: () => {
       if (breaker !== undefined) runSync(breaker.isolate)

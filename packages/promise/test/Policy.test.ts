@@ -589,6 +589,106 @@ describe("Policy.execute without the runtime (breaker closed, retry, fallback: n
   })
 })
 
+describe("Policy.execute on the fast path: calls in flight", () => {
+  /** A Promise the test settles by hand (a function that declares no signal parameter). */
+  const deferred = <A>() => {
+    let resolve!: (value: A) => void
+    let reject!: (error: unknown) => void
+    const promise = new Promise<A>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    return { promise, resolve, reject }
+  }
+
+  it("a bare call (no signal either way, no timeout) is counted in flight and settles through the policy", async () => {
+    const policy = Policy.make({
+      breaker: { policy: CircuitBreaker.consecutiveFailures(2), cooldown: "1 hour" },
+      retry: { maxAttempts: 2, base: 1 }
+    })
+    try {
+      const first = deferred<string>()
+      const second = deferred<string>()
+      const a = policy.execute(() => first.promise)
+      const b = policy.execute(() => second.promise)
+      expect(policy.inFlight()).toBe(2)
+      second.resolve("b")
+      await expect(b).resolves.toBe("b")
+      expect(policy.inFlight()).toBe(1)
+      // A failure continues in the runtime: counted by the breaker and retried (the second attempt gets the same
+      // rejected Promise), so two failures open the breaker and the call rejects with the error unchanged.
+      const down = new HttpError(503)
+      first.reject(down)
+      expect(await a.catch((e) => e)).toBe(down)
+      expect(policy.inFlight()).toBe(0)
+      expect(policy.circuitState()).toBe("open")
+    } finally {
+      await policy.dispose()
+    }
+  })
+
+  it("the caller's signal aborted mid-call rejects with its reason, also for a function that takes no signal", async () => {
+    const policy = Policy.make({ breaker: { policy: CircuitBreaker.consecutiveFailures(1), cooldown: "1 hour" } })
+    try {
+      const callers = [new AbortController(), new AbortController(), new AbortController()]
+      const pending = [deferred<string>(), deferred<string>(), deferred<string>()]
+      const calls = pending.map((d, i) =>
+        policy.execute(() => d.promise, { signal: callers[i].signal }).catch((e) => e)
+      )
+      expect(policy.inFlight()).toBe(3)
+      // The middle call of the three leaves first, then the newest settles: the others are unaffected.
+      const reason = new Error("gone")
+      callers[1].abort(reason)
+      expect(await calls[1]).toBe(reason)
+      expect(policy.inFlight()).toBe(2)
+      pending[2].resolve("third")
+      expect(await calls[2]).toBe("third")
+      // The aborted call's function fails later: nothing counts it, the breaker stays closed.
+      pending[1].reject(new HttpError(503))
+      pending[0].resolve("first")
+      expect(await calls[0]).toBe("first")
+      expect(policy.inFlight()).toBe(0)
+      expect(policy.circuitState()).toBe("closed")
+    } finally {
+      await policy.dispose()
+    }
+  })
+
+  it("dispose rejects calls it can end at once; a bare call rejects when its function settles, counted for nothing", async () => {
+    const policy = Policy.make({ breaker: { policy: CircuitBreaker.consecutiveFailures(1), cooldown: "1 hour" } })
+    const bare = deferred<string>()
+    const bareFailing = deferred<string>()
+    const withCaller = deferred<string>()
+    const signals: Array<AbortSignal> = []
+    const calls = [
+      policy.execute(() => bare.promise).catch((e) => e),
+      policy.execute(() => bareFailing.promise).catch((e) => e),
+      policy.execute(() => withCaller.promise, { signal: new AbortController().signal }).catch((e) => e),
+      policy.execute((signal) => {
+        signals.push(signal)
+        return new Promise<string>(() => {})
+      }).catch((e) => e)
+    ]
+    expect(policy.inFlight()).toBe(4)
+    // dispose does not wait for the bare calls, which nothing can end sooner than their functions.
+    await policy.dispose()
+    expect(await calls[2]).toBeInstanceOf(Errors.DisposedError)
+    expect(await calls[3]).toBeInstanceOf(Errors.DisposedError)
+    expect(signals[0].aborted).toBe(true)
+    expect(policy.inFlight()).toBe(2)
+    bare.resolve("too late")
+    bareFailing.reject(new HttpError(503))
+    const [late, failed] = [await calls[0], await calls[1]]
+    expect(late).toBeInstanceOf(Errors.DisposedError)
+    expect(failed).toBeInstanceOf(Errors.DisposedError)
+    expect(failed.policy).toBe("default")
+    expect(policy.inFlight()).toBe(0)
+    // Neither the success nor the failure after dispose was counted.
+    expect(policy.circuitState()).toBe("closed")
+    withCaller.resolve("ignored")
+  })
+})
+
 describe("Errors.fromCore", () => {
   it("maps every core error to its class and leaves other values alone", () => {
     const open = new CircuitBreaker.CircuitOpen({ name: "b", retryAfter: Duration.seconds(1) })
