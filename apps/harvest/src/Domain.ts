@@ -73,7 +73,11 @@ export const ItemResult = Schema.Struct({
       "`unresolvable_host` (the host does not exist), `tls` (its certificate does not verify), `blocked_address`, " +
       "`circuit_open`, `cancelled`"
   }),
-  fileId: Schema.NullOr(Schema.String)
+  fileId: Schema.NullOr(Schema.String),
+  durationMs: Schema.optional(Schema.Number.annotations({
+    description: "Milliseconds from the item's processing start (a worker took it) to its outcome, its attempts, " +
+      "gate waits and backoffs included; absent for an item cancelled before its outcome"
+  }))
 }).annotations({ identifier: "ItemResult" })
 
 /**
@@ -454,3 +458,80 @@ export const Health = Schema.Struct({
   eventLoop: Schema.Struct({ p50Ms: Schema.Number, p99Ms: Schema.Number, maxMs: Schema.Number }),
   inFlight: Schema.Number.annotations({ description: "fetches in flight in this process" })
 }).annotations({ identifier: "Health" })
+
+/**
+ * `GET /jobs/:id/latency`'s body: the distribution of the job's settled items' `durationMs` (items settled before
+ * durations were recorded, and cancelled ones, are not counted), as counts per bucket, nearest-rank percentiles, and
+ * the slowest items.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const JobLatency = Schema.Struct({
+  jobId: Schema.String,
+  count: Schema.Number.annotations({ description: "items counted (settled, with a duration)" }),
+  minMs: Schema.NullOr(Schema.Number),
+  maxMs: Schema.NullOr(Schema.Number),
+  meanMs: Schema.NullOr(Schema.Number),
+  p50Ms: Schema.NullOr(Schema.Number),
+  p90Ms: Schema.NullOr(Schema.Number),
+  p99Ms: Schema.NullOr(Schema.Number),
+  buckets: Schema.Array(Schema.Struct({
+    leMs: Schema.NullOr(Schema.Number).annotations({ description: "the bucket's upper bound; null: no bound" }),
+    count: Schema.Number.annotations({ description: "items above the previous bound and at most this one" })
+  })),
+  slowest: Schema.Array(Schema.Struct({
+    url: Schema.String,
+    status: Schema.Literal("succeeded", "failed"),
+    durationMs: Schema.Number,
+    attempts: Schema.Number,
+    httpStatus: Schema.NullOr(Schema.Number),
+    errorCode: Schema.NullOr(Schema.String)
+  })).annotations({ description: "the ten slowest items, slowest first" })
+}).annotations({ identifier: "JobLatency" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type JobLatency = typeof JobLatency.Type
+
+const TraceSpan = Schema.Struct({
+  spanId: Schema.String,
+  parentSpanId: Schema.NullOr(Schema.String).annotations({ description: "null for the item's own span" }),
+  name: Schema.String,
+  kind: Schema.Literal("internal", "server", "client", "producer", "consumer"),
+  startMs: Schema.Number.annotations({ description: "milliseconds from the item's span's start" }),
+  durationMs: Schema.Number,
+  status: Schema.Literal("unset", "ok", "error"),
+  statusMessage: Schema.NullOr(Schema.String),
+  attributes: Schema.Record({ key: Schema.String, value: Schema.Union(Schema.String, Schema.Number, Schema.Boolean) }),
+  events: Schema.Array(Schema.Struct({
+    name: Schema.String,
+    atMs: Schema.Number.annotations({ description: "milliseconds from the item's span's start" })
+  }))
+}).annotations({ identifier: "TraceSpan" })
+
+/**
+ * `GET /jobs/:id/trace?url=`'s body: the item's latest trace from this instance's ring of recent traces, its spans
+ * in start order (parents before their children), timed from the item's span's start.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ItemTrace = Schema.Struct({
+  jobId: Schema.String,
+  url: Schema.String,
+  itemId: Schema.NullOr(Schema.Number),
+  traceId: Schema.String.annotations({ description: "the OpenTelemetry trace id, as exported over OTLP" }),
+  startedAt: Schema.String.annotations({ description: "ISO 8601: when the item's span started (its lease)" }),
+  durationMs: Schema.Number,
+  droppedSpans: Schema.Number.annotations({ description: "spans past the ring's limit per trace, not kept" }),
+  spans: Schema.Array(TraceSpan)
+}).annotations({ identifier: "ItemTrace" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ItemTrace = typeof ItemTrace.Type

@@ -8,7 +8,9 @@
  *
  * @since 0.1.0
  */
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { TokenBucketStore } from "@spindle/core"
 import { EventLoopMonitor, HttpDrain, LoadShedder, Shutdown } from "@spindle/node"
 import { RedisSlotStore, RedisTokenBucketStore } from "@spindle/redis"
@@ -47,11 +49,23 @@ const LimitStoreLive = Layer.unwrapEffect(Effect.map(
     })
 ))
 
+// Requests polled or scraped all day long (`/health` by load balancers, `/metrics` by Prometheus, the dashboard's page
+// and its snapshots): a trace of each would flood the tracing backend with traces of nothing. The API's routes keep
+// their server spans.
+const untracedPaths = new Set(["/", "/health", "/metrics", "/favicon.ico", "/openapi.json", "/docs"])
+const untracedRequest = (request: HttpServerRequest.HttpServerRequest) => {
+  const query = request.url.indexOf("?")
+  const path = query === -1 ? request.url : request.url.slice(0, query)
+  return untracedPaths.has(path) || path.startsWith("/dashboard/")
+}
+
 const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
   const routes = Layer.scopedDiscard(Effect.gen(function*() {
     const app = yield* Http.app
     const shedder = yield* LoadShedder.LoadShedder
-    yield* HttpServer.serveEffect(shedder.middleware(app))
+    yield* HttpServer.serveEffect(shedder.middleware(app)).pipe(
+      HttpMiddleware.withTracerDisabledWhenEffect(untracedRequest)
+    )
     const server = yield* HttpServer.HttpServer
     const address = server.address as HttpServer.TcpAddress
     yield* Effect.logInfo("Harvest listening").pipe(

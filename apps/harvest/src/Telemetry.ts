@@ -8,11 +8,13 @@
  * The hot path updates its metrics through hooks found once (`Recorder`), not by looking a metric's state up by its
  * labels on every update.
  *
- * Traces go over OTLP/HTTP when the OpenTelemetry environment names an endpoint (`tracingConfig`): each item is a
- * trace of its own (`harvest.item`, linked to its job), with a `harvest.host_gate` span for each wait at its host's
- * gate, a `GET` client span for each attempt (its body's writing, `harvest.body.write`, inside), and `harvest.settle`
- * for its result's commit; log lines carry the running span's `trace_id` and `span_id`. With no endpoint there is no
- * tracer at all, and the pipeline does no tracing work per item (`TracingRef` is `undefined`).
+ * Traces go over OTLP/HTTP when the OpenTelemetry environment names an endpoint (`tracingConfig`), and into the
+ * dashboard's ring of recent traces (`TraceRing`, `HARVEST_TRACE_RING`) either way: each item is a trace of its own
+ * (`harvest.item`, from its lease, linked to its job), with `harvest.queued` for its wait for a worker, a
+ * `harvest.host_gate` span for each wait at its host's gate, a `GET` client span for each attempt (its body's
+ * writing, `harvest.body.write`, inside), and `harvest.settle` for its result's commit; log lines carry the running
+ * span's `trace_id` and `span_id`. With no endpoint and the ring off there is no tracer at all, and the pipeline does
+ * no tracing work per item (`TracingRef` is `undefined`).
  *
  * @since 0.1.0
  */
@@ -22,7 +24,7 @@ import * as OtelResource from "@effect/opentelemetry/Resource"
 import * as OtelTracer from "@effect/opentelemetry/Tracer"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import type { Sampler } from "@opentelemetry/sdk-trace-base"
+import type { Sampler, SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -30,6 +32,7 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler
 } from "@opentelemetry/sdk-trace-base"
+import * as Arr from "effect/Array"
 import type * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -49,6 +52,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
 import { InvalidEnvironment } from "./HarvestConfig.js"
+import * as TraceRing from "./TraceRing.js"
 
 // 1 ms to about 33 s, doubling: a loopback fetch and a slow host's 30 s timeout both land in a bucket of their own.
 const secondsBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 })
@@ -246,8 +250,10 @@ export const layerPrometheus: Layer.Layer<Prometheus, never, OtelResource.Resour
  * `OTEL_SDK_DISABLED` (`true`: nothing is exported), `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL, e.g.
  * `http://collector:4318/v1/traces`) or else `OTEL_EXPORTER_OTLP_ENDPOINT` (the base URL, `/v1/traces` appended),
  * `OTEL_TRACES_SAMPLER` (`always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the default),
- * `parentbased_always_off`, `parentbased_traceidratio`) with `OTEL_TRACES_SAMPLER_ARG` (the ratio, default 1).
- * No endpoint: no tracer at all. A value Harvest cannot use stops it at start (`InvalidEnvironment`), like any other.
+ * `parentbased_always_off`, `parentbased_traceidratio`) with `OTEL_TRACES_SAMPLER_ARG` (the ratio, default 1); and
+ * Harvest's own `HARVEST_TRACE_RING` (default 1000, `0` turns it off): how many items' traces the dashboard's ring
+ * keeps (`TraceRing`). No endpoint and no ring: no tracer at all. A value Harvest cannot use stops it at start
+ * (`InvalidEnvironment`), like any other.
  *
  * @since 0.1.0
  * @category config
@@ -267,6 +273,13 @@ export const tracingConfig = Config.all({
   ratio: Config.number("OTEL_TRACES_SAMPLER_ARG").pipe(
     Config.validate({ message: "a ratio from 0 to 1", validation: (ratio) => ratio >= 0 && ratio <= 1 }),
     Config.withDefault(1)
+  ),
+  ring: Config.integer("HARVEST_TRACE_RING").pipe(
+    Config.validate({
+      message: "an integer from 0 (off) to 100000",
+      validation: (size) => size >= 0 && size <= 100_000
+    }),
+    Config.withDefault(1000)
   )
 }).pipe(Config.map((config) => ({
   ...config,
@@ -294,8 +307,8 @@ const samplerOf = (name: Config.Config.Success<typeof tracingConfig>["sampler"],
 }
 
 /**
- * The pipeline's side of tracing, present only while traces are exported: with no tracer, the pipeline does no
- * per-item tracing work at all (it asks once, at start, whether this is present).
+ * The pipeline's side of tracing, present while traces are exported or kept in the ring: with no tracer, the
+ * pipeline does no per-item tracing work at all (it asks once, at start, whether this is present).
  *
  * @since 0.1.0
  * @category models
@@ -367,17 +380,21 @@ const makeTracing = (tracer: Tracer.Tracer, clock: Clock.Clock): Tracing => {
 
 /**
  * Opens the span of one item (`harvest.item`, the root of its own trace), linked to its job: the job's id is a UUID,
- * whose 32 hex digits are the trace id the link names, so every item of a job links to one trace id. The span is
- * ended by whoever ends the item: `Results`, once its result is committed (with a `harvest.settle` child), or the
- * scheduler, when the item goes back to the queue.
+ * whose 32 hex digits are the trace id the link names, so every item of a job links to one trace id. The span starts
+ * when the item was leased (`leasedNanos`, a `leased` event marks it), with its wait for a worker until now as a
+ * `harvest.queued` child. It is ended by whoever ends the item: `Results`, once its result is committed (with a
+ * `harvest.settle` child), or the scheduler, when the item goes back to the queue.
  *
  * @since 0.1.0
  * @category tracing
  */
 export const openItem = (
   tracing: Tracing,
-  item: { readonly id: number; readonly url: string; readonly job: string; readonly attempts: number }
+  item: { readonly id: number; readonly url: string; readonly job: string; readonly attempts: number },
+  leasedNanos?: bigint
 ): Tracer.Span => {
+  const now = tracing.now()
+  const leased = leasedNanos !== undefined && leasedNanos < now ? leasedNanos : now
   const hex = item.job.replace(/-/g, "")
   const job = Tracer.externalSpan({ traceId: hex, spanId: hex.slice(0, 16), sampled: true })
   const span = tracing.open("harvest.item", {
@@ -388,9 +405,11 @@ export const openItem = (
       "harvest.item.id": item.id,
       "harvest.item.previous_attempts": item.attempts,
       "url.full": item.url
-    }
+    },
+    startNanos: leased
   })
-  span.event("leased", span.status.startTime)
+  span.event("leased", leased)
+  tracing.past("harvest.queued", span, leased, now)
   return span
 }
 
@@ -424,32 +443,42 @@ export const withTraceIds = <Message, Output>(self: Logger.Logger<Message, Outpu
   })
 
 /**
- * Traces over OTLP/HTTP (JSON) as `tracingConfig` says, in batches, under the resource from the environment; the
- * Effect tracer of everything built on this layer, and `TracingRef` for the pipeline. No endpoint (or
- * `OTEL_SDK_DISABLED=true`): nothing at all, not even a tracer.
+ * Traces over OTLP/HTTP (JSON) as `tracingConfig` says, in batches, under the resource from the environment, and the
+ * dashboard's ring of recent traces (`TraceRing`) fed from the same spans; the Effect tracer of everything built on
+ * this layer, and `TracingRef` for the pipeline. With no endpoint (or `OTEL_SDK_DISABLED=true`) but a ring, the tracer
+ * records items' traces into the ring only (`TraceRing.itemsOnlySampler`: other traces are not recorded) and exports
+ * nothing. With neither: nothing at all, not even a tracer.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerTracing: Layer.Layer<TracingRef, InvalidEnvironment> = Layer.unwrapEffect(
-  Effect.map(
-    Effect.mapError(tracingConfig, InvalidEnvironment.fromConfigError),
-    (config): Layer.Layer<TracingRef, InvalidEnvironment> => {
-      if (Option.isNone(config.url)) return Layer.succeed(TracingRef, undefined)
-      const url = config.url.value
-      const provider = NodeSdk.layerTracerProvider(new BatchSpanProcessor(new OTLPTraceExporter({ url })), {
-        sampler: samplerOf(config.sampler, config.ratio)
-      })
-      const ref = Layer.effect(TracingRef, Effect.zipWith(OtelTracer.make, Effect.clock, makeTracing))
-      const logger = Logger.replace(Logger.defaultLogger, withTraceIds(Logger.defaultLogger))
-      return Layer.mergeAll(ref, OtelTracer.layerWithoutOtelTracer, logger).pipe(
-        Layer.provide(OtelTracer.layerTracer),
-        Layer.provide(provider),
-        Layer.provide(layerResource)
-      )
-    }
+export const layerTracing: Layer.Layer<TracingRef | TraceRing.TraceRingRef, InvalidEnvironment> = Layer
+  .unwrapEffect(
+    Effect.map(
+      Effect.mapError(tracingConfig, InvalidEnvironment.fromConfigError),
+      (config): Layer.Layer<TracingRef | TraceRing.TraceRingRef, InvalidEnvironment> => {
+        const ring = TraceRing.make(config.ring)
+        const off = Layer.merge(Layer.succeed(TracingRef, undefined), Layer.succeed(TraceRing.TraceRingRef, ring))
+        const processors: Array<SpanProcessor> = []
+        if (ring.processor !== undefined) processors.push(ring.processor)
+        if (Option.isSome(config.url)) {
+          processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: config.url.value })))
+        }
+        if (!Arr.isNonEmptyArray(processors)) return off
+        const provider = NodeSdk.layerTracerProvider(processors, {
+          sampler: Option.isSome(config.url) ? samplerOf(config.sampler, config.ratio) : TraceRing.itemsOnlySampler
+        })
+        const ref = Layer.effect(TracingRef, Effect.zipWith(OtelTracer.make, Effect.clock, makeTracing))
+        const logger = Logger.replace(Logger.defaultLogger, withTraceIds(Logger.defaultLogger))
+        return Layer.mergeAll(ref, OtelTracer.layerWithoutOtelTracer, logger).pipe(
+          Layer.provide(OtelTracer.layerTracer),
+          Layer.provide(provider),
+          Layer.provide(layerResource),
+          Layer.merge(Layer.succeed(TraceRing.TraceRingRef, ring))
+        )
+      }
+    )
   )
-)
 
 /**
  * Harvest's telemetry: the Prometheus exposition, under the resource from the environment, and traces when an
@@ -458,7 +487,7 @@ export const layerTracing: Layer.Layer<TracingRef, InvalidEnvironment> = Layer.u
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Prometheus | TracingRef, InvalidEnvironment> = Layer.merge(
+export const layer: Layer.Layer<Prometheus | TracingRef | TraceRing.TraceRingRef, InvalidEnvironment> = Layer.merge(
   layerPrometheus.pipe(Layer.provide(layerResource)),
   layerTracing
 )

@@ -69,6 +69,9 @@ const contract: ReadonlyArray<readonly [string, string]> = [
   ["get", "/jobs/{id}"],
   ["get", "/jobs/{id}/results"],
   ["get", "/jobs/{id}/export"],
+  // Additions of issue 20, for the dashboard: a job's latency histogram, an item's trace.
+  ["get", "/jobs/{id}/latency"],
+  ["get", "/jobs/{id}/trace"],
   ["delete", "/jobs/{id}"],
   ["get", "/files/{fileId}"],
   ["get", "/health"],

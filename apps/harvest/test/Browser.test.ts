@@ -341,6 +341,133 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
   )
 
   it.scopedLive(
+    "a job's latency histogram, and a retried URL's waterfall: gate waits, two attempts (the first a 500), the backoff",
+    () =>
+      Effect.gen(function*() {
+        const upstream = yield* Upstream.make()
+        const harvest = yield* Harness.inProcess({ maxConcurrency: 32 })
+        const flaky = upstream.url(`/flaky?fail=1&key=${crypto.randomUUID()}&status=500&bytes=300`)
+        const slow = upstream.url("/slow?latency=600&bytes=1000")
+        const id = yield* harvest.submit({ urls: [flaky, slow], maxAttempts: 3 })
+        yield* harvest.waitFor(id, "completed")
+        const results = yield* harvest.results(id)
+        const flakyResult = results.find((r) => r.url === flaky)
+        assert.deepStrictEqual([flakyResult.status, flakyResult.attempts], ["succeeded", 2])
+        // The API's trace of the retried URL: the page must draw exactly this. (An item's span ends right after its
+        // commit, a moment after the job reads as completed.)
+        const route = `/jobs/${id}/trace?url=${encodeURIComponent(flaky)}`
+        const until = Date.now() + 10_000
+        let reply = yield* harvest.call("GET", route)
+        while (reply.status === 404 && Date.now() < until) {
+          yield* Effect.sleep("20 millis")
+          reply = yield* harvest.call("GET", route)
+        }
+        assert.strictEqual(reply.status, 200, reply.text)
+        const trace = reply.json as { durationMs: number; spans: Array<{ spanId: string; name: string }> }
+
+        const { errors, page } = yield* browser
+        const rows = yield* Effect.promise(async () => {
+          await page.goto(harvest.base)
+          await page.waitForSelector("#conn.live")
+          await page.getByRole("button", { name: `Latency of job ${id.slice(0, 8)}` }).click()
+
+          // The histogram: both items counted, the three percentiles marked.
+          await page.getByRole("img", { name: /^Latency histogram of job .*: 2 items · p50/ }).waitFor()
+          const bars = await page.$$eval("#histogram rect.bucket", (rects: Array<any>) =>
+            rects.map((r) => Number(r.getAttribute("data-count"))))
+          assert.strictEqual(
+            bars.reduce((a, b) =>
+              a + b, 0),
+            2
+          )
+          const marks = await page.$$eval(
+            "#histogram line[data-percentile]",
+            (lines: Array<any>) => lines.map((l) => l.getAttribute("data-percentile"))
+          )
+          assert.deepStrictEqual(marks, ["p50", "p90", "p99"])
+          // The slowest items, slowest first, as their results' durations say.
+          const byDuration = [...results].sort((a, b) => b.durationMs - a.durationMs).map((r) => r.url)
+          const listed = await page.$$eval(
+            "#slowest button[data-url]",
+            (buttons: Array<any>) => buttons.map((b) => b.getAttribute("data-url"))
+          )
+          assert.deepStrictEqual(listed, byDuration)
+
+          // The retried URL's waterfall.
+          await page.getByRole("button", { name: `Waterfall of ${flaky}` }).click()
+          await page.waitForSelector("#waterfall-spans li[data-name='harvest.settle']")
+          assert.isTrue(await page.getByRole("list", { name: "Spans of the item's trace" }).isVisible())
+          await page.getByRole("listitem", { name: /^Attempt 1, status 500, error http_status/ }).waitFor()
+          await page.getByRole("listitem", { name: /^Attempt 2, status 200/ }).waitFor()
+          fs.mkdirSync(artifacts, { recursive: true })
+          await page.screenshot({ path: path.join(artifacts, "dashboard-waterfall.png"), fullPage: true })
+          return page.$$eval("#waterfall-spans li", (items: Array<any>) =>
+            items.map((li) => ({
+              name: li.getAttribute("data-name") as string,
+              start: Number(li.getAttribute("data-start")),
+              duration: Number(li.getAttribute("data-duration")),
+              depth: Number(li.getAttribute("data-depth")),
+              http: li.getAttribute("data-http-status") as string | null,
+              left: li.querySelector(".bar").getBoundingClientRect().left as number
+            })))
+        })
+
+        // Harvest's own steps, in order (Spindle's operations may add spans of their own between them).
+        const ours = rows.filter((r) =>
+          [
+            "harvest.item",
+            "harvest.queued",
+            "harvest.host_gate",
+            "GET",
+            "backoff",
+            "harvest.body.write",
+            "harvest.settle"
+          ]
+            .includes(r.name)
+        )
+        assert.deepStrictEqual(ours.map((r) => r.name), [
+          "harvest.item",
+          "harvest.queued",
+          "harvest.host_gate",
+          "GET",
+          "backoff",
+          "harvest.host_gate",
+          "GET",
+          "harvest.body.write",
+          "harvest.settle"
+        ])
+        const [item, queued, gate1, get1, backoff, gate2, get2, write, settle] = ours
+        assert.deepStrictEqual([get1.http, get2.http], ["500", "200"])
+        // Every span the API returned is drawn, with the API's numbers (the backoff is the page's own row).
+        assert.strictEqual(rows.filter((r) => r.name !== "backoff").length, trace.spans.length)
+        assert.strictEqual(item.duration, trace.durationMs)
+        // Nested by parent: the body's writing inside the second attempt.
+        assert.strictEqual(write.depth, get2.depth + 1)
+        // Offsets in order, each step after the one before (0.002 ms: the API rounds to microseconds).
+        const end = (r: { start: number; duration: number }) => r.start + r.duration
+        const steps = [queued, gate1, get1, backoff, gate2, get2, settle]
+        for (let i = 1; i < steps.length; i++) {
+          assert.isAtLeast(steps[i].start, end(steps[i - 1]) - 0.002, `${steps[i].name} after ${steps[i - 1].name}`)
+        }
+        assert.isTrue(write.start >= get2.start - 0.002 && end(write) <= end(get2) + 0.002, "the write in its attempt")
+        // The backoff row spans exactly the gap between the first attempt and the next gate wait.
+        assert.approximately(backoff.start, end(get1), 0.002)
+        assert.approximately(end(backoff), gate2.start, 0.002)
+        // The steps add up to the item: what they leave unaccounted (hand-offs between them, the result's batching
+        // window) is at most 50 ms plus 10 % of the item on a busy machine.
+        const accounted = steps.reduce((sum, r) => sum + r.duration, 0)
+        assert.isAtMost(accounted, item.duration + 0.002)
+        assert.isAtMost(item.duration - accounted, 50 + item.duration * 0.1, JSON.stringify(ours))
+        // The item's span (lease to commit) covers the result's duration (a worker taking it to its outcome).
+        assert.isAtLeast(item.duration + 1, flakyResult.durationMs)
+        // Drawn to scale: bars offset left to right in time.
+        assert.isTrue(get1.left < backoff.left && backoff.left <= gate2.left && gate2.left <= get2.left)
+        assert.deepStrictEqual(errors, [])
+      }),
+    60_000
+  )
+
+  it.scopedLive(
     "a local fault shows as a banner naming its reason while it lasts, and the banner goes once it clears",
     () =>
       Effect.gen(function*() {

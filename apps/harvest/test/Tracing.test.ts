@@ -12,6 +12,7 @@ import { spawn } from "node:child_process"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Telemetry from "../src/Telemetry.js"
+import * as TraceRing from "../src/TraceRing.js"
 import * as Harness from "./harness.js"
 
 // An OTLP/HTTP (JSON) receiver on loopback: what a collector would be sent, body by body.
@@ -107,6 +108,12 @@ describe("Tracing", () => {
       // A sampler the specification does not name, or a ratio past 1, is refused rather than ignored.
       assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER: "sometimes" }))))
       assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER_ARG: "1.5" }))))
+      // The dashboard's ring: 1000 items' traces unless told, 0 turns it off, anything else is refused.
+      assert.strictEqual((yield* settings({})).ring, 1000)
+      assert.strictEqual((yield* settings({ HARVEST_TRACE_RING: "0" })).ring, 0)
+      for (const bad of ["-1", "many", "1.5", "100001"]) {
+        assert.isTrue(Either.isLeft(yield* Effect.either(settings({ HARVEST_TRACE_RING: bad }))), bad)
+      }
     }))
 
   it.scopedLive("a value Harvest cannot use stops it at start: one line naming the variable, exit 2", () =>
@@ -128,11 +135,42 @@ describe("Tracing", () => {
       assert.notInclude(result.output, "    at ", "no stack trace")
     }))
 
-  it.scoped("with no endpoint there is no tracer: the pipeline sees no tracing", () =>
+  it.scoped("with no endpoint and the ring off there is no tracer: the pipeline sees no tracing", () =>
     Effect.gen(function*() {
       const context = yield* Layer.build(Telemetry.layerTracing)
       assert.isUndefined(Context.get(context, Telemetry.TracingRef))
-    }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))))
+      assert.strictEqual(Context.get(context, TraceRing.TraceRingRef).capacity, 0)
+    }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["HARVEST_TRACE_RING", "0"]])))))
+
+  it.scoped("with no endpoint but the ring on, a tracer records items' traces (and only those) into the ring", () =>
+    Effect.gen(function*() {
+      const tracing = yield* Telemetry.TracingRef
+      const ring = yield* TraceRing.TraceRingRef
+      assert.isDefined(tracing)
+      assert.strictEqual(ring.capacity, 3)
+      const job = crypto.randomUUID()
+      const traced = (i: number) =>
+        Effect.gen(function*() {
+          const item = Telemetry.openItem(tracing!, { id: i, url: `http://x/${i}`, job, attempts: 0 })
+          yield* Effect.withSpan(Effect.void, "inside").pipe(Effect.withParentSpan(item))
+          Telemetry.endItem(tracing!, item)
+        })
+      // Another trace (an HTTP request's, say) is not recorded at all.
+      yield* Effect.withSpan(Effect.void, "http.server GET")
+      for (let i = 0; i < 5; i++) yield* traced(i)
+      // Three kept, the oldest gone; each whole: the item, its wait for a worker, the span inside it.
+      assert.strictEqual(ring.size(), 3)
+      assert.isUndefined(ring.get(job, "http://x/1"))
+      const kept = ring.get(job, "http://x/4")!
+      assert.deepStrictEqual(kept.spans.map((s) => s.name).sort(), ["harvest.item", "harvest.queued", "inside"])
+      assert.strictEqual(kept.itemId, 4)
+      const root = kept.spans.find((s) => s.name === "harvest.item")!
+      assert.isNull(root.parentSpanId)
+      assert.isTrue(kept.spans.every((s) => s === root || s.parentSpanId === root.spanId))
+    }).pipe(
+      Effect.provide(Telemetry.layerTracing),
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["HARVEST_TRACE_RING", "3"]])))
+    ))
 
   it.effect("log lines carry the running span's trace and span ids, and only then", () => {
     const lines: Array<Record<string, unknown>> = []
@@ -152,6 +190,43 @@ describe("Tracing", () => {
     }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Telemetry.withTraceIds(capture))))
   })
 
+  it.scopedLive("polled routes make no traces: /health, /metrics and the dashboard's; the API's routes do", () =>
+    Effect.gen(function*() {
+      const otlp = yield* receiver
+      const upstream = yield* Upstream.make()
+      const provider = ConfigProvider.fromMap(new Map([["OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url]])).pipe(
+        ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+      )
+      const id = yield* Effect.scoped(Effect.gen(function*() {
+        const harvest = yield* Harness.inProcess()
+        for (let round = 0; round < 3; round++) {
+          for (const route of ["/health", "/metrics", "/", "/dashboard/state", "/metrics?x=1"]) {
+            assert.strictEqual((yield* harvest.call("GET", route)).status, 200, route)
+          }
+        }
+        const id = yield* harvest.submit({ urls: [upstream.url("/one")] })
+        yield* harvest.waitFor(id, "completed")
+        return id
+      })).pipe(Effect.withConfigProvider(provider))
+
+      const until = Date.now() + 10_000
+      const posted = () =>
+        spansOf(otlp.bodies).find((s) =>
+          s.kind === 2 && s.attributes["url.path"] === "/jobs" &&
+          s.attributes["http.request.method"] === "POST"
+        )
+      while (posted() === undefined && Date.now() < until) yield* Effect.sleep("20 millis")
+      const servers = spansOf(otlp.bodies).filter((s) => s.kind === 2)
+      assert.isDefined(posted(), `no POST /jobs server span among ${servers.map((s) => s.name).join(", ")}`)
+      const polled = servers.filter((s) =>
+        ["/health", "/metrics", "/"].includes(String(s.attributes["url.path"])) ||
+        String(s.attributes["url.path"]).startsWith("/dashboard/")
+      )
+      assert.deepStrictEqual(polled.map((s) => s.attributes["url.path"]), [])
+      // The job's own polling (GET /jobs/:id) is the API's, traced.
+      assert.isTrue(servers.some((s) => s.attributes["url.path"] === `/jobs/${id}`))
+    }))
+
   it.scopedLive("a URL retried once is one trace: item, host gate, two attempts, body written, settled", () =>
     Effect.gen(function*() {
       const otlp = yield* receiver
@@ -161,14 +236,34 @@ describe("Tracing", () => {
         new Map([["OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url], ["OTEL_SERVICE_NAME", "harvest-traced"]])
       ).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
 
-      // Harvest runs, and is shut down (its spans flushed), within this scope.
-      const job = yield* Effect.scoped(Effect.gen(function*() {
+      // Harvest runs, and is shut down (its spans flushed), within this scope; the dashboard's view of the trace is
+      // read meanwhile.
+      const { id: job, view } = yield* Effect.scoped(Effect.gen(function*() {
         const harvest = yield* Harness.inProcess()
         const id = yield* harvest.submit({ urls: [url], maxAttempts: 3 })
         yield* harvest.waitFor(id, "completed")
         const [result] = yield* harvest.results(id)
         assert.deepStrictEqual([result.status, result.attempts], ["succeeded", 2])
-        return id
+        // The item's span ends right after its commit, a moment after the job reads as completed.
+        const route = `/jobs/${id}/trace?url=${encodeURIComponent(url)}`
+        const until = Date.now() + 10_000
+        let reply = yield* harvest.call("GET", route)
+        while (reply.status === 404 && Date.now() < until) {
+          yield* Effect.sleep("20 millis")
+          reply = yield* harvest.call("GET", route)
+        }
+        assert.strictEqual(reply.status, 200, reply.text)
+        // Not kept: a URL that is no item of the job, and a request with no URL.
+        const missing = yield* harvest.call("GET", `/jobs/${id}/trace?url=${encodeURIComponent(url + "&other")}`)
+        assert.deepStrictEqual([missing.status, missing.json.error.code], [404, "trace_not_found"])
+        const bad = yield* harvest.call("GET", `/jobs/${id}/trace`)
+        assert.deepStrictEqual([bad.status, bad.json.error.code], [400, "invalid_field"])
+        const latency = yield* harvest.call("GET", `/jobs/${id}/latency`)
+        assert.strictEqual(latency.status, 200, latency.text)
+        assert.strictEqual(latency.json.count, 1)
+        assert.strictEqual(latency.json.p50Ms, result.durationMs)
+        assert.deepStrictEqual(latency.json.slowest.map((s: any) => [s.url, s.attempts]), [[url, 2]])
+        return { id, view: reply.json }
       })).pipe(Effect.withConfigProvider(provider))
 
       // The batch processor exports on shutdown; a body may still be on its way.
@@ -237,7 +332,36 @@ describe("Tracing", () => {
       const writes = trace.filter((s) => s.name === "harvest.body.write")
       assert.strictEqual(writes.length, 1)
       assert.strictEqual(writes[0].parentSpanId, second.spanId)
-      // The item's span covers its whole life, the commit included.
+      // The item's span covers its whole life, the commit included; it starts with the item's lease, its wait for a
+      // worker the first span in it.
       assert.isTrue(item!.end >= settle.end)
+      const [queued] = trace.filter((s) => s.name === "harvest.queued")
+      assert.strictEqual(queued?.parentSpanId, item!.spanId)
+      assert.isTrue(queued.start === item!.start && queued.end <= gate1.start)
+
+      // `GET /jobs/:id/trace` shows the very spans OTLP got, timed from the item's start, parents first.
+      assert.strictEqual(view.traceId, item!.traceId)
+      assert.deepStrictEqual([view.jobId, view.url, view.droppedSpans], [job, url, 0])
+      assert.deepStrictEqual(
+        view.spans.map((s: any) => s.spanId).sort(),
+        trace.map((s) => s.spanId).sort(),
+        "the same spans"
+      )
+      const ms = (nanos: bigint) => Number(nanos) / 1e6
+      for (const exported of trace) {
+        const shown = view.spans.find((s: any) => s.spanId === exported.spanId)
+        assert.strictEqual(shown.name, exported.name)
+        assert.strictEqual(shown.parentSpanId, exported.parentSpanId ?? null)
+        assert.approximately(shown.startMs, ms(exported.start - item!.start), 0.01, exported.name)
+        assert.approximately(shown.durationMs, ms(exported.end - exported.start), 0.01, exported.name)
+      }
+      assert.strictEqual(view.spans[0].name, "harvest.item")
+      assert.approximately(view.durationMs, ms(item!.end - item!.start), 0.01)
+      const attempts = view.spans.filter((s: any) => s.name === "GET")
+      assert.deepStrictEqual(attempts.map((s: any) => s.attributes["http.response.status_code"]), [500, 200])
+      assert.deepStrictEqual(attempts.map((s: any) => s.status), ["error", "ok"])
+      assert.include(attempts[0].statusMessage, "HTTP 500")
+      // Spindle's own operations may add events of their own (a bulkhead's admission, say): the lease is the first.
+      assert.deepStrictEqual([view.spans[0].events[0].name, view.spans[0].events[0].atMs], ["leased", 0])
     }))
 })

@@ -4,6 +4,11 @@
  * `EventSource` cannot), and submits, cancels and exports jobs through the public API. Every value from the server
  * reaches the DOM as text, never as markup.
  *
+ * A job's "Latency" button opens its details: a histogram of its items' durations with p50, p90 and p99 marked
+ * (`GET /jobs/:id/latency`), its slowest items, and for any of them its waterfall (`GET /jobs/:id/trace`): the spans
+ * of its trace as bars offset and sized by time, nested by parent, each attempt with its status code or error, and
+ * the gap before a retry drawn between two attempts.
+ *
  * The jobs list is a page of `GET /jobs`: which jobs it shows (the status filter, and "older" pages by the keyset
  * `nextCursor`) comes from that route, re-read every few seconds and whenever a snapshot shows a job appear or change
  * status; the snapshots only refresh the progress of the rows already shown. The page's own URL may carry `status`
@@ -124,6 +129,46 @@ textarea:focus, input:focus { outline: 2px solid var(--accent-soft); border-colo
   border: 1px solid #fcd34d; border-radius: 10px; background: var(--warn-soft); color: #78350f; font-size: 13px; }
 .degraded b { color: #92400e; }
 .degraded .mono { font-size: 12px; overflow-wrap: anywhere; }
+.details { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 8px 16px; padding: 4px 4px 0; }
+.details .chart svg { height: 210px; }
+.summary { margin: 0 16px 12px; font-size: 12.5px; color: var(--muted); font-variant-numeric: tabular-nums; }
+.sub-title { margin: 10px 12px 6px; font-size: 12.5px; font-weight: 650; }
+.slowest { margin: 0 12px 12px; padding: 0; list-style: none; font-size: 12.5px; }
+.slowest li { display: flex; gap: 8px; align-items: baseline; padding: 3px 0; border-bottom: 1px solid #f0f3f8; }
+.slowest li:last-child { border-bottom: 0; }
+button.link { border: 0; background: none; padding: 0; color: var(--accent); text-align: left; overflow: hidden;
+  text-overflow: ellipsis; white-space: nowrap; min-width: 0; flex: 1; font-family: ui-monospace, SFMono-Regular,
+  Menlo, Consolas, monospace; font-size: 12px; }
+button.link:hover { text-decoration: underline; background: none; }
+.slowest .quiet { white-space: nowrap; font-variant-numeric: tabular-nums; }
+.histogram .bucket { fill: #818cf8; } .histogram .bucket.empty { fill: #e0e7ff; }
+.histogram .pline { stroke-width: 1.4; stroke-dasharray: 3 2; }
+.histogram text.plabel { font-size: 10px; font-weight: 650; }
+.waterfall { border-top: 1px solid var(--line); padding: 0 0 12px; }
+.waterfall .sub-title { overflow-wrap: anywhere; }
+.spans { margin: 0; padding: 0 12px; list-style: none; font-size: 12px; }
+.spans li { display: grid; grid-template-columns: minmax(0, 280px) minmax(0, 1fr) 76px; gap: 10px; align-items: center;
+  padding: 2px 0; }
+.spans .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.spans .name .code { margin-left: 6px; padding: 0 5px; border-radius: 4px; font-size: 11px; background: var(--ok-soft);
+  color: var(--ok); }
+.spans .name .code.bad { background: var(--bad-soft); color: var(--bad); }
+.spans .name .err { margin-left: 6px; color: var(--bad); font-size: 11px; }
+.spans .track { position: relative; height: 14px; border-radius: 3px; background: #f5f7fb; overflow: visible; }
+.spans .bar { position: absolute; top: 2px; height: 10px; border-radius: 2px; min-width: 2px; background: #94a3b8; }
+.spans .dur { text-align: right; color: var(--muted); font-variant-numeric: tabular-nums; }
+.spans .k-item .bar { background: #cbd5e1; } .spans .k-queued .bar { background: #e2e8f0; }
+.spans .k-gate .bar { background: #f59e0b; } .spans .k-attempt .bar { background: #3b82f6; }
+.spans .k-attempt.error .bar { background: var(--bad); } .spans .k-write .bar { background: #16a34a; }
+.spans .k-settle .bar { background: #8b5cf6; }
+.spans .k-backoff .bar { background: repeating-linear-gradient(45deg, #fde68a 0 4px, #fffbeb 4px 8px);
+  border: 1px dashed #f59e0b; }
+.spans .k-backoff .name { color: var(--warn); font-style: italic; }
+.axis { display: grid; grid-template-columns: minmax(0, 280px) minmax(0, 1fr) 76px; gap: 10px; padding: 0 12px 4px;
+  font-size: 10.5px; color: var(--faint); }
+.axis .ticks { position: relative; height: 14px; }
+.axis .ticks span { position: absolute; transform: translateX(-50%); white-space: nowrap; }
+.axis .ticks span:first-child { transform: none; } .axis .ticks span:last-child { transform: translateX(-100%); }
 [hidden] { display: none !important; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
   clip: rect(0, 0, 0, 0); white-space: nowrap; border: 0; }
@@ -132,7 +177,8 @@ textarea:focus, input:focus { outline: 2px solid var(--accent-soft); border-colo
 #modal.show { display: flex; }
 #modal .card { width: 380px; padding: 20px; display: grid; gap: 12px; }
 #modal p { margin: 0; color: var(--muted); font-size: 13px; }
-@media (max-width: 980px) { main, .stats { grid-template-columns: 1fr; } .span2, .span3, .stats, .degraded { grid-column: auto; } }
+@media (max-width: 980px) { main, .stats, .details { grid-template-columns: 1fr; }
+  .span2, .span3, .stats, .degraded { grid-column: auto; } }
 `
 
 const body = String.raw`
@@ -199,8 +245,33 @@ const body = String.raw`
     </form>
     <div class="note">Everything here goes through the public API: <span class="mono">GET /jobs</span>,
       <span class="mono">POST /jobs</span>, <span class="mono">DELETE /jobs/:id</span>,
-      <span class="mono">GET /jobs/:id/export</span>. Live data streams from
+      <span class="mono">GET /jobs/:id/export</span>, <span class="mono">GET /jobs/:id/latency</span>,
+      <span class="mono">GET /jobs/:id/trace</span>. Live data streams from
       <span class="mono">GET /dashboard/events</span> (Server-Sent Events).</div>
+  </section>
+
+  <section class="card span3" id="details" aria-labelledby="details-title" hidden>
+    <div class="head"><h2 id="details-title">Latency</h2><span class="hint">item durations: from a worker taking the
+      item to its outcome</span>
+      <button type="button" id="details-close" style="margin-left: auto" aria-label="Close latency details">Close</button>
+    </div>
+    <div class="details">
+      <div>
+        <div class="chart histogram"><svg id="histogram" role="img" aria-label="Latency histogram"
+          viewBox="0 0 560 210"></svg></div>
+        <p class="summary" id="latency-summary" aria-live="polite"></p>
+      </div>
+      <div>
+        <h3 class="sub-title" id="slowest-title">Slowest items <span class="quiet">(click for the waterfall)</span></h3>
+        <ol class="slowest" id="slowest" aria-labelledby="slowest-title"></ol>
+      </div>
+    </div>
+    <section class="waterfall" id="waterfall" aria-labelledby="waterfall-title" hidden>
+      <h3 class="sub-title" id="waterfall-title">Waterfall</h3>
+      <div class="axis" id="waterfall-axis" aria-hidden="true"></div>
+      <ol class="spans" id="waterfall-spans" aria-label="Spans of the item's trace"></ol>
+      <p class="msg summary" id="waterfall-msg" role="status"></p>
+    </section>
   </section>
 
   <section class="card span2">
@@ -452,7 +523,9 @@ function jobRow(id) {
     cancel: h("button", { class: "danger", type: "button", "data-action": "cancel", "data-id": id,
       "aria-label": "Cancel job " + short }, "Cancel"),
     exp: h("button", { type: "button", "data-action": "export", "data-id": id, "aria-label": "Export job " + short },
-      "Export")
+      "Export"),
+    latency: h("button", { type: "button", "data-action": "latency", "data-id": id,
+      "aria-label": "Latency of job " + short }, "Latency")
   }
   const tr = h("tr", { "data-job": id },
     h("td", {}, h("span", { class: "mono", title: id }, short)),
@@ -460,7 +533,7 @@ function jobRow(id) {
     h("td", {}, h("div", { class: "progress" }, h("div", { class: "track" }, bars.s, bars.f, bars.r), cells.pct),
       cells.counts),
     h("td", {}, cells.created),
-    h("td", { class: "actions" }, cells.exp, " ", cells.cancel))
+    h("td", { class: "actions" }, cells.latency, " ", cells.exp, " ", cells.cancel))
   row = { tr, bars, cells }
   jobRows.set(id, row)
   return row
@@ -594,6 +667,227 @@ function render(snap) {
   last = snap
 }
 
+// --- a job's latency histogram (GET /jobs/:id/latency) and an item's waterfall (GET /jobs/:id/trace) ----------
+const details = { job: null, url: null, seq: 0, traceSeq: 0 }
+const msText = (v) => v === null || v === undefined ? "–"
+  : v < 10 ? (Math.round(v * 10) / 10) + " ms" : v < 10000 ? Math.round(v) + " ms" : (Math.round(v / 100) / 10) + " s"
+const leText = (le) => le === null ? "> 60 s" : le < 1000 ? "≤ " + le + " ms" : "≤ " + le / 1000 + " s"
+
+async function openDetails(id) {
+  details.job = id
+  details.url = null
+  $("details").hidden = false
+  $("details-title").textContent = "Latency of job " + id.slice(0, 8)
+  $("waterfall").hidden = true
+  $("slowest").replaceChildren()
+  $("histogram").replaceChildren()
+  $("latency-summary").textContent = "Loading…"
+  $("details").scrollIntoView({ block: "nearest" })
+  await loadLatency()
+}
+$("details-close").addEventListener("click", () => {
+  details.job = null
+  details.url = null
+  $("details").hidden = true
+})
+
+async function loadLatency() {
+  const id = details.job
+  if (!id) return
+  const mine = ++details.seq
+  try {
+    const res = await api("GET", "/jobs/" + id + "/latency")
+    if (!res.ok) throw new Error(await errorOf(res))
+    const latency = await res.json()
+    if (mine !== details.seq || details.job !== id) return
+    renderHistogram(latency)
+    renderSlowest(latency)
+  } catch (err) {
+    if (mine === details.seq) $("latency-summary").textContent = "Latency not read: " + String(err.message || err)
+  }
+}
+
+function renderHistogram(latency) {
+  const svg = $("histogram")
+  const W = Math.max(300, Math.round(svg.clientWidth || 560)), H = 210, L = 30, R = 10, T = 30, B = 22
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H)
+  const buckets = latency.buckets
+  let first = buckets.findIndex((b) => b.count > 0)
+  let lastIndex = buckets.length - 1 - [...buckets].reverse().findIndex((b) => b.count > 0)
+  if (first === -1) { first = 4; lastIndex = 9 }
+  // A little room either side, at least six buckets.
+  first = Math.max(0, first - 1)
+  lastIndex = Math.min(buckets.length - 1, Math.max(lastIndex + 1, first + 5))
+  const shown = buckets.slice(first, lastIndex + 1)
+  const top = Math.max(1, ...shown.map((b) => b.count))
+  const barW = (W - L - R) / shown.length
+  const y = (v) => T + (H - T - B) * (1 - v / top)
+  const nodes = []
+  // Whole counts only: 0, the top, and the middle when it is one.
+  for (const v of top % 2 === 0 ? [0, top / 2, top] : [0, top]) {
+    nodes.push(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#eef1f6" }))
+    nodes.push(Object.assign(s("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end" }), { textContent: String(v) }))
+  }
+  shown.forEach((b, i) => {
+    const x = L + i * barW
+    const rect = s("rect", { x: (x + 2).toFixed(1), y: y(b.count).toFixed(1), width: Math.max(1, barW - 4).toFixed(1),
+      height: Math.max(b.count ? 1 : 0, H - B - y(b.count)).toFixed(1), rx: 2,
+      class: "bucket" + (b.count ? "" : " empty"), "data-le": b.leMs === null ? "inf" : b.leMs, "data-count": b.count })
+    rect.append(Object.assign(s("title", {}), { textContent: leText(b.leMs) + ": " + b.count + " items" }))
+    nodes.push(rect)
+    nodes.push(Object.assign(s("text", { x: (x + barW / 2).toFixed(1), y: H - 6, "text-anchor": "middle" }),
+      { textContent: b.leMs === null ? "∞" : b.leMs < 1000 ? b.leMs + "ms" : b.leMs / 1000 + "s" }))
+  })
+  // A percentile's mark: in its bucket, placed by where it lies between the bucket's bounds.
+  const at = (v) => {
+    for (let i = 0; i < shown.length; i++) {
+      const upper = shown[i].leMs
+      const lower = first + i === 0 ? 0 : buckets[first + i - 1].leMs
+      if (upper === null || v <= upper) {
+        const frac = upper === null ? 0.5 : Math.min(1, Math.max(0, (v - lower) / Math.max(1e-9, upper - lower)))
+        return L + (i + frac) * barW
+      }
+    }
+    return W - R
+  }
+  const marks = [["p50", latency.p50Ms, "#4f46e5"], ["p90", latency.p90Ms, "#d97706"], ["p99", latency.p99Ms, "#dc2626"]]
+  marks.forEach(([name, v, color], k) => {
+    if (v === null) return
+    const x = at(v).toFixed(1)
+    nodes.push(s("line", { x1: x, x2: x, y1: T - 4, y2: H - B, stroke: color, class: "pline", "data-percentile": name,
+      "data-value": v }))
+    nodes.push(Object.assign(s("text", { x, y: 9 + k * 9, "text-anchor": "middle", fill: color, class: "plabel" }),
+      { textContent: name + " " + msText(v) }))
+  })
+  svg.replaceChildren(...nodes)
+  const summary = latency.count === 0 ? "No settled item with a duration yet."
+    : latency.count + " item" + (latency.count === 1 ? "" : "s") + " · p50 " + msText(latency.p50Ms) + " · p90 " +
+      msText(latency.p90Ms) + " · p99 " + msText(latency.p99Ms) + " · max " + msText(latency.maxMs)
+  $("latency-summary").textContent = summary
+  svg.setAttribute("aria-label", "Latency histogram of job " + latency.jobId.slice(0, 8) + ": " + summary)
+}
+
+function renderSlowest(latency) {
+  $("slowest").replaceChildren(...latency.slowest.map((item) => h("li", {},
+    h("button", { type: "button", class: "link", "data-url": item.url, title: item.url,
+      "aria-label": "Waterfall of " + item.url }, item.url),
+    h("span", { class: "quiet" }, msText(item.durationMs) + " · " +
+      (item.status === "succeeded" ? String(item.httpStatus) : (item.errorCode || "failed")) + " · " +
+      item.attempts + " attempt" + (item.attempts === 1 ? "" : "s")))))
+  if (!latency.slowest.length) $("slowest").append(h("li", { class: "quiet" }, "No settled item yet."))
+}
+$("slowest").addEventListener("click", (e) => {
+  const button = e.target.closest("button[data-url]")
+  if (button) openWaterfall(button.getAttribute("data-url"))
+})
+
+async function openWaterfall(url) {
+  const id = details.job
+  if (!id) return
+  const mine = ++details.traceSeq
+  details.url = url
+  $("waterfall").hidden = false
+  $("waterfall-title").textContent = "Waterfall of " + url
+  $("waterfall-spans").replaceChildren()
+  $("waterfall-axis").replaceChildren()
+  $("waterfall-msg").textContent = "Loading…"
+  try {
+    const res = await api("GET", "/jobs/" + id + "/trace?url=" + encodeURIComponent(url))
+    if (mine !== details.traceSeq) return
+    if (!res.ok) {
+      $("waterfall-msg").textContent = await errorOf(res)
+      return
+    }
+    const trace = await res.json()
+    if (mine !== details.traceSeq) return
+    renderWaterfall(trace)
+  } catch (err) {
+    if (mine === details.traceSeq) $("waterfall-msg").textContent = String(err.message || err)
+  }
+}
+
+const kindOf = (name) => name === "harvest.item" ? "item" : name === "harvest.queued" ? "queued"
+  : name === "harvest.host_gate" ? "gate" : name === "harvest.body.write" ? "write" : name === "harvest.settle" ? "settle"
+  : name === "GET" ? "attempt" : "other"
+
+// Bars offset and sized by time, nested by parent (children in start order under theirs), and between two attempts
+// the retry's backoff: from one attempt's end to the next one's wait at the gate (or the attempt itself).
+function renderWaterfall(trace) {
+  const spans = trace.spans
+  const total = Math.max(trace.durationMs, ...spans.map((x) => x.startMs + x.durationMs), 0.001)
+  const children = new Map()
+  const ids = new Set(spans.map((x) => x.spanId))
+  const roots = []
+  for (const span of spans) {
+    if (span.parentSpanId === null || !ids.has(span.parentSpanId)) roots.push(span)
+    else {
+      if (!children.has(span.parentSpanId)) children.set(span.parentSpanId, [])
+      children.get(span.parentSpanId).push(span)
+    }
+  }
+  const byStart = (a, b) => a.startMs - b.startMs
+  const attempts = spans.filter((x) => x.name === "GET").sort(byStart)
+  const gates = spans.filter((x) => x.name === "harvest.host_gate")
+  const backoffAfter = new Map()
+  attempts.forEach((attempt, i) => {
+    const next = attempts[i + 1]
+    if (!next) return
+    const end = attempt.startMs + attempt.durationMs
+    const gate = gates.filter((g) => g.startMs >= end - 0.001 && g.startMs <= next.startMs).sort(byStart)[0]
+    const until = gate ? gate.startMs : next.startMs
+    backoffAfter.set(attempt.spanId, { startMs: end, durationMs: Math.max(0, until - end), n: i + 1 })
+  })
+  const pct = (v) => (Math.max(0, Math.min(1, v / total)) * 100).toFixed(3) + "%"
+  const row = (kind, depth, name, label, detail, startMs, durationMs, data) => {
+    const li = h("li", Object.assign({ class: "k-" + kind + (data["data-status"] === "error" ? " error" : ""),
+      "data-start": String(startMs), "data-duration": String(durationMs), "data-depth": String(depth),
+      "data-name": name, "aria-label": label + ", " + msText(durationMs) + ", from " + msText(startMs) }, data),
+      h("span", { class: "name", title: name }, ...detail),
+      h("span", { class: "track" }, h("span", { class: "bar", style: "left: " + pct(startMs) + "; width: " +
+        pct(durationMs) })),
+      h("span", { class: "dur" }, msText(durationMs)))
+    li.querySelector(".name").style.paddingLeft = depth * 14 + "px"
+    return li
+  }
+  const rows = []
+  const visit = (span, depth) => {
+    const status = span.attributes["http.response.status_code"]
+    const error = span.attributes["error.type"] || (span.status === "error" ? span.statusMessage : null)
+    const detail = [span.name]
+    let label = span.name
+    if (span.name === "GET") {
+      const n = attempts.indexOf(span) + 1
+      detail[0] = "GET attempt " + n
+      label = "Attempt " + n
+      if (status !== undefined) {
+        detail.push(h("span", { class: "code" + (status >= 400 ? " bad" : "") }, String(status)))
+        label += ", status " + status
+      }
+    }
+    if (error) {
+      detail.push(h("span", { class: "err" }, String(error)))
+      label += ", error " + error
+    } else if (span.name === "GET" && span.attributes["http.response.body.size"] !== undefined) {
+      detail.push(h("span", { class: "quiet" }, " " + fmt(span.attributes["http.response.body.size"]) + " B"))
+    }
+    const data = { "data-status": span.status }
+    if (status !== undefined) data["data-http-status"] = String(status)
+    rows.push(row(kindOf(span.name), depth, span.name, label, detail, span.startMs, span.durationMs, data))
+    for (const child of (children.get(span.spanId) || []).sort(byStart)) visit(child, depth + 1)
+    const backoff = backoffAfter.get(span.spanId)
+    if (backoff) {
+      rows.push(row("backoff", depth, "backoff", "Retry backoff " + backoff.n, ["retry backoff"], backoff.startMs,
+        backoff.durationMs, { "data-status": "unset" }))
+    }
+  }
+  for (const root of roots.sort(byStart)) visit(root, 0)
+  $("waterfall-spans").replaceChildren(...rows)
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { style: "left: " + f * 100 + "%" }, msText(total * f)))
+  $("waterfall-axis").replaceChildren(h("span", {}, "span"), h("span", { class: "ticks" }, ...ticks), h("span", {}, ""))
+  $("waterfall-msg").textContent = spans.length + " spans · " + msText(trace.durationMs) + " from its lease · trace " +
+    trace.traceId + (trace.droppedSpans ? " · " + trace.droppedSpans + " spans not kept" : "")
+}
+
 // --- actions ------------------------------------------------------------------------------------------------
 function say(text, kind) {
   const m = $("msg")
@@ -636,7 +930,9 @@ $("jobs").addEventListener("click", async (e) => {
   if (!button) return
   const id = button.getAttribute("data-id")
   try {
-    if (button.getAttribute("data-action") === "cancel") {
+    if (button.getAttribute("data-action") === "latency") {
+      openDetails(id)
+    } else if (button.getAttribute("data-action") === "cancel") {
       button.disabled = true
       const res = await api("DELETE", "/jobs/" + id)
       if (!res.ok) return say(await errorOf(res), "err")
@@ -657,7 +953,13 @@ $("jobs").addEventListener("click", async (e) => {
   }
 })
 
-setInterval(() => { if (!document.hidden) loadJobs() }, REFRESH_MS)
+setInterval(() => {
+  if (document.hidden) return
+  loadJobs()
+  // A job still running: its histogram grows.
+  const shown = details.job && (live.get(details.job) || (list.items || []).find((job) => job.id === details.job))
+  if (shown && !finished(shown)) loadLatency()
+}, REFRESH_MS)
 document.addEventListener("visibilitychange", () => { if (!document.hidden) loadJobs() })
 loadJobs()
 connect()

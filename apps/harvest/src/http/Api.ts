@@ -50,7 +50,8 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", e
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", errorFields) {}
 
 /**
- * `404`: no such job, file or route (malformed ids included).
+ * `404`: no such job, file or route (malformed ids included), or (`code: trace_not_found`) no trace of the item in this
+ * instance's ring of recent traces.
  *
  * @since 0.1.0
  * @category errors
@@ -218,6 +219,38 @@ export class JobsGroup extends HttpApiGroup.make("jobs").add(
       OpenApi.Description,
       "Every settled item of the job, one `ItemResult` as JSON per line, read from the database page by page while " +
         "the response is written, so a job of any size is exported in constant memory."
+    )
+).add(
+  HttpApiEndpoint.get("latency", "/jobs/:id/latency")
+    .setPath(JobId)
+    .addSuccess(Domain.JobLatency)
+    .addError(NotFoundBody)
+    .annotate(OpenApi.Summary, "The distribution of a job's item durations: histogram, percentiles, slowest items")
+    .annotate(
+      OpenApi.Description,
+      "Each settled item's `durationMs` (from a worker taking it to its outcome) counted in fixed buckets (1 ms to " +
+        "60 s, roughly 1-2-5 steps, and one unbounded), with the count, min, max, mean, nearest-rank p50, p90 and p99, " +
+        "and the ten slowest items. Read from the job's results, so it covers every instance's items; items still " +
+        "pending or cancelled are not counted."
+    )
+).add(
+  HttpApiEndpoint.get("trace", "/jobs/:id/trace")
+    .setPath(JobId)
+    .setUrlParams(Schema.Struct({
+      url: Schema.String.annotations({ description: "the item's URL, as the job's results list it" })
+    }))
+    .addSuccess(Domain.ItemTrace)
+    .addError(BadRequestBody)
+    .addError(NotFoundBody)
+    .annotate(OpenApi.Summary, "An item's latest trace (its waterfall), from this instance's ring of recent traces")
+    .annotate(
+      OpenApi.Description,
+      "The spans of the item's latest trace as this instance recorded them (the same spans OTLP exports): " +
+        "`harvest.item` from its lease, `harvest.queued`, each `harvest.host_gate` wait, each attempt's `GET` " +
+        "client span (status code, error, body size) with `harvest.body.write`, and `harvest.settle`, each with its " +
+        "start offset and duration in milliseconds. The ring keeps the last `HARVEST_TRACE_RING` items' traces " +
+        "(1000 by default) of this instance only: `404 trace_not_found` for an item not traced here, evicted, still " +
+        "in flight, or when the ring is off."
     )
 ).add(
   HttpApiEndpoint.del("cancel", "/jobs/:id")

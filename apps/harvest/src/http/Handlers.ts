@@ -33,6 +33,7 @@ import * as Startup from "../Startup.js"
 import * as BodyStore from "../storage/BodyStore.js"
 import { Jobs } from "../storage/Jobs.js"
 import * as Telemetry from "../Telemetry.js"
+import * as TraceRing from "../TraceRing.js"
 import * as Api from "./Api.js"
 
 /**
@@ -117,6 +118,97 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, limit: number) =
       incoming.resume()
     })
   })
+
+// `GET /jobs/:id/latency`'s buckets: upper bounds in milliseconds, then one without a bound.
+const latencyBounds = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 60000]
+
+// A job's durations gathered from its results, one pass: counts per bucket, the durations (for the percentiles) and
+// the ten slowest items.
+const latencyOf = () => {
+  const counts = new Array<number>(latencyBounds.length + 1).fill(0)
+  const durations: Array<number> = []
+  const slowest: Array<Domain.JobLatency["slowest"][number]> = []
+  let sum = 0
+  const add = (result: Domain.ItemResult) => {
+    const duration = result.durationMs
+    if (duration === undefined) return
+    durations.push(duration)
+    sum += duration
+    let bucket = latencyBounds.findIndex((bound) => duration <= bound)
+    if (bucket === -1) bucket = latencyBounds.length
+    counts[bucket]++
+    if (slowest.length < 10 || duration > slowest[slowest.length - 1].durationMs) {
+      slowest.push({
+        url: result.url,
+        status: result.status,
+        durationMs: duration,
+        attempts: result.attempts,
+        httpStatus: result.httpStatus,
+        errorCode: result.error?.code ?? null
+      })
+      slowest.sort((a, b) => b.durationMs - a.durationMs)
+      if (slowest.length > 10) slowest.pop()
+    }
+  }
+  const view = (jobId: string): Domain.JobLatency => {
+    const sorted = Float64Array.from(durations).sort()
+    const n = sorted.length
+    const rank = (p: number) => n === 0 ? null : sorted[Math.max(0, Math.ceil(p * n) - 1)]
+    return {
+      jobId,
+      count: n,
+      minMs: n === 0 ? null : sorted[0],
+      maxMs: n === 0 ? null : sorted[n - 1],
+      meanMs: n === 0 ? null : Math.round((sum / n) * 1000) / 1000,
+      p50Ms: rank(0.5),
+      p90Ms: rank(0.9),
+      p99Ms: rank(0.99),
+      buckets: counts.map((count, i) => ({ leMs: i < latencyBounds.length ? latencyBounds[i] : null, count })),
+      slowest
+    }
+  }
+  return { add, view }
+}
+
+const round3 = (ms: number) => Math.round(ms * 1000) / 1000
+
+// A recorded trace as `GET /jobs/:id/trace` shows it: spans by start, parents before children, timed from the root.
+const traceView = (trace: TraceRing.RecordedTrace): Domain.ItemTrace => {
+  const root = trace.spans.find((span) => span.parentSpanId === null) ?? trace.spans[trace.spans.length - 1]
+  const byId = new Map(trace.spans.map((span) => [span.spanId, span]))
+  const depth = (span: TraceRing.RecordedSpan) => {
+    let d = 0
+    for (let at = span; at.parentSpanId !== null && d < trace.spans.length; d++) {
+      const parent = byId.get(at.parentSpanId)
+      if (parent === undefined) break
+      at = parent
+    }
+    return d
+  }
+  const spans = trace.spans.map((span) => ({ span, depth: depth(span) }))
+    .sort((a, b) => a.span.startMs - b.span.startMs || a.depth - b.depth)
+  return {
+    jobId: trace.jobId,
+    url: trace.url,
+    itemId: trace.itemId,
+    traceId: trace.traceId,
+    startedAt: new Date(root.startMs).toISOString(),
+    durationMs: round3(root.endMs - root.startMs),
+    droppedSpans: trace.droppedSpans,
+    spans: spans.map(({ span }) => ({
+      spanId: span.spanId,
+      parentSpanId: span.parentSpanId,
+      name: span.name,
+      kind: span.kind,
+      startMs: round3(span.startMs - root.startMs),
+      durationMs: round3(span.endMs - span.startMs),
+      status: span.status,
+      statusMessage: span.statusMessage,
+      attributes: span.attributes,
+      events: span.events.map((event) => ({ name: event.name, atMs: round3(event.atMs - root.startMs) }))
+    }))
+  }
+}
 
 /**
  * The `jobs` group's handlers.
@@ -212,6 +304,32 @@ export const JobsLive = HttpApiBuilder.group(Api.HarvestApi, "jobs", (handlers) 
           Stream.encodeText
         )
         return HttpServerResponse.stream(lines, { contentType: "application/x-ndjson" })
+      }))
+    .handle("latency", ({ path }) =>
+      Effect.gen(function*() {
+        const job = yield* requireJob(path.id)
+        const jobs = yield* Jobs
+        const latency = yield* Effect.orDie(Stream.runFold(jobs.exportResults(job.id), latencyOf(), (acc, result) => {
+          acc.add(result)
+          return acc
+        }))
+        return latency.view(job.id)
+      }))
+    .handle("trace", ({ path, urlParams }) =>
+      Effect.gen(function*() {
+        const job = yield* requireJob(path.id)
+        const ring = yield* TraceRing.TraceRingRef
+        const trace = ring.get(job.id, urlParams.url)
+        if (trace === undefined) {
+          return yield* new Api.NotFound({
+            code: "trace_not_found",
+            message: ring.capacity === 0
+              ? "no trace: the ring of recent traces is off (HARVEST_TRACE_RING=0)"
+              : `no trace of this item on this instance: the ring keeps the last ${ring.capacity} items' traces, ` +
+                "and an item in flight has none yet"
+          })
+        }
+        return traceView(trace)
       }))
     .handle("cancel", ({ path }) =>
       Effect.gen(function*() {

@@ -17,9 +17,9 @@
  * stream per body, cached read effect, abort controller and finalization registry cost about 110 µs more per
  * request than undici itself, and whose body `Stream` costs hundreds more; a small body is read from the client's
  * buffer in one step; the timeout is a timer of the exchange, not `Effect.timeout`; and an attempt opens no span
- * unless traces are exported (`Telemetry.TracingRef`; a span per URL measured about 70 µs): then it is an HTTP client
- * span (`GET`, with the semantic conventions' `http.*`, `url.full`, `server.*` and `error.type` attributes) with the
- * body's writing (`harvest.body.write`) as its child. Each attempt is counted and timed (`Telemetry.metrics`) where
+ * unless a tracer is installed (`Telemetry.TracingRef`: traces exported, or kept in the dashboard's ring; a span per
+ * URL measured about 70 µs): then it is an HTTP client span (`GET`, with the semantic conventions' `http.*`,
+ * `url.full`, `server.*` and `error.type` attributes) with the body's writing (`harvest.body.write`) as its child. Each attempt is counted and timed (`Telemetry.metrics`) where
  * its outcome is known, with no effect of its own.
  *
  * @since 0.1.0
@@ -232,7 +232,7 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
     // is counted and timed where the outcome is known: no effect of its own on the way.
     const clock = yield* Effect.clock
     const recorder = Telemetry.recorder()
-    // Present only while traces are exported: then an attempt is a client span, its body's writing a child of it.
+    // Present only with a tracer (OTLP or the ring): then an attempt is a client span, its body's writing a child of it.
     const tracing = yield* Telemetry.TracingRef
     const ended = <A extends FetchFailure | string>(outcome: A, start: bigint): A => {
       recorder.attempt(typeof outcome === "string" ? outcome : outcome.code, start, clock.unsafeCurrentTimeNanos())

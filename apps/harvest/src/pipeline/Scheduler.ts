@@ -37,6 +37,7 @@ import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
@@ -144,8 +145,10 @@ export const make: Effect.Effect<
   const faults = yield* LocalFaults.LocalFaults
   const clock = yield* Effect.clock
   const lease = Duration.millis(config.leaseMs)
-  // Present only while traces are exported: then each item has a span (`Telemetry.openItem`), otherwise nothing.
+  // Present only while traces are exported or kept in the ring: then each item has a span (`Telemetry.openItem`),
+  // from its lease (`leasedAt`, filled only then), otherwise nothing.
   const tracing = yield* Telemetry.TracingRef
+  const leasedAt = new Map<number, bigint>()
 
   const entries = new Map<string, JobEntry>()
   const loadJob = (jobId: string) =>
@@ -202,6 +205,7 @@ export const make: Effect.Effect<
   const fetchItem = (item: Item, state: JobState): Effect.Effect<Results.Outcome | Parked> => {
     const url = item.payload.url
     const host = new URL(url).host
+    const started = clock.unsafeCurrentTimeMillis()
     let attempts = 0
     let parked = false
     let unrecorded = false
@@ -243,7 +247,8 @@ export const make: Effect.Effect<
               sha256: fetched.sha256,
               attempts: item.attempts + attempts,
               error: null,
-              fileId: fetched.fileId
+              fileId: fetched.fileId,
+              durationMs: clock.unsafeCurrentTimeMillis() - started
             }
           },
           fileId: fetched.fileId,
@@ -259,12 +264,10 @@ export const make: Effect.Effect<
             _tag: "Fail",
             id: item.id,
             error: error.message,
-            result: failed(
-              url,
-              item.attempts + attempts,
-              { code: error.code, message: error.message },
-              error.httpStatus
-            )
+            result: {
+              ...failed(url, item.attempts + attempts, { code: error.code, message: error.message }, error.httpStatus),
+              durationMs: clock.unsafeCurrentTimeMillis() - started
+            }
           },
           fileId: null,
           job: item.group!
@@ -341,16 +344,21 @@ export const make: Effect.Effect<
   // While the instance is degraded, an item taken is parked at once, not fetched.
   const handle = (item: Item) =>
     faults.current() !== undefined ?
-      park(item, 0, false, false) :
+      Effect.zipRight(Effect.sync(() => leasedAt.delete(item.id)), park(item, 0, false, false)) :
       Effect.uninterruptibleMask((restore) =>
         Effect.withFiberRuntime((fiber) => {
           const leave = jobs.unsafeEnter(item.group!, fiber)
-          const span = tracing === undefined ? undefined : Telemetry.openItem(tracing, {
-            id: item.id,
-            url: item.payload.url,
-            job: item.group!,
-            attempts: item.attempts
-          })
+          let span: Tracer.Span | undefined
+          if (tracing !== undefined) {
+            const leased = leasedAt.get(item.id)
+            leasedAt.delete(item.id)
+            span = Telemetry.openItem(tracing, {
+              id: item.id,
+              url: item.payload.url,
+              job: item.group!,
+              attempts: item.attempts
+            }, leased)
+          }
           return Effect.matchCauseEffect(
             restore(span === undefined ? processItem(item) : Effect.withParentSpan(processItem(item), span)),
             {
@@ -456,6 +464,10 @@ export const make: Effect.Effect<
         }
       }
       for (const item of fresh) held.add(item.id)
+      if (tracing !== undefined && fresh.length > 0) {
+        const now = tracing.now()
+        for (const item of fresh) leasedAt.set(item.id, now)
+      }
       ready.unsafeOfferAll(fresh)
       if (leased.length === 0) yield* Effect.sleep("50 millis")
     }
