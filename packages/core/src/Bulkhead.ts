@@ -20,6 +20,7 @@ import * as Layer from "effect/Layer"
 import * as Expiry from "./internal/expiry.js"
 import { LinkedList, type Node } from "./internal/linkedList.js"
 import * as Metrics from "./internal/metrics.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import { WaitTimeoutError } from "./WaitTimeout.js"
 
@@ -287,9 +288,12 @@ export const unsafeMake = <E>(
   sharedLabels?: Metrics.Labels,
   wait?: WaitOptions,
   /** Told of every caller the bulkhead sheds (a `Policy` announces them); never called for a caller it serves. */
-  onShed?: (error: BulkheadRejected | WaitTimeoutError) => void
+  onShed?: (error: BulkheadRejected | WaitTimeoutError) => void,
+  /** How it reports to a tracer (a `Limiter`'s names its limiter); `null`: never. Default: as a bulkhead. */
+  traceNames?: Tracing.Names | null
 ): Internal<E> => {
   const name = options.name ?? "default"
+  const trace = traceNames === undefined ? Tracing.names("Bulkhead", "spindle.bulkhead", name) : traceNames
   const maxConcurrent = Validate.positiveInteger("Bulkhead", "maxConcurrent", options.maxConcurrent, true)
   const maxQueued = Validate.nonNegativeIntegerOr(
     "Bulkhead",
@@ -345,21 +349,49 @@ export const unsafeMake = <E>(
       })
     })
 
+  // Span events and spans, with a tracer of the application's installed only.
+  const traceRejected = (traced: Tracing.Traced, reason: "queue_full" | "max_wait") =>
+    Tracing.event(traced, trace!.rejected, {
+      ...trace!.attributes,
+      [trace!.keys.reason]: reason,
+      [trace!.keys.inFlight]: running,
+      [trace!.keys.queued]: waiters.length
+    })
+  // The wait for a permit, reported when it ends (granted, timed out or interrupted) as a span from its start.
+  const traceWait = <A, E2, R>(traced: Tracing.Traced, wait: Effect.Effect<A, E2, R>): Effect.Effect<A, E2, R> => {
+    const start = Tracing.nowNanos(traced)
+    const ahead = waiters.length - 1
+    return Effect.onExit(wait, (exit) =>
+      Effect.sync(() =>
+        Tracing.pastSpan(traced, trace!.wait, start, {
+          ...trace!.attributes,
+          [trace!.keys.queued]: ahead,
+          [trace!.keys.waitMs]: Tracing.millisBetween(start, Tracing.nowNanos(traced))
+        }, exit)
+      ))
+  }
+
   const enter = <A, E2, R>(self: Effect.Effect<A, E2, R>, ticket: Ticket | undefined): Effect.Effect<A, E | E2, R> =>
     Effect.uninterruptibleMask((restore): Effect.Effect<A, E | E2, R> => {
+      const traced = trace === null ? undefined : Tracing.traced()
       if (running < maxConcurrent) {
         running++
         Metrics.inFlight.unsafeModify(1, labels)
+        if (traced !== undefined) {
+          Tracing.event(traced, trace!.admitted, { ...trace!.attributes, [trace!.keys.inFlight]: running })
+        }
         return Effect.ensuring(restore(self), release)
       }
       if (waiters.length >= maxQueued) {
         Metrics.rejections.unsafeUpdate(1, labels)
+        if (traced !== undefined) traceRejected(traced, "queue_full")
         const error = new BulkheadRejected({ name, maxConcurrent, maxQueued })
         if (onShed !== undefined) onShed(error)
         return Effect.fail(error as E)
       }
       if (maxWaitMillis === 0) {
         Metrics.waitTimeouts.unsafeUpdate(1, labels)
+        if (traced !== undefined) traceRejected(traced, "max_wait")
         const error = timeoutError()
         if (onShed !== undefined) onShed(error)
         return Effect.fail(error as E)
@@ -370,8 +402,9 @@ export const unsafeMake = <E>(
         expiry: undefined
       })
       Metrics.queued.unsafeModify(1, labels)
+      const wait = restore(Deferred.await(node.value.latch))
       const served = Effect.zipRight(
-        Effect.onInterrupt(restore(Deferred.await(node.value.latch)), () =>
+        Effect.onInterrupt(traced === undefined ? wait : traceWait(traced, wait), () =>
           node.value.granted
             ? release
             : Effect.sync(() => {

@@ -24,6 +24,7 @@ import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
 import * as FastPath from "./internal/fastPath.js"
 import * as Metrics from "./internal/metrics.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import * as RetryAfter from "./RetryAfter.js"
 
@@ -579,6 +580,8 @@ export const resolve = <E>(options: Options<E>): Resolved<E> => {
 export interface Hooks {
   readonly labels: Metrics.Labels
   readonly onTransition: (from: State, to: State) => void
+  /** The key of a keyed breaker's circuit, for its span events (`spindle.breaker.key`). */
+  readonly key?: string | undefined
 }
 
 const closed: State = State.Closed()
@@ -624,9 +627,27 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
   let ringFailed = 0
   let ringSlow = 0
 
+  // Span events (only with a tracer of the application's installed): what the breaker decided, on the caller's span.
+  const stateNames = { Closed: "closed", Open: "open", HalfOpen: "half_open" } as const
+  const traceAttributes = (s: State): Record<string, unknown> =>
+    hooks.key === undefined
+      ? { "spindle.breaker.name": resolved.name, "spindle.breaker.state": stateNames[s._tag] }
+      : {
+        "spindle.breaker.name": resolved.name,
+        "spindle.breaker.key": hooks.key,
+        "spindle.breaker.state": stateNames[s._tag]
+      }
+
   const transition = (to: State) => {
     const from = state
     state = to
+    const traced = Tracing.traced()
+    if (traced !== undefined) {
+      Tracing.event(traced, "CircuitBreaker.transition", {
+        ...traceAttributes(to),
+        "spindle.breaker.from_state": stateNames[from._tag]
+      })
+    }
     if (from._tag === "Closed" && to._tag !== "Closed") Metrics.circuitsOpen.unsafeModify(1, labels)
     if (from._tag !== "Closed" && to._tag === "Closed") Metrics.circuitsOpen.unsafeModify(-1, labels)
     Metrics.circuitTransitions.unsafeUpdate(1, transitionLabels[to._tag])
@@ -802,40 +823,63 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
 
   // Every state but a closed one: reads the clock to let an open circuit turn half-open, then refuses the call or
   // admits it as a probe.
-  const gated = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> => {
+  const gated = <A, E2 extends E, R>(
+    self: Effect.Effect<A, E2, R>,
+    traced: Tracing.Traced | undefined
+  ): Effect.Effect<A, E2 | CircuitOpen, R> => {
     const now = clock.unsafeCurrentTimeMillis()
     const s = current(now)
     if (s._tag === "Closed") {
+      if (traced !== undefined) Tracing.event(traced, "CircuitBreaker.admitted", traceAttributes(s))
       return slowMillis === undefined ? Effect.matchCauseEffect(self, closedHandlers as any) : timedClosed(self)
     }
     if (s._tag === "Open") {
       Metrics.circuitRejections.unsafeUpdate(1, labels)
+      const retryAfterMillis = s.isolated === true ? Infinity : s.until - now
+      if (traced !== undefined) {
+        Tracing.event(traced, "CircuitBreaker.rejected", {
+          ...traceAttributes(s),
+          "spindle.breaker.retry_after_ms": retryAfterMillis,
+          ...(s.isolated === true ? { "spindle.breaker.isolated": true } : {})
+        })
+      }
       return Effect.fail(
         s.isolated === true
           ? new CircuitOpen({ name: resolved.name, retryAfter: Duration.infinity, isolated: true })
-          : new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(s.until - now) })
+          : new CircuitOpen({ name: resolved.name, retryAfter: Duration.millis(retryAfterMillis) })
       )
     }
     if (probesInFlight + probeSuccesses >= resolved.halfOpenProbes) {
       Metrics.circuitRejections.unsafeUpdate(1, labels)
+      if (traced !== undefined) {
+        Tracing.event(traced, "CircuitBreaker.rejected", { ...traceAttributes(s), "spindle.breaker.retry_after_ms": 0 })
+      }
       return Effect.fail(new CircuitOpen({ name: resolved.name, retryAfter: Duration.zero }))
     }
     probesInFlight++
+    if (traced !== undefined) {
+      Tracing.event(traced, "CircuitBreaker.admitted", { ...traceAttributes(s), "spindle.breaker.probe": true })
+    }
     const start = slowMillis === undefined ? 0 : monotonicMillis(clock)
     return Effect.onExit(self, (exit) => Effect.sync(() => settleProbe(s, exit, start)))
   }
 
+  // With a tracer of the application's, every call goes through `gated`, which reports what it decided.
   const run = slowMillis === undefined
     ? <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
-      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> =>
+      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
         // A closed breaker needs no clock to admit a call (only an open one has a time to check). The hot path:
         // no finalizer needed, since an interrupted call counts for nothing.
-        state._tag === "Closed" ? Effect.matchCauseEffect(self, closedHandlers as any) : gated(self)
-      )
+        const traced = Tracing.traced()
+        return state._tag === "Closed" && traced === undefined
+          ? Effect.matchCauseEffect(self, closedHandlers as any)
+          : gated(self, traced)
+      })
     : <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
-      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> =>
-        state._tag === "Closed" ? timedClosed(self) : gated(self)
-      )
+      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
+        const traced = Tracing.traced()
+        return state._tag === "Closed" && traced === undefined ? timedClosed(self) : gated(self, traced)
+      })
 
   const isolate = () => {
     if (state._tag === "Open" && state.isolated === true) return

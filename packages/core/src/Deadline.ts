@@ -28,6 +28,7 @@ import * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
 import * as Option from "effect/Option"
 import * as DeadlineTimer from "./internal/deadlineTimer.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 
 /**
@@ -168,6 +169,25 @@ const timeoutCause = (
   return result
 }
 
+// With a tracer of the application's installed, a bounded call is a span of its own (`Deadline.attempt`,
+// `Deadline.within`, `Deadline.attemptPromise`): which limit bounds it, that limit, and the time left when it started.
+const traceBounded = <A, E, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  effect: Effect.Effect<A, E, R>,
+  name: string,
+  limit: TimeoutError["limit"],
+  duration: Duration.Duration,
+  remainingMillis: number
+): Effect.Effect<A, E, R> =>
+  Tracing.tracedFiber(fiber) === undefined ? effect : Effect.withSpan(effect, name, {
+    attributes: {
+      "spindle.deadline.limit": limit,
+      "spindle.deadline.duration_ms": Duration.toMillis(duration),
+      "spindle.deadline.remaining_ms": remainingMillis
+    },
+    captureStackTrace: false
+  })
+
 // Runs `self` (already under `restore`) in the calling fiber with an entry in the clock's shared timer: no fork on
 // any path. Must be called inside `uninterruptibleMask`, so that the entry is always taken out again or settled.
 const timeoutAfter = <A, E, R>(
@@ -271,14 +291,21 @@ export const withinMillis = <A, E, R>(
       if (deadline.at <= now) {
         return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration, onTimeout))
       }
-      return timeoutAfter(
-        restore(Effect.locally(self, currentDeadline, deadline)),
+      return traceBounded(
         fiber,
-        timer,
-        deadline.at,
+        timeoutAfter(
+          restore(Effect.locally(self, currentDeadline, deadline)),
+          fiber,
+          timer,
+          deadline.at,
+          "deadline",
+          deadline.duration,
+          onTimeout
+        ),
+        "Deadline.within",
         "deadline",
         deadline.duration,
-        onTimeout
+        deadline.at - now
       )
     })
   )
@@ -332,9 +359,23 @@ export const attemptMillis = <A, E, R>(
       if (deadline !== undefined && deadline.at - now < millis) {
         return deadline.at <= now
           ? Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration, onTimeout))
-          : timeoutAfter(restore(self), fiber, timer, deadline.at, "deadline", deadline.duration, onTimeout)
+          : traceBounded(
+            fiber,
+            timeoutAfter(restore(self), fiber, timer, deadline.at, "deadline", deadline.duration, onTimeout),
+            "Deadline.attempt",
+            "deadline",
+            deadline.duration,
+            deadline.at - now
+          )
       }
-      return timeoutAfter(restore(self), fiber, timer, now + millis, "attempt", limit, onTimeout)
+      return traceBounded(
+        fiber,
+        timeoutAfter(restore(self), fiber, timer, now + millis, "attempt", limit, onTimeout),
+        "Deadline.attempt",
+        "attempt",
+        limit,
+        millis
+      )
     })
   )
 
@@ -401,9 +442,23 @@ export const attemptPromise: {
     const deadline = fiber.getFiberRef(currentDeadline)
     if (deadline !== undefined && deadline.at - now < millis) {
       if (deadline.at <= now) return Effect.failCause(timeoutCause(undefined, "deadline", deadline.duration, undefined))
-      return promiseCall(evaluate, onError, withSignal, fiber, timer, deadline.at, "deadline", deadline.duration)
+      return traceBounded(
+        fiber,
+        promiseCall(evaluate, onError, withSignal, fiber, timer, deadline.at, "deadline", deadline.duration),
+        "Deadline.attemptPromise",
+        "deadline",
+        deadline.duration,
+        deadline.at - now
+      )
     }
-    return promiseCall(evaluate, onError, withSignal, fiber, timer, now + millis, "attempt", limit)
+    return traceBounded(
+      fiber,
+      promiseCall(evaluate, onError, withSignal, fiber, timer, now + millis, "attempt", limit),
+      "Deadline.attemptPromise",
+      "attempt",
+      limit,
+      millis
+    )
   })
 }
 

@@ -261,6 +261,7 @@ export const make = <E = unknown>(options: Options<E>): Effect.Effect<KeyedCircu
         if (entries.size >= nextSweep) sweep(now)
         const breaker = CircuitBreaker.unsafeMake(resolved, clock, {
           labels,
+          key,
           onTransition: (_, state) => {
             pubsub.unsafeOffer({ key, state })
           }

@@ -279,10 +279,11 @@ export const make = <const O extends Options>(
       if (entry === undefined) {
         if (entries.size >= nextSweep) sweep(now)
         const keyWait = wait?.(key)
-        const bulkhead = Bulkhead.unsafeMake<any>(bulkheadOptions, labels, keyWait)
+        const names = Limiter.traceNames(name, key)
+        const bulkhead = Bulkhead.unsafeMake<any>(bulkheadOptions, labels, keyWait, undefined, names.permit)
         const bucket = rate === undefined
           ? undefined
-          : TokenBucket.makeWithStore(store, `${prefix}:${key}`, rate, bucketLabels, keyWait)
+          : TokenBucket.makeWithStore(store, `${prefix}:${key}`, rate, bucketLabels, keyWait, names.token)
         entry = { limiter: Limiter.fromParts(name, bulkhead, bucket), active: 0, lastUsed: now }
         entries.set(key, entry)
         Metrics.keys.unsafeUpdate(entries.size, labels)

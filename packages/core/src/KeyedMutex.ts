@@ -19,6 +19,7 @@ import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Expiry from "./internal/expiry.js"
 import { LinkedList, type Node } from "./internal/linkedList.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import { WaitTimeoutError } from "./WaitTimeout.js"
 
@@ -213,21 +214,45 @@ export const make: {
         })
       )
 
+    // With a tracer of the application's installed: a lock taken at once is an event, a wait for it a span.
+    const attributes = (key: K) => ({ "spindle.mutex.name": name, "spindle.mutex.key": String(key) })
+
     const withLock = <A, E, R>(key: K, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | WaitTimeoutError, R> =>
       Effect.uninterruptibleMask((restore) => {
         const waiters = locks.get(key)
+        const traced = Tracing.traced()
         if (waiters === undefined) {
           locks.set(key, new LinkedList())
+          if (traced !== undefined) Tracing.event(traced, "KeyedMutex.acquired", attributes(key))
           return Effect.ensuring(restore(self), release(key))
         }
-        if (maxWaitMillis === 0) return Effect.fail(timeoutError(key))
+        if (maxWaitMillis === 0) {
+          if (traced !== undefined) {
+            Tracing.event(traced, "KeyedMutex.rejected", { ...attributes(key), "spindle.mutex.queued": waiters.length })
+          }
+          return Effect.fail(timeoutError(key))
+        }
+        const ahead = waiters.length
         const node = waiters.push({
           latch: Deferred.unsafeMake<void, WaitTimeoutError>(FiberId.none),
           granted: false,
           expiry: undefined
         })
+        const wait = restore(Deferred.await(node.value.latch))
         const served = Effect.zipRight(
-          Effect.onInterrupt(restore(Deferred.await(node.value.latch)), () => leave(key, node)),
+          Effect.onInterrupt(
+            traced === undefined ? wait : Tracing.measuredWait(
+              traced,
+              "KeyedMutex.wait",
+              {
+                ...attributes(key),
+                "spindle.mutex.queued": ahead
+              },
+              "spindle.mutex.wait_ms",
+              wait
+            ),
+            () => leave(key, node)
+          ),
           Effect.ensuring(restore(self), release(key))
         )
         return maxWaitMillis === undefined ? served : Effect.zipRight(arm(key, node), served)

@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Bulkhead from "./Bulkhead.js"
 import * as Expiry from "./internal/expiry.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import * as TokenBucket from "./TokenBucket.js"
 import * as TokenBucketStore from "./TokenBucketStore.js"
@@ -221,6 +222,21 @@ export const fromParts = <E>(
 })
 
 /** @internal */
+/**
+ * How a limiter's stages report to a tracer: its permit as `Limiter.admitted` / `Limiter.wait` /
+ * `Limiter.rejected`, its token as `Limiter.token_granted` / `Limiter.token_wait`, every attribute under
+ * `spindle.limiter`.
+ *
+ * @internal
+ */
+export const traceNames = (name: string, key?: string | undefined) => ({
+  permit: Tracing.names("Limiter", "spindle.limiter", name, key),
+  token: Tracing.names("Limiter", "spindle.limiter", name, key, {
+    admitted: "Limiter.token_granted",
+    wait: "Limiter.token_wait"
+  })
+})
+
 export const bulkheadOptions = (options: Options): Bulkhead.Options => ({
   name: options.name,
   maxConcurrent: options.concurrency ?? Number.POSITIVE_INFINITY,
@@ -296,9 +312,16 @@ export type ErrorFor<O extends Options> =
 export const make = <const O extends Options>(options: O): Effect.Effect<Limiter<ErrorFor<O>>> =>
   Effect.sync(() => {
     const wait = waitOptions("Limiter", options, Expiry.make())?.(undefined)
-    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(bulkheadOptions(options), undefined, wait)
+    const names = traceNames(options.name ?? "default")
+    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(
+      bulkheadOptions(options),
+      undefined,
+      wait,
+      undefined,
+      names.permit
+    )
     const rate = bucketOptions(options)
-    const bucket = rate === undefined ? undefined : TokenBucket.unsafeMake(rate, wait)
+    const bucket = rate === undefined ? undefined : TokenBucket.unsafeMake(rate, wait, names.token)
     return fromParts(bulkhead.name, bulkhead, bucket)
   })
 
@@ -336,11 +359,18 @@ export const fromStore = <const O extends Options>(
 > =>
   Effect.map(TokenBucketStore.TokenBucketStore, (store) => {
     const wait = waitOptions("Limiter", options, Expiry.make())?.(undefined)
-    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(bulkheadOptions(options), undefined, wait)
+    const names = traceNames(options.name ?? "default")
+    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(
+      bulkheadOptions(options),
+      undefined,
+      wait,
+      undefined,
+      names.permit
+    )
     const rate = bucketOptions(options)
     const bucket = rate === undefined
       ? undefined
-      : TokenBucket.makeWithStore(store, options.key, TokenBucket.resolve(rate), undefined, wait)
+      : TokenBucket.makeWithStore(store, options.key, TokenBucket.resolve(rate), undefined, wait, names.token)
     return fromParts(bulkhead.name, bulkhead, bucket)
   })
 

@@ -69,6 +69,7 @@ import * as DeadlineTimer from "./internal/deadlineTimer.js"
 import * as Expiry from "./internal/expiry.js"
 import * as FastPath from "./internal/fastPath.js"
 import * as Metrics from "./internal/metrics.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import * as Limiter from "./Limiter.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -1325,6 +1326,14 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
           const resolved = resolveHedge(spec.options)
           const onHedge = (attempt: number, reason: "delay" | "error") => {
             Metrics.policyHedges.unsafeUpdate(1, labels)
+            const traced = Tracing.traced()
+            if (traced !== undefined) {
+              Tracing.event(traced, "Policy.hedged", {
+                "spindle.policy.name": name,
+                "spindle.hedge.attempt": attempt,
+                "spindle.hedge.reason": reason
+              })
+            }
             if (hub.queues.length > 0) publish(hub, Event.Hedged({ policy: name, attempt, reason }))
           }
           fns.push((self) => hedged(self, resolved, onHedge))
@@ -1368,6 +1377,13 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
           const onFailure = (error: unknown): AnyEffect => {
             if (!select(error)) return Effect.fail(error)
             Metrics.policyFallbacks.unsafeUpdate(1, labels)
+            const traced = Tracing.traced()
+            if (traced !== undefined) {
+              Tracing.event(traced, "Policy.fallback", {
+                "spindle.policy.name": name,
+                "spindle.fallback.reason": Tracing.reasonOf(error)
+              })
+            }
             if (hub.queues.length > 0) publish(hub, Event.FallbackUsed({ policy: name, error }))
             return handle(error)
           }
@@ -1378,10 +1394,19 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
     }
 
     const count = fns.length
+    const spanOptions = { attributes: { "spindle.policy.name": name }, captureStackTrace: false }
+    // With a tracer of the application's installed, a call is one span (`Policy.run`), under which the stages report
+    // what they decide (events, and spans for waits); without one, the stages alone.
     const run = (self: AnyEffect): AnyEffect => {
       let effect = self
       for (let i = 0; i < count; i++) effect = fns[i](effect)
-      return effect
+      const plain = effect
+      let traced: AnyEffect | undefined
+      return Effect.suspend(() => {
+        if (Tracing.traced() === undefined) return plain
+        if (traced === undefined) traced = Effect.withSpan(plain, "Policy.run", spanOptions)
+        return traced
+      })
     }
 
     const breakerForEvents = theBreaker

@@ -18,6 +18,7 @@ import * as Exit from "effect/Exit"
 import * as Pool from "effect/Pool"
 import * as Scope from "effect/Scope"
 import * as Metrics from "./internal/metrics.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import { WaitTimeoutError } from "./WaitTimeout.js"
 
@@ -419,7 +420,26 @@ export const make: {
               onTimeout: () => new PoolTimeout({ name, timeout: Duration.millis(timeoutMillis) })
             })
           )
-          return yield* timed.pipe(
+          // With a tracer of the application's installed, a borrow is a span: what the pool held when it started,
+          // and how long it took (waiting, creating and validating the resource).
+          const traced = Tracing.traced()
+          const reported = traced === undefined ? timed : Effect.withSpan(
+            Effect.onExit(timed, () =>
+              Effect.clockWith((clock) =>
+                Effect.annotateCurrentSpan("spindle.pool.wait_ms", clock.unsafeCurrentTimeMillis() - started)
+              )),
+            "ResourcePool.get",
+            {
+              attributes: {
+                "spindle.pool.name": name,
+                "spindle.pool.size": size,
+                "spindle.pool.in_use": inUse,
+                "spindle.pool.waiting": waiting - 1
+              },
+              captureStackTrace: false
+            }
+          )
+          return yield* reported.pipe(
             Effect.ensuring(Effect.clockWith((clock) =>
               Effect.sync(() => {
                 waiting--

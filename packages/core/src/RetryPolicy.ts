@@ -19,6 +19,7 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Interval from "effect/ScheduleInterval"
 import * as Deadline from "./Deadline.js"
 import * as Metrics from "./internal/metrics.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import * as RetryAfter from "./RetryAfter.js"
 
@@ -290,12 +291,23 @@ const decide = <E>(
   now: number,
   error: E,
   previous: State | undefined,
-  hooks: Hooks | undefined
+  hooks: Hooks | undefined,
+  /** Whether a retry decided here is reported as an event (`schedule`: Effect's retry sleeps, not the policy). */
+  retryEvent: boolean
 ): Effect.Effect<Step> =>
   Effect.suspend(() => {
     const state: State = previous ?? { retries: 0, startedAt: now, previousMillis: policy.baseMillis }
+    const traced = Tracing.traced()
     const stop = (reason: StopReason) => {
       if (hooks !== undefined) hooks.onStop(reason, state.retries + 1, error)
+      if (traced !== undefined) {
+        Tracing.event(traced, "RetryPolicy.stopped", {
+          "spindle.retry.policy": policy.name,
+          "spindle.retry.attempt": state.retries + 1,
+          "spindle.retry.stop_reason": reason,
+          "spindle.retry.reason": Tracing.reasonOf(error)
+        })
+      }
       return Effect.as(
         Effect.logDebug("retry policy stops").pipe(
           Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 1, reason })
@@ -316,6 +328,9 @@ const decide = <E>(
         if (Option.isSome(deadline) && now + delay >= deadline.value) return stop("deadline")
         retries.unsafeUpdate(1, labels)
         if (hooks !== undefined) hooks.onRetry(state.retries + 2, delay, error)
+        if (traced !== undefined && retryEvent) {
+          Tracing.event(traced, "RetryPolicy.retrying", retryAttributes(policy.name, state.retries + 2, delay, error))
+        }
         return Effect.as(
           Effect.logDebug("retrying").pipe(
             Effect.annotateLogs({ policy: policy.name, attempt: state.retries + 2, delayMs: Math.round(delay) })
@@ -331,6 +346,13 @@ const decide = <E>(
   })
 
 const stopped: Step = { _tag: "Stop" }
+
+const retryAttributes = (name: string, attempt: number, delayMillis: number, error: unknown) => ({
+  "spindle.retry.policy": name,
+  "spindle.retry.attempt": attempt,
+  "spindle.retry.delay_ms": delayMillis,
+  "spindle.retry.reason": Tracing.reasonOf(error)
+})
 
 /**
  * The policy as a schedule fed with the failures of the effect it retries. Its output is the delay it chose.
@@ -359,7 +381,7 @@ export const schedule = <E>(options: Options<E> = {}): Schedule.Schedule<Duratio
   return Schedule.makeWithState<State | undefined, E, Duration.Duration>(
     undefined,
     (now, error, previous) =>
-      Effect.map(decide(policy, labels, now, error, previous, undefined), (step) =>
+      Effect.map(decide(policy, labels, now, error, previous, undefined, true), (step) =>
         step._tag === "Stop"
           ? [previous, Duration.zero, ScheduleDecision.done] as const
           : [
@@ -442,10 +464,18 @@ export const makeWith = <E>(
   const onFailure = <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>, error: E2, state: State | undefined) =>
     Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      return Effect.flatMap(decide(policy, labels, now, error, state, hooks), (step) =>
-        step._tag === "Stop"
-          ? Effect.fail(error)
-          : Effect.zipRight(Effect.sleep(Duration.millis(step.delayMillis)), attempt(self, step.next)))
+      return Effect.flatMap(decide(policy, labels, now, error, state, hooks, false), (step) => {
+        if (step._tag === "Stop") return Effect.fail(error)
+        const sleep = Effect.sleep(Duration.millis(step.delayMillis))
+        // The backoff is a span of its own (only with a tracer of the application's installed).
+        return Effect.zipRight(
+          Tracing.traced() === undefined ? sleep : Effect.withSpan(sleep, "RetryPolicy.backoff", {
+            attributes: retryAttributes(policy.name, step.next.retries + 1, step.delayMillis, error),
+            captureStackTrace: false
+          }),
+          attempt(self, step.next)
+        )
+      })
     })
   // The first attempt allocates one handler closure; the policy work happens only after a failure.
   const attempt = <A, E2 extends E, R>(

@@ -41,10 +41,17 @@ export interface Options {
 }
 
 const bulkheadFor = (options: Options) =>
-  Bulkhead.unsafeMake<never>({
-    name: "TaskGroup",
-    maxConcurrent: options.concurrency === "unbounded" ? Number.POSITIVE_INFINITY : options.concurrency
-  })
+  Bulkhead.unsafeMake<never>(
+    {
+      name: "TaskGroup",
+      maxConcurrent: options.concurrency === "unbounded" ? Number.POSITIVE_INFINITY : options.concurrency
+    },
+    undefined,
+    undefined,
+    undefined,
+    // Its workers are an implementation detail: nothing to report.
+    null
+  )
 
 /**
  * Runs `f` over every element, at most `concurrency` at once, and returns the results in input order; the first

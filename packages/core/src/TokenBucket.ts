@@ -22,6 +22,7 @@ import * as Gcra from "./internal/gcra.js"
 import * as Metrics from "./internal/metrics.js"
 import * as Paced from "./internal/paced.js"
 import * as TokenGate from "./internal/tokenGate.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import * as TokenBucketStore from "./TokenBucketStore.js"
 import * as WaitTimeout from "./WaitTimeout.js"
@@ -278,6 +279,9 @@ export const resolve = (options: Options): Resolved => {
   }
 }
 
+const bucketNames = (name: string): Tracing.Names =>
+  Tracing.names("TokenBucket", "spindle.bucket", name, undefined, { admitted: "TokenBucket.granted" })
+
 const checkTokens = (resolved: Resolved, tokens: number): number => {
   if (!Number.isFinite(tokens) || tokens <= 0 || tokens > resolved.burst) {
     Validate.illegal(
@@ -294,7 +298,9 @@ export const fromGate = <E>(
   attempt: (tokens: number) => Effect.Effect<TokenGate.Decision, E>,
   available: Effect.Effect<number, E>,
   sharedLabels?: Metrics.Labels,
-  wait?: WaitOptions
+  wait?: WaitOptions,
+  /** How it reports to a tracer (a `Limiter`'s bucket names its limiter). Default: as a token bucket. */
+  traceNames?: Tracing.Names
 ): Internal<E> => {
   // Buckets sharing labels (the keys of a keyed limiter) add up their waiters and grants; a "tokens available"
   // figure only means something for a single bucket, so it is reported only then.
@@ -322,7 +328,8 @@ export const fromGate = <E>(
         })),
       expiry: wait?.expiry ?? Expiry.make(),
       onTimeout: () => Metrics.tokenWaitTimeouts.unsafeUpdate(1, labels)
-    }
+    },
+    traceNames ?? bucketNames(resolved.name)
   )
   const take = (tokens = 1) => Effect.suspend(() => gate.take(checkTokens(resolved, tokens)))
   const takeOne = gate.take(1)
@@ -335,7 +342,14 @@ export const fromGate = <E>(
     const concurrency = options?.concurrency ?? "unbounded"
     if (concurrency === "unbounded") return Paced.forEach(elements, takeOne, f, discard)
     // Bounded: `concurrency` workers, each taking a token before each element it pulls.
-    const workers = Bulkhead.unsafeMake<never>({ maxConcurrent: concurrency, name: resolved.name })
+    // The workers are the loop's own: only the tokens they take are reported.
+    const workers = Bulkhead.unsafeMake<never>(
+      { maxConcurrent: concurrency, name: resolved.name },
+      undefined,
+      undefined,
+      undefined,
+      null
+    )
     const paced = (a: A, i: number) => Effect.zipRight(takeOne, f(a, i))
     return discard ? workers.forEach(elements, paced, { discard: true }) : workers.forEach(elements, paced)
   }
@@ -387,7 +401,11 @@ export const make = <const O extends Options>(options: O): Effect.Effect<TokenBu
 const monotonicMillis = (clock: Clock.Clock): number => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
 
 /** @internal */
-export const unsafeMake = (options: Options, wait?: WaitOptions): Internal<WaitTimeout.WaitTimeoutError> => {
+export const unsafeMake = (
+  options: Options,
+  wait?: WaitOptions,
+  traceNames?: Tracing.Names
+): Internal<WaitTimeout.WaitTimeoutError> => {
   const resolved = resolve(options)
   const state = Gcra.make()
   const { burst, emissionMillis } = resolved
@@ -405,7 +423,8 @@ export const unsafeMake = (options: Options, wait?: WaitOptions): Internal<WaitT
       Effect.sync(() => Gcra.available(state, monotonicMillis(clock), emissionMillis, burst))
     ),
     undefined,
-    wait
+    wait,
+    traceNames
   )
 }
 
@@ -449,7 +468,8 @@ export const makeWithStore = (
   key: string,
   resolved: Resolved,
   sharedLabels?: Metrics.Labels,
-  wait?: WaitOptions
+  wait?: WaitOptions,
+  traceNames?: Tracing.Names
 ): Internal<TokenBucketStore.TokenBucketStoreError | WaitTimeout.WaitTimeoutError> => {
   const { burst, emissionMillis } = resolved
   return fromGate(
@@ -457,7 +477,8 @@ export const makeWithStore = (
     (tokens) => store.reserve({ key, tokens, burst, emissionMillis }),
     store.available({ key, burst, emissionMillis }),
     sharedLabels,
-    wait
+    wait,
+    traceNames
   )
 }
 

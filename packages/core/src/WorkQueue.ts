@@ -29,6 +29,7 @@ import type * as Scope from "effect/Scope"
 import { LinkedList } from "./internal/linkedList.js"
 import * as Metrics from "./internal/metrics.js"
 import { PriorityLevels } from "./internal/priorityLevels.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Validate from "./internal/validate.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
@@ -596,8 +597,31 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       return Effect.zipRight(producerWait, Effect.suspend(() => offerNow(item, priority)))
     }
 
+    // Tracing (with a tracer of the application's installed): per call, never per item. A producer that waits for
+    // room is a span (`WorkQueue.offer`, `WorkQueue.offerAll`), one refused by `tryOffer` an event, and `drain`,
+    // `onIdle` and `shutdown` are spans; an offer that finds room reports nothing, and the items' processing is the
+    // application's to trace (its `process` runs under the worker's fiber, not the producer's span).
+    const traceAttributes = { "spindle.queue.name": name, "spindle.queue.capacity": capacity }
+    const traceable = <X, EX>(spanName: string, effect: Effect.Effect<X, EX>): Effect.Effect<X, EX> =>
+      Effect.suspend(() => {
+        const traced = Tracing.traced()
+        return traced === undefined
+          ? effect
+          : Tracing.measuredWait(traced, spanName, { ...traceAttributes, "spindle.queue.size": size }, waitMs, effect)
+      })
+    const waitMs = "spindle.queue.wait_ms"
+
     const offer = (item: A, options?: unknown): Effect.Effect<void, WorkQueueClosed> =>
-      Effect.suspend(() => offerNow(item, options === undefined ? 0 : priorityOf(options)))
+      Effect.suspend(() => {
+        const priority = options === undefined ? 0 : priorityOf(options)
+        if (state === "open" && size >= capacity) {
+          const traced = Tracing.traced()
+          if (traced !== undefined) {
+            return Tracing.measuredWait(traced, "WorkQueue.offer", traceAttributes, waitMs, offerNow(item, priority))
+          }
+        }
+        return offerNow(item, priority)
+      })
 
     const offerAll = (items: Iterable<A>, options?: unknown): Effect.Effect<void, WorkQueueClosed> =>
       Effect.suspend(() => {
@@ -621,14 +645,22 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
             return Effect.zipRight(producerWait, loop)
           }
         })
-        return loop
+        const traced = Tracing.traced()
+        if (traced === undefined) return loop
+        return Tracing.measuredWait(traced, "WorkQueue.offerAll", traceAttributes, waitMs, loop)
       })
 
     const tryOffer = (item: A, options?: unknown): Effect.Effect<boolean, WorkQueueClosed> =>
       Effect.suspend(() => {
         const priority = priorityOf(options)
         if (state !== "open") return Effect.fail(closedError)
-        if (size >= capacity) return Effect.succeed(false)
+        if (size >= capacity) {
+          const traced = Tracing.traced()
+          if (traced !== undefined) {
+            Tracing.event(traced, "WorkQueue.rejected", { ...traceAttributes, "spindle.queue.size": size })
+          }
+          return Effect.succeed(false)
+        }
         enqueue(item, priority)
         return Effect.succeed(true)
       })
@@ -841,22 +873,28 @@ export const make = <A, E, R>(options: Options<A, E, R>): Effect.Effect<WorkQueu
       offer,
       offerAll,
       tryOffer,
-      drain: Effect.async<void, E>((resume) => {
-        if (failure !== undefined) return resume(Effect.failCause(failure))
-        if (outstanding === 0) return resume(Effect.void)
-        const node = drainWaiters.push(resume)
-        return Effect.sync(() => {
-          drainWaiters.remove(node)
+      drain: traceable(
+        "WorkQueue.drain",
+        Effect.async<void, E>((resume) => {
+          if (failure !== undefined) return resume(Effect.failCause(failure))
+          if (outstanding === 0) return resume(Effect.void)
+          const node = drainWaiters.push(resume)
+          return Effect.sync(() => {
+            drainWaiters.remove(node)
+          })
         })
-      }),
-      onIdle: Effect.async<void>((resume) => {
-        if (outstanding === 0) return resume(Effect.void)
-        const node = idleWaiters.push(resume)
-        return Effect.sync(() => {
-          idleWaiters.remove(node)
+      ),
+      onIdle: traceable(
+        "WorkQueue.onIdle",
+        Effect.async<void>((resume) => {
+          if (outstanding === 0) return resume(Effect.void)
+          const node = idleWaiters.push(resume)
+          return Effect.sync(() => {
+            idleWaiters.remove(node)
+          })
         })
-      }),
-      shutdown,
+      ),
+      shutdown: (mode) => traceable("WorkQueue.shutdown", shutdown(mode)),
       failures: Effect.sync(() => recorded.slice()),
       size: Effect.sync(() => size),
       inFlight: Effect.sync(() => busy.reduce((n, b) => b ? n + 1 : n, 0)),

@@ -1,11 +1,13 @@
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type { WaitTimeoutError } from "../WaitTimeout.js"
 import type * as Expiry from "./expiry.js"
 import type { Node } from "./linkedList.js"
+import * as Tracing from "./tracing.js"
 
 /**
  * What a token store answers to a reservation: granted (`delayMillis === 0`) or the time after which it
@@ -191,10 +193,14 @@ export const make = <E>(
     readonly onGranted: (tokens: number, remaining: number) => void
     readonly onRejected: () => void
   },
-  wait?: WaitOptions | undefined
+  wait?: WaitOptions | undefined,
+  /** How the gate reports to a tracer; `undefined`: never. */
+  trace?: Tracing.Names | undefined
 ): Gate<E> => {
   const waiters = new Queue()
   const maxWaitMillis = wait?.maxWaitMillis
+  // Times the head slept for its tokens: a take that saw it change while it was the head waited.
+  let sleeps = 0
 
   const promote = (): void => {
     const next = waiters.head
@@ -231,6 +237,7 @@ export const make = <E>(
         hooks.onGranted(waiter.tokens, decision.remaining)
         return Effect.void
       }
+      sleeps++
       if (maxWaitMillis === undefined) {
         return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), loop(waiter))
       }
@@ -315,22 +322,70 @@ export const make = <E>(
       })
     })
 
+  // With a tracer of the application's installed: a take that waited (queued behind others, or slept for its
+  // tokens) is a span from its start to its end; one granted at once an event; one refused without waiting (a
+  // `maxWait` of 0) an event too.
+  const traceTake = (traced: Tracing.Traced, tokens: number, take: Effect.Effect<void, E>): Effect.Effect<void, E> => {
+    const names = trace!
+    const ahead = waiters.length
+    const sleptBefore = sleeps
+    const start = Tracing.nowNanos(traced)
+    return Effect.onExit(take, (exit) =>
+      Effect.sync(() => {
+        const waitMs = Tracing.millisBetween(start, Tracing.nowNanos(traced))
+        if (ahead > 0 || sleeps !== sleptBefore) {
+          Tracing.pastSpan(traced, names.wait, start, {
+            ...names.attributes,
+            [names.keys.tokens]: tokens,
+            [names.keys.queued]: ahead,
+            [names.keys.waitMs]: waitMs
+          }, exit)
+        } else if (Exit.isSuccess(exit)) {
+          Tracing.event(traced, names.admitted, { ...names.attributes, [names.keys.tokens]: tokens })
+        } else {
+          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
+          if (failure !== undefined && failure._tag === "Some") {
+            Tracing.event(traced, names.rejected, {
+              ...names.attributes,
+              [names.keys.tokens]: tokens,
+              [names.keys.reason]: Tracing.reasonOf(failure.value)
+            })
+          }
+        }
+      }))
+  }
+
   const take = (tokens: number, ticket?: Ticket | undefined): Effect.Effect<void, E> =>
-    Effect.suspend(() => waiters.length === 0 ? takeAsHead(tokens, ticket) : wait_(tokens, ticket))
+    Effect.suspend(() => {
+      const effect = waiters.length === 0 ? takeAsHead(tokens, ticket) : wait_(tokens, ticket)
+      const traced = trace === undefined ? undefined : Tracing.traced()
+      return traced === undefined ? effect : traceTake(traced, tokens, effect)
+    })
 
   const tryTake = (tokens: number): Effect.Effect<boolean, E> =>
     Effect.suspend(() => {
-      if (waiters.length > 0) {
+      const traced = trace === undefined ? undefined : Tracing.traced()
+      const refused = (reason: string) => {
         hooks.onRejected()
-        return Effect.succeed(false)
+        if (traced !== undefined) {
+          Tracing.event(traced, trace!.rejected, {
+            ...trace!.attributes,
+            [trace!.keys.tokens]: tokens,
+            [trace!.keys.reason]: reason
+          })
+        }
+        return false
       }
+      if (waiters.length > 0) return Effect.succeed(refused("waiters"))
       return Effect.map(attempt(tokens), (decision) => {
         if (decision.delayMillis <= 0) {
           hooks.onGranted(tokens, decision.remaining)
+          if (traced !== undefined) {
+            Tracing.event(traced, trace!.admitted, { ...trace!.attributes, [trace!.keys.tokens]: tokens })
+          }
           return true
         }
-        hooks.onRejected()
-        return false
+        return refused("unavailable")
       })
     })
 
