@@ -3,12 +3,15 @@ import {
   Bulkhead,
   CircuitBreaker,
   Deadline,
+  KeyedCircuitBreaker,
+  KeyedLimiter,
   KeyedMutex,
   Limiter,
   Policy,
   ResourcePool,
   RetryPolicy,
   TokenBucket,
+  TokenBucketStore,
   WorkQueue
 } from "@spindle/core"
 import * as Context from "effect/Context"
@@ -108,6 +111,40 @@ describe("Tracing", () => {
         "Limiter.admitted"
       ])
     }))
+
+  it.effect("KeyedLimiter and KeyedCircuitBreaker: the key is an attribute of every span and event", () =>
+    Effect.gen(function*() {
+      const rec = Recorder.make()
+      const limiter = yield* KeyedLimiter.make({ concurrency: 1, name: "hosts" })
+      const breakers = yield* KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(3), name: "hosts" })
+      yield* rec.traced(Effect.gen(function*() {
+        const first = yield* Effect.fork(limiter.run("a.example", Effect.sleep("200 millis")))
+        yield* settle
+        const second = yield* Effect.fork(limiter.run("a.example", breakers.run("a.example", Effect.void)))
+        yield* settle
+        yield* TestClock.adjust("200 millis")
+        yield* Fiber.join(first)
+        yield* Fiber.join(second)
+      }))
+      assert.deepStrictEqual(rec.attributesOf(rec.one("Limiter.wait")), {
+        "spindle.limiter.name": "hosts",
+        "spindle.limiter.key": "a.example",
+        "spindle.limiter.queued": 0,
+        "spindle.limiter.wait_ms": 200
+      })
+      assert.deepStrictEqual(rec.one("test").events.map((e) => [e.name, e.attributes]), [
+        ["Limiter.admitted", {
+          "spindle.limiter.name": "hosts",
+          "spindle.limiter.key": "a.example",
+          "spindle.limiter.in_flight": 1
+        }],
+        ["CircuitBreaker.admitted", {
+          "spindle.breaker.name": "hosts",
+          "spindle.breaker.key": "a.example",
+          "spindle.breaker.state": "closed"
+        }]
+      ])
+    }).pipe(Effect.provide(TokenBucketStore.layerMemory)))
 
   it.effect("TokenBucket: a token at once is an event; a wait behind another caller a span; tryTake refused an event", () =>
     Effect.gen(function*() {
