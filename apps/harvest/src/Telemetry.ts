@@ -32,7 +32,7 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler
 } from "@opentelemetry/sdk-trace-base"
-import * as Arr from "effect/Array"
+import type * as Arr from "effect/Array"
 import type * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -445,9 +445,9 @@ export const withTraceIds = <Message, Output>(self: Logger.Logger<Message, Outpu
 /**
  * Traces over OTLP/HTTP (JSON) as `tracingConfig` says, in batches, under the resource from the environment, and the
  * dashboard's ring of recent traces (`TraceRing`) fed from the same spans; the Effect tracer of everything built on
- * this layer, and `TracingRef` for the pipeline. With no endpoint (or `OTEL_SDK_DISABLED=true`) but a ring, the tracer
- * records items' traces into the ring only (`TraceRing.itemsOnlySampler`: other traces are not recorded) and exports
- * nothing. With neither: nothing at all, not even a tracer.
+ * this layer, and `TracingRef` for the pipeline. With no endpoint (or `OTEL_SDK_DISABLED=true`) but a ring, no
+ * OpenTelemetry SDK runs: the tracer is the ring's own (`TraceRing.tracer`), which records items' traces into the ring
+ * and nothing else, and exports nothing. With neither: nothing at all, not even a tracer.
  *
  * @since 0.1.0
  * @category layers
@@ -458,23 +458,28 @@ export const layerTracing: Layer.Layer<TracingRef | TraceRing.TraceRingRef, Inva
       Effect.mapError(tracingConfig, InvalidEnvironment.fromConfigError),
       (config): Layer.Layer<TracingRef | TraceRing.TraceRingRef, InvalidEnvironment> => {
         const ring = TraceRing.make(config.ring)
-        const off = Layer.merge(Layer.succeed(TracingRef, undefined), Layer.succeed(TraceRing.TraceRingRef, ring))
-        const processors: Array<SpanProcessor> = []
-        if (ring.processor !== undefined) processors.push(ring.processor)
-        if (Option.isSome(config.url)) {
-          processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: config.url.value })))
+        const ringRef = Layer.succeed(TraceRing.TraceRingRef, ring)
+        const logger = Logger.replace(Logger.defaultLogger, withTraceIds(Logger.defaultLogger))
+        if (Option.isNone(config.url)) {
+          if (ring.capacity === 0) return Layer.merge(Layer.succeed(TracingRef, undefined), ringRef)
+          // Kept, not exported: the ring's own tracer, no OpenTelemetry SDK.
+          const tracer = TraceRing.tracer(ring)
+          const ref = Layer.effect(TracingRef, Effect.map(Effect.clock, (clock) => makeTracing(tracer, clock)))
+          return Layer.mergeAll(ref, Layer.setTracer(tracer), logger, ringRef)
         }
-        if (!Arr.isNonEmptyArray(processors)) return off
+        const processors: Arr.NonEmptyArray<SpanProcessor> = [
+          new BatchSpanProcessor(new OTLPTraceExporter({ url: config.url.value }))
+        ]
+        if (ring.processor !== undefined) processors.push(ring.processor)
         const provider = NodeSdk.layerTracerProvider(processors, {
-          sampler: Option.isSome(config.url) ? samplerOf(config.sampler, config.ratio) : TraceRing.itemsOnlySampler
+          sampler: samplerOf(config.sampler, config.ratio)
         })
         const ref = Layer.effect(TracingRef, Effect.zipWith(OtelTracer.make, Effect.clock, makeTracing))
-        const logger = Logger.replace(Logger.defaultLogger, withTraceIds(Logger.defaultLogger))
         return Layer.mergeAll(ref, OtelTracer.layerWithoutOtelTracer, logger).pipe(
           Layer.provide(OtelTracer.layerTracer),
           Layer.provide(provider),
           Layer.provide(layerResource),
-          Layer.merge(Layer.succeed(TraceRing.TraceRingRef, ring))
+          Layer.merge(ringRef)
         )
       }
     )
