@@ -167,6 +167,16 @@ describe("Tracing", () => {
       const root = kept.spans.find((s) => s.name === "harvest.item")!
       assert.isNull(root.parentSpanId)
       assert.isTrue(kept.spans.every((s) => s === root || s.parentSpanId === root.spanId))
+
+      // A trace keeps at most maxSpansPerTrace spans, its item's own among them; the rest are counted.
+      const big = Telemetry.openItem(tracing!, { id: 99, url: "http://x/big", job, attempts: 0 })
+      for (let i = 0; i < 300; i++) yield* Effect.withSpan(Effect.void, `step ${i}`).pipe(Effect.withParentSpan(big))
+      Telemetry.endItem(tracing!, big)
+      const capped = ring.get(job, "http://x/big")!
+      assert.strictEqual(capped.spans.length, TraceRing.maxSpansPerTrace)
+      assert.strictEqual(capped.droppedSpans, 302 - TraceRing.maxSpansPerTrace)
+      assert.strictEqual(capped.spans.at(-1)!.name, "harvest.item")
+      assert.strictEqual(ring.size(), 3)
     }).pipe(
       Effect.provide(Telemetry.layerTracing),
       Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["HARVEST_TRACE_RING", "3"]])))
