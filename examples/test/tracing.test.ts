@@ -18,13 +18,10 @@ describe("tracing", () => {
         "request 1 (120 ms)",
         "  · Limiter.admitted in_flight=1",
         "  Policy.run (120 ms) policy.name=upstream",
-        "    · CircuitBreaker.admitted state=closed",
-        "    · CircuitBreaker.admitted state=closed",
         "    RetryPolicy.backoff (100 ms) retry.policy=upstream retry.attempt=2 retry.delay_ms=100 retry.reason=UpstreamError",
         "request 2 (140 ms)",
         "  Limiter.wait (120 ms) limiter.name=upstream limiter.queued=0 limiter.wait_ms=120",
-        "  Policy.run (20 ms) policy.name=upstream",
-        "    · CircuitBreaker.admitted state=closed"
+        "  Policy.run (20 ms) policy.name=upstream"
       ])
     }))
 })

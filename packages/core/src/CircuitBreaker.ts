@@ -830,7 +830,6 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     const now = clock.unsafeCurrentTimeMillis()
     const s = current(now)
     if (s._tag === "Closed") {
-      if (traced !== undefined) Tracing.event(traced, "CircuitBreaker.admitted", traceAttributes(s))
       return slowMillis === undefined ? Effect.matchCauseEffect(self, closedHandlers as any) : timedClosed(self)
     }
     if (s._tag === "Open") {
@@ -864,22 +863,20 @@ export const unsafeMake = <E>(resolved: Resolved<E>, clock: Clock.Clock, hooks: 
     return Effect.onExit(self, (exit) => Effect.sync(() => settleProbe(s, exit, start)))
   }
 
-  // With a tracer of the application's, every call goes through `gated`, which reports what it decided.
+  // A call a closed breaker admits reports nothing, traced or not: it is every call of a healthy dependency, and
+  // the hot path stays as it was. What a breaker decides otherwise (a rejection, a probe, a change of state) is an
+  // event on the caller's span when a tracer of the application's is installed.
   const run = slowMillis === undefined
     ? <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
-      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
+      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> =>
         // A closed breaker needs no clock to admit a call (only an open one has a time to check). The hot path:
         // no finalizer needed, since an interrupted call counts for nothing.
-        const traced = Tracing.traced()
-        return state._tag === "Closed" && traced === undefined
-          ? Effect.matchCauseEffect(self, closedHandlers as any)
-          : gated(self, traced)
-      })
+        state._tag === "Closed" ? Effect.matchCauseEffect(self, closedHandlers as any) : gated(self, Tracing.traced())
+      )
     : <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>): Effect.Effect<A, E2 | CircuitOpen, R> =>
-      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> => {
-        const traced = Tracing.traced()
-        return state._tag === "Closed" && traced === undefined ? timedClosed(self) : gated(self, traced)
-      })
+      Effect.suspend((): Effect.Effect<A, E2 | CircuitOpen, R> =>
+        state._tag === "Closed" ? timedClosed(self) : gated(self, Tracing.traced())
+      )
 
   const isolate = () => {
     if (state._tag === "Open" && state.isolated === true) return

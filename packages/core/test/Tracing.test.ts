@@ -116,11 +116,13 @@ describe("Tracing", () => {
     Effect.gen(function*() {
       const rec = Recorder.make()
       const limiter = yield* KeyedLimiter.make({ concurrency: 1, name: "hosts" })
-      const breakers = yield* KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(3), name: "hosts" })
+      const breakers = yield* KeyedCircuitBreaker.make({ policy: CircuitBreaker.consecutiveFailures(1), name: "hosts" })
       yield* rec.traced(Effect.gen(function*() {
         const first = yield* Effect.fork(limiter.run("a.example", Effect.sleep("200 millis")))
         yield* settle
-        const second = yield* Effect.fork(limiter.run("a.example", breakers.run("a.example", Effect.void)))
+        const second = yield* Effect.fork(
+          Effect.exit(limiter.run("a.example", breakers.run("a.example", Effect.fail(new Boom()))))
+        )
         yield* settle
         yield* TestClock.adjust("200 millis")
         yield* Fiber.join(first)
@@ -138,10 +140,11 @@ describe("Tracing", () => {
           "spindle.limiter.key": "a.example",
           "spindle.limiter.in_flight": 1
         }],
-        ["CircuitBreaker.admitted", {
+        ["CircuitBreaker.transition", {
           "spindle.breaker.name": "hosts",
           "spindle.breaker.key": "a.example",
-          "spindle.breaker.state": "closed"
+          "spindle.breaker.state": "open",
+          "spindle.breaker.from_state": "closed"
         }]
       ])
     }).pipe(Effect.provide(TokenBucketStore.layerMemory)))
@@ -215,7 +218,7 @@ describe("Tracing", () => {
       ])
     }))
 
-  it.effect("CircuitBreaker: admissions, the opening and a rejection with its state are events on the caller's span", () =>
+  it.effect("CircuitBreaker: the opening, a rejection, a probe and the closing are events; a closed admission is not", () =>
     Effect.gen(function*() {
       const rec = Recorder.make()
       const breaker = yield* CircuitBreaker.make({
@@ -224,12 +227,14 @@ describe("Tracing", () => {
         name: "payments"
       })
       yield* rec.traced(Effect.gen(function*() {
+        yield* breaker.run(Effect.void)
         yield* Effect.exit(breaker.run(Effect.fail(new Boom())))
         yield* TestClock.adjust("1 second")
         yield* Effect.exit(breaker.run(Effect.void))
+        yield* TestClock.adjust("4 seconds")
+        yield* breaker.run(Effect.void)
       }))
       assert.deepStrictEqual(rec.one("test").events.map((e) => [e.name, e.attributes]), [
-        ["CircuitBreaker.admitted", { "spindle.breaker.name": "payments", "spindle.breaker.state": "closed" }],
         ["CircuitBreaker.transition", {
           "spindle.breaker.name": "payments",
           "spindle.breaker.state": "open",
@@ -239,6 +244,21 @@ describe("Tracing", () => {
           "spindle.breaker.name": "payments",
           "spindle.breaker.state": "open",
           "spindle.breaker.retry_after_ms": 4000
+        }],
+        ["CircuitBreaker.transition", {
+          "spindle.breaker.name": "payments",
+          "spindle.breaker.state": "half_open",
+          "spindle.breaker.from_state": "open"
+        }],
+        ["CircuitBreaker.admitted", {
+          "spindle.breaker.name": "payments",
+          "spindle.breaker.state": "half_open",
+          "spindle.breaker.probe": true
+        }],
+        ["CircuitBreaker.transition", {
+          "spindle.breaker.name": "payments",
+          "spindle.breaker.state": "closed",
+          "spindle.breaker.from_state": "half_open"
         }]
       ])
     }))
@@ -298,7 +318,8 @@ describe("Tracing", () => {
       const run = rec.one("Policy.run")
       assert.strictEqual(rec.parentName(run), "test")
       assert.strictEqual(run.attributes.get("spindle.policy.name"), "search")
-      assert.deepStrictEqual(run.events.map((e) => e.name), ["CircuitBreaker.admitted", "CircuitBreaker.admitted"])
+      // A closed breaker admits silently: the retry and the attempts are what happened.
+      assert.deepStrictEqual(run.events, [])
       assert.strictEqual(rec.parentName(rec.one("RetryPolicy.backoff")), "Policy.run")
       assert.deepStrictEqual(rec.named("Deadline.attempt").map((span) => rec.parentName(span)), [
         "Policy.run",
