@@ -221,7 +221,6 @@ export const fromParts = <E>(
   tokens: bucket === undefined ? Effect.succeedNone : Effect.asSome(bucket.available)
 })
 
-/** @internal */
 /**
  * How a limiter's stages report to a tracer: its permit as `Limiter.admitted` / `Limiter.wait` /
  * `Limiter.rejected`, its token as `Limiter.token_granted` / `Limiter.token_wait`, every attribute under
@@ -237,6 +236,7 @@ export const traceNames = (name: string, key?: string | undefined) => ({
   })
 })
 
+/** @internal */
 export const bulkheadOptions = (options: Options): Bulkhead.Options => ({
   name: options.name,
   maxConcurrent: options.concurrency ?? Number.POSITIVE_INFINITY,
