@@ -20,6 +20,7 @@ import { buildHarvest, prepareScale } from "./lib/appLauncher.js"
 import { field, num, percent, perSecond, ratio, table, verdict } from "./lib/report.js"
 import { benchDir, type Launcher, type Outcome, prepare, runChild } from "./lib/runner.js"
 import { byId, failures, type Measured, med, values, type Variant, variant } from "./lib/suite.js"
+import { isPaired, pairedSection, pairedVariants, prepareCores } from "./lib/untraced.js"
 import * as Cpu from "./suites/cpu.js"
 import * as Harvest from "./suites/harvest.js"
 import * as Limiter from "./suites/limiter.js"
@@ -121,6 +122,18 @@ const throughput: ReadonlyArray<Variant> = (() => {
     )
   ]
 })()
+
+// Issue 20: the core's spans with no tracer installed, against the core before them, in one process.
+const throughputTracing: ReadonlyArray<Variant> = pairedVariants(
+  [
+    {
+      workload: "bulkhead-run",
+      label: "Spindle `Effect.forEach(array, () => bulkhead.run(task), { concurrency: 100 })`"
+    },
+    { workload: "bulkhead-forEach", label: "Spindle `bulkhead.forEach(generator, task, { discard: true })`" }
+  ],
+  [`--n=${sizes.tasks}`, `--concurrency=${concurrency}`, `--warmup=${sizes.warmup * 5}`]
+)
 
 const rateVariants: ReadonlyArray<Variant> = (() => {
   const common = [`--rate=${rate}`, `--burst=${burst}`, `--duration=${sizes.rateSeconds * 1000}`]
@@ -265,7 +278,8 @@ const shortNames: Readonly<Record<string, string>> = {
   bottleneck: "bottleneck"
 }
 
-const throughputSection = (measured: ReadonlyArray<Measured>): string => {
+const throughputSection = (all: ReadonlyArray<Measured>): string => {
+  const measured = all.filter((m) => !isPaired(m))
   const ops = (m: Measured) => med(m, "opsPerSec")
   const effectForEach = ops(byId(measured, "effect-forEach"))
   const peers = measured.filter((m) => !m.spindle)
@@ -320,6 +334,7 @@ const throughputSection = (measured: ReadonlyArray<Measured>): string => {
     ),
     "",
     ...goals,
+    ...pairedSection(all, "ops/s"),
     "",
     "The Effect variants run `Effect.sync(() => counter++)`, the promise variants `async () => { counter++ }`: each " +
     "library's cheapest way to express a task, so the figures are the limiter's own overhead. Peers are every row " +
@@ -671,6 +686,7 @@ const main = async () => {
   const launcher = await prepare()
   process.stdout.write(`bench: ${quick ? "quick, " : ""}${rounds} round(s); ${launcher.description}\n`)
   const wanted = (name: string) => only === undefined || only === name
+  if (wanted("throughput") || wanted("resilience")) await prepareCores()
   if (only !== undefined && suiteNumbers[only] === undefined) {
     throw new Error(`--only must be one of ${Object.keys(suiteNumbers).join(", ")}, got ${only}`)
   }
@@ -698,7 +714,7 @@ const main = async () => {
     const seconds = (performance.now() - suiteStarted) / 1000
     sections.set(String(suiteNumbers[name]), stamped(text, `${run}, ${machine()} (this benchmark: ${num(seconds)} s)`))
   }
-  await suite("throughput", throughput, throughputSection)
+  await suite("throughput", [...throughput, ...throughputTracing], throughputSection)
   await suite("rate", [...rateVariants, ...waiterHeap], rateSection)
   await suite("memory", memory, memorySection)
   const resilience = { calls: sizes.calls, warmup: sizes.warmup }

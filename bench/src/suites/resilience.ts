@@ -4,6 +4,7 @@
  */
 import { num, ratio, table, verdict } from "../lib/report.js"
 import { byId, type Measured, med, values, type Variant, variant } from "../lib/suite.js"
+import { isPaired, pairedSection, pairedVariants } from "../lib/untraced.js"
 
 export interface Sizes {
   readonly calls: number
@@ -143,14 +144,20 @@ export const variants = (sizes: Sizes): ReadonlyArray<Variant> => {
       "policy: retry+breaker+timeout composed and by hand, alternating blocks in one process",
       "resilience-effect",
       "policy-paired"
-    )
+    ),
+    // Issue 20: the core's spans with no tracer installed, against the core before them, in one process.
+    ...pairedVariants([
+      { workload: "spindle", label: "Spindle by hand, retry + breaker" },
+      { workload: "spindle-timeout", label: "Spindle by hand, retry + breaker + `Deadline.attempt`" },
+      { workload: "policy-timeout", label: "policy: retry + breaker + timeout composed" }
+    ], common)
   ]
 }
 
 export const section = (all: ReadonlyArray<Measured>, sizes: Sizes): string => {
   // The paired run is reported as a goal, not as a row: its figures are two stacks measured together.
   const paired = byId(all, "policy-paired")
-  const measured = all.filter((m) => m !== paired)
+  const measured = all.filter((m) => m !== paired && !isPaired(m))
   const ns = (m: Measured) => med(m, "nsPerCall")
   const overhead = (m: Measured) => ns(m) - ns(byId(measured, kinds[m.id].baseline))
   const pairOf = (m: Measured) => {
@@ -304,6 +311,7 @@ export const section = (all: ReadonlyArray<Measured>, sizes: Sizes): string => {
     ...goals,
     "",
     ...findings.flatMap((finding, i) => (i === 0 ? [finding] : ["", finding])),
+    ...pairedSection(all, "ns/call"),
     "",
     `How it is measured. Each variant makes ${num(sizes.warmup)} calls to warm the JIT, then ${
       num(sizes.calls)
