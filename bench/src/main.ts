@@ -1,11 +1,11 @@
 /**
- * `pnpm bench`: runs every variant of the nine benchmarks in a process of its own, in interleaved rounds
+ * `pnpm bench`: runs every variant of the ten benchmarks in a process of its own, in interleaved rounds
  * (A, B, C, A, B, C, ...), takes the median of each figure over the rounds and writes `bench/RESULTS.md`.
  *
  *   pnpm bench                 3 rounds at full size, 5 for the CPU pool, 1 of the soak (about 25 minutes)
  *   pnpm bench -- --quick      1 round at small sizes (BENCH_QUICK=1 does the same); the tables say so
  *   pnpm bench -- --only=rate  one benchmark (throughput, rate, memory, resilience, workqueue, cpu, harvest,
- *                              limiter or soak): its section of RESULTS.md is replaced, every other section is kept
+ *                              limiter, soak or hedging): its section of RESULTS.md is replaced, every other is kept
  *   pnpm bench -- --only=harvest --profile
  *                              also one round of Harvest (as users start it) under the CPU profiler, its time split
  *                              by what it did (fetch, limits, SQL, files, GC, Effect runtime, …) in section 7
@@ -23,6 +23,7 @@ import { byId, failures, type Measured, med, values, type Variant, variant } fro
 import { isPaired, pairedSection, pairedVariants, prepareCores } from "./lib/untraced.js"
 import * as Cpu from "./suites/cpu.js"
 import * as Harvest from "./suites/harvest.js"
+import * as Hedging from "./suites/hedging.js"
 import * as Limiter from "./suites/limiter.js"
 import * as Resilience from "./suites/resilience.js"
 import * as Soak from "./suites/soak.js"
@@ -612,7 +613,8 @@ const suiteNumbers: Readonly<Record<string, number>> = {
   cpu: 6,
   harvest: 7,
   limiter: 8,
-  soak: 9
+  soak: 9,
+  hedging: 10
 }
 
 const command = (): string =>
@@ -721,6 +723,8 @@ const main = async () => {
   await suite("resilience", Resilience.variants(resilience), (measured) => Resilience.section(measured, resilience))
   const queue = { items: sizes.queueItems }
   await suite("workqueue", WorkQueue.variants(queue), (measured) => WorkQueue.section(measured, queue))
+  const hedging = quick ? { calls: 400, warmup: 100 } : { calls: 2_000, warmup: 300 }
+  await suite("hedging", Hedging.variants(hedging), (measured) => Hedging.section(measured, hedging))
   if (wanted("cpu")) {
     const calibration = await Cpu.calibrate()
     process.stdout.write(
