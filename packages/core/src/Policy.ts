@@ -1395,18 +1395,14 @@ const build = (builder: BuilderImpl): Effect.Effect<Policy<any, any, any>> =>
 
     const count = fns.length
     const spanOptions = { attributes: { "spindle.policy.name": name }, captureStackTrace: false }
-    // With a tracer of the application's installed, a call is one span (`Policy.run`), under which the stages report
-    // what they decide (events, and spans for waits); without one, the stages alone.
+    // A call is one span (`Policy.run`), under which the stages report what they decide, when `run` is applied in a
+    // fiber with a tracer of the application's installed (`yield* policy.run(call)` in a traced program). Decided
+    // here, once per application, and not each time the effect runs: a check per run would be one more operation on
+    // every call, the cost issue 20 rules out without a tracer. The stages check for themselves when they run.
     const run = (self: AnyEffect): AnyEffect => {
       let effect = self
       for (let i = 0; i < count; i++) effect = fns[i](effect)
-      const plain = effect
-      let traced: AnyEffect | undefined
-      return Effect.suspend(() => {
-        if (Tracing.traced() === undefined) return plain
-        if (traced === undefined) traced = Effect.withSpan(plain, "Policy.run", spanOptions)
-        return traced
-      })
+      return Tracing.traced() === undefined ? effect : Effect.withSpan(effect, "Policy.run", spanOptions)
     }
 
     const breakerForEvents = theBreaker

@@ -311,7 +311,8 @@ describe("Tracing", () => {
         retry: { base: "50 millis", jitter: "none", maxAttempts: 3 },
         attemptTimeout: "1 second"
       })
-      const fiber = yield* Effect.fork(rec.traced(policy.run(flaky)))
+      // Applied inside the traced program, as `yield* policy.run(call)` is.
+      const fiber = yield* Effect.fork(rec.traced(Effect.suspend(() => policy.run(flaky))))
       yield* settle
       yield* TestClock.adjust("50 millis")
       assert.strictEqual(yield* Fiber.join(fiber), 2)
@@ -324,6 +325,15 @@ describe("Tracing", () => {
       assert.deepStrictEqual(rec.named("Deadline.attempt").map((span) => rec.parentName(span)), [
         "Policy.run",
         "Policy.run"
+      ])
+      // Applied outside any traced fiber (built once, run later under the tracer): no span of its own, and the stages
+      // still report, under the caller's span.
+      const built = policy.run(Effect.succeed(1))
+      const later = Recorder.make()
+      yield* later.traced(built)
+      assert.deepStrictEqual(later.spans.map((span) => [span.name, later.parentName(span)]), [
+        ["test", undefined],
+        ["Deadline.attempt", "test"]
       ])
     }))
 
