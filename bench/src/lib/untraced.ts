@@ -8,6 +8,7 @@
  */
 import { execFileSync } from "node:child_process"
 import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { num, perSecond, ratio, table, verdict } from "./report.js"
 import { benchDir, loadEsbuild } from "./runner.js"
@@ -111,6 +112,14 @@ export const pairedSection = (measured: ReadonlyArray<Measured>, unit: "ops/s" |
   ])
   const worst = paired.reduce((a, b) => med(b, "shippedOverUntraced") > med(a, "shippedOverUntraced") ? b : a)
   const cost = (med(worst, "shippedOverUntraced") - 1) * 100
+  const controls = paired.flatMap((m) => values(m).map((value) => Number(value.controlOverUntraced)))
+  const controlRange = controls.length === 0 ? "—" : `${ratio(Math.min(...controls))}–${ratio(Math.max(...controls))}`
+  const loads = paired.flatMap((m) => values(m).map((value) => Number(value.loadAverage))).filter(Number.isFinite)
+  const load = loads.length === 0
+    ? ""
+    : ` The machine was shared while these ran: one-minute load average ${num(Math.min(...loads), 1)}–${
+      num(Math.max(...loads), 1)
+    } on ${Os.cpus().length} cores.`
   const all = paired.map((m) =>
     `${m.id.slice("tracing-".length)} ${num((med(m, "shippedOverUntraced") - 1) * 100, 1)} %`
   )
@@ -135,7 +144,7 @@ export const pairedSection = (measured: ReadonlyArray<Measured>, unit: "ops/s" |
     `- Spans with no tracer installed cost ${num(cost, 1)} % (goal ≤ 5 %): ${verdict(cost <= (GOAL - 1) * 100)}. ` +
     `That is the workload where they cost most (${worst.id.slice("tracing-".length)}); per workload: ${
       all.join(", ")
-    }.`,
+    }; the A/A control's rounds ranged over ${controlRange}.${load}`,
     "",
     "How it is measured. The untraced core is the core's sources at the commit before the first span " +
     `(\`${UNTRACED_REV}\`), extracted by \`git archive\` under \`bench/.tmp/\`; each core is bundled into a module ` +

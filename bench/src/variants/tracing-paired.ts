@@ -19,6 +19,7 @@
 import type * as Core from "@spindle/core"
 import * as Effect from "effect/Effect"
 import * as Tracer from "effect/Tracer"
+import * as Os from "node:os"
 import { args, choiceArg, numberArg, runVariant } from "../lib/child.js"
 
 const variant = choiceArg("variant", [
@@ -169,7 +170,8 @@ runVariant(async () => {
   }
   const each = perBlock * blocks
   if (ran !== each * contenders.length) throw new Error(`ran ${ran} of ${each * contenders.length} operations`)
-  const result: Record<string, unknown> = { n: each, blocks, warmup }
+  // How busy the machine was: the one-minute load average at the end (2 cores: above 2, processes waited for a core).
+  const result: Record<string, unknown> = { n: each, blocks, warmup, loadAverage: Os.loadavg()[0] }
   for (const [name, ms] of millis) {
     result[`${name}NsPerOp`] = (ms * 1e6) / each
     result[`${name}OpsPerSec`] = each / (ms / 1000)
