@@ -47,13 +47,22 @@ export const prepareCores = async (): Promise<boolean> => {
     // The same untraced core once more, as a module of its own: the A/A control of the method.
     writeFileSync(Path.join(coresDir, "core-untraced-copy.ts"), entry(untracedSrc))
     writeFileSync(Path.join(coresDir, "core-shipped.ts"), entry(Path.join(repoDir, "packages", "core", "src")))
+    // Two copies of each core are timed, and each core's figure is their sum: what one bundle happens to get from
+    // the JIT (code placement, inlining) is averaged over two.
+    writeFileSync(Path.join(coresDir, "core-shipped-copy.ts"), entry(Path.join(repoDir, "packages", "core", "src")))
     // The shipped core once more for the run under a tracer, so that its traced paths never run in (and never
     // reshape the JIT's view of) the copy timed without one.
     writeFileSync(Path.join(coresDir, "core-shipped-traced.ts"), entry(Path.join(repoDir, "packages", "core", "src")))
     const esbuild = await loadEsbuild()
     mkdirSync(outDir, { recursive: true })
     await esbuild.build({
-      entryPoints: ["core-untraced.ts", "core-untraced-copy.ts", "core-shipped.ts", "core-shipped-traced.ts"].map((
+      entryPoints: [
+        "core-untraced.ts",
+        "core-untraced-copy.ts",
+        "core-shipped.ts",
+        "core-shipped-copy.ts",
+        "core-shipped-traced.ts"
+      ].map((
         file
       ) => Path.join(coresDir, file)),
       outdir: outDir,
@@ -152,8 +161,10 @@ export const pairedSection = (measured: ReadonlyArray<Measured>, unit: "ops/s" |
     "loads both, builds the same workload on each, and times them in 20 alternating blocks (the order rotates " +
     "every block), after a warm-up of each; *time × untraced* is the shipped core's total time over the untraced " +
     "core's (1.00× costs nothing; 1.05× is 5 % slower). Across processes the rounds of one variant spread over more " +
-    "than 5 % on this shared machine, which is why the comparison is made within one. The *A/A control* times a " +
-    "second, separately bundled copy of the untraced core the same way: identical code, so its ratio shows how far " +
+    "than 5 % on this shared machine, which is why the comparison is made within one. Each core is timed as two " +
+    "copies bundled apart, its figure their total, so that what one bundle happens to get from the JIT is averaged " +
+    "over two. The *A/A control* divides one untraced copy's time by the other's, " +
+    "identical code, so its ratio shows how far " +
     "the method itself is from 1.00× (the JIT treats the two copies as different code; the one loaded or warmed " +
     "first can come out ahead), and a cost smaller than that spread is below what this measurement resolves. With " +
     "no tracer installed, " +
