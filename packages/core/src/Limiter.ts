@@ -213,7 +213,7 @@ export const fromParts = <E>(
       elements: Iterable<unknown>,
       f: (a: unknown, i: number) => Effect.Effect<unknown, unknown, unknown>,
       options?: any
-    ) => bulkhead.forEach(elements, (a, i) => Effect.zipRight(bucket.take(1), f(a, i)), options)) as Limiter<
+    ) => bulkhead.forEach(elements, (a, i) => Effect.zipRight(bucket.takeQuietly, f(a, i)), options)) as Limiter<
       E
     >["forEach"],
   inFlight: bulkhead.inFlight,

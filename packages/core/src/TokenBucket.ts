@@ -262,6 +262,8 @@ export interface WaitOptions {
 export interface Internal<E> extends TokenBucket<E> {
   /** `take`, with the caller's wait bounded by `ticket` (shared with a `Limiter`'s bulkhead). */
   readonly takeTicket: (tokens: number, ticket: TokenGate.Ticket) => Effect.Effect<void, E>
+  /** One token, never reported to a tracer: the per-element take of a loop (`forEach`, `pace`, a limiter's). */
+  readonly takeQuietly: Effect.Effect<void, E>
 }
 
 /** @internal */
@@ -332,7 +334,8 @@ export const fromGate = <E>(
     traceNames ?? bucketNames(resolved.name)
   )
   const take = (tokens = 1) => Effect.suspend(() => gate.take(checkTokens(resolved, tokens)))
-  const takeOne = gate.take(1)
+  // The loops' per-element take reports nothing to a tracer: a million elements would be a million spans or events.
+  const takeOne = gate.take(1, undefined, false)
   const forEach = <A, B, E2, R>(
     elements: Iterable<A>,
     f: (a: A, index: number) => Effect.Effect<B, E2, R>,
@@ -366,7 +369,8 @@ export const fromGate = <E>(
     pace: (self) => Stream.tap(self, () => takeOne),
     available,
     waiting: Effect.sync(() => gate.waiting()),
-    takeTicket: (tokens, ticket) => gate.take(tokens, ticket)
+    takeTicket: (tokens, ticket) => gate.take(tokens, ticket),
+    takeQuietly: takeOne
   }
 }
 

@@ -177,6 +177,18 @@ describe("Tracing", () => {
       ])
     }))
 
+  it.effect("TokenBucket loops: forEach and pace report nothing per element", () =>
+    Effect.gen(function*() {
+      const rec = Recorder.make()
+      const bucket = yield* TokenBucket.make({ limit: 10, interval: "1 second", burst: 1, name: "loop" })
+      const fiber = yield* Effect.fork(rec.traced(bucket.forEach([1, 2, 3], (n) => Effect.succeed(n))))
+      yield* settle
+      yield* TestClock.adjust("300 millis")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), [1, 2, 3])
+      assert.deepStrictEqual(rec.spans.map((span) => span.name), ["test"])
+      assert.deepStrictEqual(rec.one("test").events, [])
+    }))
+
   it.effect("RetryPolicy: each backoff is a span with the attempt, the delay and the reason; giving up an event", () =>
     Effect.gen(function*() {
       const rec = Recorder.make()

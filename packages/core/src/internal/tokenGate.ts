@@ -32,7 +32,8 @@ export interface Ticket {
 
 /** @internal */
 export interface Gate<E> {
-  readonly take: (tokens: number, ticket?: Ticket | undefined) => Effect.Effect<void, E>
+  /** `report: false`: never reported to a tracer (a loop's per-element take; the loop is what the caller sees). */
+  readonly take: (tokens: number, ticket?: Ticket | undefined, report?: boolean) => Effect.Effect<void, E>
   readonly tryTake: (tokens: number) => Effect.Effect<boolean, E>
   readonly waiting: () => number
 }
@@ -355,10 +356,10 @@ export const make = <E>(
       }))
   }
 
-  const take = (tokens: number, ticket?: Ticket | undefined): Effect.Effect<void, E> =>
+  const take = (tokens: number, ticket?: Ticket | undefined, report = true): Effect.Effect<void, E> =>
     Effect.suspend(() => {
       const effect = waiters.length === 0 ? takeAsHead(tokens, ticket) : wait_(tokens, ticket)
-      const traced = trace === undefined ? undefined : Tracing.traced()
+      const traced = trace === undefined || !report ? undefined : Tracing.traced()
       return traced === undefined ? effect : traceTake(traced, tokens, effect)
     })
 
