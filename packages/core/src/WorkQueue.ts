@@ -16,6 +16,13 @@
  * and a worker drains whatever is buffered in one loop, without suspending between items. Items offered with a
  * priority other than 0 are kept beside the ring, in a structure made when the first of them arrives.
  *
+ * Tracing (with a tracer of the application's installed) is per call, never per item: a producer that waits for
+ * room is a span (`WorkQueue.offer`, `WorkQueue.offerAll`, with `spindle.queue.wait_ms`), a `tryOffer` refused by a
+ * full queue an event (`WorkQueue.rejected`), and `drain`, `onIdle` and `shutdown` are spans. An offer that finds
+ * room reports nothing, and an item's processing is the application's to trace (wrap `process` in
+ * `Effect.withSpan`): a span or an event per item would cost a check and an allocation on a path that moves
+ * millions of items a second, and a million events on one span are more than a tracer keeps.
+ *
  * @since 0.1.0
  */
 import type * as Cause from "effect/Cause"
