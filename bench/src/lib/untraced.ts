@@ -91,12 +91,22 @@ export const pairedVariants = (
   workloads: ReadonlyArray<{ readonly workload: string; readonly label: string }>,
   args: ReadonlyArray<string>
 ): ReadonlyArray<Variant> =>
-  workloads.map(({ label, workload }) =>
-    variant(`tracing-${workload}`, label, "tracing-paired", [`--variant=${workload}`, "--traced=true", ...args], {
+  workloads.flatMap(({ label, workload }) => [
+    variant(`tracing-${workload}`, label, "tracing-paired", [`--variant=${workload}`, ...args], {
       timeoutMillis: 240_000,
       spindle: true
-    })
-  )
+    }),
+    variant(
+      `tracing-traced-${workload}`,
+      label,
+      "tracing-paired",
+      [`--variant=${workload}`, "--traced=true", ...args],
+      {
+        timeoutMillis: 240_000,
+        spindle: true
+      }
+    )
+  ])
 
 export const isPaired = (m: Measured): boolean => m.file === "tracing-paired"
 
@@ -105,7 +115,18 @@ export const isPaired = (m: Measured): boolean => m.file === "tracing-paired"
  * dropping one, from the same process; and the verdict on the goal, for the workload where the spans cost most.
  */
 export const pairedSection = (measured: ReadonlyArray<Measured>, unit: "ops/s" | "ns/call"): Array<string> => {
-  const paired = measured.filter(isPaired)
+  const all = measured.filter(isPaired)
+  const paired = all.filter((m) => !m.id.startsWith("tracing-traced-"))
+  const tracedOf = (m: Measured) => all.find((t) => t.id === `tracing-traced-${m.id.slice("tracing-".length)}`)
+  const tracedFigure = (m: Measured, name: string) => {
+    const t = tracedOf(m)
+    if (t === undefined) return "—"
+    return name === "ratio"
+      ? ratio(med(t, "tracedOverUntraced"))
+      : unit === "ops/s"
+      ? perSecond(med(t, "tracedOpsPerSec"))
+      : num(med(t, "tracedNsPerOp"))
+  }
   if (paired.length === 0) return []
   const figure = (m: Measured, name: string) =>
     unit === "ops/s" ? perSecond(med(m, `${name}OpsPerSec`)) : num(med(m, `${name}NsPerOp`))
@@ -115,21 +136,21 @@ export const pairedSection = (measured: ReadonlyArray<Measured>, unit: "ops/s" |
     figure(m, "shipped"),
     ratio(med(m, "shippedOverUntraced")),
     ratio(med(m, "controlOverUntraced")),
-    figure(m, "traced"),
-    ratio(med(m, "tracedOverUntraced")),
+    tracedFigure(m, "figure"),
+    tracedFigure(m, "ratio"),
     values(m).map((value) => ratio(Number(value.shippedOverUntraced))).join(" · ")
   ])
   const worst = paired.reduce((a, b) => med(b, "shippedOverUntraced") > med(a, "shippedOverUntraced") ? b : a)
   const cost = (med(worst, "shippedOverUntraced") - 1) * 100
-  const controls = paired.flatMap((m) => values(m).map((value) => Number(value.controlOverUntraced)))
+  const controls = all.flatMap((m) => values(m).map((value) => Number(value.controlOverUntraced)))
   const controlRange = controls.length === 0 ? "—" : `${ratio(Math.min(...controls))}–${ratio(Math.max(...controls))}`
-  const loads = paired.flatMap((m) => values(m).map((value) => Number(value.loadAverage))).filter(Number.isFinite)
+  const loads = all.flatMap((m) => values(m).map((value) => Number(value.loadAverage))).filter(Number.isFinite)
   const load = loads.length === 0
     ? ""
     : ` The machine was shared while these ran: one-minute load average ${num(Math.min(...loads), 1)}–${
       num(Math.max(...loads), 1)
     } on ${Os.cpus().length} cores.`
-  const all = paired.map((m) =>
+  const perWorkload = paired.map((m) =>
     `${m.id.slice("tracing-".length)} ${num((med(m, "shippedOverUntraced") - 1) * 100, 1)} %`
   )
   return [
@@ -152,13 +173,13 @@ export const pairedSection = (measured: ReadonlyArray<Measured>, unit: "ops/s" |
     "",
     `- Spans with no tracer installed cost ${num(cost, 1)} % (goal ≤ 5 %): ${verdict(cost <= (GOAL - 1) * 100)}. ` +
     `That is the workload where they cost most (${worst.id.slice("tracing-".length)}); per workload: ${
-      all.join(", ")
+      perWorkload.join(", ")
     }; the A/A control's rounds ranged over ${controlRange}.${load}`,
     "",
     "How it is measured. The untraced core is the core's sources at the commit before the first span " +
     `(\`${UNTRACED_REV}\`), extracted by \`git archive\` under \`bench/.tmp/\`; each core is bundled into a module ` +
     "of its own on the one Effect runtime of `node_modules`, and one process (`src/variants/tracing-paired.ts`) " +
-    "loads both, builds the same workload on each, and times them in 20 alternating blocks (the order rotates " +
+    "loads both, builds the same workload on each, and times them in 100 alternating blocks (the order rotates " +
     "every block), after a warm-up of each; *time × untraced* is the shipped core's total time over the untraced " +
     "core's (1.00× costs nothing; 1.05× is 5 % slower). Across processes the rounds of one variant spread over more " +
     "than 5 % on this shared machine, which is why the comparison is made within one. Each core is timed as two " +
@@ -172,6 +193,7 @@ export const pairedSection = (measured: ReadonlyArray<Measured>, unit: "ops/s" |
     "comparison) and makes no span. The *dropping tracer* column installs a tracer that makes one small span object " +
     "per span and drops it (an SDK without its exporter), on a copy of the shipped core bundled apart (so that its " +
     "traced paths never run in the copy timed without a tracer), with each block inside a root span so that the events " +
-    "have a span to go to: that is the least tracing can cost when it is on."
+    "have a span to go to, in a process of its own (its garbage would otherwise land in the other contenders' " +
+    "blocks), against the same two untraced copies: that is the least tracing can cost when it is on."
   ]
 }
