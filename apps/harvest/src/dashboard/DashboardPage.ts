@@ -141,6 +141,9 @@ button.link { border: 0; background: none; padding: 0; color: var(--accent); tex
   Menlo, Consolas, monospace; font-size: 12px; }
 button.link:hover { text-decoration: underline; background: none; }
 .slowest .quiet { white-space: nowrap; font-variant-numeric: tabular-nums; }
+.trace-form { display: flex; gap: 8px; padding: 0 12px 12px; }
+.trace-form input { flex: 1; min-width: 0; font: inherit; font-size: 12px; border: 1px solid var(--line);
+  border-radius: 6px; padding: 4px 8px; background: #fbfcfe; color: var(--text); }
 .histogram .bucket { fill: #818cf8; } .histogram .bucket.empty { fill: #e0e7ff; }
 .histogram .pline { stroke-width: 1.4; stroke-dasharray: 3 2; }
 .histogram text.plabel { font-size: 10px; font-weight: 650; }
@@ -264,6 +267,11 @@ const body = String.raw`
       <div>
         <h3 class="sub-title" id="slowest-title">Slowest items <span class="quiet">(click for the waterfall)</span></h3>
         <ol class="slowest" id="slowest" aria-labelledby="slowest-title"></ol>
+        <form class="trace-form" id="trace-form">
+          <input type="text" id="trace-url" placeholder="or any URL of this job" aria-label="URL of an item of this job"
+            autocomplete="off">
+          <button type="submit">Waterfall</button>
+        </form>
       </div>
     </div>
     <section class="waterfall" id="waterfall" aria-labelledby="waterfall-title" hidden>
@@ -776,6 +784,11 @@ function renderSlowest(latency) {
       item.attempts + " attempt" + (item.attempts === 1 ? "" : "s")))))
   if (!latency.slowest.length) $("slowest").append(h("li", { class: "quiet" }, "No settled item yet."))
 }
+$("trace-form").addEventListener("submit", (e) => {
+  e.preventDefault()
+  const url = $("trace-url").value.trim()
+  if (url) openWaterfall(url)
+})
 $("slowest").addEventListener("click", (e) => {
   const button = e.target.closest("button[data-url]")
   if (button) openWaterfall(button.getAttribute("data-url"))
