@@ -139,24 +139,28 @@ const tracedBlock = (block: Effect.Effect<void, unknown>): Effect.Effect<void, u
 
 runVariant(async () => {
   const here = import.meta.url
-  const shipped = (await import(new URL("./core-shipped.mjs", here).href)) as Module
-  const shippedCopy = (await import(new URL("./core-shipped-copy.mjs", here).href)) as Module
+  // Loaded (and below warmed) alternately, so that each core has one copy early and one late.
   const untraced = (await import(new URL("./core-untraced.mjs", here).href)) as Module
+  const shipped = (await import(new URL("./core-shipped.mjs", here).href)) as Module
   const control = (await import(new URL("./core-untraced-copy.mjs", here).href)) as Module
-  const contenders: Array<{ readonly name: string; readonly run: (count: number) => Effect.Effect<void, unknown> }> = [
-    { name: "untraced", run: await workload(untraced) },
-    // The untraced core again, bundled apart: identical code, so its ratio is the method's own error.
-    { name: "control", run: await workload(control) }
-  ]
+  const shippedCopy = (await import(new URL("./core-shipped-copy.mjs", here).href)) as Module
+  const contenders: Array<{ readonly name: string; readonly run: (count: number) => Effect.Effect<void, unknown> }> = []
   if (withTracer) {
     // A process of its own (the tracer's garbage would land in the other contenders' blocks), on a copy of the
     // shipped core of its own.
     const tracedCore = (await import(new URL("./core-shipped-traced.mjs", here).href)) as Module
     const run = await workload(tracedCore)
-    contenders.push({ name: "traced", run: (count) => tracedBlock(run(count)) })
+    contenders.push(
+      { name: "untraced", run: await workload(untraced) },
+      { name: "traced", run: (count) => tracedBlock(run(count)) },
+      // The untraced core again, bundled apart: identical code, so its ratio is the method's own error.
+      { name: "control", run: await workload(control) }
+    )
   } else {
     contenders.push(
+      { name: "untraced", run: await workload(untraced) },
       { name: "shipped", run: await workload(shipped) },
+      { name: "control", run: await workload(control) },
       { name: "shippedCopy", run: await workload(shippedCopy) }
     )
   }
