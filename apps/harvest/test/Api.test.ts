@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -358,5 +359,43 @@ describe("Harvest HTTP API", () => {
         assert.strictEqual((yield* call("GET", route)).status, 200, route)
       }
       assertContractError(yield* call("GET", "/no/route"), 404, "not_found")
+    }))
+
+  it.scopedLive("GET /jobs/:id/latency is the histogram of the job's results' durations, to the item", () =>
+    Effect.gen(function*() {
+      const upstream = yield* Upstream.make()
+      const harvest = yield* Harness.inProcess({ maxConcurrency: 16 })
+      const urls = Array.from({ length: 24 }, (_, i) => upstream.url(`/d/${i}?latency=${(i % 6) * 40}&bytes=100`))
+      urls.push(upstream.url("/gone?status=404"))
+      const id = yield* harvest.submit({ urls })
+      yield* harvest.waitFor(id, "completed")
+      const results = yield* harvest.results(id)
+      const durations = results.map((r) => r.durationMs as number)
+      assert.isTrue(durations.every((d) => Number.isFinite(d) && d >= 0), "every settled item has its duration")
+      const reply = yield* harvest.call("GET", `/jobs/${id}/latency`)
+      assert.strictEqual(reply.status, 200, reply.text)
+      const latency = reply.json
+
+      // The same histogram, computed here from the results: bucket by bucket, and the percentiles by nearest rank.
+      const bounds = latency.buckets.map((b: any) => b.leMs)
+      assert.deepStrictEqual(bounds, [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 60000, null])
+      const expected = bounds.map((le: number | null, i: number) =>
+        durations.filter((d) => (i === 0 || d > bounds[i - 1]) && (le === null || d <= le)).length
+      )
+      assert.deepStrictEqual(latency.buckets.map((b: any) => b.count), expected)
+      const sorted = [...durations].sort((a, b) => a - b)
+      const rank = (p: number) => sorted[Math.ceil(p * sorted.length) - 1]
+      assert.deepStrictEqual(
+        [latency.count, latency.minMs, latency.maxMs, latency.p50Ms, latency.p90Ms, latency.p99Ms],
+        [25, sorted[0], sorted[24], rank(0.5), rank(0.9), rank(0.99)]
+      )
+      // The ten slowest, slowest first, each as its result says (the failed one included, with its code).
+      const slowest = [...results].sort((a, b) => b.durationMs - a.durationMs).slice(0, 10)
+      assert.deepStrictEqual(latency.slowest.map((s: any) => s.durationMs), slowest.map((r) => r.durationMs))
+      const gone = results.find((r) => r.url.includes("/gone"))
+      const listed = latency.slowest.find((s: any) => s.url === gone.url)
+      if (listed !== undefined) assert.deepStrictEqual([listed.status, listed.errorCode], ["failed", "http_status"])
+
+      assertContractError(yield* harvest.call("GET", `/jobs/${crypto.randomUUID()}/latency`), 404, "not_found")
     }))
 })
