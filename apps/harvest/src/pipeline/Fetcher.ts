@@ -197,6 +197,10 @@ export const classify = (error: unknown, httpStatus: number | null = null): Fetc
 // Bodies up to this size are gathered in memory and written with one call; larger ones stream to their temp file.
 const memoryBytes = 64 * 1024
 
+// A span's call-site stack trace (Effect captures one per span, an Error made on every call, for a failure's
+// `code.stacktrace`) would name Harvest's own plumbing at a cost on every attempt: the attempt's spans go without.
+const noStackTrace = { captureStackTrace: false } as const
+
 const userAgent = "harvest/0.1"
 
 /**
@@ -299,7 +303,8 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
               memoryBytes: 0
             }))
         : store.write(response.stream, { maxBytes: maxBodyBytes, memoryBytes })
-      return Effect.matchEffect(tracing === undefined ? stored : Effect.withSpan(stored, "harvest.body.write"), {
+      const written = tracing === undefined ? stored : Effect.withSpan(stored, "harvest.body.write", noStackTrace)
+      return Effect.matchEffect(written, {
         onFailure: storeFailure(status, start),
         onSuccess: (body) => {
           ended("ok", start)
@@ -397,6 +402,7 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
         }),
         "GET",
         {
+          ...noStackTrace,
           kind: "client",
           attributes: {
             "http.request.method": "GET",
