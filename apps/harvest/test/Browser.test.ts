@@ -408,7 +408,9 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
               duration: Number(li.getAttribute("data-duration")),
               depth: Number(li.getAttribute("data-depth")),
               http: li.getAttribute("data-http-status") as string | null,
-              left: li.querySelector(".bar").getBoundingClientRect().left as number
+              left: li.querySelector(".wbar").getBoundingClientRect().left as number,
+              width: li.querySelector(".wbar").getBoundingClientRect().width as number,
+              trackWidth: li.querySelector(".track").getBoundingClientRect().width as number
             })))
 
           // Any URL of the job, typed: the slow one made one attempt, no backoff; a URL the job does not have, none.
@@ -474,8 +476,12 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
         assert.isAtMost(item.duration - accounted, 50 + item.duration * 0.1, JSON.stringify(ours))
         // The item's span (lease to commit) covers the result's duration (a worker taking it to its outcome).
         assert.isAtLeast(item.duration + 1, flakyResult.durationMs)
-        // Drawn to scale: bars offset left to right in time.
+        // Drawn to scale: bars offset left to right in time, each as wide as its share of the item (2 px at least).
         assert.isTrue(get1.left < backoff.left && backoff.left <= gate2.left && gate2.left <= get2.left)
+        for (const r of rows) {
+          const expected = Math.max(2, (r.duration / item.duration) * r.trackWidth)
+          assert.approximately(r.width, expected, 3, `${r.name}'s bar`)
+        }
         // The one error logged is the 404 of the trace asked for a URL the job does not have.
         assert.deepStrictEqual(errors, [
           "Failed to load resource: the server responded with a status of 404 (Not Found)"

@@ -158,13 +158,13 @@ button.link:hover { text-decoration: underline; background: none; }
 .spans .name .code.bad { background: var(--bad-soft); color: var(--bad); }
 .spans .name .err { margin-left: 6px; color: var(--bad); font-size: 11px; }
 .spans .track { position: relative; height: 14px; border-radius: 3px; background: #f5f7fb; overflow: visible; }
-.spans .bar { position: absolute; top: 2px; height: 10px; border-radius: 2px; min-width: 2px; background: #94a3b8; }
+.spans .wbar { position: absolute; top: 2px; height: 10px; border-radius: 2px; min-width: 2px; background: #94a3b8; }
 .spans .dur { text-align: right; color: var(--muted); font-variant-numeric: tabular-nums; }
-.spans .k-item .bar { background: #cbd5e1; } .spans .k-queued .bar { background: #e2e8f0; }
-.spans .k-gate .bar { background: #f59e0b; } .spans .k-attempt .bar { background: #3b82f6; }
-.spans .k-attempt.error .bar { background: var(--bad); } .spans .k-write .bar { background: #16a34a; }
-.spans .k-settle .bar { background: #8b5cf6; }
-.spans .k-backoff .bar { background: repeating-linear-gradient(45deg, #fde68a 0 4px, #fffbeb 4px 8px);
+.spans .k-item .wbar { background: #cbd5e1; } .spans .k-queued .wbar { background: #e2e8f0; }
+.spans .k-gate .wbar { background: #f59e0b; } .spans .k-attempt .wbar { background: #3b82f6; }
+.spans .k-attempt.error .wbar { background: var(--bad); } .spans .k-write .wbar { background: #16a34a; }
+.spans .k-settle .wbar { background: #8b5cf6; }
+.spans .k-backoff .wbar { background: repeating-linear-gradient(45deg, #fde68a 0 4px, #fffbeb 4px 8px);
   border: 1px dashed #f59e0b; }
 .spans .k-backoff .name { color: var(--warn); font-style: italic; }
 .axis { display: grid; grid-template-columns: minmax(0, 280px) minmax(0, 1fr) 76px; gap: 10px; padding: 0 12px 4px;
@@ -856,7 +856,7 @@ function renderWaterfall(trace) {
       "data-start": String(startMs), "data-duration": String(durationMs), "data-depth": String(depth),
       "data-name": name, "aria-label": label + ", " + msText(durationMs) + ", from " + msText(startMs) }, data),
       h("span", { class: "name", title: name }, ...detail),
-      h("span", { class: "track" }, h("span", { class: "bar", style: "left: " + pct(startMs) + "; width: " +
+      h("span", { class: "track" }, h("span", { class: "wbar", style: "left: " + pct(startMs) + "; width: " +
         pct(durationMs) })),
       h("span", { class: "dur" }, msText(durationMs)))
     li.querySelector(".name").style.paddingLeft = depth * 14 + "px"
