@@ -311,7 +311,6 @@ export const section = (all: ReadonlyArray<Measured>, sizes: Sizes): string => {
     ...goals,
     "",
     ...findings.flatMap((finding, i) => (i === 0 ? [finding] : ["", finding])),
-    ...pairedSection(all, "ns/call"),
     "",
     `How it is measured. Each variant makes ${num(sizes.warmup)} calls to warm the JIT, then ${
       num(sizes.calls)
@@ -331,7 +330,8 @@ export const section = (all: ReadonlyArray<Measured>, sizes: Sizes): string => {
     "*by hand* rows, built by `Policy.make` from options and applied with `policy.run(noop)` (once, like the " +
     "others); the paired run times a policy and the same stack by hand in one process, 20 alternating blocks of " +
     `${num(Math.floor(sizes.calls / 20))} calls each (which goes first alternates too), so that both see the same ` +
-    "machine and the same JIT state: across processes the rounds of one variant spread over more than 5 %."
+    "machine and the same JIT state: across processes the rounds of one variant spread over more than 5 %.",
+    ...pairedSection(all, "ns/call")
   ].join("\n")
 }
 
