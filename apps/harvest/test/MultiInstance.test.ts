@@ -64,7 +64,7 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
           LEASE_MS: String(leaseMs),
           SHUTDOWN_GRACE_MS: "1000",
           // The rate and lease checks below are timing checks on a busy machine, and three instances share it: none
-          // spends CPU on the dashboard's trace ring (about +0.35 ms a URL), which this test does not look at.
+          // spends CPU on the dashboard's trace ring (docs/harvest.md, Traces), which this test does not look at.
           HARVEST_TRACE_RING: "0"
         }
         // Started together, as a deployment would: they migrate the fresh database at the same time.
