@@ -288,6 +288,15 @@ export type ErrorFor<O extends Options> =
   | (O extends { readonly maxQueued: number } ? Bulkhead.BulkheadRejected : never)
   | ("maxWait" extends keyof O ? O["maxWait"] extends undefined ? never : WaitTimeoutError : never)
 
+// What `make` and `fromStore` share: the wait bound, the trace names and the in-process bulkhead; only where the
+// bucket keeps its tokens differs.
+const localParts = <const O extends Options>(options: O) => {
+  const wait = waitOptions("Limiter", options, Expiry.make())?.(undefined)
+  const names = traceNames(options.name ?? "default")
+  const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(bulkheadOptions(options), undefined, wait, undefined, names.permit)
+  return { bulkhead, names, wait }
+}
+
 /**
  * Creates an in-process limiter. With `maxWait`, a caller that has waited that long for its permit and token together
  * fails with `WaitTimeoutError`. Invalid options are a defect (`IllegalArgumentException`) naming the field.
@@ -311,15 +320,7 @@ export type ErrorFor<O extends Options> =
  */
 export const make = <const O extends Options>(options: O): Effect.Effect<Limiter<ErrorFor<O>>> =>
   Effect.sync(() => {
-    const wait = waitOptions("Limiter", options, Expiry.make())?.(undefined)
-    const names = traceNames(options.name ?? "default")
-    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(
-      bulkheadOptions(options),
-      undefined,
-      wait,
-      undefined,
-      names.permit
-    )
+    const { bulkhead, names, wait } = localParts(options)
     const rate = bucketOptions(options)
     const bucket = rate === undefined ? undefined : TokenBucket.unsafeMake(rate, wait, names.token)
     return fromParts(bulkhead.name, bulkhead, bucket)
@@ -358,15 +359,7 @@ export const fromStore = <const O extends Options>(
   TokenBucketStore.TokenBucketStore
 > =>
   Effect.map(TokenBucketStore.TokenBucketStore, (store) => {
-    const wait = waitOptions("Limiter", options, Expiry.make())?.(undefined)
-    const names = traceNames(options.name ?? "default")
-    const bulkhead = Bulkhead.unsafeMake<ErrorFor<O>>(
-      bulkheadOptions(options),
-      undefined,
-      wait,
-      undefined,
-      names.permit
-    )
+    const { bulkhead, names, wait } = localParts(options)
     const rate = bucketOptions(options)
     const bucket = rate === undefined
       ? undefined
