@@ -1,7 +1,7 @@
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Databases, Upstream } from "@spindle/testkit"
+import { Databases, Upstream, Wait } from "@spindle/testkit"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -356,12 +356,11 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
         // The API's trace of the retried URL: the page must draw exactly this. (An item's span ends right after its
         // commit, a moment after the job reads as completed.)
         const route = `/jobs/${id}/trace?url=${encodeURIComponent(flaky)}`
-        const until = Date.now() + 10_000
-        let reply = yield* harvest.call("GET", route)
-        while (reply.status === 404 && Date.now() < until) {
-          yield* Effect.sleep("20 millis")
-          reply = yield* harvest.call("GET", route)
-        }
+        const reply = yield* Wait.until(
+          "the item's trace in the ring",
+          Effect.map(harvest.call("GET", route), (r) => r.status === 404 ? undefined : r),
+          { timeout: "10 seconds", interval: "20 millis" }
+        )
         assert.strictEqual(reply.status, 200, reply.text)
         const trace = reply.json as { durationMs: number; spans: Array<{ spanId: string; name: string }> }
 

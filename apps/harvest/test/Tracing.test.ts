@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Databases, Upstream } from "@spindle/testkit"
+import { Databases, Upstream, Wait } from "@spindle/testkit"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -256,12 +256,11 @@ describe("Tracing", () => {
         assert.deepStrictEqual([result.status, result.attempts], ["succeeded", 2])
         // The item's span ends right after its commit, a moment after the job reads as completed.
         const route = `/jobs/${id}/trace?url=${encodeURIComponent(url)}`
-        const until = Date.now() + 10_000
-        let reply = yield* harvest.call("GET", route)
-        while (reply.status === 404 && Date.now() < until) {
-          yield* Effect.sleep("20 millis")
-          reply = yield* harvest.call("GET", route)
-        }
+        const reply = yield* Wait.until(
+          "the item's trace in the ring",
+          Effect.map(harvest.call("GET", route), (r) => r.status === 404 ? undefined : r),
+          { timeout: "10 seconds", interval: "20 millis" }
+        )
         assert.strictEqual(reply.status, 200, reply.text)
         // Not kept: a URL that is no item of the job, and a request with no URL.
         const missing = yield* harvest.call("GET", `/jobs/${id}/trace?url=${encodeURIComponent(url + "&other")}`)
