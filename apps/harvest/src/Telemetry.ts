@@ -251,9 +251,10 @@ export const layerPrometheus: Layer.Layer<Prometheus, never, OtelResource.Resour
  * `http://collector:4318/v1/traces`) or else `OTEL_EXPORTER_OTLP_ENDPOINT` (the base URL, `/v1/traces` appended),
  * `OTEL_TRACES_SAMPLER` (`always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the default),
  * `parentbased_always_off`, `parentbased_traceidratio`) with `OTEL_TRACES_SAMPLER_ARG` (the ratio, default 1); and
- * Harvest's own `HARVEST_TRACE_RING` (default 1000, `0` turns it off): how many items' traces the dashboard's ring
- * keeps (`TraceRing`). No endpoint and no ring: no tracer at all. A value Harvest cannot use stops it at start
- * (`InvalidEnvironment`), like any other.
+ * Harvest's own `HARVEST_TRACE_RING`: how many items' traces the dashboard's ring keeps (`TraceRing`); default 0,
+ * off, since tracing every item costs the pipeline about half again its CPU per URL (`pnpm demo` sets 1000). No
+ * endpoint and no ring: no tracer at all. A value Harvest cannot use stops it at start (`InvalidEnvironment`), like any
+ * other.
  *
  * @since 0.1.0
  * @category config
@@ -279,7 +280,7 @@ export const tracingConfig = Config.all({
       message: "an integer from 0 (off) to 100000",
       validation: (size) => size >= 0 && size <= 100_000
     }),
-    Config.withDefault(1000)
+    Config.withDefault(0)
   )
 }).pipe(Config.map((config) => ({
   ...config,

@@ -1,7 +1,7 @@
 /**
- * The dashboard's memory of recent traces: the span trees of the last `HARVEST_TRACE_RING` items (1,000 by default),
- * kept in this process so that an item's waterfall can be drawn with no tracing backend at all. It is an
- * OpenTelemetry span processor beside the OTLP exporter's, so it holds the very spans the export gets (an item's
+ * The dashboard's memory of recent traces: the span trees of the last `HARVEST_TRACE_RING` items (none unless set;
+ * `pnpm demo` keeps 1,000), kept in this process so that an item's waterfall can be drawn with no tracing backend at
+ * all. It is an OpenTelemetry span processor beside the OTLP exporter's, so it holds the very spans the export gets (an item's
  * trace: `harvest.item`, `harvest.queued`, `harvest.host_gate`, each attempt's `GET` with `harvest.body.write`,
  * `harvest.settle`, and any span Spindle's own operations open inside them). With no OTLP endpoint, no OpenTelemetry
  * SDK runs at all: the process's tracer is the ring's own (`tracer`), whose spans cost about what Effect's native ones

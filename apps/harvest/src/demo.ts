@@ -6,13 +6,23 @@
 import { Shutdown } from "@spindle/node"
 import * as Upstream from "@spindle/testkit/Upstream"
 import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as HarvestConfig from "./HarvestConfig.js"
 import * as Server from "./Server.js"
 import * as Startup from "./Startup.js"
 
 // The upstream lives on loopback, which Harvest refuses by default: the demo allows it.
 const DemoConfig = HarvestConfig.layerOverriding({ allowPrivateNetworks: Config.succeed(true) })
+
+// The demo is for looking at: the dashboard's waterfalls need the ring of recent traces, which `pnpm start` leaves off
+// (it costs the pipeline about half again its CPU per URL). The environment still decides when it names the variable.
+const demoDefaults = Layer.setConfigProvider(
+  ConfigProvider.fromEnv().pipe(
+    ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map([["HARVEST_TRACE_RING", "1000"]])))
+  )
+)
 
 const sampleUrls = (hosts: ReadonlyArray<Upstream.Upstream>): Array<string> => {
   const urls: Array<string> = []
@@ -81,7 +91,7 @@ const program = Effect.gen(function*() {
 })
 
 // A start-up fault (a port in use, say) ends the demo with one line on stderr, as it ends `pnpm start`.
-Shutdown.runMain(Effect.scoped(program).pipe(Effect.provide(Server.make(DemoConfig))), {
+Shutdown.runMain(Effect.scoped(program).pipe(Effect.provide(Server.make(DemoConfig)), Effect.provide(demoDefaults)), {
   deadline: "60 seconds",
   onFailure: Startup.onFailure
 })

@@ -3,6 +3,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Databases, Upstream, Wait } from "@spindle/testkit"
 import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -345,7 +346,14 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
     () =>
       Effect.gen(function*() {
         const upstream = yield* Upstream.make()
-        const harvest = yield* Harness.inProcess({ maxConcurrency: 32 })
+        // The ring of recent traces is off unless set; its layer reads the variable once, as it is built.
+        const harvest = yield* Harness.inProcess({ maxConcurrency: 32 }).pipe(
+          Effect.withConfigProvider(
+            ConfigProvider.fromMap(new Map([["HARVEST_TRACE_RING", "1000"]])).pipe(
+              ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+            )
+          )
+        )
         const flaky = upstream.url(`/flaky?fail=1&key=${crypto.randomUUID()}&status=500&bytes=300`)
         const slow = upstream.url("/slow?latency=600&bytes=1000")
         const id = yield* harvest.submit({ urls: [flaky, slow], maxAttempts: 3 })

@@ -108,9 +108,10 @@ describe("Tracing", () => {
       // A sampler the specification does not name, or a ratio past 1, is refused rather than ignored.
       assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER: "sometimes" }))))
       assert.isTrue(Either.isLeft(yield* Effect.either(settings({ OTEL_TRACES_SAMPLER_ARG: "1.5" }))))
-      // The dashboard's ring: 1000 items' traces unless told, 0 turns it off, anything else is refused.
-      assert.strictEqual((yield* settings({})).ring, 1000)
-      assert.strictEqual((yield* settings({ HARVEST_TRACE_RING: "0" })).ring, 0)
+      // The dashboard's ring: off unless told (tracing every item costs CPU), a size turns it on, anything else is
+      // refused.
+      assert.strictEqual((yield* settings({})).ring, 0)
+      assert.strictEqual((yield* settings({ HARVEST_TRACE_RING: "1000" })).ring, 1000)
       for (const bad of ["-1", "many", "1.5", "100001"]) {
         assert.isTrue(Either.isLeft(yield* Effect.either(settings({ HARVEST_TRACE_RING: bad }))), bad)
       }
@@ -135,12 +136,16 @@ describe("Tracing", () => {
       assert.notInclude(result.output, "    at ", "no stack trace")
     }))
 
-  it.scoped("with no endpoint and the ring off there is no tracer: the pipeline sees no tracing", () =>
+  it.scoped("by default (no endpoint, no ring) there is no tracer: the pipeline sees no tracing", () =>
     Effect.gen(function*() {
-      const context = yield* Layer.build(Telemetry.layerTracing)
-      assert.isUndefined(Context.get(context, Telemetry.TracingRef))
-      assert.strictEqual(Context.get(context, TraceRing.TraceRingRef).capacity, 0)
-    }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["HARVEST_TRACE_RING", "0"]])))))
+      for (const env of [[], [["HARVEST_TRACE_RING", "0"]]] as const) {
+        const context = yield* Layer.build(Telemetry.layerTracing).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map(env)))
+        )
+        assert.isUndefined(Context.get(context, Telemetry.TracingRef))
+        assert.strictEqual(Context.get(context, TraceRing.TraceRingRef).capacity, 0)
+      }
+    }))
 
   it.scoped("with no endpoint but the ring on, a tracer records items' traces (and only those) into the ring", () =>
     Effect.gen(function*() {
@@ -243,7 +248,12 @@ describe("Tracing", () => {
       const upstream = yield* Upstream.make()
       const url = upstream.url(`/flaky?fail=1&key=${crypto.randomUUID()}&status=500&bytes=300`)
       const provider = ConfigProvider.fromMap(
-        new Map([["OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url], ["OTEL_SERVICE_NAME", "harvest-traced"]])
+        new Map([
+          ["OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url],
+          ["OTEL_SERVICE_NAME", "harvest-traced"],
+          // The ring is off unless set; the dashboard's view of the trace is compared with the export's.
+          ["HARVEST_TRACE_RING", "1000"]
+        ])
       ).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
 
       // Harvest runs, and is shut down (its spans flushed), within this scope; the dashboard's view of the trace is
