@@ -33,7 +33,7 @@ declare const document: {
 const here = path.dirname(fileURLToPath(import.meta.url))
 const artifacts = path.join(here, "artifacts")
 // HARVEST_DOCS_SCREENSHOT=true runs the first test a minute longer (so that the chart has history) and also writes
-// the README's docs/dashboard.png.
+// the README's docs/dashboard.png, and the waterfall test the README's docs/dashboard-waterfall.png.
 const docsScreenshot = Effect.runSync(Config.boolean("HARVEST_DOCS_SCREENSHOT").pipe(Config.withDefault(false)))
 
 const skip = ((): string | undefined => {
@@ -408,6 +408,11 @@ suite(`Dashboard in Chromium${skip === undefined ? "" : ` (skipped: ${skip})`}`,
           await page.getByRole("listitem", { name: /^Attempt 2, status 200/ }).waitFor()
           fs.mkdirSync(artifacts, { recursive: true })
           await page.screenshot({ path: path.join(artifacts, "dashboard-waterfall.png"), fullPage: true })
+          if (docsScreenshot) {
+            await page.locator("#details").screenshot({
+              path: path.join(here, "..", "..", "..", "docs", "dashboard-waterfall.png")
+            })
+          }
           const drawn = await page.$$eval("#waterfall-spans li", (items: Array<any>) =>
             items.map((li) => ({
               name: li.getAttribute("data-name") as string,
