@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -477,10 +478,17 @@ export const makeWith = <E>(
         )
       })
     })
-  // The first attempt allocates one handler closure; the policy work happens only after a failure.
+  // The first attempt allocates one handler closure; the policy work happens only after a failure. The handler is
+  // `catchAllCause`'s, which a success passes over at no cost (`catchAll`'s handles successes too, wrapping each
+  // again): a cause of one failure, the usual one, is decided here as `catchAll` would pass it, any other through
+  // `catchAll` itself.
   const attempt = <A, E2 extends E, R>(
     self: Effect.Effect<A, E2, R>,
     state: State | undefined
-  ): Effect.Effect<A, E2, R> => Effect.catchAll(self, (error) => onFailure(self, error, state))
+  ): Effect.Effect<A, E2, R> =>
+    Effect.catchAllCause(self, (cause) =>
+      Cause.isFailType(cause)
+        ? onFailure(self, cause.error, state)
+        : Effect.catchAll(Effect.failCause(cause), (error) => onFailure(self, error, state)))
   return (self) => attempt(self, undefined)
 }

@@ -2,7 +2,8 @@
  * The scheduler's ready items on their way to idle workers: a FIFO buffer and the workers waiting for it. An item
  * offered while a worker waits goes straight to the longest-waiting one; `take` answers at once from the buffer when
  * it holds something, and otherwise waits with one interruptible region (an interrupted waiter withdraws). Effect's
- * `Queue.take` costs two such regions and a `Deferred` per wait, on every item of a job.
+ * `Queue.take` costs two such regions and a `Deferred` per wait, on every item of a job. A long-lived worker takes
+ * through a `taker` of its own, which waits with no region at all (its wait is passed over once its fiber has ended).
  *
  * As with `Queue`, an item handed to a waiter whose fiber is interrupted in the same instant is not taken back: the
  * scheduler counts every item it leased as held until its outcome is committed or it is released, so such an item is
@@ -11,13 +12,14 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 
 /** @internal */
 export class Handoff<A> {
   private buffer: Array<A> = []
   private head = 0
-  // In the order they began to wait (a `Set` iterates in insertion order).
-  private readonly waiters = new Set<(effect: Effect.Effect<A>) => void>()
+  // In the order they began to wait (a `Set` iterates in insertion order). A waiter of a `taker` names its fiber.
+  private readonly waiters = new Set<Waiter<A>>()
 
   /** Items waiting for a worker. */
   get size(): number {
@@ -27,13 +29,22 @@ export class Handoff<A> {
   /** Hands each item to a waiting worker, the longest-waiting first, or buffers it. */
   unsafeOfferAll(items: Iterable<A>): void {
     for (const item of items) {
-      const next = this.waiters.values().next()
-      if (next.done === true) {
+      let waiter: Waiter<A> | undefined
+      for (const next of this.waiters) {
+        this.waiters.delete(next)
+        // A taker's fiber that has ended (interrupted while it waited) takes nothing more.
+        if (next.fiber === undefined || next.fiber.unsafePoll() === null) {
+          waiter = next
+          break
+        }
+      }
+      if (waiter === undefined) {
         this.buffer.push(item)
         continue
       }
-      this.waiters.delete(next.value)
-      next.value(Effect.succeed(item))
+      const resume = waiter.resume!
+      waiter.resume = undefined
+      resume(Effect.succeed(item))
     }
   }
 
@@ -62,12 +73,36 @@ export class Handoff<A> {
   private readonly wait: Effect.Effect<A> = Effect.async<A>((resume) => {
     // Looked at again: the runtime may have let other fibers run (and offer) since `take` found the buffer empty.
     if (this.size > 0) return resume(Effect.succeed(this.poll()))
-    this.waiters.add(resume)
+    const waiter: Waiter<A> = { fiber: undefined, resume }
+    this.waiters.add(waiter)
     return Effect.sync(() => {
-      this.waiters.delete(resume)
+      this.waiters.delete(waiter)
     })
   })
 
   /** The next item, at once if one is buffered. */
   readonly take: Effect.Effect<A> = Effect.suspend(() => this.size > 0 ? Effect.succeed(this.poll()) : this.wait)
+
+  /**
+   * `take` for `fiber` alone (made once, run for every item), whose wait has no canceler: an `Effect.async` with one
+   * is an uninterruptible region of its own on every wait. An interrupted wait stays listed until the next offer,
+   * which passes over it, its fiber having ended (`fiber` must run nothing but its takes and what it does with the
+   * items, so that an interruption while it waits ends it). As with `take`, an item handed over in the instant its
+   * fiber is interrupted, before the fiber has run again, is not taken back.
+   */
+  taker(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<A> {
+    const waiter: Waiter<A> = { fiber, resume: undefined }
+    const wait = Effect.async<A>((resume) => {
+      if (this.size > 0) return resume(Effect.succeed(this.poll()))
+      waiter.resume = resume
+      this.waiters.add(waiter)
+    })
+    return Effect.suspend(() => this.size > 0 ? Effect.succeed(this.poll()) : wait)
+  }
+}
+
+// A worker waiting for an item: `resume` is set while it waits.
+interface Waiter<A> {
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  resume: ((effect: Effect.Effect<A>) => void) | undefined
 }

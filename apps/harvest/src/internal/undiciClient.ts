@@ -53,7 +53,7 @@ export interface Collected {
 const aborted = new Error("the request was abandoned (interrupted, or its body not read to the end)")
 
 // One exchange: undici's handler (new-style callbacks) and, once the head arrived, the body's buffer.
-class Exchange implements Dispatcher.DispatchHandler {
+class Exchange implements Dispatcher.DispatchHandler, ExchangeHandle {
   controller: Dispatcher.DispatchController | undefined
   chunks: Array<Uint8Array> = []
   buffered = 0
@@ -71,7 +71,58 @@ class Exchange implements Dispatcher.DispatchHandler {
   // are buffered (`prefetch` 0: at once).
   response: UndiciResponse | undefined = undefined
 
-  constructor(readonly request: HttpClientRequest.HttpClientRequest, readonly prefetch: number) {}
+  constructor(
+    readonly request: HttpClientRequest.HttpClientRequest,
+    private readonly dispatcher: Dispatcher,
+    readonly prefetch: number,
+    private readonly timeoutMs: number | undefined
+  ) {}
+
+  // Dispatches the request; `resume` is called once, with the response (see `prefetch`) or the request's failure.
+  start(
+    resume: (exit: Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>) => void
+  ): void {
+    const request = this.request
+    const prepared = prepare(request)
+    if (prepared instanceof HttpClientError.RequestError) return resume(Effect.fail(prepared))
+    this.onHead = resume
+    if (this.timeoutMs !== undefined) this.arm(this.timeoutMs)
+    try {
+      this.dispatcher.dispatch({
+        origin: prepared.origin,
+        path: prepared.path,
+        method: request.method,
+        headers: request.headers,
+        body: prepared.body,
+        // The caller bounds the whole exchange; no idle timeout of undici's own cuts it first.
+        headersTimeout: 0,
+        bodyTimeout: 0
+      }, this)
+    } catch (cause) {
+      this.onHead = undefined
+      this.disarm()
+      resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
+    }
+  }
+
+  /**
+   * The response, once it comes (`start`). It has no canceler: whoever runs it aborts the exchange (`abandon`) when it
+   * gives up on it, an interruption included.
+   */
+  get head(): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> {
+    return Effect.async((resume) => {
+      this.start(resume)
+    })
+  }
+
+  /**
+   * Gives the exchange up: nobody waits for its response any more, and a request not yet complete (its body not read
+   * to the end) is aborted, which closes its connection. Nothing happens to a complete one.
+   */
+  abandon(): void {
+    this.onHead = undefined
+    this.abort(aborted)
+  }
 
   // Runs `timeoutMs` from the dispatch to the body's last byte; then the exchange fails with a `Timeout` and is
   // aborted. It fails at once, whatever undici is doing: a request still waiting for a connection, or connecting,
@@ -194,6 +245,15 @@ export class UndiciResponse extends Inspectable.Class implements HttpClientRespo
 
   get headers(): Headers.Headers {
     return this.cachedHeaders ??= Headers.fromInput(this.rawHeaders)
+  }
+
+  /**
+   * The value of the header `name` (lowercase) as `headers` has it, without building `headers` (a response's every
+   * header, copied).
+   */
+  header(name: string): string | undefined {
+    const value = this.rawHeaders[name]
+    return Array.isArray(value) ? value.join(", ") : value
   }
 
   get cookies(): Cookies.Cookies {
@@ -328,8 +388,61 @@ export class UndiciResponse extends Inspectable.Class implements HttpClientRespo
 const encodeError = (request: HttpClientRequest.HttpClientRequest, description: string) =>
   new HttpClientError.RequestError({ request, reason: "Encode", description })
 
+// Where a request goes and what it sends, as undici's `dispatch` takes them, or why it cannot be sent.
+const prepare = (
+  request: HttpClientRequest.HttpClientRequest
+):
+  | { readonly origin: string; readonly path: string; readonly body: string | Uint8Array | null }
+  | HttpClientError.RequestError =>
+{
+  const url = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
+  if (url._tag === "Left") return new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: url.left })
+  let body: string | Uint8Array | null
+  switch (request.body._tag) {
+    case "Empty":
+      body = null
+      break
+    case "Uint8Array":
+      body = request.body.body
+      break
+    case "Raw":
+      if (typeof request.body.body !== "string" && !(request.body.body instanceof Uint8Array)) {
+        return encodeError(request, "a raw body must be a string or bytes")
+      }
+      body = request.body.body
+      break
+    default:
+      return encodeError(request, `${request.body._tag} bodies are not supported`)
+  }
+  return { origin: url.right.origin, path: `${url.right.pathname}${url.right.search}`, body }
+}
+
 /**
- * The client. Request bodies may be empty, bytes or a string (`HttpBody.raw`); others fail with an `Encode` error.
+ * One exchange, for a caller that keeps it in hand: `head` dispatches the request and waits for the response,
+ * and `abandon` aborts the request unless it is complete. `head` has no canceler of its own (an `Effect.async` with a
+ * canceler is a region of its own, on every request): the caller abandons the exchange when it is done with it,
+ * whatever ended it, an interruption included, in one region that can cover the reading of the body too.
+ *
+ * @internal
+ */
+export interface ExchangeHandle {
+  readonly head: Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>
+  readonly abandon: () => void
+}
+
+/**
+ * The client, with `exchange` besides `execute`. Request bodies may be empty, bytes or a string (`HttpBody.raw`);
+ * others fail with an `Encode` error.
+ *
+ * @internal
+ */
+export interface Client extends HttpClient.HttpClient {
+  /** The exchange of `request`, not dispatched until its `head` runs, with `timeoutMs` from then to the last byte. */
+  readonly exchange: (request: HttpClientRequest.HttpClientRequest, timeoutMs?: number | undefined) => ExchangeHandle
+}
+
+/**
+ * The client. `execute` aborts the request when it is interrupted; `exchange` leaves that to its caller.
  *
  * @internal
  */
@@ -337,72 +450,33 @@ export const make = (
   dispatcher: Dispatcher,
   options: {
     /**
-     * The time a request may take from its dispatch to its body's last byte, looked up per request (the platform
-     * keeps per-request state the same way, in a `WeakMap` keyed by the request).
+     * The time a request of `execute` may take from its dispatch to its body's last byte, looked up per request (the
+     * platform keeps per-request state the same way, in a `WeakMap` keyed by the request).
      */
     readonly timeoutMs?: ((request: HttpClientRequest.HttpClientRequest) => number | undefined) | undefined
     /**
-     * How many bytes of the body `execute` waits for before it answers (at most 64 KiB; default 0, answering with
-     * the head). A body no longer than that comes with its response complete, so that reading it needs no wait.
+     * How many bytes of the body a response waits for before it is answered (at most 64 KiB; default 0, answering
+     * with the head). A body no longer than that comes with its response complete, so that reading it needs no wait.
      */
     readonly prefetch?: number | undefined
   } = {}
-): HttpClient.HttpClient => {
+): Client => {
   const prefetch = Math.min(Math.max(0, options.prefetch ?? 0), highWaterMark)
-  return HttpClient.makeWith(
+  const client = HttpClient.makeWith(
     (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
       Effect.flatMap(effect, (request): Effect.Effect<
         HttpClientResponse.HttpClientResponse,
         HttpClientError.HttpClientError
-      > => {
-        const url = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
-        if (url._tag === "Left") {
-          return Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: url.left }))
-        }
-        let body: string | Uint8Array | null
-        switch (request.body._tag) {
-          case "Empty":
-            body = null
-            break
-          case "Uint8Array":
-            body = request.body.body
-            break
-          case "Raw":
-            if (typeof request.body.body !== "string" && !(request.body.body instanceof Uint8Array)) {
-              return Effect.fail(encodeError(request, "a raw body must be a string or bytes"))
-            }
-            body = request.body.body
-            break
-          default:
-            return Effect.fail(encodeError(request, `${request.body._tag} bodies are not supported`))
-        }
-        return Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
-          const exchange = new Exchange(request, prefetch)
-          exchange.onHead = resume
-          const timeoutMs = options.timeoutMs?.(request)
-          if (timeoutMs !== undefined) exchange.arm(timeoutMs)
-          try {
-            dispatcher.dispatch({
-              origin: url.right.origin,
-              path: `${url.right.pathname}${url.right.search}`,
-              method: request.method,
-              headers: request.headers,
-              body,
-              // The caller bounds the whole exchange; no idle timeout of undici's own cuts it first.
-              headersTimeout: 0,
-              bodyTimeout: 0
-            }, exchange)
-          } catch (cause) {
-            exchange.onHead = undefined
-            exchange.disarm()
-            return resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
-          }
-          return Effect.sync(() => {
-            exchange.onHead = undefined
-            exchange.abort(aborted)
-          })
-        })
-      }),
+      > =>
+        Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
+          const exchange = new Exchange(request, dispatcher, prefetch, options.timeoutMs?.(request))
+          exchange.start(resume)
+          return Effect.sync(() => exchange.abandon())
+        })),
     Effect.succeed
   )
+  return Object.assign(client, {
+    exchange: (request: HttpClientRequest.HttpClientRequest, timeoutMs?: number | undefined): ExchangeHandle =>
+      new Exchange(request, dispatcher, prefetch, timeoutMs)
+  })
 }

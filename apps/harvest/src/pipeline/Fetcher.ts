@@ -24,12 +24,12 @@
  *
  * @since 0.1.0
  */
-import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { RetryAfter } from "@spindle/core"
 import { AddressGuard } from "@spindle/node"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -194,6 +194,18 @@ export const classify = (error: unknown, httpStatus: number | null = null): Fetc
   return failure("network", `${message}${message.includes(code) ? "" : ` (${code})`}`, true, httpStatus)
 }
 
+// `Effect.catchAll`, with a handler that a success passes over at no cost (`catchAll` handles successes too, wrapping
+// each again): a cause of one failure, the usual one, goes to `f` as `catchAll` would send it, any other through
+// `catchAll` itself.
+const catchFailure = <A, E, R, A2, E2, R2>(
+  self: Effect.Effect<A, E, R>,
+  f: (error: E) => Effect.Effect<A2, E2, R2>
+): Effect.Effect<A | A2, E2, R | R2> =>
+  Effect.catchAllCause(
+    self,
+    (cause) => Cause.isFailType(cause) ? f(cause.error) : Effect.catchAll(Effect.failCause(cause), f)
+  )
+
 // Bodies up to this size are gathered in memory and written with one call; larger ones stream to their temp file.
 const memoryBytes = 64 * 1024
 
@@ -202,6 +214,11 @@ const memoryBytes = 64 * 1024
 const noStackTrace = { captureStackTrace: false } as const
 
 const userAgent = "harvest/0.1"
+
+// A response header by its lowercase name, read from the client's raw headers when it is ours (the platform's
+// `headers` copies every header of the response into an object of its own).
+const header = (response: HttpClientResponse.HttpClientResponse, name: string): string | undefined =>
+  response instanceof UndiciClient.UndiciResponse ? response.header(name) : response.headers[name]
 
 /**
  * A fetcher over an undici `Agent` of its own, closed with the scope.
@@ -223,13 +240,9 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       (agent) => Effect.promise(() => agent.destroy())
     )
     // The attempt's limit, connect to last byte, is a timer of the client's exchange (not `Effect.timeout`, whose
-    // race costs more CPU than fetching a small body): the requests' limits, by request.
-    const timeouts = new WeakMap<HttpClientRequest.HttpClientRequest, number>()
-    // A response comes with up to `memoryBytes` of its body: a small body is complete by then, read without a wait.
-    const client: HttpClient.HttpClient = UndiciClient.make(agent, {
-      timeoutMs: (request) => timeouts.get(request),
-      prefetch: memoryBytes
-    })
+    // race costs more CPU than fetching a small body). A response comes with up to `memoryBytes` of its body: a small
+    // body is complete by then, read without a wait.
+    const client = UndiciClient.make(agent, { prefetch: memoryBytes })
     const lookup = options.lookup ?? systemLookup
     const maxBodyBytes = options.maxBodyBytes
     // Every attempt that ends with an outcome (not an interruption, nor a local fault: neither counts as an attempt)
@@ -258,7 +271,7 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       Effect.map(Clock.currentTimeMillis, (now) => {
         const status = response.status
         const retryable = status === 408 || status === 429 || status >= 500
-        const retryAfter = Option.getOrUndefined(RetryAfter.parseHeader(response.headers["retry-after"], now))
+        const retryAfter = Option.getOrUndefined(RetryAfter.parseHeader(header(response, "retry-after"), now))
         return ended(
           new FetchFailure({
             code: "http_status",
@@ -325,7 +338,7 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
           : Stream.runDrain(response.stream)
         return Effect.zipRight(Effect.ignore(drained), Effect.flatMap(statusFailure(response, start), Effect.fail))
       }
-      const declared = Number(response.headers["content-length"] ?? Number.NaN)
+      const declared = Number(header(response, "content-length") ?? Number.NaN)
       if (declared > maxBodyBytes) {
         // Not read at all: the connection is closed (`discard`, below).
         return Effect.fail(
@@ -335,8 +348,20 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       return store2xx(response, start)
     }
 
-    const discard = (response: HttpClientResponse.HttpClientResponse) =>
-      response instanceof UndiciClient.UndiciResponse ? response.discard : Effect.void
+    // The request headers of a host, kept for the next request to it (a bounded number of hosts: a job of many
+    // hosts starts the cache again rather than growing it).
+    const templates = new Map<string, HttpClientRequest.HttpClientRequest>()
+    const templateFor = (host: string) => {
+      let template = templates.get(host)
+      if (template === undefined) {
+        if (templates.size >= 1024) templates.clear()
+        template = HttpClientRequest.get("", {
+          headers: { host, "user-agent": userAgent, "accept-encoding": "identity" }
+        })
+        templates.set(host, template)
+      }
+      return template
+    }
 
     const send = (
       destination: AddressGuard.Destination,
@@ -347,21 +372,30 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       const address = destination.family === 6 ? `[${destination.address}]` : destination.address
       const port = url.port === "" ? "" : `:${url.port}`
       // To the checked address; the host travels in `Host`, which undici also uses as the TLS server name.
-      const request = HttpClientRequest.get(`${url.protocol}//${address}${port}${url.pathname}${url.search}`, {
-        headers: { host: url.host, "user-agent": userAgent, "accept-encoding": "identity" }
-      })
-      timeouts.set(request, timeoutMs)
-      // Whatever ends the attempt, a response whose body was not read to the end is aborted, closing its connection
-      // (a complete one has nothing left to abort).
-      return Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          Effect.catchAll(restore(client.execute(request)), (error) => Effect.fail(ended(classify(error), start))),
-          (response) =>
-            response instanceof UndiciClient.UndiciResponse && response.complete
-              ? restore(handle(response, start))
-              : Effect.ensuring(restore(handle(response, start)), discard(response))
-        )
+      const request = HttpClientRequest.setUrl(
+        templateFor(url.host),
+        `${url.protocol}//${address}${port}${url.pathname}${url.search}`
       )
+      // One region for the request and its body: whatever ends the attempt (an interruption too), the exchange is
+      // abandoned, which aborts a request whose body was not read to the end, closing its connection (a complete one
+      // has nothing left to abort).
+      return Effect.uninterruptibleMask((restore) => {
+        const exchange = client.exchange(request, timeoutMs)
+        return Effect.matchCauseEffect(restore(Effect.flatMap(exchange.head, (response) => handle(response, start))), {
+          onFailure: (cause) => {
+            exchange.abandon()
+            const failure = Cause.failureOption(cause)
+            // The request's own failure (no response): classified here; the rest was classified where it happened.
+            return failure._tag === "Some" && failure.value._tag === "RequestError"
+              ? Effect.fail(ended(classify(failure.value), start))
+              : Effect.failCause(cause as Cause.Cause<FetchFailure | LocalFaults.LocalFault>)
+          },
+          onSuccess: (fetched) => {
+            exchange.abandon()
+            return Effect.succeed(fetched)
+          }
+        })
+      })
     }
 
     const untraced: Fetcher["fetch"] = (url, { timeoutMs }) =>
@@ -373,9 +407,12 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
             resolverError = error
             throw error
           })
-        return AddressGuard.check(url, { allowPrivate: options.allowPrivateNetworks, lookup: guarded }).pipe(
-          Effect.catchAll((error) => Effect.fail(ended(guardFailure(error, resolverError), start))),
-          Effect.flatMap((destination) => send(destination, timeoutMs, start))
+        return Effect.flatMap(
+          catchFailure(
+            AddressGuard.check(url, { allowPrivate: options.allowPrivateNetworks, lookup: guarded }),
+            (error) => Effect.fail(ended(guardFailure(error, resolverError), start))
+          ),
+          (destination) => send(destination, timeoutMs, start)
         )
       })
 

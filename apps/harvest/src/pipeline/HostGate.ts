@@ -17,7 +17,6 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
@@ -237,12 +236,16 @@ export const make: Effect.Effect<
               ? Math.floor(stats.value.tokens.value * 100) / 100
               : null
         )
+      // One region per passage, around the breaker, the limiter and the attempt: whatever ends the passage (an
+      // interruption too), what it did is counted once (it left without being sent, or its request ended), and a
+      // refusal of the breaker becomes the attempt's `circuit_open`.
       const run = <A>(host: string, attempt: Effect.Effect<A, FetchFailure>): Effect.Effect<A, FetchFailure> =>
-        Effect.suspend(() => {
+        Effect.uninterruptibleMask((restore) => {
+          // Whether the breaker let the passage in (then it counts as waiting, and its end is counted).
+          let admitted = false
           // Requests sent by this passage: one, unless a store error after it made the store's retry send another.
           let sent = 0
           const arrived = clock.unsafeCurrentTimeNanos()
-          // Past the limiter: the circuit may have opened while the attempt waited; otherwise it goes on the wire.
           const onTheWire = (tokens: number | null) => {
             const first = sent === 0
             if (first) recorder.gateWait(arrived, clock.unsafeCurrentTimeNanos())
@@ -261,61 +264,76 @@ export const make: Effect.Effect<
               attempt
             )
           }
-          const send = Effect.flatMap(breakers.state(host), (state) => {
-            if (Option.isSome(state) && state.value._tag === "Open") {
-              const now = clock.unsafeCurrentTimeMillis()
-              return Effect.fail(circuitOpen(`circuit open for ${host}`, Duration.millis(state.value.until - now)))
-            }
-            return limits.perHostRps === null
-              ? onTheWire(null)
-              : Effect.flatMap(tokensLeft(host), onTheWire)
-          })
-          const limited = unlimited ? send : hosts.run(host, send)
-          // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
-          // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
-          const shared = Option.isNone(sharedSlots) ? limited : SlotStore.withSlot(sharedSlots.value, {
-            key: `harvest:${job}:${host}`,
-            limit: limits.perHostConcurrency,
-            ttl: Duration.millis(config.leaseMs)
-          })(limited)
-          // Only a shared store (REDIS_URL) can be unreachable; the in-memory one answers or dies.
-          const waited = (remoteStore ?
-            Effect.retry(shared, {
-              while: isStoreError as (error: unknown) => boolean,
-              schedule: storeBackoff
-            }) :
-            shared) as Effect.Effect<A, FetchFailure>
-          return Effect.catchTag(
-            breakers.run(
-              host,
-              Effect.suspend(() => {
-                tally(host).waiting++
-                // One region for the whole passage: it left without being sent, or its request ended.
-                return Effect.onExit(waited, (exit) =>
-                  Effect.sync(() => {
-                    const t = tally(host)
-                    if (sent === 0) {
-                      t.left++
-                      return
-                    }
-                    onWire -= sent
-                    t.done += sent
-                    const error = Exit.isFailure(exit)
-                      ? Option.getOrUndefined(Cause.failureOption(exit.cause))
-                      : undefined
-                    if (error !== undefined) {
-                      t.errors.push({ at: clock.unsafeCurrentTimeMillis(), code: error.code, message: error.message })
-                      if (t.errors.length > 5) {
-                        t.errors.shift()
-                      }
-                    }
-                  }))
-              })
-            ),
-            "CircuitOpen",
-            (open) =>
-              Effect.fail(circuitOpen(open.message, open.retryAfter))
+          // With nothing to wait for (`unlimited`), the attempt goes on the wire right after the breaker admitted
+          // it. Otherwise it waits for the limiter, past which the breaker is asked again, since the circuit may have
+          // opened while the attempt waited.
+          const waited = (): Effect.Effect<A, FetchFailure> => {
+            const send = Effect.flatMap(breakers.state(host), (state) => {
+              if (Option.isSome(state) && state.value._tag === "Open") {
+                const now = clock.unsafeCurrentTimeMillis()
+                return Effect.fail(circuitOpen(`circuit open for ${host}`, Duration.millis(state.value.until - now)))
+              }
+              return limits.perHostRps === null
+                ? onTheWire(null)
+                : Effect.flatMap(tokensLeft(host), onTheWire)
+            })
+            const limited = hosts.run(host, send)
+            // The shared slot is taken first, so the in-process limiter inside it never waits and its rate token is
+            // still taken right before the request starts; the slot is a lease, refreshed like the items' leases.
+            const shared = Option.isNone(sharedSlots) ? limited : SlotStore.withSlot(sharedSlots.value, {
+              key: `harvest:${job}:${host}`,
+              limit: limits.perHostConcurrency,
+              ttl: Duration.millis(config.leaseMs)
+            })(limited)
+            // Only a shared store (REDIS_URL) can be unreachable; the in-memory one answers or dies.
+            return (remoteStore ?
+              Effect.retry(shared, {
+                while: isStoreError as (error: unknown) => boolean,
+                schedule: storeBackoff
+              }) :
+              shared) as Effect.Effect<A, FetchFailure>
+          }
+          const passage = breakers.run(
+            host,
+            Effect.suspend(() => {
+              admitted = true
+              tally(host).waiting++
+              return unlimited ? onTheWire(null) : waited()
+            })
           )
+          const ended = (error: FetchFailure | undefined) => {
+            if (!admitted) {
+              return
+            }
+            const t = tally(host)
+            if (sent === 0) {
+              t.left++
+              return
+            }
+            onWire -= sent
+            t.done += sent
+            if (error !== undefined) {
+              t.errors.push({ at: clock.unsafeCurrentTimeMillis(), code: error.code, message: error.message })
+              if (t.errors.length > 5) {
+                t.errors.shift()
+              }
+            }
+          }
+          return Effect.matchCauseEffect(restore(passage), {
+            onFailure: (cause) => {
+              const failure = Cause.failureOption(cause)
+              const error = Option.getOrUndefined(failure)
+              if (error !== undefined && error._tag === "CircuitOpen") {
+                return Effect.fail(circuitOpen(error.message, error.retryAfter))
+              }
+              ended(error)
+              return Effect.failCause(cause as Cause.Cause<FetchFailure>)
+            },
+            onSuccess: (value) => {
+              ended(undefined)
+              return Effect.succeed(value)
+            }
+          })
         })
 
       return {

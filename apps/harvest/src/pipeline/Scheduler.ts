@@ -104,6 +104,18 @@ class Parked {
 // not a real interruption of the fiber, so `fetchItem` sees it and turns it into `Parked`.
 const leaveForFault: Effect.Effect<never> = Effect.failCause(Cause.interrupt(FiberId.none))
 
+// `Effect.catchAll`, with a handler that a success passes over at no cost (`catchAll` handles successes too, wrapping
+// each again): a cause of one failure, the usual one, goes to `f` as `catchAll` would send it, any other through
+// `catchAll` itself.
+const catchFailure = <A, E, R, A2, E2, R2>(
+  self: Effect.Effect<A, E, R>,
+  f: (error: E) => Effect.Effect<A2, E2, R2>
+): Effect.Effect<A | A2, E2, R | R2> =>
+  Effect.catchAllCause(
+    self,
+    (cause) => Cause.isFailType(cause) ? f(cause.error) : Effect.catchAll(Effect.failCause(cause), f)
+  )
+
 const failed = (url: string, attempts: number, error: { code: string; message: string }, httpStatus: number | null) =>
   ({
     url,
@@ -221,7 +233,7 @@ export const make: Effect.Effect<
         return leaveForFault
       }
       attempts++
-      return Effect.catchAll(fetcher.fetch(url, { timeoutMs: state.options.timeoutMs }), (error) => {
+      return catchFailure(fetcher.fetch(url, { timeoutMs: state.options.timeoutMs }), (error) => {
         if (error._tag === "LocalFault") {
           attempts--
           parked = true
@@ -296,15 +308,23 @@ export const make: Effect.Effect<
 
   // The item runs on the worker's own fiber, as work of its job (registered by `handle`): a cancel of the job
   // interrupts the worker, which its slot replaces.
-  const processItem = (item: Item) =>
-    Effect.flatMap(acquireJob(item.group!), (state) =>
-      Option.isNone(state)
-        ? Effect.succeed<Results.Outcome>({
-          settlement: { _tag: "Fail", id: item.id, error: "job not found" },
-          fileId: null,
-          job: item.group!
-        })
-        : fetchItem(item, state.value))
+  const withState = (item: Item, state: Option.Option<JobState>) =>
+    Option.isNone(state)
+      ? Effect.succeed<Results.Outcome>({
+        settlement: { _tag: "Fail", id: item.id, error: "job not found" },
+        fileId: null,
+        job: item.group!
+      })
+      : fetchItem(item, state.value)
+  // The job's state already loaded (every item of a job but its first): taken at once, with no effect on the way.
+  const processItem = (item: Item) => {
+    const entry = entries.get(item.group!)
+    if (entry !== undefined && entry.loaded !== undefined) {
+      entry.users++
+      return withState(item, entry.loaded)
+    }
+    return Effect.flatMap(acquireJob(item.group!), (state) => withState(item, state))
+  }
 
   const letJobGo = (item: Item) => {
     const entry = entries.get(item.group!)
@@ -320,12 +340,12 @@ export const make: Effect.Effect<
   }
   // A worker holds at most one item at a time. An item handed over to Results is no longer held; one cut by a cancel
   // is let go; one cut by the shutdown stays held, for the shutdown to release.
-  const done = (item: Item, handedOver: boolean) =>
-    Effect.sync(() => {
-      if (handedOver || !draining) held.delete(item.id)
-      letJobGo(item)
-      wakeLeaserIfRoom()
-    })
+  const unsafeDone = (item: Item, handedOver: boolean) => {
+    if (handedOver || !draining) held.delete(item.id)
+    letJobGo(item)
+    wakeLeaserIfRoom()
+  }
+  const done = (item: Item, handedOver: boolean) => Effect.sync(() => unsafeDone(item, handedOver))
   // Parked: still held, its job's state let go (`acquired`: the worker had taken it), for the parker to release.
   const park = (item: Item, counted: number, unrecorded: boolean, acquired: boolean) =>
     Effect.sync(() => {
@@ -342,42 +362,40 @@ export const make: Effect.Effect<
   // shutdown) takes effect right after, when the worker next waits. The worker is work of the item's job
   // (`Jobs.unsafeEnter`) from the region's start to its outcome: a cancel meanwhile interrupts the processing.
   // While the instance is degraded, an item taken is parked at once, not fetched.
-  const handle = (item: Item) =>
+  const handle = (item: Item, fiber: Fiber.RuntimeFiber<never, never>) =>
     faults.current() !== undefined ?
       Effect.zipRight(Effect.sync(() => leasedAt.delete(item.id)), park(item, 0, false, false)) :
-      Effect.uninterruptibleMask((restore) =>
-        Effect.withFiberRuntime((fiber) => {
-          const leave = jobs.unsafeEnter(item.group!, fiber)
-          let span: Tracer.Span | undefined
-          if (tracing !== undefined) {
-            const leased = leasedAt.get(item.id)
-            leasedAt.delete(item.id)
-            span = Telemetry.openItem(tracing, {
-              id: item.id,
-              url: item.payload.url,
-              job: item.group!,
-              attempts: item.attempts
-            }, leased)
-          }
-          return Effect.matchCauseEffect(
-            restore(span === undefined ? processItem(item) : Effect.withParentSpan(processItem(item), span)),
-            {
-              onFailure: (cause) => {
-                leave()
-                if (span !== undefined) Telemetry.endItem(tracing!, span, Exit.failCause(cause))
-                return processingFailed(item, cause)
-              },
-              onSuccess: (outcome) => {
-                leave()
-                if (span === undefined) return processed(item, outcome)
-                // Settled: Results ends the span once the result is committed; parked: it ends here.
-                if (outcome instanceof Parked) Telemetry.endItem(tracing!, span)
-                return processed(item, outcome instanceof Parked ? outcome : { ...outcome, span })
-              }
+      Effect.uninterruptibleMask((restore) => {
+        const leave = jobs.unsafeEnter(item.group!, fiber)
+        let span: Tracer.Span | undefined
+        if (tracing !== undefined) {
+          const leased = leasedAt.get(item.id)
+          leasedAt.delete(item.id)
+          span = Telemetry.openItem(tracing, {
+            id: item.id,
+            url: item.payload.url,
+            job: item.group!,
+            attempts: item.attempts
+          }, leased)
+        }
+        return Effect.matchCauseEffect(
+          restore(span === undefined ? processItem(item) : Effect.withParentSpan(processItem(item), span)),
+          {
+            onFailure: (cause) => {
+              leave()
+              if (span !== undefined) Telemetry.endItem(tracing!, span, Exit.failCause(cause))
+              return processingFailed(item, cause)
+            },
+            onSuccess: (outcome) => {
+              leave()
+              if (span === undefined) return processed(item, outcome)
+              // Settled: Results ends the span once the result is committed; parked: it ends here.
+              if (outcome instanceof Parked) Telemetry.endItem(tracing!, span)
+              return processed(item, outcome instanceof Parked ? outcome : { ...outcome, span })
             }
-          )
-        })
-      )
+          }
+        )
+      })
   const processingFailed = (item: Item, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
     // Its job's row could not be read, say: a local fault parks the item; anything else is logged.
     const fault = LocalFaults.fromCause("starting an item", cause)
@@ -390,11 +408,21 @@ export const make: Effect.Effect<
       ? park(item, outcome.counted, outcome.unrecorded, true)
       : Effect.matchCauseEffect(results.settle(outcome), {
         onFailure: (cause) => Effect.zipRight(logFailure(item)(cause), done(item, false)),
-        onSuccess: () => done(item, true)
+        // Still within the item's region (the handler runs before it ends): no effect of its own needed.
+        onSuccess: () => {
+          unsafeDone(item, true)
+          return Effect.void
+        }
       })
   // Not `Effect.forever`, which yields the thread after every item: `take` suspends when there is nothing to do,
   // and the runtime yields a busy fiber by itself.
-  const worker: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(ready.take, handle), () => worker)
+  // Each worker takes through a taker of its own (`Handoff.taker`: waiting with no region of its own).
+  const worker: Effect.Effect<never> = Effect.withFiberRuntime<never, never, never>((fiber) => {
+    const take = ready.taker(fiber)
+    const handleHere = (item: Item) => handle(item, fiber)
+    const loop: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(take, handleHere), () => loop)
+    return loop
+  })
   // A slot keeps one worker running: a worker interrupted by a cancel is replaced.
   const current = new Set<Fiber.RuntimeFiber<never, never>>()
   const slot = Effect.forever(

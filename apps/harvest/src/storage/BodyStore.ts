@@ -35,6 +35,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as crypto from "node:crypto"
 import { createHash, randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -240,6 +241,12 @@ const forEachBatch = <E, R>(
     },
     (dir) => Effect.promise(() => dir.close().catch(() => undefined))
   )
+
+// A body's SHA-256 in one call (`crypto.hash`, Node 20.12 and later: no hash object made and fed, half the time of
+// `createHash` on a small body), or through a hash object where there is none.
+const sha256Of: (body: Uint8Array) => string = typeof crypto.hash === "function"
+  ? (body) => crypto.hash("sha256", body, "hex")
+  : (body) => createHash("sha256").update(body).digest("hex")
 
 const writeError = (cause: unknown) => new BodyStoreError({ operation: "write", cause })
 
@@ -449,7 +456,7 @@ export const make = (options: {
       const maxBytes = writeOptions?.maxBytes ?? Number.POSITIVE_INFINITY
       if (body instanceof Uint8Array) {
         if (body.length > maxBytes) return Effect.fail(new BodyTooLarge({ maxBytes }))
-        return Effect.suspend(() => writeBytes(body, createHash("sha256").update(body).digest("hex")))
+        return Effect.suspend(() => writeBytes(body, sha256Of(body)))
       }
       return writeStream(body, maxBytes, Math.min(writeOptions?.memoryBytes ?? defaultMemoryBytes, maxBytes))
     }
