@@ -310,6 +310,16 @@ export class UndiciResponse extends Inspectable.Class implements HttpClientRespo
     })
   }
 
+  /**
+   * The whole body, taken at once, when it has all arrived and nothing failed (a small body prefetched with its
+   * response, the usual case); otherwise `undefined`, and it is read with `collect`.
+   */
+  takeComplete(): ReadonlyArray<Uint8Array> | undefined {
+    const exchange = this.exchange
+    if (!exchange.ended || exchange.error !== undefined) return undefined
+    return exchange.take()
+  }
+
   /** Whether the whole body has arrived: then `discard` has nothing to abort and reading it needs no wait. */
   get complete(): boolean {
     return this.exchange.ended

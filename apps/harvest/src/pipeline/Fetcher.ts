@@ -206,6 +206,9 @@ const catchFailure = <A, E, R, A2, E2, R2>(
     (cause) => Cause.isFailType(cause) ? f(cause.error) : Effect.catchAll(Effect.failCause(cause), f)
   )
 
+// How storing a body can fail: its reading, its size, or the store.
+type BodyStoreFailure = HttpClientError.ResponseError | BodyStore.BodyStoreError | BodyStore.BodyTooLarge
+
 // Bodies up to this size are gathered in memory and written with one call; larger ones stream to their temp file.
 const memoryBytes = 64 * 1024
 
@@ -284,52 +287,58 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
         )
       })
 
+    // What a failure of the exchange means for the attempt: the request's own (no response) and a body that could not
+    // be read are classified here, and counted; a body too large for the limit is the item's; one the store could not
+    // write is a local fault (not counted: no attempt); the rest was classified where it happened.
     const storeFailure = (status: number, start: bigint) =>
     (
-      error: HttpClientError.ResponseError | BodyStore.BodyStoreError | BodyStore.BodyTooLarge
-    ): Effect.Effect<never, FetchFailure | LocalFaults.LocalFault> => {
+      error: FetchFailure | HttpClientError.RequestError | BodyStoreFailure
+    ): FetchFailure | LocalFaults.LocalFault => {
       switch (error._tag) {
+        case "RequestError":
+          return ended(classify(error), start)
         case "BodyTooLarge":
-          return Effect.fail(ended(failure("body_too_large", error.message, false, status), start))
+          return ended(failure("body_too_large", error.message, false, status), start)
         case "BodyStoreError":
-          return Effect.fail(LocalFaults.fromFileError("writing a body", error.cause))
+          return LocalFaults.fromFileError("writing a body", error.cause)
+        case "ResponseError":
+          return ended(classify(error, status), start)
         default:
-          return Effect.fail(ended(classify(error, status), start))
+          return error
       }
     }
 
-    // A 2xx body into the store: a small one (the usual case) read whole from the client's buffer in one step and
-    // written with one call; past `memoryBytes` what was read is written first and the rest streamed after it.
+    // A 2xx body into the store: a small one (the usual case) taken whole from the client's buffer, with no effect on
+    // the way when it has all arrived with the response, and written with one call; past `memoryBytes` what was read
+    // is written first and the rest streamed after it. Its failures are classified by `send`.
     const store2xx = (
-      response: HttpClientResponse.HttpClientResponse,
-      start: bigint
-    ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
-      const status = response.status
-      const stored = response instanceof UndiciClient.UndiciResponse
-        ? Effect.flatMap(response.collect(memoryBytes), (collected) =>
-          collected.done
-            ? store.write(collected.chunks.length === 1 ? collected.chunks[0] : Buffer.concat(collected.chunks), {
-              maxBytes: maxBodyBytes
-            })
-            : store.write(Stream.concat(Stream.fromIterable(collected.chunks), response.stream), {
-              maxBytes: maxBodyBytes,
-              memoryBytes: 0
-            }))
-        : store.write(response.stream, { maxBytes: maxBodyBytes, memoryBytes })
-      const written = tracing === undefined ? stored : Effect.withSpan(stored, "harvest.body.write", noStackTrace)
-      return Effect.matchEffect(written, {
-        onFailure: storeFailure(status, start),
-        onSuccess: (body) => {
-          ended("ok", start)
-          return Effect.succeed({ httpStatus: status, bytes: body.bytes, sha256: body.sha256, fileId: body.fileId })
-        }
-      })
+      response: HttpClientResponse.HttpClientResponse
+    ): Effect.Effect<BodyStore.Stored, BodyStoreFailure> => {
+      let stored: Effect.Effect<BodyStore.Stored, BodyStoreFailure>
+      if (response instanceof UndiciClient.UndiciResponse) {
+        const whole = response.takeComplete()
+        stored = whole !== undefined
+          ? store.write(whole.length === 1 ? whole[0] : Buffer.concat(whole), { maxBytes: maxBodyBytes })
+          : Effect.flatMap(response.collect(memoryBytes), (collected) =>
+            collected.done
+              ? store.write(collected.chunks.length === 1 ? collected.chunks[0] : Buffer.concat(collected.chunks), {
+                maxBytes: maxBodyBytes
+              })
+              : store.write(Stream.concat(Stream.fromIterable(collected.chunks), response.stream), {
+                maxBytes: maxBodyBytes,
+                memoryBytes: 0
+              }))
+      } else {
+        stored = store.write(response.stream, { maxBytes: maxBodyBytes, memoryBytes })
+      }
+      return tracing === undefined ? stored : Effect.withSpan(stored, "harvest.body.write", noStackTrace)
     }
 
+    // A response: a 2xx body stored; anything else read to its end and failed (classified and counted here).
     const handle = (
       response: HttpClientResponse.HttpClientResponse,
       start: bigint
-    ): Effect.Effect<Fetched, FetchFailure | LocalFaults.LocalFault> => {
+    ): Effect.Effect<BodyStore.Stored, FetchFailure | BodyStoreFailure> => {
       const status = response.status
       if (status < 200 || status >= 300) {
         // Read to the end and dropped (at most `maxBodyBytes`, the agent sees to it), so the connection is reused.
@@ -340,12 +349,12 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       }
       const declared = Number(header(response, "content-length") ?? Number.NaN)
       if (declared > maxBodyBytes) {
-        // Not read at all: the connection is closed (`discard`, below).
+        // Not read at all: the connection is closed (`send` abandons the exchange).
         return Effect.fail(
           ended(failure("body_too_large", `body of ${declared} bytes exceeds ${maxBodyBytes}`, false, status), start)
         )
       }
-      return store2xx(response, start)
+      return store2xx(response)
     }
 
     // The request headers of a host, kept for the next request to it (a bounded number of hosts: a job of many
@@ -379,20 +388,26 @@ export const make = (options: Options): Effect.Effect<Fetcher, never, BodyStore.
       // One region for the request and its body: whatever ends the attempt (an interruption too), the exchange is
       // abandoned, which aborts a request whose body was not read to the end, closing its connection (a complete one
       // has nothing left to abort).
+      // The attempt's outcome is counted and timed here too, except a response's failure, counted where it was known.
       return Effect.uninterruptibleMask((restore) => {
         const exchange = client.exchange(request, timeoutMs)
-        return Effect.matchCauseEffect(restore(Effect.flatMap(exchange.head, (response) => handle(response, start))), {
-          onFailure: (cause) => {
+        let status = 0
+        const exchanged = Effect.flatMap(exchange.head, (response) => {
+          status = response.status
+          return handle(response, start)
+        })
+        return Effect.matchCauseEffect(restore(exchanged), {
+          onFailure: (cause): Effect.Effect<never, FetchFailure | LocalFaults.LocalFault> => {
             exchange.abandon()
-            const failure = Cause.failureOption(cause)
-            // The request's own failure (no response): classified here; the rest was classified where it happened.
-            return failure._tag === "Some" && failure.value._tag === "RequestError"
-              ? Effect.fail(ended(classify(failure.value), start))
-              : Effect.failCause(cause as Cause.Cause<FetchFailure | LocalFaults.LocalFault>)
+            // One failure, the usual cause, mapped at once; any other as `catchAll` treats it.
+            return cause._tag === "Fail"
+              ? Effect.fail(storeFailure(status, start)(cause.error))
+              : Effect.catchAll(Effect.failCause(cause), (error) => Effect.fail(storeFailure(status, start)(error)))
           },
-          onSuccess: (fetched) => {
+          onSuccess: (body) => {
             exchange.abandon()
-            return Effect.succeed(fetched)
+            ended("ok", start)
+            return Effect.succeed({ httpStatus: status, bytes: body.bytes, sha256: body.sha256, fileId: body.fileId })
           }
         })
       })
