@@ -141,6 +141,24 @@ for (const database of Databases.all) {
           assert.strictEqual(Number(rows[0].n), 1)
           assert.isNotNull(yield* finishedAt("j3"))
         }))
+
+      // Waiting on for a larger batch lasts only while outcomes keep coming: one that comes alone is committed after its
+      // window, long before the scope closes, however long `maxWait` allows.
+      it.effect("a lone outcome is committed without waiting for a fuller batch", () =>
+        Effect.gen(function*() {
+          const items = yield* Items
+          const [item] = yield* leasedJob("j4", 1)
+          const scope = yield* Scope.make()
+          const results = yield* Results.make({ window: "5 millis", maxWait: "1 hour" }).pipe(Scope.extend(scope))
+          yield* results.settle({
+            settlement: { _tag: "Ack", id: item.id, result: succeeded(item.payload.url, hex(4000)) },
+            fileId: hex(4000),
+            job: "j4"
+          })
+          yield* Wait.until("the lone outcome committed", Effect.map(items.counts("j4"), (counts) => counts.done === 1))
+          assert.isNotNull(yield* finishedAt("j4"))
+          yield* Scope.close(scope, Exit.void)
+        }))
     })
   })
 }

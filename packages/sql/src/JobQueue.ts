@@ -348,6 +348,8 @@ interface Row {
   readonly result: string | null
 }
 
+type LeasedRow = Omit<Row, "status" | "lease_owner" | "lease_expires_at">
+
 const nullableNumber = (value: number | string | null): number | null => value === null ? null : Number(value)
 
 /**
@@ -400,7 +402,11 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     // Decoded synchronously, without an effect per row: a lease or a page brings hundreds of them.
     const decodeEither = payloads.decode
     const decodeResultEither = results.decode
-    const toJob = (row: Row): Either.Either<Job<A, R>, ParseResult.ParseError> => {
+    // `leased`: the lease a lease statement has just written, which it does not read back (see `leaseColumnsText`).
+    const toJob = (
+      row: Row | LeasedRow,
+      leased: { readonly owner: string; readonly expiresAt: number } | undefined
+    ): Either.Either<Job<A, R>, ParseResult.ParseError> => {
       const payload = decodeEither(row.payload)
       if (Either.isLeft(payload)) return Either.left(payload.left)
       const result = row.result === null ? Either.right(null) : decodeResultEither(row.result)
@@ -410,20 +416,23 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         payload: payload.right,
         group: row.group_key,
         result: result.right,
-        status: row.status as Status,
+        status: leased === undefined ? (row as Row).status as Status : "leased",
         attempts: Number(row.attempts),
         availableAt: Number(row.available_at),
-        leaseOwner: row.lease_owner,
-        leaseExpiresAt: nullableNumber(row.lease_expires_at),
+        leaseOwner: leased === undefined ? (row as Row).lease_owner : leased.owner,
+        leaseExpiresAt: leased === undefined ? nullableNumber((row as Row).lease_expires_at) : leased.expiresAt,
         lastError: row.last_error
       })
     }
-    const toJobs = (rows: ReadonlyArray<Row>): Effect.Effect<Array<Job<A, R>>, ParseResult.ParseError> =>
+    const toJobs = (
+      rows: ReadonlyArray<Row | LeasedRow>,
+      leased?: { readonly owner: string; readonly expiresAt: number }
+    ): Effect.Effect<Array<Job<A, R>>, ParseResult.ParseError> =>
       Effect.suspend(() => {
         const sorted = [...rows].sort((a, b) => Number(a.id) - Number(b.id))
         const jobs: Array<Job<A, R>> = new Array(sorted.length)
         for (let i = 0; i < sorted.length; i++) {
-          const job = toJob(sorted[i])
+          const job = toJob(sorted[i], leased)
           if (Either.isLeft(job)) return Effect.fail(job.left)
           jobs[i] = job.right
         }
@@ -433,6 +442,8 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     const columnsText =
       "id, payload, status, attempts, available_at, lease_owner, lease_expires_at, last_error, group_key, result"
     const columns = sql.unsafe(columnsText)
+    // What a lease reads back: not the status, owner and expiry it has just written itself.
+    const leaseColumnsText = "id, payload, attempts, available_at, last_error, group_key, result"
 
     const enqueue: JobQueue<A, R>["enqueue"] = (payloads, enqueueOptions) =>
       Effect.gen(function*() {
@@ -477,41 +488,62 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     const placeholder = sql.onDialectOrElse({ pg: () => (n: number) => `$${n}`, orElse: () => (_: number) => "?" })
 
     // The statement's text is built once (compiling the template again for every lease showed in the profile).
-    const leaseText = (() => {
-      let n = 0
-      const next = () => placeholder(++n)
-      const lockText = sql.onDialectOrElse({ pg: () => "FOR UPDATE SKIP LOCKED", orElse: () => "" })
-      return `WITH expired AS (
+    // On SQLite, the expired and the due jobs are one `UNION ALL` under the `LIMIT`: SQLite runs its arms in order and
+    // stops at the `LIMIT`, so expired leases still come first, without the common table expressions Postgres needs
+    // for its row locks (materializing `expired` and counting it again took a third of the lease's time: 0.25 ms of
+    // 0.75 ms for 50 jobs of 10,000).
+    const leaseText = sql.onDialectOrElse({
+      pg: () =>
+        `WITH expired AS (
             SELECT id FROM spindle_jobs
-            WHERE queue = ${next()} AND status = 'leased' AND lease_expires_at <= ${next()}
+            WHERE queue = $1 AND status = 'leased' AND lease_expires_at <= $2
             ORDER BY lease_expires_at
-            LIMIT ${next()} ${lockText}
+            LIMIT $3 FOR UPDATE SKIP LOCKED
           ), due AS (
             SELECT id FROM spindle_jobs
-            WHERE queue = ${next()} AND status = 'pending' AND available_at <= ${next()}
+            WHERE queue = $4 AND status = 'pending' AND available_at <= $5
             ORDER BY available_at, id
-            LIMIT (${next()} - (SELECT COUNT(*) FROM expired)) ${lockText}
+            LIMIT ($6 - (SELECT COUNT(*) FROM expired)) FOR UPDATE SKIP LOCKED
           )
           UPDATE spindle_jobs
-          SET status = 'leased', lease_owner = ${next()}, lease_expires_at = ${next()}
+          SET status = 'leased', lease_owner = $7, lease_expires_at = $8
           WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)
-          RETURNING ${columnsText}`
-    })()
+          RETURNING ${leaseColumnsText}`,
+      orElse: () =>
+        `UPDATE spindle_jobs
+          SET status = 'leased', lease_owner = ?, lease_expires_at = ?
+          WHERE id IN (
+            SELECT id FROM (
+              SELECT id FROM spindle_jobs
+              WHERE queue = ? AND status = 'leased' AND lease_expires_at <= ?
+              ORDER BY lease_expires_at
+              LIMIT ?
+            )
+            UNION ALL
+            SELECT id FROM (
+              SELECT id FROM spindle_jobs
+              WHERE queue = ? AND status = 'pending' AND available_at <= ?
+              ORDER BY available_at, id
+              LIMIT ?
+            )
+            LIMIT ?
+          )
+          RETURNING ${leaseColumnsText}`
+    })
+    const sqliteLease = sql.onDialectOrElse({ pg: () => false, orElse: () => true })
     const lease: JobQueue<A, R>["lease"] = ({ lease: leaseDuration, limit, owner }) =>
-      Effect.flatMap(now, (at) =>
-        Effect.flatMap(
-          sql.unsafe<Row>(leaseText, [
-            queue,
-            at,
-            limit,
-            queue,
-            at,
-            limit,
-            owner,
-            at + Duration.toMillis(leaseDuration)
-          ]),
-          toJobs
-        ))
+      Effect.flatMap(now, (at) => {
+        const expiresAt = at + Duration.toMillis(leaseDuration)
+        return Effect.flatMap(
+          sql.unsafe<LeasedRow>(
+            leaseText,
+            sqliteLease
+              ? [owner, expiresAt, queue, at, limit, queue, at, limit, limit]
+              : [queue, at, limit, queue, at, limit, owner, expiresAt]
+          ),
+          (rows) => toJobs(rows, { owner, expiresAt })
+        )
+      })
 
     const settle = (id: number, owner: string, set: ReturnType<typeof sql.unsafe>) =>
       Effect.map(

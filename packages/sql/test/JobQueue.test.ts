@@ -318,6 +318,32 @@ for (const database of Databases.all) {
             assert.isTrue(rest.some((j) => j.id === ids[1]))
           }))
 
+        it.effect("expired leases fill a lease before due jobs, never past its limit, and come back as stored", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            const ids = yield* q.enqueue(payloads(5))
+            yield* q.lease({ limit: 3, owner: "crashed", lease: "1 second" })
+            yield* q.lease({ limit: 2, owner: "alive", lease: "1 minute" })
+            const later = yield* q.enqueue(payloads(2))
+            yield* TestClock.adjust("1 second")
+            const first = yield* q.lease({ limit: 2, owner: "w", lease: "30 seconds" })
+            assert.strictEqual(first.length, 2)
+            assert.isTrue(first.every((job) => ids.slice(0, 3).includes(job.id)), "expired leases before due jobs")
+            const second = yield* q.lease({ limit: 5, owner: "w", lease: "30 seconds" })
+            assert.deepStrictEqual(
+              second.map((job) => job.id),
+              [...ids.slice(0, 3).filter((id) => !first.some((job) => job.id === id)), ...later]
+            )
+            // The lease's status, owner and expiry are those it wrote, as a read of the rows finds them.
+            const now = yield* Clock.currentTimeMillis
+            const { jobs } = yield* q.page({ limit: 10, status: "leased" })
+            const stored = new Map(jobs.map((job) => [job.id, job]))
+            for (const job of [...first, ...second]) {
+              assert.deepStrictEqual(job, stored.get(job.id))
+              assert.strictEqual(job.leaseExpiresAt, now + 30_000)
+            }
+          }))
+
         it.effect("a payload that does not match the schema is a typed error and writes nothing", () =>
           Effect.gen(function*() {
             const q = yield* queue()

@@ -99,11 +99,45 @@ describe("JsonCodec", () => {
     )
   })
 
-  it("schemas with transformations, refinements, optional properties or unions of structs go through Schema", () => {
+  // Optional properties, as in Harvest's result (`durationMs`): absent stays absent, `undefined` is left out of the
+  // JSON, and a present value is checked.
+  it("optional properties take the direct path with Schema's answers", () => {
+    const Optional = Schema.Struct({
+      url: Schema.String,
+      durationMs: Schema.optional(Schema.Number),
+      exact: Schema.optionalWith(Schema.NullOr(Schema.String), { exact: true }),
+      error: Schema.NullOr(Schema.Struct({ code: Schema.String, detail: Schema.optional(Schema.String) }))
+    })
+    const codec = JsonCodec.make(Optional)
+    assert.isTrue(codec.direct)
+    FastCheck.assert(
+      FastCheck.property(Arbitrary.make(Optional), (value) => {
+        const values = near(value)
+        same(Optional, values, [
+          ...values.map((v) => JSON.stringify(v)),
+          JSON.stringify({ ...value, durationMs: null }),
+          JSON.stringify({ ...value, exact: 1 })
+        ])
+      }),
+      { numRuns: 200 }
+    )
+    same(Optional, [
+      { url: "u", error: null },
+      { url: "u", durationMs: undefined, error: null },
+      { url: "u", exact: undefined, error: null },
+      { url: "u", durationMs: 3, exact: null, error: { code: "c", detail: undefined } }
+    ], [])
+    assert.strictEqual(
+      Either.getOrThrow(codec.encode({ error: null, durationMs: undefined, url: "u" })),
+      "{\"url\":\"u\",\"error\":null}"
+    )
+  })
+
+  it("schemas with transformations, refinements, defaults or unions of structs go through Schema", () => {
     const schemas = [
       Schema.Struct({ at: Schema.DateFromString }),
       Schema.Struct({ n: Schema.Number.pipe(Schema.int()) }),
-      Schema.Struct({ a: Schema.optional(Schema.String) }),
+      Schema.Struct({ a: Schema.optionalWith(Schema.String, { default: () => "a" }) }),
       Schema.Union(Schema.Struct({ a: Schema.String }), Schema.Struct({ a: Schema.String, b: Schema.Number })),
       Schema.Array(Schema.Number),
       Schema.Unknown

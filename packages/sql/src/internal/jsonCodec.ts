@@ -1,10 +1,10 @@
 /**
  * `Schema.parseJson(schema)`'s encode and decode, with a direct path for plain data: when the schema is made only of
- * structs (required properties), strings, numbers, booleans, literals, `unknown` and unions of those, a value is
- * checked and copied by a function compiled once from the schema's AST, then `JSON.stringify`d (or `JSON.parse`d,
- * then checked and copied). The copy keeps the declared properties in their declared order and drops the others,
- * as Schema does by default, so the JSON is the same string; anything the direct path does not accept (a value that
- * does not conform, a schema with transformations, refinements, optional properties or arrays) goes through Schema,
+ * structs (required or optional properties), strings, numbers, booleans, literals, `undefined`, `unknown` and unions
+ * of those, a value is checked and copied by a function compiled once from the schema's AST, then `JSON.stringify`d
+ * (or `JSON.parse`d, then checked and copied). The copy keeps the declared properties in their declared order and
+ * drops the others, as Schema does by default, so the JSON is the same string; anything the direct path does not
+ * accept (a value that does not conform, a schema with transformations, refinements or arrays) goes through Schema,
  * which also makes the errors. A queue encodes a result and decodes a payload for every job it settles and leases:
  * through `ParseResult`, that was several KB of garbage and about 2 µs each.
  *
@@ -28,6 +28,8 @@ const compile = (ast: AST.AST): Plain | undefined => {
       return (u) => typeof u === "number" ? u : invalid
     case "BooleanKeyword":
       return (u) => typeof u === "boolean" ? u : invalid
+    case "UndefinedKeyword":
+      return (u) => u === undefined ? u : invalid
     case "UnknownKeyword":
     case "AnyKeyword":
       return (u) => u
@@ -45,7 +47,7 @@ const compile = (ast: AST.AST): Plain | undefined => {
         if (member._tag === "UnknownKeyword" || member._tag === "AnyKeyword") return undefined
         if (
           member._tag !== "StringKeyword" && member._tag !== "NumberKeyword" && member._tag !== "BooleanKeyword" &&
-          member._tag !== "Literal" && ++structs > 1
+          member._tag !== "Literal" && member._tag !== "UndefinedKeyword" && ++structs > 1
         ) return undefined
         const plain = compile(member)
         if (plain === undefined) return undefined
@@ -64,12 +66,14 @@ const compile = (ast: AST.AST): Plain | undefined => {
       if (ast.indexSignatures.length > 0) return undefined
       const names: Array<string> = []
       const fields: Array<Plain> = []
+      const optional: Array<boolean> = []
       for (const property of ast.propertySignatures) {
-        if (property.isOptional || typeof property.name !== "string") return undefined
+        if (typeof property.name !== "string") return undefined
         const plain = compile(property.type)
         if (plain === undefined) return undefined
         names.push(property.name)
         fields.push(plain)
+        optional.push(property.isOptional)
       }
       return (u) => {
         if (typeof u !== "object" || u === null || Array.isArray(u)) return invalid
@@ -77,7 +81,12 @@ const compile = (ast: AST.AST): Plain | undefined => {
         const out: Record<string, unknown> = {}
         for (let i = 0; i < names.length; i++) {
           const name = names[i]
-          if (!Object.prototype.hasOwnProperty.call(input, name)) return invalid
+          if (!Object.prototype.hasOwnProperty.call(input, name)) {
+            // An optional property may be absent, and stays absent; a present one is checked (its type says whether
+            // `undefined` is allowed) and kept, even as `undefined`, which `JSON.stringify` then leaves out.
+            if (optional[i]) continue
+            return invalid
+          }
           const value = fields[i](input[name])
           if (value === invalid) return invalid
           out[name] = value
