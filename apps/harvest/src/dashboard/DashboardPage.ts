@@ -224,12 +224,12 @@ const body = String.raw`
       <thead><tr><th scope="col">Job</th><th scope="col">Status</th><th scope="col" style="width: 45%">Progress</th>
       <th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody id="jobs"></tbody></table></div>
-    <div class="empty" id="jobs-empty">Loading jobs…</div>
+    <div class="empty" id="jobs-empty">Loading jobs&hellip;</div>
     <nav class="pager" aria-label="Pages of jobs">
       <span class="msg err" id="jobs-error" role="status"></span>
       <span id="jobs-page" aria-live="polite">Page 1</span>
-      <button type="button" id="jobs-newer" disabled>← Newer</button>
-      <button type="button" id="jobs-older" disabled>Older jobs →</button>
+      <button type="button" id="jobs-newer" disabled>&larr; Newer</button>
+      <button type="button" id="jobs-older" disabled>Older jobs &rarr;</button>
     </nav>
   </section>
 
@@ -567,8 +567,8 @@ function renderJobs() {
     setText(row.cells.pct, pct + "%")
     row.cells.status.className = "badge status " + job.status
     setText(row.cells.status, job.status)
-    row.cells.counts.replaceChildren(h("b", {}, fmt(job.succeeded)), " ok · ", h("b", {}, fmt(job.failed)),
-      " failed · " + fmt(job.total) + " total")
+    row.cells.counts.replaceChildren(h("b", {}, fmt(job.succeeded)), " ok \u00b7 ", h("b", {}, fmt(job.failed)),
+      " failed \u00b7 " + fmt(job.total) + " total")
     setText(row.cells.created, ago(Date.parse(job.createdAt)))
     row.cells.cancel.disabled = finished(job)
     if (body.children[index] !== row.tr) body.insertBefore(row.tr, body.children[index] || null)
@@ -577,7 +577,7 @@ function renderJobs() {
   const which = list.status ? list.status + " " : ""
   $("jobs-empty").style.display = list.items.length ? "none" : ""
   setText($("jobs-empty"), list.page > 0 ? "No older " + which + "jobs."
-    : list.status ? "No " + which + "jobs." : "No jobs yet. Submit one →")
+    : list.status ? "No " + which + "jobs." : "No jobs yet. Submit one \u2192")
   setText($("jobs-caption"), (list.status ? "Jobs " + list.status : "Jobs") + ", newest first, page " +
     (list.page + 1))
   setText($("jobs-page"), "Page " + (list.page + 1))
@@ -590,7 +590,7 @@ function renderHosts(hosts) {
     const latest = host.recentErrors[host.recentErrors.length - 1]
     const errors = latest
       ? h("div", { class: "err-line", title: host.recentErrors.map((e) => e.code + ": " + e.message).join("\n") },
-        latest.code + " · " + latest.message + (host.recentErrors.length > 1 ? " (+" + (host.recentErrors.length - 1) + ")" : ""))
+        latest.code + " \u00b7 " + latest.message + (host.recentErrors.length > 1 ? " (+" + (host.recentErrors.length - 1) + ")" : ""))
       : h("span", { class: "quiet" }, "none")
     return h("tr", { "data-host": host.host },
       h("td", {}, h("span", { class: "mono" }, host.host)),
@@ -648,18 +648,18 @@ function render(snap) {
   const active = snap.jobs.filter((j) => j.status === "running" || j.status === "queued")
   $("s-jobs").textContent = fmt(active.length)
   $("s-jobs-sub").textContent = active.length
-    ? active.filter((j) => j.status === "running").length + " running · " +
+    ? active.filter((j) => j.status === "running").length + " running \u00b7 " +
       active.filter((j) => j.status === "queued").length + " queued"
     : snap.jobs.length ? "all " + snap.jobs.length + " recent jobs finished" : "none yet"
   $("s-loop").replaceChildren(ms(snap.eventLoop.p99Ms) + " ", h("small", {}, "ms p99"))
-  $("s-loop-sub").textContent = "p50 " + ms(snap.eventLoop.p50Ms) + " ms · utilization " +
+  $("s-loop-sub").textContent = "p50 " + ms(snap.eventLoop.p50Ms) + " ms \u00b7 utilization " +
     Math.round(snap.eventLoop.utilization * 100) + "%"
   const open = snap.hosts.filter((x) => x.circuit === "open").length
   const half = snap.hosts.filter((x) => x.circuit === "half-open").length
   $("s-hosts").textContent = fmt(snap.hosts.length)
   $("s-hosts-sub").textContent = open || half
     ? [open ? open + " circuit" + (open > 1 ? "s" : "") + " open" : "", half ? half + " half-open" : ""]
-      .filter(Boolean).join(" · ")
+      .filter(Boolean).join(" \u00b7 ")
     : "all circuits closed"
   if (snap.draining) setConn("retry", "draining")
   $("degraded").hidden = !snap.degraded
@@ -677,9 +677,9 @@ function render(snap) {
 
 // --- a job's latency histogram (GET /jobs/:id/latency) and an item's waterfall (GET /jobs/:id/trace) ----------
 const details = { job: null, url: null, seq: 0, traceSeq: 0 }
-const msText = (v) => v === null || v === undefined ? "–"
+const msText = (v) => v === null || v === undefined ? "\u2013"
   : v < 10 ? (Math.round(v * 10) / 10) + " ms" : v < 10000 ? Math.round(v) + " ms" : (Math.round(v / 100) / 10) + " s"
-const leText = (le) => le === null ? "> 60 s" : le < 1000 ? "≤ " + le + " ms" : "≤ " + le / 1000 + " s"
+const leText = (le) => le === null ? "> 60 s" : le < 1000 ? "\u2264 " + le + " ms" : "\u2264 " + le / 1000 + " s"
 
 async function openDetails(id) {
   details.job = id
@@ -689,7 +689,7 @@ async function openDetails(id) {
   $("waterfall").hidden = true
   $("slowest").replaceChildren()
   $("histogram").replaceChildren()
-  $("latency-summary").textContent = "Loading…"
+  $("latency-summary").textContent = "Loading\u2026"
   $("details").scrollIntoView({ block: "nearest" })
   await loadLatency()
 }
@@ -744,7 +744,7 @@ function renderHistogram(latency) {
     rect.append(Object.assign(s("title", {}), { textContent: leText(b.leMs) + ": " + b.count + " items" }))
     nodes.push(rect)
     nodes.push(Object.assign(s("text", { x: (x + barW / 2).toFixed(1), y: H - 6, "text-anchor": "middle" }),
-      { textContent: b.leMs === null ? "∞" : b.leMs < 1000 ? b.leMs + "ms" : b.leMs / 1000 + "s" }))
+      { textContent: b.leMs === null ? "\u221e" : b.leMs < 1000 ? b.leMs + "ms" : b.leMs / 1000 + "s" }))
   })
   // A percentile's mark: in its bucket, placed by where it lies between the bucket's bounds.
   const at = (v) => {
@@ -769,8 +769,8 @@ function renderHistogram(latency) {
   })
   svg.replaceChildren(...nodes)
   const summary = latency.count === 0 ? "No settled item with a duration yet."
-    : latency.count + " item" + (latency.count === 1 ? "" : "s") + " · p50 " + msText(latency.p50Ms) + " · p90 " +
-      msText(latency.p90Ms) + " · p99 " + msText(latency.p99Ms) + " · max " + msText(latency.maxMs)
+    : latency.count + " item" + (latency.count === 1 ? "" : "s") + " \u00b7 p50 " + msText(latency.p50Ms) + " \u00b7 p90 " +
+      msText(latency.p90Ms) + " \u00b7 p99 " + msText(latency.p99Ms) + " \u00b7 max " + msText(latency.maxMs)
   $("latency-summary").textContent = summary
   svg.setAttribute("aria-label", "Latency histogram of job " + latency.jobId.slice(0, 8) + ": " + summary)
 }
@@ -779,8 +779,8 @@ function renderSlowest(latency) {
   $("slowest").replaceChildren(...latency.slowest.map((item) => h("li", {},
     h("button", { type: "button", class: "link", "data-url": item.url, title: item.url,
       "aria-label": "Waterfall of " + item.url }, item.url),
-    h("span", { class: "quiet" }, msText(item.durationMs) + " · " +
-      (item.status === "succeeded" ? String(item.httpStatus) : (item.errorCode || "failed")) + " · " +
+    h("span", { class: "quiet" }, msText(item.durationMs) + " \u00b7 " +
+      (item.status === "succeeded" ? String(item.httpStatus) : (item.errorCode || "failed")) + " \u00b7 " +
       item.attempts + " attempt" + (item.attempts === 1 ? "" : "s")))))
   if (!latency.slowest.length) $("slowest").append(h("li", { class: "quiet" }, "No settled item yet."))
 }
@@ -803,7 +803,7 @@ async function openWaterfall(url) {
   $("waterfall-title").textContent = "Waterfall of " + url
   $("waterfall-spans").replaceChildren()
   $("waterfall-axis").replaceChildren()
-  $("waterfall-msg").textContent = "Loading…"
+  $("waterfall-msg").textContent = "Loading\u2026"
   try {
     const res = await api("GET", "/jobs/" + id + "/trace?url=" + encodeURIComponent(url))
     if (mine !== details.traceSeq) return
@@ -897,8 +897,8 @@ function renderWaterfall(trace) {
   $("waterfall-spans").replaceChildren(...rows)
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { style: "left: " + f * 100 + "%" }, msText(total * f)))
   $("waterfall-axis").replaceChildren(h("span", {}, "span"), h("span", { class: "ticks" }, ...ticks), h("span", {}, ""))
-  $("waterfall-msg").textContent = spans.length + " spans · " + msText(trace.durationMs) + " from its lease · trace " +
-    trace.traceId + (trace.droppedSpans ? " · " + trace.droppedSpans + " spans not kept" : "")
+  $("waterfall-msg").textContent = spans.length + " spans \u00b7 " + msText(trace.durationMs) + " from its lease \u00b7 trace " +
+    trace.traceId + (trace.droppedSpans ? " \u00b7 " + trace.droppedSpans + " spans not kept" : "")
 }
 
 // --- actions ------------------------------------------------------------------------------------------------
