@@ -5,9 +5,9 @@
  * @since 0.1.0
  */
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiError from "@effect/platform/HttpApiError"
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -452,16 +452,28 @@ const ContractDecodeErrorsLive = HttpApiBuilder.middleware((app) =>
   ) as HttpApp.Default
 )
 
+// `GET /docs`: Swagger UI's page holds its whole code (a few MB as a string, and again as the response's bytes), so it
+// is imported and built on the first request for it, then kept, rather than at start.
+const DocsLive = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const { api } = yield* HttpApi.Api
+    const page = yield* Effect.cached(
+      Effect.flatMap(Effect.promise(() => import("./Docs.js")), (docs) => docs.page(api))
+    )
+    yield* router.get("/docs", page)
+  })
+)
+
 /**
  * Everything the app is built from: the API with its handlers and security, `GET /openapi.json`, and `GET /docs`
- * (Swagger UI inlined in the page, so it works offline).
+ * (Swagger UI inlined in the page, so it works offline; built on its first request).
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = Layer.mergeAll(
   HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
-  HttpApiSwagger.layer({ path: "/docs" }),
+  DocsLive,
   ContractDecodeErrorsLive
 ).pipe(
   Layer.provideMerge(
