@@ -19,20 +19,8 @@
  * @since 0.1.0
  */
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
-import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import * as OtelResource from "@effect/opentelemetry/Resource"
-import * as OtelTracer from "@effect/opentelemetry/Tracer"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import type { Sampler, SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler
-} from "@opentelemetry/sdk-trace-base"
-import type * as Arr from "effect/Array"
 import type * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -290,22 +278,13 @@ export const tracingConfig = Config.all({
   )
 })))
 
-const samplerOf = (name: Config.Config.Success<typeof tracingConfig>["sampler"], ratio: number): Sampler => {
-  switch (name) {
-    case "always_on":
-      return new AlwaysOnSampler()
-    case "always_off":
-      return new AlwaysOffSampler()
-    case "traceidratio":
-      return new TraceIdRatioBasedSampler(ratio)
-    case "parentbased_always_off":
-      return new ParentBasedSampler({ root: new AlwaysOffSampler() })
-    case "parentbased_traceidratio":
-      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
-    default:
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() })
-  }
-}
+/**
+ * What `tracingConfig` reads.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export type TracingConfig = Config.Config.Success<typeof tracingConfig>
 
 /**
  * The pipeline's side of tracing, present while traces are exported or kept in the ring: with no tracer, the
@@ -351,7 +330,13 @@ const annotate = (span: Tracer.Span, attributes: Record<string, unknown> | undef
   return span
 }
 
-const makeTracing = (tracer: Tracer.Tracer, clock: Clock.Clock): Tracing => {
+/**
+ * The pipeline's `Tracing` over an Effect tracer, timed by `clock`.
+ *
+ * @since 0.1.0
+ * @category tracing
+ */
+export const makeTracing = (tracer: Tracer.Tracer, clock: Clock.Clock): Tracing => {
   const now = () => clock.unsafeCurrentTimeNanos()
   return {
     now,
@@ -468,20 +453,16 @@ export const layerTracing: Layer.Layer<TracingRef | TraceRing.TraceRingRef, Inva
           const ref = Layer.effect(TracingRef, Effect.map(Effect.clock, (clock) => makeTracing(tracer, clock)))
           return Layer.mergeAll(ref, Layer.setTracer(tracer), logger, ringRef)
         }
-        const processors: Arr.NonEmptyArray<SpanProcessor> = [
-          new BatchSpanProcessor(new OTLPTraceExporter({ url: config.url.value }))
-        ]
-        if (ring.processor !== undefined) processors.push(ring.processor)
-        const provider = NodeSdk.layerTracerProvider(processors, {
-          sampler: samplerOf(config.sampler, config.ratio)
-        })
-        const ref = Layer.effect(TracingRef, Effect.zipWith(OtelTracer.make, Effect.clock, makeTracing))
-        return Layer.mergeAll(ref, OtelTracer.layerWithoutOtelTracer, logger).pipe(
-          Layer.provide(OtelTracer.layerTracer),
-          Layer.provide(provider),
-          Layer.provide(layerResource),
-          Layer.merge(ringRef)
-        )
+        // The OpenTelemetry SDK and the OTLP exporter are loaded only when traces are exported.
+        const url = config.url.value
+        return Layer.unwrapEffect(Effect.map(
+          Effect.promise(() => import("./TelemetryOtlp.js")),
+          (otlp) =>
+            Layer.merge(otlp.layer({ url, sampler: config.sampler, ratio: config.ratio }, ring), logger).pipe(
+              Layer.provide(layerResource),
+              Layer.merge(ringRef)
+            )
+        ))
       }
     )
   )
