@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
+import * as v8 from "node:v8"
 import { InvalidEnvironment } from "./HarvestConfig.js"
 
 /**
@@ -201,3 +202,30 @@ export const onFailure = (cause: Cause.Cause<unknown>): number | undefined =>
  */
 export const runLayer = <E>(layer: Layer.Layer<never, E>): void =>
   Shutdown.runLayer(layer, { deadline: "60 seconds", onFailure })
+
+/**
+ * How much V8 lets the old generation grow past what its last full collection kept before it collects again, in
+ * percent (`--heap-growing-percent`): 100, a factor of 2, the factor V8 itself uses on devices with little memory.
+ * Left to itself on a machine with a few GB, V8 picks a factor of up to 4; under a job, Harvest's objects that live
+ * for one fetch (in flight for tens of milliseconds, so promoted out of the young generation) then pile up in the old
+ * generation as garbage: about 90 MB of it in a 10,000-URL job before the first full collection, most of the process's
+ * peak memory. A factor of 2 bounds that at the cost of one or two more full collections per such job, each a pause of
+ * about 10 ms with its marking done concurrently.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const heapGrowingPercent = 100
+
+/**
+ * Sets V8's old-generation growth to `heapGrowingPercent`, unless the process was started with a value of its own
+ * (`node --heap-growing-percent=<n>`). V8 reads it whenever it sets the next collection's limit, so it applies from
+ * the first full collection after this call; call it first thing in an entry point.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const limitHeapGrowth = (): void => {
+  if (process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))) return
+  v8.setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`)
+}
