@@ -1,7 +1,8 @@
 /**
  * `pnpm demo`: Harvest, a simulated upstream playing four hosts on loopback, and a sample job of a few hundred URLs
  * with every kind of behaviour; progress is printed until the job completes, then a summary, and the server keeps
- * running for you to explore. Works offline.
+ * running for you to explore. Works offline. V8's old generation grows by at most a factor of 2 between full
+ * collections, as in `pnpm start` (`Startup.limitHeapGrowth`).
  */
 import { Shutdown } from "@spindle/node"
 import * as Upstream from "@spindle/testkit/Upstream"
@@ -12,6 +13,8 @@ import * as Layer from "effect/Layer"
 import * as HarvestConfig from "./HarvestConfig.js"
 import * as Server from "./Server.js"
 import * as Startup from "./Startup.js"
+
+Startup.limitHeapGrowth()
 
 // The upstream lives on loopback, which Harvest refuses by default: the demo allows it.
 const DemoConfig = HarvestConfig.layerOverriding({ allowPrivateNetworks: Config.succeed(true) })
