@@ -5,9 +5,9 @@
  * `Queue.take` costs two such regions and a `Deferred` per wait, on every item of a job. A long-lived worker takes
  * through a `taker` of its own, which waits with no region at all (its wait is passed over once its fiber has ended).
  *
- * As with `Queue`, an item handed to a waiter whose fiber is interrupted in the same instant is not taken back: the
- * scheduler counts every item it leased as held until its outcome is committed or it is released, so such an item is
- * released with the rest at shutdown.
+ * As with `Queue`, an item handed to a `take` whose fiber is interrupted in the same instant is not taken back. A
+ * `taker` keeps the item it was handed until its fiber has received it, so that the fiber's owner can take back
+ * (`unsafeReclaim`) an item handed over as the fiber ended, and offer it again.
  *
  * @internal
  */
@@ -44,8 +44,20 @@ export class Handoff<A> {
       }
       const resume = waiter.resume!
       waiter.resume = undefined
-      resume(Effect.succeed(item))
+      if (waiter.fiber === undefined) {
+        resume(Effect.succeed(item))
+      } else {
+        // Kept until the fiber receives it: a fiber interrupted in this instant ends without running again.
+        waiter.handed = item
+        waiter.holding = true
+        resume(waiter.receive!)
+      }
     }
+  }
+
+  /** Workers waiting for an item. */
+  get waiting(): number {
+    return this.waiters.size
   }
 
   /** Takes every buffered item. */
@@ -73,7 +85,7 @@ export class Handoff<A> {
   private readonly wait: Effect.Effect<A> = Effect.async<A>((resume) => {
     // Looked at again: the runtime may have let other fibers run (and offer) since `take` found the buffer empty.
     if (this.size > 0) return resume(Effect.succeed(this.poll()))
-    const waiter: Waiter<A> = { fiber: undefined, resume }
+    const waiter: Waiter<A> = { fiber: undefined, resume, handed: undefined, holding: false, receive: undefined }
     this.waiters.add(waiter)
     return Effect.sync(() => {
       this.waiters.delete(waiter)
@@ -87,22 +99,53 @@ export class Handoff<A> {
    * `take` for `fiber` alone (made once, run for every item), whose wait has no canceler: an `Effect.async` with one
    * is an uninterruptible region of its own on every wait. An interrupted wait stays listed until the next offer,
    * which passes over it, its fiber having ended (`fiber` must run nothing but its takes and what it does with the
-   * items, so that an interruption while it waits ends it). As with `take`, an item handed over in the instant its
-   * fiber is interrupted, before the fiber has run again, is not taken back.
+   * items, so that an interruption while it waits ends it). An item handed over in the instant the fiber is
+   * interrupted, before the fiber has run again, is never received: once the fiber has ended, `unsafeReclaim` gives
+   * it back (once), for its owner to offer again.
    */
-  taker(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<A> {
-    const waiter: Waiter<A> = { fiber, resume: undefined }
+  taker(fiber: Fiber.RuntimeFiber<unknown, unknown>): Taker<A> {
+    const waiter: Waiter<A> = { fiber, resume: undefined, handed: undefined, holding: false, receive: undefined }
+    waiter.receive = Effect.sync(() => {
+      const item = waiter.handed as A
+      waiter.handed = undefined
+      waiter.holding = false
+      return item
+    })
     const wait = Effect.async<A>((resume) => {
       if (this.size > 0) return resume(Effect.succeed(this.poll()))
       waiter.resume = resume
       this.waiters.add(waiter)
     })
-    return Effect.suspend(() => this.size > 0 ? Effect.succeed(this.poll()) : wait)
+    return {
+      take: Effect.suspend(() => this.size > 0 ? Effect.succeed(this.poll()) : wait),
+      unsafeReclaim: () => {
+        if (!waiter.holding) return undefined
+        const item = waiter.handed as A
+        waiter.handed = undefined
+        waiter.holding = false
+        return item
+      }
+    }
   }
 }
 
+/**
+ * A worker's own way of taking items (`Handoff.taker`).
+ *
+ * @internal
+ */
+export interface Taker<A> {
+  readonly take: Effect.Effect<A>
+  /** The item handed to the taker's fiber that it never received (it ended first), given back once; else `undefined`. */
+  readonly unsafeReclaim: () => A | undefined
+}
+
 // A worker waiting for an item: `resume` is set while it waits.
+// A taker's waiter also keeps the item handed to it (`holding`) until its fiber receives it (`receive`).
 interface Waiter<A> {
   readonly fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   resume: ((effect: Effect.Effect<A>) => void) | undefined
+  handed: A | undefined
+  holding: boolean
+  receive: Effect.Effect<A> | undefined
 }

@@ -41,7 +41,7 @@ import type * as Tracer from "effect/Tracer"
 import type * as Domain from "../Domain.js"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
-import { Handoff } from "../internal/handoff.js"
+import { Handoff, type Taker } from "../internal/handoff.js"
 import * as LocalFaults from "../LocalFaults.js"
 import { Items, Jobs } from "../storage/Jobs.js"
 import * as Telemetry from "../Telemetry.js"
@@ -417,18 +417,32 @@ export const make: Effect.Effect<
   // Not `Effect.forever`, which yields the thread after every item: `take` suspends when there is nothing to do,
   // and the runtime yields a busy fiber by itself.
   // Each worker takes through a taker of its own (`Handoff.taker`: waiting with no region of its own).
+  const takers = new Map<Fiber.RuntimeFiber<never, never>, Taker<Item>>()
   const worker: Effect.Effect<never> = Effect.withFiberRuntime<never, never, never>((fiber) => {
-    const take = ready.taker(fiber)
+    const taker = ready.taker(fiber)
+    takers.set(fiber, taker)
     const handleHere = (item: Item) => handle(item, fiber)
-    const loop: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(take, handleHere), () => loop)
+    const loop: Effect.Effect<never> = Effect.flatMap(Effect.flatMap(taker.take, handleHere), () => loop)
     return loop
   })
-  // A slot keeps one worker running: a worker interrupted by a cancel is replaced.
+  // A slot keeps one worker running: a worker interrupted by a cancel is replaced. An item handed to the worker in
+  // the instant it was interrupted (a cancel of the job it had just finished an item of, say), which it never
+  // received, goes to another worker: it is still held, and would otherwise wait for the shutdown to release it.
   const current = new Set<Fiber.RuntimeFiber<never, never>>()
+  const workerEnded = (fiber: Fiber.RuntimeFiber<never, never>) =>
+    Effect.sync(() => {
+      current.delete(fiber)
+      // The slot itself interrupted (the shutdown) may get here before its worker has ended; while draining, held
+      // items are the shutdown's to release.
+      if (draining || fiber.unsafePoll() === null) return
+      const unreceived = takers.get(fiber)?.unsafeReclaim()
+      takers.delete(fiber)
+      if (unreceived !== undefined) ready.unsafeOfferAll([unreceived])
+    })
   const slot = Effect.forever(
     Effect.flatMap(Effect.fork(worker), (fiber) => {
       current.add(fiber)
-      return Effect.ensuring(Fiber.await(fiber), Effect.sync(() => current.delete(fiber)))
+      return Effect.ensuring(Fiber.await(fiber), workerEnded(fiber))
     })
   )
   // Items held (leased and not yet handed over, waiting for a worker or being fetched) never outnumber the workers.
