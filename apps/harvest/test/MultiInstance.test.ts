@@ -107,7 +107,12 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
         const answered = () => hosts.reduce((n, host) => n + host.requests().length, 0)
         yield* Wait.until("a third of the job", Effect.sync(() => answered() >= urls.length / 3 ? true : undefined))
         const [victim, ...survivors] = instances
-        const victimDone = yield* succeededBy(victim)
+        // The victim has committed results of its own (on a loaded machine it may start last and be slow to get any:
+        // waited for, not read once).
+        const victimDone = yield* Wait.until(
+          "the victim to have committed results",
+          Effect.map(succeededBy(victim), (n) => n > 0 ? n : undefined)
+        )
         // Killed with requests on the wire (`inFlight`: attempts waiting for the shared per-host limits are not).
         const victimHeld = yield* Wait.until(
           "the victim to have requests on the wire",
@@ -137,7 +142,6 @@ suite(`Harvest, three instances on Postgres and Redis${skip === undefined ? "" :
         // expected to add up to the job, only to stay within it. That the survivors finished what the victim held is
         // shown by the job completing above and by the refetches below, each after the victim's lease expired.
         const survivorsDone = yield* Effect.all(survivors.map(succeededBy))
-        assert.isAbove(victimDone, 0, "the killed instance had done some work")
         for (const n of survivorsDone) assert.isAbove(n, 0, "every surviving instance did some work")
         assert.isAtMost(victimDone + survivorsDone[0] + survivorsDone[1], urls.length, "a result counted twice")
 

@@ -657,7 +657,12 @@ describe("Policy: hedging over loopback HTTP", () => {
       assert.strictEqual(held.length, 4)
       const hedges = Chunk.toReadonlyArray(yield* Queue.takeAll(events)).filter((e) => e._tag === "Hedged")
       assert.isAtLeast(hedges.length, 4)
-      assert.strictEqual(upstream.requests().length, calls + hedges.length)
+      // Each call's first request and each held request's hedge reached the upstream. A fast call slowed past 50 ms
+      // by a loaded machine is hedged too, and that hedge, interrupted as soon as the first answer won, may be cut
+      // before its request was sent: the upstream sees at most one request per attempt started.
+      const requests = upstream.requests().length
+      assert.isAtLeast(requests, calls + 4)
+      assert.isAtMost(requests, calls + hedges.length)
       assert.strictEqual(upstream.inFlight(), 0)
     }))
 })
