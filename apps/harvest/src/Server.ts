@@ -12,7 +12,7 @@ import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { TokenBucketStore } from "@spindle/core"
-import { EventLoopMonitor, HttpDrain, LoadShedder, Shutdown } from "@spindle/node"
+import { EventLoopMonitor, HttpDrain, LoadShedder, Shutdown, TimeSlicedScheduler } from "@spindle/node"
 import { RedisSlotStore, RedisTokenBucketStore } from "@spindle/redis"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -116,6 +116,10 @@ export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
     Layer.provideMerge(storage),
     Layer.provideMerge(Instance.layer),
     Layer.provideMerge(data),
-    Layer.provideMerge(config)
+    Layer.provideMerge(config),
+    // Every fiber of the service, built after it, runs on a scheduler that gives each turn of the event loop 4 ms of
+    // fiber work: under a job, the responses of 200 fetches in flight no longer make one turn of 40 ms and more, in
+    // which the loop neither accepts connections nor answers /health.
+    Layer.provide(TimeSlicedScheduler.layer())
   )
 }

@@ -146,6 +146,14 @@ export const make = (
   Effect.gen(function*() {
     const graceMillis = Duration.toMillis(options.grace ?? "10 seconds")
     const node = evaluate()
+    // The platform server listens here but takes requests only once `serve` runs, after whatever layers are built in
+    // between: a request that arrived meanwhile met no listener and was never answered (a health check polling a
+    // starting service hung for good). Until `serve` attaches the handler, requests get `503` with `Retry-After`.
+    const beforeServe = (_request: Http.IncomingMessage, response: Http.ServerResponse) => {
+      response.writeHead(503, { "content-type": "text/plain", "retry-after": "1", connection: "close" })
+      response.end("starting")
+    }
+    node.on("request", beforeServe)
     // The platform server owns listening and the final close; draining happens before, in `serve`'s finalizer.
     const inner = yield* NodeHttpServer.make(() => node, listen)
     const requests = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
@@ -193,6 +201,7 @@ export const make = (
             ? track(app)
             : track((middleware as HttpMiddleware.HttpMiddleware)(app) as HttpApp.Default<unknown>)
           yield* inner.serve(tracked)
+          node.off("request", beforeServe)
           yield* Effect.addFinalizer(() => drain)
         })
     })

@@ -57,3 +57,12 @@ export * as CpuPool from "./CpuPool.js"
  * @category modules
  */
 export * as AddressGuard from "./AddressGuard.js"
+
+/**
+ * An Effect scheduler that gives each turn of the event loop a time slice, so a busy service keeps polling I/O and
+ * firing timers.
+ *
+ * @since 0.2.0
+ * @category modules
+ */
+export * as TimeSlicedScheduler from "./TimeSlicedScheduler.js"

@@ -51,6 +51,24 @@ const ResourceLive = Layer.scoped(
 )
 
 describe("HttpDrain", () => {
+  it.scoped("answers 503 with Retry-After to a request that arrives before the routes are served, then serves", () =>
+    Effect.gen(function*() {
+      const [server] = yield* HttpDrain.make(createServer, { port: 0, host: "127.0.0.1" })
+      const port = (server.address as HttpServer.TcpAddress).port
+      // Listening, with nothing served yet: the layers above a server are still being built.
+      // Without an answer the request would wait for good: 5 s, then it fails.
+      const early = yield* Effect.promise(() =>
+        fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5_000) })
+      )
+      assert.strictEqual(early.status, 503)
+      assert.strictEqual(early.headers.get("retry-after"), "1")
+      assert.strictEqual(yield* Effect.promise(() => early.text()), "starting")
+      yield* server.serve(HttpServerResponse.text("ok"))
+      const served = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/health`))
+      assert.strictEqual(served.status, 200)
+      assert.strictEqual(yield* Effect.promise(() => served.text()), "ok")
+    }))
+
   it.live("drains: in-flight requests finish, kept-alive connections get 503 + close, the rest is interrupted", () =>
     Effect.gen(function*() {
       const observations: Array<string> = []
