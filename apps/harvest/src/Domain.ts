@@ -323,6 +323,13 @@ const JobRequestBody = Schema.Struct({
   maxAttempts: Schema.optional(bounded(optionRanges.maxAttempts, "attempts per URL", optionDefaults.maxAttempts))
 }).annotations({ ...says("must be a JSON object"), [RefusalCode]: "invalid_body" })
 
+// The URLs once `JobRequestBody` has checked each of them: the decoded side asks only for an array, rather than
+// checking every string a second time (a second pass over up to 100,000 URLs, about a tenth of a `POST`'s CPU).
+const CheckedUrls = Schema.declare(
+  (input: unknown): input is ReadonlyArray<string> => Array.isArray(input),
+  { identifier: "CheckedUrls", description: "the URLs to fetch, as checked by the request's schema" }
+)
+
 /**
  * The body of `POST /jobs`, decoded into what `Jobs.create` takes: the URLs and the job's options with every default
  * applied. Decoding needs the server's `JobLimits`; the OpenAPI document shows the body as sent (the encoded side).
@@ -333,7 +340,7 @@ const JobRequestBody = Schema.Struct({
  */
 export const JobRequest = Schema.transformOrFail(
   JobRequestBody,
-  Schema.Struct({ urls: Schema.Array(Schema.String), options: JobOptions }),
+  Schema.Struct({ urls: CheckedUrls, options: JobOptions }),
   {
     strict: true,
     decode: (body) =>

@@ -4,6 +4,7 @@ import { Databases } from "@spindle/testkit"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -151,6 +152,28 @@ for (const database of Databases.all) {
             assert.deepStrictEqual(yield* owners, [["long", 10_000]], "one lease left: its expiry")
             assert.isTrue(yield* q.ack(first.id, "long"))
             assert.deepStrictEqual(yield* owners, [])
+          }))
+
+        it.effect("a large enqueue lets other fibers run between its statements, and keeps the payloads' order", () =>
+          Effect.gen(function*() {
+            const q = yield* queue()
+            // Another fiber that counts its turns (`forever` yields after each): on SQLite, whose driver answers
+            // synchronously, it gets one only when the enqueue yields.
+            let turns = 0
+            const other = yield* Effect.fork(Effect.forever(Effect.sync(() => turns++)))
+            yield* Effect.yieldNow()
+            const before = turns
+            const ids = yield* q.enqueue(payloads(2000))
+            const during = turns - before
+            yield* Fiber.interrupt(other)
+            assert.isAtLeast(during, 3, "one turn at least between each two of its four statements")
+            assert.strictEqual(ids.length, 2000)
+            assert.deepStrictEqual([...ids].sort((a, b) => a - b), ids)
+            const all = yield* q.stream({ pageSize: 1000 }).pipe(Stream.runCollect)
+            assert.deepStrictEqual(
+              Chunk.toReadonlyArray(all).map((job) => job.payload.url),
+              payloads(2000).map((p) => p.url)
+            )
           }))
 
         it.effect("pages by keyset and streams without holding the connection between pages", () =>
