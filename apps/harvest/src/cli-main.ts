@@ -1,6 +1,8 @@
 /**
  * `pnpm harvest …`: the command line client (see `Cli.ts`). Ctrl-C interrupts the running command, so that its
- * finalizers (cancelling or releasing work, printing the summary) run before the process exits 130.
+ * finalizers (cancelling or releasing work, printing the summary) run before the process exits 130. With `--local`
+ * (the default without a server) this process runs Harvest itself, so its old generation grows as `pnpm start`'s does
+ * (`Startup.limitHeapGrowth`).
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -14,6 +16,9 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Cli from "./cli/Cli.js"
+import * as Startup from "./Startup.js"
+
+Startup.limitHeapGrowth()
 
 // Logs (a local Harvest's included) go to stderr, errors only unless `--log-level` says otherwise, so that stdout
 // carries just the output.

@@ -308,8 +308,9 @@ export const make = (options: {
     // a body on tmpfs, 100 to 300 µs on ext4). So each turn of the event loop writes synchronously for at most
     // `syncBudgetNanos`, and the bodies past it go through the thread pool; on fast storage nearly all are written
     // synchronously, on slow storage few are. The budget is 3 ms of a turn: Harvest's scheduler
-    // (`TimeSlicedScheduler`) already ends a turn's fiber work after 4 ms, writes included, and with 1 ms half of a
-    // 10,000-URL job's bodies went through the pool (0.2 to 0.3 s more CPU on tmpfs, with the same loop delay).
+    // (`TimeSlicedScheduler`) already ends a turn's fiber work after its slice, writes included, and with a budget of
+    // 1 ms half of a 10,000-URL job's bodies went through the pool (0.2 to 0.3 s more CPU on tmpfs, the same loop
+    // delay).
     // Writes that keep taking longer than `slowWriteNanos` (a network volume, a disk under pressure) send every write
     // through the thread pool for the next `slowPeriodNanos`. Time is read from the `Clock` (under a `TestClock`,
     // whose time stands still, every write is synchronous).

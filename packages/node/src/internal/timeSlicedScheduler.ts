@@ -23,9 +23,7 @@ export class TimeSlicedScheduler implements Scheduler.Scheduler {
     private readonly now: () => number
   ) {}
 
-  shouldYield(fiber: Parameters<Scheduler.Scheduler["shouldYield"]>[0]): number | false {
-    return Scheduler.defaultShouldYield(fiber)
-  }
+  readonly shouldYield: Scheduler.Scheduler["shouldYield"] = Scheduler.defaultShouldYield
 
   scheduleTask(task: Scheduler.Task, priority: number): void {
     this.bucketOf(priority).tasks.push(task)
