@@ -156,6 +156,22 @@ describe("Harvest HTTP API", () => {
     assert.strictEqual(Option.getOrThrow(payload), Domain.JobRequest)
   })
 
+  it("urlProblem accepts what the URL parser reads as http or https, and says why anything else is refused", () => {
+    const accepted = [
+      "http://example.com/a?b=1",
+      "HTTPS://Example.COM:8443/",
+      "http:example.com", // the parser reads it as http://example.com/
+      "  http://example.com", // leading spaces are not part of a URL
+      "http://[::1]:8080/x"
+    ]
+    for (const url of accepted) assert.strictEqual(Domain.urlProblem(url), undefined, url)
+    assert.strictEqual(Domain.urlProblem("ftp://example.com/"), "must use http or https")
+    assert.strictEqual(Domain.urlProblem("mailto:someone@example.com"), "must use http or https")
+    for (const url of ["", "http:", "http://", "example.com/a", "https://exa mple.com/", "http://[::1/"]) {
+      assert.strictEqual(Domain.urlProblem(url), "is not an absolute URL", JSON.stringify(url))
+    }
+  })
+
   it.scopedLive("GET /openapi.json shows every POST /jobs field with its type, range and default", () =>
     Effect.gen(function*() {
       const { call } = yield* harvest()

@@ -73,9 +73,13 @@ for (const database of Databases.all) {
               job: "j1"
             })
           }
-          // Handing over returns at once: nothing is committed yet.
+          // Handing over returns at once: nothing is committed yet, and the items are listed as uncommitted (the
+          // scheduler's heartbeat keeps their leases meanwhile).
           assert.strictEqual((yield* items.counts("j1")).done, 0)
+          const ids = (values: Iterable<number>) => Array.from(values).sort((a, b) => a - b)
+          assert.deepStrictEqual(ids(results.uncommitted()), ids(leased.slice(0, 29).map((item) => item.id)))
           yield* Wait.until("the 29 committed", Effect.map(items.counts("j1"), (counts) => counts.done === 29))
+          yield* Wait.until("none left uncommitted", Effect.sync(() => ids(results.uncommitted()).length === 0))
           assert.isNull(yield* finishedAt("j1"), "one item is still leased")
           const last = leased[29]
           yield* results.settle({

@@ -64,6 +64,12 @@ export interface Results {
    * this instance's, so it must not be leased and fetched again meanwhile, even if its lease has expired.
    */
   readonly holds: (id: number) => boolean
+  /**
+   * The items whose outcomes were handed over and are not committed (nor given up) yet. They are still this
+   * instance's: the scheduler's heartbeat renews their leases with those of the items it holds, so that a slow commit
+   * does not let them expire and another instance fetch them again.
+   */
+  readonly uncommitted: () => Iterable<number>
 }
 
 /**
@@ -155,7 +161,7 @@ export const make = (
     }
 
     // When each outcome was handed over (a Clock's nanoseconds), for `harvest_settle_duration_seconds`: an entry lives
-    // from `settle` to its commit, or to its batch being given up.
+    // from `settle` to its commit, or to its batch being given up. Its keys are the uncommitted items (`uncommitted`).
     const handedAt = new Map<number, bigint>()
     const forget = (batch: ReadonlyArray<Outcome>) => {
       for (const outcome of batch) {
@@ -297,7 +303,8 @@ export const make = (
         if (backlog.length > 0) waiting.add(outcome.settlement.id)
         return Effect.asVoid(Queue.offer(queue, outcome))
       },
-      holds: (id) => waiting.size > 0 && waiting.has(id)
+      holds: (id) => waiting.size > 0 && waiting.has(id),
+      uncommitted: () => handedAt.keys()
     })
   })
 

@@ -6,7 +6,9 @@
  * item's job (`Jobs.unsafeEnter`: cancelling the job interrupts the worker, and the worker's slot starts another),
  * under the job's own limits: its
  * concurrency, then, for each attempt, the host gate (breaker, per-host limiter) and the fetcher, with retries; the
- * outcome is handed to `Results`, and the worker takes the next item. No fiber is made per item.
+ * outcome is handed to `Results`, and the worker takes the next item. No fiber is made per item. With nothing to lease,
+ * the loop polls the queue every 50 ms (for work other instances or expired leases make available), and a job created
+ * by this instance wakes it at once (`Jobs.nextCreated`).
  *
  * Shutdown (closing the layer): leasing stops and the items not started go back to pending; fetches in flight get
  * `SHUTDOWN_GRACE_MS` to finish; the rest are interrupted and their items released back to pending without counting
@@ -491,6 +493,8 @@ export const make: Effect.Effect<
       }
       // At most 50 a lease: every item leased wakes a worker in the same turn of the event loop.
       const failures = leaseFailures
+      // Taken before the lease: a job created here while the lease runs ends the wait below at once.
+      const created = jobs.nextCreated()
       const leased = yield* items.lease({ limit: Math.min(room, 50), owner, lease }).pipe(
         Effect.catchAllCause(leaseFailed)
       )
@@ -511,15 +515,21 @@ export const make: Effect.Effect<
         for (const item of fresh) leasedAt.set(item.id, now)
       }
       ready.unsafeOfferAll(fresh)
-      if (leased.length === 0) yield* Effect.sleep("50 millis")
+      // Nothing to do: the next poll in 50 ms (for jobs created by other instances, items released or whose leases
+      // expired), or at once when a job is created here, so that a job submitted to an idle instance starts without
+      // waiting for the poll.
+      if (leased.length === 0) yield* Effect.raceFirst(Effect.sleep("50 millis"), created)
     }
   })
 
   const heartbeat = Effect.gen(function*() {
     while (true) {
       yield* Effect.sleep(Duration.millis(Math.max(100, Math.floor(config.leaseMs / 3))))
-      if (held.size > 0) {
-        yield* items.heartbeat(Array.from(held), owner, lease).pipe(
+      // The items held, and those whose outcomes wait for Results to commit them: this instance's until then.
+      const ids = Array.from(held)
+      for (const id of results.uncommitted()) ids.push(id)
+      if (ids.length > 0) {
+        yield* items.heartbeat(ids, owner, lease).pipe(
           Effect.catchAllCause((cause) => {
             const fault = LocalFaults.fromCause("renewing leases", cause)
             return fault !== undefined

@@ -10,8 +10,10 @@ import { JobQueue } from "@spindle/sql"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
@@ -148,6 +150,12 @@ export interface Jobs {
    * (completed or cancelled), in which case nothing changes.
    */
   readonly cancel: (id: string) => Effect.Effect<Option.Option<number>, StoreError>
+  /**
+   * Waits for the next job this instance creates, from the moment of the call: `create` completes it once the job's
+   * items are committed (and at once if one was created since the call). The scheduler, idle, waits on it beside its
+   * poll, so a job submitted here is leased at once rather than at the next poll.
+   */
+  readonly nextCreated: () => Effect.Effect<void>
 }
 
 /**
@@ -176,6 +184,10 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items> = Eff
     return rows.length === 0 ? Option.none<Job>() : Option.some(toJob(rows[0]))
   })
 
+  // Completed by each job created here, then replaced: who called `nextCreated` before it is woken by it.
+  let created = Deferred.unsafeMake<void>(FiberId.none)
+  const nextCreated = () => Deferred.await(created)
+
   const create = Effect.fn("Jobs.create")(function*(urls: ReadonlyArray<string>, options: Domain.JobOptions) {
     const id = randomUUID()
     const distinct = Array.from(new Set(urls))
@@ -186,6 +198,9 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items> = Eff
       }`
       yield* items.enqueue(distinct.map((url) => ({ url })), { group: id })
     }))
+    const waiting = created
+    created = Deferred.unsafeMake<void>(FiberId.none)
+    Deferred.unsafeDone(waiting, Effect.void)
     return { id, total: distinct.length }
   })
 
@@ -332,7 +347,7 @@ export const make: Effect.Effect<Jobs, never, SqlClient.SqlClient | Items> = Eff
     }
   }
 
-  return Jobs.of({ find, create, view, list, results, exportResults, unsafeEnter, cancel })
+  return Jobs.of({ find, create, view, list, results, exportResults, unsafeEnter, cancel, nextCreated })
 })
 
 /**
