@@ -479,10 +479,10 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
     // Statements whose text is built once per queue, with the dialect's placeholders.
     const placeholder = sql.onDialectOrElse({ pg: () => (n: number) => `$${n}`, orElse: () => (_: number) => "?" })
 
-    const enqueueTexts = new Map<number, string>()
+    // A full batch's text is built once and reused; a shorter one (a job's last batch) is built for its one use.
+    let fullBatchText: string | undefined
     const enqueueText = (rows: number): string => {
-      let text = enqueueTexts.get(rows)
-      if (text !== undefined) return text
+      if (rows === maxEnqueueRows && fullBatchText !== undefined) return fullBatchText
       let n = 0
       const values: Array<string> = []
       for (let i = 0; i < rows; i++) {
@@ -492,11 +492,10 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
           })`
         )
       }
-      text =
+      const text =
         "INSERT INTO spindle_jobs (queue, group_key, payload, status, attempts, available_at, created_at) VALUES " +
         `${values.join(", ")} RETURNING id`
-      // The full batch's text is the one reused; a shorter one (a job's last batch) is built for its one use.
-      if (rows === maxEnqueueRows) enqueueTexts.set(rows, text)
+      if (rows === maxEnqueueRows) fullBatchText = text
       return text
     }
 

@@ -310,10 +310,9 @@ export const make = (options: {
     // synchronously, on slow storage few are. The budget is 3 ms of a turn: Harvest's scheduler
     // (`TimeSlicedScheduler`) already ends a turn's fiber work after its slice, writes included, and with a budget of
     // 1 ms half of a 10,000-URL job's bodies went through the pool (0.2 to 0.3 s more CPU on tmpfs, the same loop
-    // delay).
-    // Writes that keep taking longer than `slowWriteNanos` (a network volume, a disk under pressure) send every write
-    // through the thread pool for the next `slowPeriodNanos`. Time is read from the `Clock` (under a `TestClock`,
-    // whose time stands still, every write is synchronous).
+    // delay). Writes that keep taking longer than `slowWriteNanos` (a network volume, a disk under pressure) send
+    // every write through the thread pool for the next `slowPeriodNanos`. Time is read from the `Clock` (under a
+    // `TestClock`, whose time stands still, every write is synchronous).
     const syncBudgetNanos = 3_000_000n
     const slowWriteNanos = 2_000_000n
     const slowPeriodNanos = 10_000_000_000n
