@@ -63,6 +63,11 @@ const hostGateWaitKey = MetricKey.histogram(
   secondsBoundaries,
   "Time an attempt waited at its host's gate for the host's concurrency slot and rate token"
 )
+const bodyWritesKey = MetricKey.counter("harvest_body_writes_total", {
+  description: "Bodies held in memory written into files/, by the thread that wrote them: the event loop's (loop) or " +
+    "the body store's writer thread (thread), which takes them while writes are slow",
+  incremental: true
+})
 const settleDurationKey = MetricKey.histogram(
   "harvest_settle_duration_seconds",
   secondsBoundaries,
@@ -77,7 +82,9 @@ const settleDurationKey = MetricKey.histogram(
  * - `harvest_attempts_total{code="ok"|"<error code>"}`: attempts made;
  * - `harvest_fetch_duration_seconds`: histogram of one attempt's time;
  * - `harvest_host_gate_wait_seconds`: histogram of an attempt's wait for its host's slot and token;
- * - `harvest_settle_duration_seconds`: histogram of the time from an item's outcome to its row committed.
+ * - `harvest_settle_duration_seconds`: histogram of the time from an item's outcome to its row committed;
+ * - `harvest_body_writes_total{writer="loop"|"thread"}`: bodies written into `files/` on the event loop's thread, or
+ *   by the body store's writer thread (on slow storage).
  *
  * @since 0.1.0
  * @category metrics
@@ -87,7 +94,8 @@ export const metrics = {
   attempts: Metric.fromMetricKey(attemptsKey),
   fetchDuration: Metric.fromMetricKey(fetchDurationKey),
   hostGateWait: Metric.fromMetricKey(hostGateWaitKey),
-  settleDuration: Metric.fromMetricKey(settleDurationKey)
+  settleDuration: Metric.fromMetricKey(settleDurationKey),
+  bodyWrites: Metric.fromMetricKey(bodyWritesKey)
 } as const
 
 const hook = <In, Out>(
@@ -128,6 +136,8 @@ export interface Recorder {
   readonly gateWait: (startNanos: bigint, endNanos: bigint) => void
   /** An item's result was committed: failed with `code`, or succeeded (`undefined`). */
   readonly settled: (code: string | undefined, handedNanos: bigint, endNanos: bigint) => void
+  /** `count` bodies were written into `files/` by `writer`. */
+  readonly bodiesWritten: (writer: "loop" | "thread", count: number) => void
 }
 
 const makeRecorder = (): Recorder => {
@@ -137,6 +147,10 @@ const makeRecorder = (): Recorder => {
   const attempts = hooksBy(attemptsKey, (code) => [MetricLabel.make("code", code)])
   const succeeded = hook(itemsKey, [MetricLabel.make("outcome", "succeeded")])
   const failed = hooksBy(itemsKey, (code) => [MetricLabel.make("outcome", "failed"), MetricLabel.make("code", code)])
+  const bodyWrites = {
+    loop: hook(bodyWritesKey, [MetricLabel.make("writer", "loop")]),
+    thread: hook(bodyWritesKey, [MetricLabel.make("writer", "thread")])
+  }
   // Found now, so that `/metrics` shows each family (at zero) before its first event.
   attempts("ok")
   return {
@@ -148,7 +162,8 @@ const makeRecorder = (): Recorder => {
     settled: (code, handed, end) => {
       ;(code === undefined ? succeeded : failed(code)).update(1)
       settleDuration.update(seconds(handed, end))
-    }
+    },
+    bodiesWritten: (writer, count) => bodyWrites[writer].update(count)
   }
 }
 

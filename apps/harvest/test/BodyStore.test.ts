@@ -4,16 +4,21 @@ import * as Databases from "@spindle/testkit/Databases"
 import * as Wait from "@spindle/testkit/Wait"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as TestContext from "effect/TestContext"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as BodyStore from "../src/storage/BodyStore.js"
 import * as Database from "../src/storage/Database.js"
 import { Items, layerItems } from "../src/storage/Jobs.js"
+import * as Telemetry from "../src/Telemetry.js"
 
 // Long enough that the store's own periodic sweep stays out of the way of the explicit ones.
 const leaseMs = 5000
@@ -186,11 +191,15 @@ describe("BodyStore files", () => {
     Layer.provideMerge(Layer.effectDiscard(Database.migrate).pipe(Layer.provideMerge(sqlite.layer))),
     Layer.orDie
   )
-  const setup = Effect.gen(function*() {
-    const dataDir = yield* Databases.tempDir("harvest-bodies-")
-    const store = yield* Effect.orDie(BodyStore.make({ dataDir, owner: "me", leaseMs }))
-    return { store, files: path.join(dataDir, "files"), tmp: path.join(dataDir, "tmp") }
-  })
+  const setupWith = (threadAboveMicros?: number) =>
+    Effect.gen(function*() {
+      const dataDir = yield* Databases.tempDir("harvest-bodies-")
+      const store = yield* Effect.orDie(BodyStore.make({ dataDir, owner: "me", leaseMs, threadAboveMicros }))
+      return { store, files: path.join(dataDir, "files"), tmp: path.join(dataDir, "tmp") }
+    })
+  const setup = setupWith()
+  const bodyWrites = (writer: "loop" | "thread") =>
+    Metric.value(Metric.tagged(Telemetry.metrics.bodyWrites, "writer", writer)).pipe(Effect.map((state) => state.count))
 
   layer(items, { timeout: 60_000, excludeTestServices: true })((it) => {
     it.scoped("write: bytes or a stream, small or large, renamed into files/ under their SHA-256", () =>
@@ -260,6 +269,80 @@ describe("BodyStore files", () => {
           const error = yield* Effect.flip(store.write(body))
           assert.strictEqual(error._tag, "BodyStoreError")
         }
+        assert.deepStrictEqual(names(tmp), [])
+      }))
+
+    it.scoped("write: while writes are fast (under a TestClock, time stands still), bodies are written on the loop's thread", () =>
+      Effect.gen(function*() {
+        const { files, store } = yield* setup
+        const [loop, thread] = [yield* bodyWrites("loop"), yield* bodyWrites("thread")]
+        const bodies = Array.from({ length: 20 }, (_, i) => pattern(2000, i))
+        yield* Effect.forEach(bodies, (body) => store.write(body), { concurrency: "unbounded" })
+        assert.deepStrictEqual([yield* bodyWrites("loop"), yield* bodyWrites("thread")], [loop + 20, thread])
+        assert.strictEqual(names(files).length, 20)
+      }).pipe(Effect.provide(TestContext.TestContext)))
+
+    it.scoped("write: by the writer thread (threadAboveMicros 0), in batches; failures typed, no temp file left", () =>
+      Effect.gen(function*() {
+        const { files, store, tmp } = yield* setupWith(0)
+        const [loop, thread] = [yield* bodyWrites("loop"), yield* bodyWrites("thread")]
+        // More than one message's worth (256), all queued in the same turn.
+        const bodies = Array.from({ length: 600 }, (_, i) => pattern(1000 + (i % 50), i))
+        const stored = yield* Effect.forEach(bodies, (body) => store.write(body), { concurrency: "unbounded" })
+        assert.deepStrictEqual(stored.map((s) => s.sha256), bodies.map(sha256))
+        for (const [i, body] of bodies.entries()) {
+          assert.isTrue(fs.readFileSync(path.join(files, sha256(body))).equals(body), `body ${i}`)
+        }
+        assert.deepStrictEqual(names(tmp), [])
+        assert.deepStrictEqual([yield* bodyWrites("loop"), yield* bodyWrites("thread")], [loop, thread + 600])
+
+        // Interrupted as it is handed over: the interruption waits for the thread, and no temp file is left.
+        const interrupted = yield* Effect.fork(store.write(pattern(3000, 9999)))
+        yield* Fiber.interrupt(interrupted)
+        assert.deepStrictEqual(names(tmp), [])
+
+        // files/ is gone: each rename fails on the thread, as a BodyStoreError with the system's code.
+        fs.rmSync(files, { recursive: true })
+        const errors = yield* Effect.forEach(
+          [pattern(10, 1), pattern(10, 2)],
+          (body) => Effect.flip(store.write(body)),
+          { concurrency: "unbounded" }
+        )
+        for (const error of errors) {
+          assert.strictEqual(error._tag, "BodyStoreError")
+          assert.strictEqual((error as BodyStore.BodyStoreError).operation, "write")
+          assert.strictEqual(((error as BodyStore.BodyStoreError).cause as { code?: string }).code, "ENOENT")
+        }
+        assert.deepStrictEqual(names(tmp), [])
+        // And the thread goes on writing once the directory is back.
+        fs.mkdirSync(files)
+        assert.strictEqual((yield* store.write(pattern(10, 3))).bytes, 10)
+        assert.deepStrictEqual(names(files), [sha256(pattern(10, 3))])
+      }))
+
+    it.scoped("the writer thread stops with the store's scope, once the bodies handed to it are written", () =>
+      Effect.gen(function*() {
+        const dataDir = yield* Databases.tempDir("harvest-bodies-")
+        const [files, tmp] = [path.join(dataDir, "files"), path.join(dataDir, "tmp")]
+        const scope = yield* Scope.make()
+        const store = yield* Effect.orDie(BodyStore.make({ dataDir, owner: "me", leaseMs, threadAboveMicros: 0 })).pipe(
+          Scope.extend(scope)
+        )
+        const bodies = Array.from({ length: 50 }, (_, i) => pattern(5000, i))
+        const fibers = yield* Effect.forEach(bodies, (body) => Effect.forkDaemon(store.write(body)))
+        // Every write has handed its body over (each waits for the thread, suspended, or is done) before the scope closes.
+        yield* Wait.until(
+          "every write waiting for the thread",
+          Effect.map(
+            Effect.forEach(fibers, (fiber) => fiber.status),
+            (statuses) => statuses.every((status) => status._tag === "Suspended") ? true : undefined
+          )
+        )
+        yield* Scope.close(scope, Exit.void)
+        // Closing waited for them: each is written, whole, and none is left in tmp/.
+        const succeeded = (exit: Exit.Exit<unknown, unknown> | null) => exit !== null && Exit.isSuccess(exit)
+        assert.deepStrictEqual(fibers.map((fiber) => succeeded(fiber.unsafePoll())), bodies.map(() => true))
+        assert.deepStrictEqual(names(files), bodies.map(sha256).sort())
         assert.deepStrictEqual(names(tmp), [])
       }))
 

@@ -65,6 +65,7 @@ const countOf = (families: ReadonlyArray<Prometheus.Family>, name: string) =>
 const reading = (families: ReadonlyArray<Prometheus.Family>) => {
   const items = Prometheus.family(families, "harvest_items_total")
   const attempts = Prometheus.family(families, "harvest_attempts_total")
+  const bodyWrites = Prometheus.family(families, "harvest_body_writes_total")
   return {
     succeeded: Prometheus.valueOf(items, { outcome: "succeeded" }),
     failedHttp: Prometheus.valueOf(items, { outcome: "failed", code: "http_status" }),
@@ -72,7 +73,10 @@ const reading = (families: ReadonlyArray<Prometheus.Family>) => {
     attemptsHttp: Prometheus.valueOf(attempts, { code: "http_status" }),
     fetches: countOf(families, "harvest_fetch_duration_seconds"),
     gateWaits: countOf(families, "harvest_host_gate_wait_seconds"),
-    settled: countOf(families, "harvest_settle_duration_seconds")
+    settled: countOf(families, "harvest_settle_duration_seconds"),
+    // On the loop's thread or by the writer thread, as the storage's speed decides.
+    bodyWrites: Prometheus.valueOf(bodyWrites, { writer: "loop" }) +
+      Prometheus.valueOf(bodyWrites, { writer: "thread" })
   }
 }
 
@@ -117,7 +121,8 @@ describe("GET /metrics", () => {
         attemptsHttp: before.attemptsHttp + 5,
         fetches: before.fetches + 11,
         gateWaits: before.gateWaits + 11,
-        settled: before.settled + 8
+        settled: before.settled + 8,
+        bodyWrites: before.bodyWrites + 6
       }
       let families = yield* scrape
       const until = Date.now() + 10_000
@@ -130,6 +135,7 @@ describe("GET /metrics", () => {
       const typeOf = (name: string) => Prometheus.family(families, name).type
       assert.strictEqual(typeOf("harvest_items_total"), "counter")
       assert.strictEqual(typeOf("harvest_attempts_total"), "counter")
+      assert.strictEqual(typeOf("harvest_body_writes_total"), "counter")
       for (const name of histograms) assert.strictEqual(typeOf(name), "histogram", name)
       // Every family says what it is (Harvest's own, and the core's, whose names and types are unchanged).
       for (const f of families) assert.notStrictEqual(f.help, "", `${f.name} has a HELP line`)

@@ -6,8 +6,11 @@
  * `files/` holds complete bodies named by their SHA-256; `tmp/` holds bodies being written, each named after the
  * instance writing it (`<owner>.<uuid>.part`). A body is renamed into `files/` only once complete (an interrupted or
  * failed write removes its temp file before it returns), and its file id is recorded in `harvest_files` in the same
- * transaction as its item's result (by `Results`, which commits the outcomes of many items together). Two kinds of
- * leftovers follow from a crash, and each instance removes both, at start and then once per lease period:
+ * transaction as its item's result (by `Results`, which commits the outcomes of many items together). A body held in
+ * memory is written on the event loop's thread while that is cheap (tmpfs), and by a writer thread of the store's own
+ * while the storage is slow (a disk), so that the kernel's work does not hold the loop (see `make`).
+ *
+ * Two kinds of leftovers follow from a crash, and each instance removes both, at start and then once per lease period:
  *
  * - a temp file whose owner holds no unexpired lease: its writer is gone (it crashed, or stopped without finishing
  *   it), whoever finds it. A live instance's temp files are never touched, so a shared `DATA_DIR` is safe. Each
@@ -41,7 +44,9 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
+import { WriterThread } from "../internal/writerThread.js"
 import * as Startup from "../Startup.js"
+import * as Telemetry from "../Telemetry.js"
 import { Items } from "./Jobs.js"
 
 /**
@@ -283,6 +288,11 @@ export const make = (options: {
   readonly leaseMs: number
   /** The free space `probe` asks for; default `headroomFor(64)`. */
   readonly headroom?: number | undefined
+  /**
+   * Bodies go to the writer thread while the recent time to write one is at least this (default 60 µs, between
+   * tmpfs and a disk); with 0, every body does.
+   */
+  readonly threadAboveMicros?: number | undefined
 }): Effect.Effect<
   BodyStore,
   SqlError.SqlError | Startup.DataDirUnwritable,
@@ -302,28 +312,35 @@ export const make = (options: {
     const tempPrefix = `${directories.tmp}${path.sep}${options.owner}.`
     const filesPrefix = `${directories.files}${path.sep}`
 
-    // A body held in memory is written in one of two ways. Synchronously, within a budget: four short system calls
-    // (open, write, close, rename) on the loop's thread cost far less CPU than four trips through libuv's thread pool
-    // (measured on 10,000 bodies of 1 KiB: about 60 µs less per body on tmpfs), but they hold the loop (about 25 µs
-    // a body on tmpfs, 100 to 300 µs on ext4). So each turn of the event loop writes synchronously for at most
-    // `syncBudgetNanos`, and the bodies past it go through the thread pool; on fast storage nearly all are written
-    // synchronously, on slow storage few are. The budget is 3 ms of a turn: Harvest's scheduler
-    // (`TimeSlicedScheduler`) already ends a turn's fiber work after its slice, writes included, and with a budget of
-    // 1 ms half of a 10,000-URL job's bodies went through the pool (0.2 to 0.3 s more CPU on tmpfs, the same loop
-    // delay). Writes that keep taking longer than `slowWriteNanos` (a network volume, a disk under pressure) send
-    // every write through the thread pool for the next `slowPeriodNanos`. Time is read from the `Clock` (under a
-    // `TestClock`, whose time stands still, every write is synchronous).
+    // A body held in memory is written in one of two ways: on the loop's thread, with four short system calls (open,
+    // write, close, rename), or by the store's writer thread (`internal/writerThread.ts`), which does the same calls
+    // on a thread of its own. On fast storage the first costs the least CPU (tmpfs: about 20 µs a body, less than the
+    // thread's share of its messages and wake-ups) but holds the loop; so each turn of the event loop writes
+    // synchronously for at most `syncBudgetNanos`, and the bodies past it go to the thread. The budget is 3 ms of a
+    // turn: Harvest's scheduler (`TimeSlicedScheduler`) already ends a turn's fiber work after its slice, writes
+    // included. On slower storage (ext4: 100 to 300 µs a body, 1.5 to 2 s of a 10,000-URL job) those calls would make
+    // the loop's thread the bottleneck of the job; so while the recent time per body, written either way (an average
+    // over about the last 16, each counted as at most twice the threshold: a write that stalled behind a collection
+    // or a busy machine is one sample, not a trend), is at least `threadAboveNanos`, every body goes to the thread and
+    // the loop only hashes it. The thread measures its own writes, so fast storage brings the bodies back to the loop. Time is read from
+    // the `Clock`: under a `TestClock`, whose time stands still, every write is synchronous unless the threshold is 0.
     const syncBudgetNanos = 3_000_000n
-    const slowWriteNanos = 2_000_000n
-    const slowPeriodNanos = 10_000_000_000n
+    const threadAboveNanos = 1000 * (options.threadAboveMicros ?? 60)
     let spentThisTurn = 0n
     let turnEnds = false
-    let slowUntil = -1n
-    let strikes = 0
+    let perBodyNanos = 0
     const newTurn = () => {
       spentThisTurn = 0n
       turnEnds = false
     }
+    const took = (count: number, nanos: number) => {
+      if (count === 0) return
+      const keep = Math.pow(15 / 16, count)
+      perBodyNanos = perBodyNanos * keep + Math.min(nanos / count, 2 * threadAboveNanos) * (1 - keep)
+    }
+    const writer = new WriterThread(took)
+    const recorder = Telemetry.recorder()
+    yield* Effect.addFinalizer(() => Effect.promise(() => writer.close()))
 
     const writeSync = (body: Uint8Array, sha256: string): Effect.Effect<Stored, BodyStoreError> => {
       const started = clock.unsafeCurrentTimeNanos()
@@ -335,41 +352,30 @@ export const make = (options: {
         remove(temp)
         return Effect.fail(writeError(error))
       }
-      const took = clock.unsafeCurrentTimeNanos() - started
-      spentThisTurn += took
+      const nanos = clock.unsafeCurrentTimeNanos() - started
+      spentThisTurn += nanos
       if (!turnEnds) {
         turnEnds = true
         setImmediate(newTurn)
       }
-      // One slow write is often the machine, not the storage (the thread was descheduled): it takes several.
-      strikes = took > slowWriteNanos ? strikes + 1 : Math.max(0, strikes - 1)
-      if (strikes >= 5) {
-        strikes = 0
-        slowUntil = started + took + slowPeriodNanos
-      }
+      took(1, Number(nanos))
+      recorder.bodiesWritten("loop", 1)
       return Effect.succeed({ bytes: body.length, sha256, fileId: sha256 })
     }
 
-    // Through the thread pool: one `writeFile` and one `rename`, plain callbacks (no stream, no file handle
-    // object). An interruption waits for the call in flight, then removes the temp file.
-    const writeAsync = (body: Uint8Array, sha256: string): Effect.Effect<Stored, BodyStoreError> =>
+    // By the writer thread. An interruption waits until the thread is done with the body: it is then in place (and
+    // the sweep removes it if no result ever points to it) or failed, its temp file removed either way.
+    const writeThread = (body: Uint8Array, sha256: string): Effect.Effect<Stored, BodyStoreError> =>
       Effect.async<Stored, BodyStoreError>((resume) => {
-        const temp = `${tempPrefix}${randomUUID()}.part`
         let cancelled: (() => void) | undefined
-        const failed = (error: NodeJS.ErrnoException | null) =>
-          fs.rm(temp, { force: true }, () => {
-            if (cancelled !== undefined) cancelled()
-            else resume(Effect.fail(writeError(error)))
-          })
-        fs.writeFile(temp, body, (error) => {
-          if (cancelled !== undefined || error !== null) return failed(error)
-          fs.rename(temp, `${filesPrefix}${sha256}`, (error) => {
-            if (error !== null) return failed(error)
-            // Interrupted during the rename: the body is complete and in place; the sweep removes it if no result
-            // ever points to it.
-            if (cancelled !== undefined) return cancelled()
-            resume(Effect.succeed({ bytes: body.length, sha256, fileId: sha256 }))
-          })
+        writer.write(`${tempPrefix}${randomUUID()}.part`, `${filesPrefix}${sha256}`, body, (error) => {
+          if (error === undefined) recorder.bodiesWritten("thread", 1)
+          if (cancelled !== undefined) return cancelled()
+          resume(
+            error === undefined
+              ? Effect.succeed({ bytes: body.length, sha256, fileId: sha256 })
+              : Effect.fail(writeError(error))
+          )
         })
         return Effect.async<void>((resumeCancel) => {
           cancelled = () => resumeCancel(Effect.void)
@@ -378,10 +384,9 @@ export const make = (options: {
 
     // Called when the write is to happen (it may write at once, synchronously), not ahead of it.
     const writeBytes = (body: Uint8Array, sha256: string): Effect.Effect<Stored, BodyStoreError> =>
-      spentThisTurn < syncBudgetNanos &&
-        (slowUntil < 0n || clock.unsafeCurrentTimeNanos() > slowUntil)
+      perBodyNanos < threadAboveNanos && spentThisTurn < syncBudgetNanos
         ? writeSync(body, sha256)
-        : writeAsync(body, sha256)
+        : writeThread(body, sha256)
 
     // A stream: gathered in memory while it fits in `memoryBytes`, then written with `writeBytes`; a larger one
     // spills into a temp file opened once, the rest appended as it arrives. One pass over the stream either way.
