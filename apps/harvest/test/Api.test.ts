@@ -244,6 +244,21 @@ describe("Harvest HTTP API", () => {
       assert.strictEqual(yield* jobsWritten, 0)
     }))
 
+  it.scopedLive("a large job's URLs are checked in chunks, and the first bad one is still named by its index", () =>
+    Effect.gen(function*() {
+      const { jobsWritten, post } = yield* harvest({ maxUrlsPerJob: 10_000 })
+      const urls = Array.from({ length: 9000 }, (_, i) => `${refusedUrl}?${i}`)
+      // Past the first chunks (2,000 URLs each): the check yields between chunks and goes on from where it was.
+      for (const [bad, message] of [[8765, "is not an absolute URL"], [1999, "must use http or https"]] as const) {
+        const body = urls.map((url, i) => i === bad ? (message.startsWith("must") ? "ftp://x/y" : "nope") : url)
+        if (bad === 1999) body[8000] = "also bad"
+        const reply = yield* post(JSON.stringify({ urls: body }))
+        assertContractError(reply, 400, "invalid_field")
+        assert.strictEqual(reply.json.error.message, `urls[${bad}] ${message}`)
+      }
+      assert.strictEqual(yield* jobsWritten, 0)
+    }))
+
   it.scopedLive("POST /jobs applies the defaults of the fields left out, and keeps the ones given", () =>
     Effect.gen(function*() {
       const { optionsOf, post } = yield* harvest()

@@ -447,15 +447,8 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
 
     const enqueue: JobQueue<A, R>["enqueue"] = (payloads, enqueueOptions) =>
       Effect.gen(function*() {
-        const items = Array.from(payloads)
+        const items = Array.isArray(payloads) ? payloads as ReadonlyArray<A> : Array.from(payloads)
         if (items.length === 0) return []
-        // Encoded synchronously, without an effect per payload: a job may bring 100,000 of them.
-        const encoded: Array<string> = new Array(items.length)
-        for (let i = 0; i < items.length; i++) {
-          const result = encode(items[i])
-          if (Either.isLeft(result)) return yield* result.left
-          encoded[i] = result.right
-        }
         const at = yield* now
         const availableAt = at + (enqueueOptions?.delay === undefined ? 0 : Duration.toMillis(enqueueOptions.delay))
         const ids: Array<number> = []
@@ -465,9 +458,19 @@ export const make = <A, I, R = unknown, RI = unknown>(options: {
         // seven parameters per row, and the fiber yields between batches: 100,000 payloads are 200 statements, and
         // on SQLite (whose driver answers synchronously) they would otherwise hold the event loop for their whole
         // run, half a second.
-        yield* sql.withTransaction(Effect.forEach(chunks(encoded, maxEnqueueRows), (batch, i) => {
+        yield* sql.withTransaction(Effect.forEach(chunks(items, maxEnqueueRows), (batch, i): Effect.Effect<
+          void,
+          SqlError.SqlError | ParseResult.ParseError
+        > => {
+          // Encoded batch by batch, synchronously, without an effect per payload: a job may bring 100,000 of them,
+          // whose encoding in one piece held the loop for tens of milliseconds. A payload that does not encode fails
+          // the enqueue, and the transaction takes back the batches inserted before it.
           const params: Array<unknown> = []
-          for (const payload of batch) params.push(queue, group, payload, availableAt, at)
+          for (const payload of batch) {
+            const encoded = encode(payload)
+            if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+            params.push(queue, group, encoded.right, availableAt, at)
+          }
           const insert = Effect.map(sql.unsafe<{ id: number | string }>(enqueueText(batch.length), params), (rows) => {
             for (const row of [...rows].sort((a, b) => Number(a.id) - Number(b.id))) ids.push(Number(row.id))
           })

@@ -373,6 +373,13 @@ for (const database of Databases.all) {
             const error = yield* Effect.flip(q.enqueue([{ url: 42 } as unknown as { url: string }]))
             assert.strictEqual(error._tag, "ParseError")
             assert.deepStrictEqual(yield* q.counts(), { pending: 0, leased: 0, done: 0, failed: 0, cancelled: 0 })
+            // Payloads are encoded batch by batch: one in the third batch fails the enqueue after two were inserted,
+            // and the transaction takes those back.
+            const late = [...payloads(1200), { url: 42 } as unknown as { url: string }]
+            assert.strictEqual((yield* Effect.flip(q.enqueue(late)))._tag, "ParseError")
+            assert.deepStrictEqual(yield* q.counts(), { pending: 0, leased: 0, done: 0, failed: 0, cancelled: 0 })
+            // The queue is as usable as before.
+            assert.strictEqual((yield* q.enqueue(payloads(3))).length, 3)
           }))
       }
     )
