@@ -15,10 +15,12 @@ import * as TestContext from "effect/TestContext"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as LocalFaults from "../src/LocalFaults.js"
 import * as BodyStore from "../src/storage/BodyStore.js"
 import * as Database from "../src/storage/Database.js"
 import { Items, layerItems } from "../src/storage/Jobs.js"
 import * as Telemetry from "../src/Telemetry.js"
+import * as Tmpfs from "./tmpfs.js"
 
 // Long enough that the store's own periodic sweep stays out of the way of the explicit ones.
 const leaseMs = 5000
@@ -319,6 +321,36 @@ describe("BodyStore files", () => {
         assert.strictEqual((yield* store.write(pattern(10, 3))).bytes, 10)
         assert.deepStrictEqual(names(files), [sha256(pattern(10, 3))])
       }))
+
+    it.scoped.skipIf(Tmpfs.skip !== undefined)(
+      `the writer thread on a full disk: ENOSPC, classified storage_full, no temp file left${
+        Tmpfs.skip === undefined ? "" : ` (skipped: ${Tmpfs.skip})`
+      }`,
+      () =>
+        Effect.gen(function*() {
+          const disk = yield* Tmpfs.mount("1m")
+          const store = yield* Effect.orDie(
+            BodyStore.make({ dataDir: disk.dir, owner: "me", leaseMs, threadAboveMicros: 0 })
+          )
+          // 200 KiB bodies, at once: the thread fills the 1 MiB file system and fails the ones that do not fit.
+          const bodies = Array.from({ length: 8 }, (_, i) => pattern(200 * 1024, i))
+          const written = yield* Effect.forEach(bodies, (body) => Effect.either(store.write(body)), {
+            concurrency: "unbounded"
+          })
+          const failures = written.filter((w) => w._tag === "Left").map((w) => w.left)
+          assert.isAbove(failures.length, 0)
+          for (const error of failures) {
+            assert.strictEqual(error._tag, "BodyStoreError")
+            const cause = (error as BodyStore.BodyStoreError).cause
+            assert.strictEqual((cause as { code?: string }).code, "ENOSPC")
+            assert.strictEqual(LocalFaults.fromFileError("writing a body", cause).reason, "storage_full")
+          }
+          assert.deepStrictEqual(names(path.join(disk.dir, "tmp")), [])
+          // Space again: the thread writes the next body.
+          yield* disk.resize("8m")
+          assert.strictEqual((yield* store.write(bodies[7])).bytes, 200 * 1024)
+        })
+    )
 
     it.scoped("the writer thread stops with the store's scope, once the bodies handed to it are written", () =>
       Effect.gen(function*() {
