@@ -4,7 +4,10 @@
  * (SHA-256) and written to a file of its own named by its hash, in the same kind of directory Harvest would use.
  * No retries, no database, no per-host limits.
  *
- *   --urls=10000 --hosts=20 --latency=25 --concurrency=200 --connections=20 --storage=shm|disk
+ *   --urls=10000 --hosts=20 --latency=25 --concurrency=200 --connections=20 --storage=shm|disk [--warmup=1]
+ *
+ * With `--warmup=1` the same URLs (marked so that their paths differ) are fetched once, unmeasured, before the
+ * measured run, in the same process.
  */
 import { createHash } from "node:crypto"
 import { mkdirSync } from "node:fs"
@@ -21,6 +24,7 @@ const latency = numberArg("latency", 25)
 const concurrency = numberArg("concurrency", 200)
 const connections = numberArg("connections", 20)
 const storage = choiceArg("storage", ["shm", "disk"])
+const warmup = numberArg("warmup", 0) > 0
 
 runVariant(async () => {
   const upstream = await startUpstream(hosts)
@@ -43,6 +47,9 @@ runVariant(async () => {
       }
       if (statusCode < 200 || statusCode >= 300) throw new Error(`HTTP ${statusCode}`)
       await writeFile(Path.join(files, hash.digest("hex")), Buffer.concat(chunks))
+    }
+    if (warmup) {
+      await Promise.all(list.map((url) => limit(() => get(`${url}&warmup=1`))))
     }
     upstream.reset()
     const loop = loopDelay()

@@ -6,7 +6,11 @@
  * preloaded `probe.mjs` (its event-loop delay, and with `--profile` a CPU profile of the job).
  *
  *   --main=<absolute path of main.mjs> --urls=10000 --hosts=20 --latency=25 --concurrency=200 --storage=shm|disk
- *   [--profile=<sampling interval in µs>]
+ *   [--profile=<sampling interval in µs>] [--warmup=1]
+ *
+ * With `--warmup=1` a first job of as many URLs (the same ones, marked so that their paths differ) runs to its end
+ * before the measured one, in the same Harvest process: the measured job then runs on code V8 has already compiled,
+ * as every job but the first does in a server left running.
  *
  * The Harvest process is started by `startHarvest` (`lib/harvestProcess.ts`, which says its environment).
  */
@@ -25,6 +29,7 @@ const concurrency = numberArg("concurrency", 200)
 const storage = choiceArg("storage", ["shm", "disk"])
 const pollMillis = numberArg("poll", 250)
 const profileInterval = numberArg("profile", 0)
+const warmup = numberArg("warmup", 0) > 0
 const main = args.get("main")
 if (main === undefined || !existsSync(main)) throw new Error(`--main must name the built main.mjs, got ${main}`)
 
@@ -52,6 +57,23 @@ runVariant(async () => {
   try {
     const list = urls(upstream.origins, n, latency)
     const body = JSON.stringify({ urls: list, perHostConcurrency: 1000 })
+    if (warmup) {
+      const warm = await fetch(`${base}/jobs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ urls: list.map((url) => `${url}&warmup=1`), perHostConcurrency: 1000 })
+      })
+      if (warm.status !== 202) throw new Error(`the warm-up POST answered ${warm.status}: ${await warm.text()}`)
+      let warmView = (await warm.json()) as JobView
+      while (warmView.status === "queued" || warmView.status === "running") {
+        await sleep(pollMillis)
+        alive()
+        const polled = await fetch(`${base}/jobs/${warmView.id}`)
+        if (polled.status === 200) warmView = (await polled.json()) as JobView
+        else await polled.arrayBuffer()
+      }
+      if (warmView.status !== "completed") throw new Error(`the warm-up job ended ${warmView.status}`)
+    }
     upstream.reset()
     process.kill(pid, "SIGUSR2")
     await harvest.awaitProbe("started.json", 10_000)
