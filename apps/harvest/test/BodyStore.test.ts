@@ -274,7 +274,7 @@ describe("BodyStore files", () => {
         assert.deepStrictEqual(names(tmp), [])
       }))
 
-    it.scoped("write: while writes are fast (under a TestClock, time stands still), bodies are written on the loop's thread", () =>
+    it.scoped("write: while writes are fast (a TestClock's time stands still), bodies are written on the loop", () =>
       Effect.gen(function*() {
         const { files, store } = yield* setup
         const [loop, thread] = [yield* bodyWrites("loop"), yield* bodyWrites("thread")]
@@ -362,7 +362,8 @@ describe("BodyStore files", () => {
         )
         const bodies = Array.from({ length: 50 }, (_, i) => pattern(5000, i))
         const fibers = yield* Effect.forEach(bodies, (body) => Effect.forkDaemon(store.write(body)))
-        // Every write has handed its body over (each waits for the thread, suspended, or is done) before the scope closes.
+        // Every write has handed its body over (it waits for the thread, suspended, or is done) before the scope
+        // closes.
         yield* Wait.until(
           "every write waiting for the thread",
           Effect.map(

@@ -32,7 +32,8 @@ parentPort.on("message", ({ temps, finals, bodies }) => {
       fs.renameSync(temps[i], finals[i])
     } catch (error) {
       try { fs.rmSync(temps[i], { force: true }) } catch {}
-      failures.push([done, String(error && error.message), error && typeof error.code === "string" ? error.code : undefined])
+      const code = error && typeof error.code === "string" ? error.code : undefined
+      failures.push([done, String(error && error.message), code])
     }
     done++
     if (i + 1 < temps.length && performance.now() - since >= 1) answer()
@@ -41,7 +42,7 @@ parentPort.on("message", ({ temps, finals, bodies }) => {
 })
 `
 
-/** How one body's write ended: `undefined` once it is in place, or the error that stopped it (its temp file removed). */
+/** How a body's write ended: `undefined` once it is in place, or the error that stopped it (its temp file removed). */
 export type Done = (error: Error | undefined) => void
 
 /** The most bodies sent in one message. */

@@ -313,17 +313,18 @@ export const make = (options: {
     const filesPrefix = `${directories.files}${path.sep}`
 
     // A body held in memory is written in one of two ways: on the loop's thread, with four short system calls (open,
-    // write, close, rename), or by the store's writer thread (`internal/writerThread.ts`), which does the same calls
-    // on a thread of its own. On fast storage the first costs the least CPU (tmpfs: about 20 µs a body, less than the
+    // write, close, rename), or by the store's writer thread (`internal/writerThread.ts`), which makes the same calls
+    // on a thread of its own. On fast storage the first costs the least CPU (tmpfs: 10 to 20 µs a body, less than the
     // thread's share of its messages and wake-ups) but holds the loop; so each turn of the event loop writes
     // synchronously for at most `syncBudgetNanos`, and the bodies past it go to the thread. The budget is 3 ms of a
     // turn: Harvest's scheduler (`TimeSlicedScheduler`) already ends a turn's fiber work after its slice, writes
-    // included. On slower storage (ext4: 100 to 300 µs a body, 1.5 to 2 s of a 10,000-URL job) those calls would make
-    // the loop's thread the bottleneck of the job; so while the recent time per body, written either way (an average
-    // over about the last 16, each counted as at most twice the threshold: a write that stalled behind a collection
-    // or a busy machine is one sample, not a trend), is at least `threadAboveNanos`, every body goes to the thread and
-    // the loop only hashes it. The thread measures its own writes, so fast storage brings the bodies back to the loop. Time is read from
-    // the `Clock`: under a `TestClock`, whose time stands still, every write is synchronous unless the threshold is 0.
+    // included. On slower storage (ext4: 50 to 300 µs a body, about 1.5 s of a 10,000-URL job) those calls would make
+    // the loop's thread the bottleneck of the job; so while the recent time per body, written either way, is at least
+    // `threadAboveNanos`, every body goes to the thread and the loop only hashes it. The recent time is an average over
+    // about the last 16 bodies, each counted as at most twice the threshold (a write that stalled behind a collection
+    // or a busy machine is one sample, not a trend); the thread reports its own writes' time, so storage that turns
+    // fast brings the bodies back to the loop. Time is read from the `Clock`: under a `TestClock`, whose time stands
+    // still, every write is synchronous unless the threshold is 0.
     const syncBudgetNanos = 3_000_000n
     const threadAboveNanos = 1000 * (options.threadAboveMicros ?? 60)
     let spentThisTurn = 0n
