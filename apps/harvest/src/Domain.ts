@@ -275,13 +275,40 @@ const checkUrls = (
 
 // Checked in this order: an array of strings, not empty, not more than the server takes (before any URL is parsed, so
 // that an oversized job is refused at once), then each URL.
-const Urls = Schema.Array(
-  Schema.String.annotations({
-    ...says("must be a string"),
-    description: "an absolute http or https URL",
-    jsonSchema: { format: "uri" }
-  })
-).annotations(says("must be an array of strings")).pipe(
+const urlDescription = "an absolute http or https URL"
+const UrlString = Schema.String.annotations({
+  ...says("must be a string"),
+  description: urlDescription,
+  jsonSchema: { format: "uri" }
+})
+
+// An array of strings, as `Schema.Array(UrlString)` decodes it but in one plain pass that keeps the input array: for
+// 100,000 URLs Schema's own pass took about 30 ms of a first `POST` (an `Either` and a copy per element), this one 2
+// to 3. The refusals are Schema's: the array's message, or the first element's at its index.
+const UrlArray = Schema.declare(
+  [],
+  {
+    decode: () => (input, _options, ast) => {
+      if (!Array.isArray(input)) return ParseResult.fail(new ParseResult.Type(ast, input))
+      for (let i = 0; i < input.length; i++) {
+        if (typeof input[i] !== "string") {
+          return ParseResult.fail(new ParseResult.Pointer(i, input, new ParseResult.Type(UrlString.ast, input[i])))
+        }
+      }
+      return ParseResult.succeed(input as ReadonlyArray<string>)
+    },
+    encode: () => (input) => ParseResult.succeed(input as ReadonlyArray<string>)
+  },
+  {
+    ...says("must be an array of strings"),
+    jsonSchema: {
+      type: "array",
+      items: { type: "string", description: urlDescription, format: "uri" }
+    }
+  }
+)
+
+const Urls = UrlArray.pipe(
   Schema.minItems(1, says("must not be empty")),
   Schema.filterEffect((urls) =>
     Effect.map(
