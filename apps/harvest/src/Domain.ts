@@ -270,7 +270,10 @@ const checkUrls = (
     const problem = urlProblem(urls[i])
     if (problem !== undefined) return Effect.succeed({ path: [i], message: problem })
   }
-  return end === urls.length ? Effect.succeed(true) : Effect.zipRight(Effect.yieldNow(), checkUrls(urls, end))
+  // The next chunk is checked once the fiber has yielded (`suspend`), not while this effect is built.
+  return end === urls.length
+    ? Effect.succeed(true)
+    : Effect.zipRight(Effect.yieldNow(), Effect.suspend(() => checkUrls(urls, end)))
 }
 
 // Checked in this order: an array of strings, not empty, not more than the server takes (before any URL is parsed, so

@@ -1,8 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Upstream } from "@spindle/testkit"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import * as Domain from "../src/Domain.js"
 import type * as HarvestConfig from "../src/HarvestConfig.js"
 import * as Api from "../src/http/Api.js"
@@ -242,6 +244,36 @@ describe("Harvest HTTP API", () => {
         assert.strictEqual(reply.json.error.message, message, JSON.stringify(body))
       }
       assert.strictEqual(yield* jobsWritten, 0)
+    }))
+
+  it.effect("a large job's URLs are checked chunk by chunk, other fibers running between the chunks", () =>
+    Effect.gen(function*() {
+      const limits: Domain.JobLimits = { maxUrlsPerJob: 10_000, maxConcurrency: 16 }
+      // Another fiber that counts its turns (`forever` yields after each): it gets one only when the decoding yields.
+      let turns = 0
+      const other = yield* Effect.fork(Effect.forever(Effect.sync(() => turns++)))
+      yield* Effect.yieldNow()
+      // The URLs, read through a proxy that notes the other fiber's turn at each read of a chunk's first element.
+      // Schema also reads every element in passes of its own (its type checks), all in one turn each.
+      const urls = Array.from({ length: 10_000 }, (_, i) => `${refusedUrl}?${i}`)
+      const starts = new Set(["0", "2000", "4000", "6000", "8000"])
+      const readIn = new Set<number>()
+      const watched = new Proxy(urls, {
+        get: (target, key, receiver) => {
+          if (typeof key === "string" && starts.has(key)) readIn.add(turns)
+          return Reflect.get(target, key, receiver)
+        }
+      })
+      const decoded = yield* Effect.provideService(
+        Schema.decodeUnknown(Domain.JobRequest)({ urls: watched }),
+        Domain.JobLimits,
+        limits
+      )
+      yield* Fiber.interrupt(other)
+      assert.strictEqual(decoded.urls.length, 10_000)
+      // Five chunks of 2,000, each checked in a turn of its own: checked all at once (with the yields only after),
+      // every chunk would be read in the same turn.
+      assert.isAtLeast(readIn.size, 5, `turns of the reads: ${[...readIn].join(", ")}`)
     }))
 
   it.scopedLive("a large job's URLs are checked in chunks, and the first bad one is still named by its index", () =>
