@@ -54,25 +54,40 @@ runVariant(async () => {
     throw error
   })
   const { alive, base, pid, startupMillis } = harvest
+  // `POST /jobs` of `body`, its answer checked.
+  const submit = async (body: string): Promise<JobView> => {
+    const response = await fetch(`${base}/jobs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body
+    })
+    if (response.status !== 202) throw new Error(`POST /jobs answered ${response.status}: ${await response.text()}`)
+    return (await response.json()) as JobView
+  }
+  // Polls `job` until it has ended; `refused` counts polls not answered 200 (the load shedder answers 503 while the
+  // loop is slow), which are tried again.
+  const untilEnded = async (job: JobView): Promise<{ readonly view: JobView; readonly refused: number }> => {
+    let view = job
+    let refused = 0
+    while (view.status === "queued" || view.status === "running") {
+      await sleep(pollMillis)
+      alive()
+      const polled = await fetch(`${base}/jobs/${job.id}`)
+      if (polled.status === 200) view = (await polled.json()) as JobView
+      else {
+        refused++
+        await polled.arrayBuffer()
+      }
+    }
+    return { view, refused }
+  }
   try {
     const list = urls(upstream.origins, n, latency)
     const body = JSON.stringify({ urls: list, perHostConcurrency: 1000 })
     if (warmup) {
-      const warm = await fetch(`${base}/jobs`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ urls: list.map((url) => `${url}&warmup=1`), perHostConcurrency: 1000 })
-      })
-      if (warm.status !== 202) throw new Error(`the warm-up POST answered ${warm.status}: ${await warm.text()}`)
-      let warmView = (await warm.json()) as JobView
-      while (warmView.status === "queued" || warmView.status === "running") {
-        await sleep(pollMillis)
-        alive()
-        const polled = await fetch(`${base}/jobs/${warmView.id}`)
-        if (polled.status === 200) warmView = (await polled.json()) as JobView
-        else await polled.arrayBuffer()
-      }
-      if (warmView.status !== "completed") throw new Error(`the warm-up job ended ${warmView.status}`)
+      const warm = JSON.stringify({ urls: list.map((url) => `${url}&warmup=1`), perHostConcurrency: 1000 })
+      const { view } = await untilEnded(await submit(warm))
+      if (view.status !== "completed") throw new Error(`the warm-up job ended ${view.status}`)
     }
     upstream.reset()
     process.kill(pid, "SIGUSR2")
@@ -83,27 +98,9 @@ runVariant(async () => {
     const load = machineLoad()
     const startedAt = Date.now()
     const started = performance.now()
-    const response = await fetch(`${base}/jobs`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body
-    })
-    if (response.status !== 202) throw new Error(`POST /jobs answered ${response.status}: ${await response.text()}`)
-    const job = (await response.json()) as JobView
+    const job = await submit(body)
     const submitMillis = performance.now() - started
-    let view = job
-    // Polls that were not answered 200 (the load shedder answers 503 while the loop is slow): tried again.
-    let pollsRefused = 0
-    while (view.status === "queued" || view.status === "running") {
-      await sleep(pollMillis)
-      alive()
-      const polled = await fetch(`${base}/jobs/${job.id}`)
-      if (polled.status === 200) view = (await polled.json()) as JobView
-      else {
-        pollsRefused++
-        await polled.arrayBuffer()
-      }
-    }
+    const { refused: pollsRefused, view } = await untilEnded(job)
     const seenMillis = performance.now() - started
     const harvestCpuMillis = cpuMillisOf(pid) - cpuBefore
     const threadFigures = threads.stop()
