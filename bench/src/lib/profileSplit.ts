@@ -72,6 +72,19 @@ export interface ProfileSplit {
   readonly top: ReadonlyArray<{ readonly bucket: Bucket; readonly frame: string; readonly samples: number }>
 }
 
+/**
+ * One kind of SQLite statement the profiled round ran, timed in the driver by the probe: the profile charges all of
+ * them to one native frame of `better-sqlite3`, whichever statement it runs.
+ */
+export interface StatementTime {
+  /** The statement's first words, which name its kind (a lease, a settlement, a batch of inserts). */
+  readonly statement: string
+  readonly calls: number
+  /** Rows the statement's calls returned (`RETURNING`, `SELECT`), 0 for those that return none. */
+  readonly rows: number
+  readonly millis: number
+}
+
 const harvestFile = (file: string): Bucket => {
   const name = Path.basename(file)
   if (/^(Fetcher|Fetch|HttpFetch)/.test(name)) return "fetch"

@@ -6,7 +6,7 @@
  * main thread's time is split by what it did (`lib/profileSplit.ts`).
  */
 import { existsSync, readFileSync } from "node:fs"
-import { type Bucket, bucketLabels, buckets, type ProfileSplit } from "../lib/profileSplit.js"
+import { type Bucket, bucketLabels, buckets, type ProfileSplit, type StatementTime } from "../lib/profileSplit.js"
 import { num, percent, ratio, table, verdict } from "../lib/report.js"
 import type { Outcome } from "../lib/runner.js"
 import { byId, type Measured, med, values, type Variant, variant } from "../lib/suite.js"
@@ -236,6 +236,43 @@ const findings = (): Array<string> => {
   return existsSync(file) ? ["", readFileSync(file, "utf8").trim()] : []
 }
 
+/**
+ * The SQLite statements of the profiled round, by kind, as timed in the driver by the probe: what the SQL bucket's
+ * native frame was spent on. Empty when the round timed none (a probe of an older build).
+ */
+const statementsTable = (
+  statements: ReadonlyArray<StatementTime>,
+  mainMillis: number,
+  sizes: Sizes
+): Array<string> => {
+  if (statements.length === 0) return []
+  const total = statements.reduce((sum, statement) => sum + statement.millis, 0)
+  const shown = statements.filter((statement) => statement.millis >= 0.5)
+  const rows = shown.map((statement) => [
+    `\`${statement.statement}\``,
+    num(statement.calls),
+    statement.rows === 0 ? "" : num(statement.rows / statement.calls),
+    num(statement.millis, 1),
+    num((1000 * statement.millis) / sizes.urls, 1)
+  ])
+  rows.push([
+    "**every statement**",
+    num(statements.reduce((sum, statement) => sum + statement.calls, 0)),
+    "",
+    num(total, 1),
+    num((1000 * total) / sizes.urls, 1)
+  ])
+  return [
+    "",
+    `The SQLite statements of that round, each timed in the driver (\`better-sqlite3\` answers on the main thread, ` +
+    `so their time is the main thread's): ${num(total)} ms in all, ${percent((100 * total) / mainMillis, 0)} of ` +
+    "the main thread's CPU. A statement's kind is its first words; those under 0.5 ms are left out of the rows but " +
+    "not of the total.",
+    "",
+    table(["statement", "calls", "rows per call", "ms", "µs per URL"], rows)
+  ]
+}
+
 /** The profile split of the `--profile` round, as a sub-table, or why there is none. */
 export const profileSection = (outcome: Outcome, sizes: Sizes): Array<string> => {
   const heading = `### Profile split: where Harvest's CPU went in the ${num(sizes.urls)}-URL job ` +
@@ -273,6 +310,7 @@ export const profileSection = (outcome: Outcome, sizes: Sizes): Array<string> =>
     heading,
     "",
     table(["bucket", "samples", "% of busy samples", "CPU µs per URL"], rows),
+    ...statementsTable((value.statements ?? []) as ReadonlyArray<StatementTime>, main, sizes),
     "",
     `That round took ${num(Number(value.millis) / 1000, 2)} s with ${num(cpu / 1000, 2)} s of Harvest's CPU ` +
     "(the profiler's cost included: it is not one of the rounds above); the main thread was idle for " +

@@ -20,7 +20,7 @@ import { args, choiceArg, numberArg, runVariant } from "../../lib/child.js"
 import { machineLoad, startUpstream, urls } from "../../lib/fetchRun.js"
 import { startHarvest } from "../../lib/harvestProcess.js"
 import { cpuMillisOf, peakRssMbOf, watchThreads } from "../../lib/proc.js"
-import { splitProfile } from "../../lib/profileSplit.js"
+import { splitProfile, type StatementTime } from "../../lib/profileSplit.js"
 
 const n = numberArg("urls", 10_000)
 const hosts = numberArg("hosts", 20)
@@ -111,6 +111,7 @@ runVariant(async () => {
       readonly loopP99Ms: number
       readonly loopMaxMs: number
       readonly profile?: string
+      readonly statements?: ReadonlyArray<StatementTime>
       readonly error?: string
     }
     if (report.error !== undefined) throw new Error(`the probe failed: ${report.error}`)
@@ -122,7 +123,7 @@ runVariant(async () => {
 
     const { exitCode, shutdownMillis } = await harvest.stop()
 
-    const { profile: profileFile, ...loopFigures } = report
+    const { profile: profileFile, statements, ...loopFigures } = report
     const profile = profileFile === undefined ? undefined : splitProfile(profileFile, [main])
     const { clientCpuMillis: coordinatorCpuMillis, ...machine } = loadFigures
     return {
@@ -149,7 +150,7 @@ runVariant(async () => {
       upstreamRequests: upstreamStats.requests,
       upstreamPeakInFlight: upstreamStats.peakInFlight,
       upstreamCpuMillis: upstreamStats.cpuMillis,
-      ...(profile === undefined ? {} : { profileIntervalMicros: profileInterval, profile })
+      ...(profile === undefined ? {} : { profileIntervalMicros: profileInterval, profile, statements })
     }
   } finally {
     harvest.dispose()
