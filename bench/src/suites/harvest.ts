@@ -264,10 +264,11 @@ const statementsTable = (
   ])
   return [
     "",
-    `The SQLite statements of that round, each timed in the driver (\`better-sqlite3\` answers on the main thread, ` +
-    `so their time is the main thread's): ${num(total)} ms in all, ${percent((100 * total) / mainMillis, 0)} of ` +
-    "the main thread's CPU. A statement's kind is its first words; those under 0.5 ms are left out of the rows but " +
-    "not of the total.",
+    "The SQLite statements of that round, each timed in the driver (`better-sqlite3` answers synchronously, on the " +
+    `main thread): ${num(total)} ms in all, against ${num(mainMillis)} ms of the main thread's CPU. These are wall ` +
+    "times: on a busy machine they include the moments the thread waited for a core, which the profile's samples " +
+    "leave out, so they overstate what the SQL bucket above was charged. A statement's kind is its first words; " +
+    "kinds under 0.5 ms in all are left out of the rows but not of the total.",
     "",
     table(["statement", "calls", "rows per call", "ms", "µs per URL"], rows)
   ]

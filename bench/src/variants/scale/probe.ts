@@ -54,6 +54,8 @@ interface Accumulated {
 }
 
 const statements = new Map<string, Accumulated>()
+// Each prepared statement's entry of `statements`, found once per statement rather than from its text on every call.
+const accumulated = new WeakMap<object, Accumulated>()
 let timing = false
 
 const kindOf = (source: string) => {
@@ -85,9 +87,13 @@ const timeStatements = () => {
         const started = process.hrtime.bigint()
         const result = original.apply(this, args)
         const nanos = process.hrtime.bigint() - started
-        const kind = kindOf(this.source)
-        let time = statements.get(kind)
-        if (time === undefined) statements.set(kind, time = { calls: 0, rows: 0, nanos: 0n })
+        let time = accumulated.get(this)
+        if (time === undefined) {
+          const kind = kindOf(this.source)
+          time = statements.get(kind)
+          if (time === undefined) statements.set(kind, time = { calls: 0, rows: 0, nanos: 0n })
+          accumulated.set(this, time)
+        }
         time.calls++
         time.nanos += nanos
         if (Array.isArray(result)) time.rows += result.length
@@ -126,7 +132,11 @@ const toggle = async () => {
     const session = profileInterval > 0 ? await startProfiler() : undefined
     const periods = everyMillis > 0 ? periodic() : undefined
     running = { loop: loopDelay(), session, periods }
-    statements.clear()
+    for (const time of statements.values()) {
+      time.calls = 0
+      time.rows = 0
+      time.nanos = 0n
+    }
     timing = session !== undefined
     answer("started.json", JSON.stringify({ pid: process.pid }))
     return
@@ -148,7 +158,7 @@ const toggle = async () => {
     calls: time.calls,
     rows: time.rows,
     millis: Number(time.nanos) / 1e6
-  })).sort((a, b) => b.millis - a.millis)
+  })).filter((time) => time.calls > 0).sort((a, b) => b.millis - a.millis)
   answer(
     "report.json",
     JSON.stringify({ ...figures, profile, ...(session === undefined ? {} : { statements: timed }) })
