@@ -33,6 +33,19 @@ const write = (file: string, ageMs = 0) => {
   }
 }
 const names = (dir: string) => fs.readdirSync(dir).sort()
+// This process's threads (Linux), each with its nice value: field 19 of `/proc/self/task/<tid>/stat`, the 17th after
+// the command name's closing parenthesis. A thread that ends while it is read is left out.
+const niceOfThreads = () =>
+  new Map(
+    fs.readdirSync("/proc/self/task").flatMap((tid) => {
+      try {
+        const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
+        return [[tid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])] as const]
+      } catch {
+        return []
+      }
+    })
+  )
 
 for (const database of Databases.all) {
   const suite = database.skip === undefined ? describe : describe.skip
@@ -378,6 +391,37 @@ describe("BodyStore files", () => {
         assert.deepStrictEqual(names(files), bodies.map(sha256).sort())
         assert.deepStrictEqual(names(tmp), [])
       }))
+
+    // Linux only: elsewhere a nice value is the process's, and the thread keeps the loop's priority.
+    it.scoped.skipIf(process.platform !== "linux")(
+      "the writer thread runs ten nice steps below the loop's thread, which keeps its own (Linux)",
+      () =>
+        Effect.gen(function*() {
+          const before = niceOfThreads()
+          const loop = before.get(String(process.pid))!
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const scope = yield* Scope.make()
+          const store = yield* Effect.orDie(BodyStore.make({ dataDir, owner: "me", leaseMs, threadAboveMicros: 0 }))
+            .pipe(
+              Scope.extend(scope)
+            )
+          yield* store.write(pattern(2000, 1))
+          const started = Array.from(niceOfThreads()).filter(([tid]) => !before.has(tid))
+          // The writer is among the threads its first body started, at its own nice value; the loop's is unchanged.
+          assert.isTrue(
+            started.some(([, nice]) => nice === Math.min(19, loop + 10)),
+            `threads started: ${JSON.stringify(started)}`
+          )
+          assert.strictEqual(niceOfThreads().get(String(process.pid)), loop)
+          yield* Scope.close(scope, Exit.void)
+          // Stopped with the store: none of the threads it started at that value is left.
+          const left = niceOfThreads()
+          assert.deepStrictEqual(
+            started.filter(([tid, nice]) => nice === Math.min(19, loop + 10) && left.has(tid)),
+            []
+          )
+        })
+    )
 
     it.scoped("open: a stored body by its id, None for unknown and malformed ids", () =>
       Effect.gen(function*() {
