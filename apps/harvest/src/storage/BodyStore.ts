@@ -365,11 +365,16 @@ export const make = (options: {
     }
 
     // By the writer thread. An interruption waits until the thread is done with the body: it is then in place (and
-    // the sweep removes it if no result ever points to it) or failed, its temp file removed either way.
+    // the sweep removes it if no result ever points to it) or failed, its temp file removed either way. The thread's
+    // answer may come after the interruption has taken the fiber's resumption and before the wait below is set up
+    // (the fiber can yield between the two, and the answer is an event of the loop): then the answer is dropped, and
+    // the wait, set up later, must see that it came rather than wait for another.
     const writeThread = (body: Uint8Array, sha256: string): Effect.Effect<Stored, BodyStoreError> =>
       Effect.async<Stored, BodyStoreError>((resume) => {
+        let answered = false
         let cancelled: (() => void) | undefined
         writer.write(`${tempPrefix}${randomUUID()}.part`, `${filesPrefix}${sha256}`, body, (error) => {
+          answered = true
           if (error === undefined) recorder.bodiesWritten("thread", 1)
           if (cancelled !== undefined) return cancelled()
           resume(
@@ -379,7 +384,8 @@ export const make = (options: {
           )
         })
         return Effect.async<void>((resumeCancel) => {
-          cancelled = () => resumeCancel(Effect.void)
+          if (answered) resumeCancel(Effect.void)
+          else cancelled = () => resumeCancel(Effect.void)
         })
       })
 
