@@ -652,8 +652,9 @@ const header = (launchers: ReadonlyArray<Launcher>, started: Date, seconds: numb
     `one process per variant and round; ${
       rounds === 1
         ? "a single round (quick mode), so the figures are single measurements"
-        : `${rounds} rounds (${cpuRounds} for the CPU pool and ${harvestRounds} for Harvest end to end), interleaved (every variant of a benchmark once, then ` +
-          "all again), figures are medians over the rounds and ratios are ratios of medians"
+        : `${rounds} rounds (${cpuRounds} for the CPU pool and ${harvestRounds} for Harvest end to end), ` +
+          "interleaved (every variant of a benchmark once, then all again), figures are medians over the rounds and " +
+          "ratios are ratios of medians"
     }.`,
     "- Memory: *idle RSS* is the process's RSS after its imports and two forced GCs, just before the workload; " +
     "*peak RSS* is the larger of the RSS sampled every 5 ms during the workload and the kernel's high-water mark " +

@@ -395,48 +395,54 @@ describe("BodyStore files", () => {
         assert.deepStrictEqual(names(tmp), [])
       }))
 
-    it.scoped("an interrupted write whose answer comes while the interruption is under way ends, its body in place", () =>
-      Effect.gen(function*() {
-        const { files, store } = yield* setupWith(0)
-        const thread = yield* bodyWrites("thread")
-        // The writing fiber's scheduler: its turns wait in `turns` until the test runs them, and with `yieldOnce` it
-        // yields once, at its first operation in an uninterruptible region: in the cleanup of its interruption, before
-        // the wait for the thread's answer is set up (the time slice of a busy loop can end there too).
-        const turns: Array<Scheduler.Task> = []
-        let manual = true
-        let yieldOnce = false
-        const stepped: Scheduler.Scheduler = {
-          shouldYield: (fiber) => {
-            const flags = (fiber as unknown as { readonly currentRuntimeFlags: RuntimeFlags.RuntimeFlags })
-              .currentRuntimeFlags
-            if (!yieldOnce || RuntimeFlags.interruption(flags)) return false
-            yieldOnce = false
-            return 0
-          },
-          scheduleTask: (task) => manual ? turns.push(task) : setImmediate(task)
-        }
-        const body = pattern(3000, 9)
-        // One synchronous step, so that no event of the loop (the thread's answer among them) comes in between: the
-        // write runs until it waits for the thread; the interruption takes the fiber's resumption, and the fiber
-        // stops at its next operation, before it sets up its wait for the thread's answer.
-        const fiber = yield* Effect.sync(() => {
-          const fiber = Effect.runFork(store.write(body), { scheduler: stepped, immediate: true })
-          fiber.unsafeInterruptAsFork(FiberId.none)
-          yieldOnce = true
-          const interruption = turns.splice(0)
-          for (const turn of interruption) turn()
-          assert.deepStrictEqual([interruption.length, turns.length, yieldOnce], [1, 1, false])
-          return fiber
+    it.scoped(
+      "an interrupted write whose answer comes while the interruption is under way ends, its body in place",
+      () =>
+        Effect.gen(function*() {
+          const { files, store } = yield* setupWith(0)
+          const thread = yield* bodyWrites("thread")
+          // The writing fiber's scheduler: its turns wait in `turns` until the test runs them, and with `yieldOnce`
+          // it yields once, at its first operation in an uninterruptible region: in the cleanup of its interruption,
+          // before the wait for the thread's answer is set up (the time slice of a busy loop can end there too).
+          const turns: Array<Scheduler.Task> = []
+          let manual = true
+          let yieldOnce = false
+          const stepped: Scheduler.Scheduler = {
+            shouldYield: (fiber) => {
+              const flags = (fiber as unknown as { readonly currentRuntimeFlags: RuntimeFlags.RuntimeFlags })
+                .currentRuntimeFlags
+              if (!yieldOnce || RuntimeFlags.interruption(flags)) return false
+              yieldOnce = false
+              return 0
+            },
+            scheduleTask: (task) => manual ? turns.push(task) : setImmediate(task)
+          }
+          const body = pattern(3000, 9)
+          // One synchronous step, so that no event of the loop (the thread's answer among them) comes in between: the
+          // write runs until it waits for the thread; the interruption takes the fiber's resumption, and the fiber
+          // stops at its next operation, before it sets up its wait for the thread's answer.
+          const fiber = yield* Effect.sync(() => {
+            const fiber = Effect.runFork(store.write(body), { scheduler: stepped, immediate: true })
+            fiber.unsafeInterruptAsFork(FiberId.none)
+            yieldOnce = true
+            const interruption = turns.splice(0)
+            for (const turn of interruption) turn()
+            assert.deepStrictEqual([interruption.length, turns.length, yieldOnce], [1, 1, false])
+            return fiber
+          })
+          // Then the loop runs: the body goes to the thread, which answers while the fiber is stopped.
+          yield* Wait.until(
+            "the thread's answer",
+            Effect.map(bodyWrites("thread"), (n) => n === thread + 1 || undefined)
+          )
+          manual = false
+          for (const turn of turns.splice(0)) turn()
+          // The interruption ends: it waits for no answer after the one that came. The body is in place.
+          const exit = yield* Fiber.await(fiber).pipe(Effect.timeout("10 seconds"))
+          assert.isTrue(Exit.isInterrupted(exit))
+          assert.isTrue(fs.readFileSync(path.join(files, sha256(body))).equals(body))
         })
-        // Then the loop runs: the body goes to the thread, which answers while the fiber is stopped.
-        yield* Wait.until("the thread's answer", Effect.map(bodyWrites("thread"), (n) => n === thread + 1 || undefined))
-        manual = false
-        for (const turn of turns.splice(0)) turn()
-        // The interruption ends: it waits for no answer after the one that came. The body is in place.
-        const exit = yield* Fiber.await(fiber).pipe(Effect.timeout("10 seconds"))
-        assert.isTrue(Exit.isInterrupted(exit))
-        assert.isTrue(fs.readFileSync(path.join(files, sha256(body))).equals(body))
-      }))
+    )
 
     // Linux only: elsewhere a nice value is the process's, and the thread keeps the loop's priority.
     it.scoped.skipIf(process.platform !== "linux")(

@@ -16,8 +16,11 @@ import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { dataDir, freePort, type Storage } from "./fetchRun.js"
 
-/** The repository's root: `pnpm start` runs there. */
-const repoRoot = () => Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..")
+/**
+ * The repository's root (`pnpm start` runs there), from where the bundles of `.tmp/scale` are, this module's among
+ * them.
+ */
+export const repoRoot = () => Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..")
 const probe = () => fileURLToPath(new URL("./probe.mjs", import.meta.url))
 
 export interface HarvestProcess {

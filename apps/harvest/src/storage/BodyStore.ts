@@ -311,6 +311,10 @@ export const make = (options: {
     const grace = 2 * options.leaseMs
     const tempPrefix = `${directories.tmp}${path.sep}${options.owner}.`
     const filesPrefix = `${directories.files}${path.sep}`
+    // A body's temp file, named after its owner (`<owner>.<uuid>.part`, as the sweep reads it), and its place in
+    // files/.
+    const newTemp = () => `${tempPrefix}${randomUUID()}.part`
+    const placeOf = (sha256: string) => `${filesPrefix}${sha256}`
 
     // A body held in memory is written in one of two ways: on the loop's thread, with four short system calls (open,
     // write, close, rename), or by the store's writer thread (`internal/writerThread.ts`), which makes the same calls
@@ -345,10 +349,10 @@ export const make = (options: {
 
     const writeSync = (body: Uint8Array, sha256: string): Effect.Effect<Stored, BodyStoreError> => {
       const started = clock.unsafeCurrentTimeNanos()
-      const temp = `${tempPrefix}${randomUUID()}.part`
+      const temp = newTemp()
       try {
         fs.writeFileSync(temp, body)
-        fs.renameSync(temp, `${filesPrefix}${sha256}`)
+        fs.renameSync(temp, placeOf(sha256))
       } catch (error) {
         remove(temp)
         return Effect.fail(writeError(error))
@@ -373,7 +377,7 @@ export const make = (options: {
       Effect.async<Stored, BodyStoreError>((resume) => {
         let answered = false
         let cancelled: (() => void) | undefined
-        writer.write(`${tempPrefix}${randomUUID()}.part`, `${filesPrefix}${sha256}`, body, (error) => {
+        writer.write(newTemp(), placeOf(sha256), body, (error) => {
           answered = true
           if (error === undefined) recorder.bodiesWritten("thread", 1)
           if (cancelled !== undefined) return cancelled()
@@ -409,7 +413,7 @@ export const make = (options: {
         let file: { readonly fd: number; readonly temp: string; closed: boolean } | undefined
         // `file` is set in the callback, so an interruption right after the open still finds the file to remove.
         const spill = Effect.async<void, BodyStoreError>((resume) => {
-          const temp = `${tempPrefix}${randomUUID()}.part`
+          const temp = newTemp()
           fs.open(temp, "w", (error, fd) => {
             if (error !== null) return resume(Effect.fail(writeError(error)))
             file = { fd, temp, closed: false }
@@ -448,7 +452,7 @@ export const make = (options: {
             fsCall<Stored>((done) =>
               fs.rename(
                 opened.temp,
-                `${filesPrefix}${sha256}`,
+                placeOf(sha256),
                 (error) => done(error, { bytes, sha256, fileId: sha256 })
               )
             )
@@ -479,7 +483,7 @@ export const make = (options: {
     const open: BodyStore["open"] = (fileId) =>
       Effect.async<Option.Option<StoredBody>, BodyStoreError>((resume) => {
         if (!fileIdPattern.test(fileId)) return resume(Effect.succeed(Option.none()))
-        const file = `${filesPrefix}${fileId}`
+        const file = placeOf(fileId)
         fs.stat(file, (error, stats) => {
           if (error !== null) {
             return resume(

@@ -18,8 +18,8 @@ import { appendFileSync, renameSync, writeFileSync } from "node:fs"
 import * as Inspector from "node:inspector"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { loopDelay } from "../../lib/fetchRun.js"
+import { repoRoot } from "../../lib/harvestProcess.js"
 import type { StatementTime } from "../../lib/profileSplit.js"
 
 const dir = process.env.BENCH_PROBE_DIR
@@ -66,11 +66,11 @@ const kindOf = (source: string) => {
   return status !== null && words[0] === "UPDATE" ? `${head} … status = '${status[1]}'` : head
 }
 
-// `better-sqlite3`, loaded from where Harvest's SQLite client loads it (the probe is imported first, so Harvest's import finds this
-// module in the cache), with its statements' methods wrapped: they are timed only while the probe measures.
+// `better-sqlite3`, loaded from where Harvest's SQLite client loads it (the probe is imported first, so Harvest's
+// import finds this module in the cache), with its statements' methods wrapped: they are timed only while the probe
+// measures.
 const timeStatements = () => {
-  const repoRoot = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..")
-  const fromHarvest = createRequire(Path.join(repoRoot, "apps", "harvest", "package.json"))
+  const fromHarvest = createRequire(Path.join(repoRoot(), "apps", "harvest", "package.json"))
   const fromClient = createRequire(fromHarvest.resolve("@effect/sql-sqlite-node"))
   const Database = fromClient("better-sqlite3") as { prototype: { prepare: (...args: Array<unknown>) => object } }
   const prepare = Database.prototype.prepare
