@@ -1,10 +1,12 @@
 /**
- * Harvest assembled, each part a layer on the ones it needs: configuration → database → storage (the item queue,
- * jobs, the body store) → the local faults it may meet (`LocalFaults`, probing the body store and the database) → the
- * pipeline (results, the host gate with its limit store, the fetcher, the scheduler) → the dashboard's events → HTTP. Shutdown releases them in reverse: HTTP drains first; the scheduler stops leasing,
- * lets fetches in flight finish for `SHUTDOWN_GRACE_MS` and releases what is left; `Results` commits what was handed
- * to it; then the database closes. A fault at start (`Startup`: a data directory it cannot write, a database it cannot
- * reach, an address it cannot listen on) fails the layer with a typed error whose message is one line.
+ * Harvest assembled, each part a layer on the ones it needs: configuration → database → storage (the item queue, jobs,
+ * the body store) → the local faults it may meet (`LocalFaults`, probing the body store and the database) → the
+ * pipeline (results, the host gate with its limit store, the fetcher, the scheduler) → the dashboard's events → HTTP.
+ * The storage thread, which the database and the body store share, comes first. Shutdown releases them in reverse: HTTP
+ * drains first; the scheduler stops leasing, lets fetches in flight finish for `SHUTDOWN_GRACE_MS` and releases what is
+ * left; `Results` commits what was handed to it; then the database closes. A fault at start (`Startup`: a data
+ * directory it cannot write, a database it cannot reach, an address it cannot listen on) fails the layer with a typed
+ * error whose message is one line.
  *
  * @since 0.1.0
  */
@@ -32,6 +34,7 @@ import * as Startup from "./Startup.js"
 import * as BodyStore from "./storage/BodyStore.js"
 import * as Database from "./storage/Database.js"
 import * as Jobs from "./storage/Jobs.js"
+import * as StorageThread from "./storage/StorageThread.js"
 import * as Telemetry from "./Telemetry.js"
 
 // With REDIS_URL, one connection serves the per-host rates (token buckets) and the per-host concurrency (slots), so
@@ -94,7 +97,8 @@ const HttpLive = Layer.unwrapEffect(Effect.map(HarvestConfig, (config) => {
  * @category layers
  */
 export const make = <E>(config: Layer.Layer<HarvestConfig, E>) => {
-  const data = Database.layer.pipe(Shutdown.phase("database"))
+  // The storage thread (bodies on slow storage, SQLite's checkpoints) outlives the database and the body store.
+  const data = Database.layer.pipe(Shutdown.phase("database"), Layer.provideMerge(StorageThread.layer))
   // A data directory it cannot write stops Harvest with its reason; a database error in the first sweep is a defect.
   const bodies = BodyStore.layer.pipe(
     Layer.catchAll((error) => error._tag === "SqlError" ? Layer.die(error) : Layer.fail(error))

@@ -65,7 +65,7 @@ const hostGateWaitKey = MetricKey.histogram(
 )
 const bodyWritesKey = MetricKey.counter("harvest_body_writes_total", {
   description: "Bodies held in memory written into files/, by the thread that wrote them: the event loop's (loop) or " +
-    "the body store's writer thread (thread), which takes them while writes are slow",
+    "the storage thread (thread), which takes them while writes are slow",
   incremental: true
 })
 const settleDurationKey = MetricKey.histogram(
@@ -84,7 +84,7 @@ const settleDurationKey = MetricKey.histogram(
  * - `harvest_host_gate_wait_seconds`: histogram of an attempt's wait for its host's slot and token;
  * - `harvest_settle_duration_seconds`: histogram of the time from an item's outcome to its row committed;
  * - `harvest_body_writes_total{writer="loop"|"thread"}`: bodies written into `files/` on the event loop's thread, or
- *   by the body store's writer thread (on slow storage).
+ *   by the storage thread (on slow storage).
  *
  * @since 0.1.0
  * @category metrics

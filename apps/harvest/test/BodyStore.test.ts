@@ -22,6 +22,7 @@ import * as LocalFaults from "../src/LocalFaults.js"
 import * as BodyStore from "../src/storage/BodyStore.js"
 import * as Database from "../src/storage/Database.js"
 import { Items, layerItems } from "../src/storage/Jobs.js"
+import * as StorageThread from "../src/storage/StorageThread.js"
 import * as Telemetry from "../src/Telemetry.js"
 import * as Tmpfs from "./tmpfs.js"
 
@@ -56,6 +57,7 @@ for (const database of Databases.all) {
     // Fresh per database: the item queue captures its client, and suites must not share one.
     const items = Layer.fresh(layerItems).pipe(
       Layer.provideMerge(Layer.effectDiscard(Database.migrate).pipe(Layer.provideMerge(database.layer))),
+      Layer.merge(StorageThread.layer),
       Layer.orDie
     )
 
@@ -207,6 +209,7 @@ describe("BodyStore files", () => {
   const sqlite = Databases.all.find((database) => database.name === "sqlite")!
   const items = Layer.fresh(layerItems).pipe(
     Layer.provideMerge(Layer.effectDiscard(Database.migrate).pipe(Layer.provideMerge(sqlite.layer))),
+    Layer.merge(StorageThread.layer),
     Layer.orDie
   )
   const setupWith = (threadAboveMicros?: number) =>
@@ -300,7 +303,7 @@ describe("BodyStore files", () => {
         assert.strictEqual(names(files).length, 20)
       }).pipe(Effect.provide(TestContext.TestContext)))
 
-    it.scoped("write: by the writer thread (threadAboveMicros 0), in batches; failures typed, no temp file left", () =>
+    it.scoped("write: by the storage thread (threadAboveMicros 0), in batches; failures typed, no temp file left", () =>
       Effect.gen(function*() {
         const { files, store, tmp } = yield* setupWith(0)
         const [loop, thread] = [yield* bodyWrites("loop"), yield* bodyWrites("thread")]
@@ -339,7 +342,7 @@ describe("BodyStore files", () => {
       }))
 
     it.scoped.skipIf(Tmpfs.skip !== undefined)(
-      `the writer thread on a full disk: ENOSPC, classified storage_full, no temp file left${
+      `the storage thread on a full disk: ENOSPC, classified storage_full, no temp file left${
         Tmpfs.skip === undefined ? "" : ` (skipped: ${Tmpfs.skip})`
       }`,
       () =>
@@ -368,12 +371,15 @@ describe("BodyStore files", () => {
         })
     )
 
-    it.scoped("the writer thread stops with the store's scope, once the bodies handed to it are written", () =>
+    it.scoped("closing the store waits for the bodies it handed to the storage thread", () =>
       Effect.gen(function*() {
         const dataDir = yield* Databases.tempDir("harvest-bodies-")
         const [files, tmp] = [path.join(dataDir, "files"), path.join(dataDir, "tmp")]
+        // A storage thread of this test's own, not yet started: the first bodies wait for it to start.
+        const thread = yield* Layer.build(StorageThread.layer)
         const scope = yield* Scope.make()
         const store = yield* Effect.orDie(BodyStore.make({ dataDir, owner: "me", leaseMs, threadAboveMicros: 0 })).pipe(
+          Effect.provide(thread),
           Scope.extend(scope)
         )
         const bodies = Array.from({ length: 50 }, (_, i) => pattern(5000, i))
@@ -446,15 +452,18 @@ describe("BodyStore files", () => {
 
     // Linux only: elsewhere a nice value is the process's, and the thread keeps the loop's priority.
     it.scoped.skipIf(process.platform !== "linux")(
-      "the writer thread runs ten nice steps below the loop's thread, which keeps its own (Linux)",
+      "the storage thread runs ten nice steps below the loop's thread, which keeps its own (Linux)",
       () =>
         Effect.gen(function*() {
           const before = niceOfThreads()
           const loop = before.get(String(process.pid))!
           const dataDir = yield* Databases.tempDir("harvest-bodies-")
           const scope = yield* Scope.make()
+          // A storage thread of this test's own, stopped with its scope.
+          const thread = yield* Layer.buildWithScope(StorageThread.layer, scope)
           const store = yield* Effect.orDie(BodyStore.make({ dataDir, owner: "me", leaseMs, threadAboveMicros: 0 }))
             .pipe(
+              Effect.provide(thread),
               Scope.extend(scope)
             )
           yield* store.write(pattern(2000, 1))
@@ -466,7 +475,7 @@ describe("BodyStore files", () => {
           )
           assert.strictEqual(niceOfThreads().get(String(process.pid)), loop)
           yield* Scope.close(scope, Exit.void)
-          // Stopped with the store: none of the threads it started at that value is left.
+          // Stopped with its layer: none of the threads it started at that value is left.
           const left = niceOfThreads()
           assert.deepStrictEqual(
             started.filter(([tid, nice]) => nice === Math.min(19, loop + 10) && left.has(tid)),

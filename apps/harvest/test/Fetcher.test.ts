@@ -22,6 +22,7 @@ import * as Fetcher from "../src/pipeline/Fetcher.js"
 import * as BodyStore from "../src/storage/BodyStore.js"
 import * as Database from "../src/storage/Database.js"
 import { layerItems } from "../src/storage/Jobs.js"
+import * as StorageThread from "../src/storage/StorageThread.js"
 
 // A certificate for `tls.example` (and nothing else), valid 2000–2100, its own issuer.
 const tlsKey = `-----BEGIN PRIVATE KEY-----
@@ -46,6 +47,7 @@ const sqlite = Databases.all.find((database) => database.name === "sqlite")!
 // The body store's sweep reads the queue's leases: one SQLite database for the file.
 const Items = Layer.fresh(layerItems).pipe(
   Layer.provideMerge(Layer.effectDiscard(Database.migrate).pipe(Layer.provideMerge(sqlite.layer))),
+  Layer.merge(StorageThread.layer),
   Layer.orDie
 )
 

@@ -74,7 +74,7 @@ const reading = (families: ReadonlyArray<Prometheus.Family>) => {
     fetches: countOf(families, "harvest_fetch_duration_seconds"),
     gateWaits: countOf(families, "harvest_host_gate_wait_seconds"),
     settled: countOf(families, "harvest_settle_duration_seconds"),
-    // On the loop's thread or by the writer thread, as the storage's speed decides.
+    // On the loop's thread or by the storage thread, as the storage's speed decides.
     bodyWrites: Prometheus.valueOf(bodyWrites, { writer: "loop" }) +
       Prometheus.valueOf(bodyWrites, { writer: "thread" })
   }

@@ -47,6 +47,7 @@ import * as Server from "../Server.js"
 import * as BodyStore from "../storage/BodyStore.js"
 import * as Database from "../storage/Database.js"
 import * as Jobs from "../storage/Jobs.js"
+import * as StorageThread from "../storage/StorageThread.js"
 import * as Client from "./Client.js"
 import * as Input from "./Input.js"
 import * as Progress from "./Progress.js"
@@ -263,7 +264,12 @@ const finalSweep = (dataDir: string, config: Layer.Layer<HarvestConfig.HarvestCo
     // periodic sweep the store forks stops with its scope (it would inherit the finalizer's uninterruptibility).
     yield* Fiber.join(yield* Effect.fork(Effect.interruptible(sweepOnce)))
   }).pipe(
-    Effect.provide(Layer.provideMerge(Jobs.layerItems, Layer.provideMerge(Database.layer, config))),
+    Effect.provide(
+      Layer.provideMerge(
+        Jobs.layerItems,
+        Layer.provideMerge(Database.layer, Layer.merge(config, StorageThread.layer))
+      )
+    ),
     Effect.catchAllCause((cause) =>
       Effect.logWarning("sweeping temp files failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) }))
     )

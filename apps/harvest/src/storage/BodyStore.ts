@@ -7,7 +7,7 @@
  * instance writing it (`<owner>.<uuid>.part`). A body is renamed into `files/` only once complete (an interrupted or
  * failed write removes its temp file before it returns), and its file id is recorded in `harvest_files` in the same
  * transaction as its item's result (by `Results`, which commits the outcomes of many items together). A body held in
- * memory is written on the event loop's thread while that is cheap (tmpfs), and by a writer thread of the store's own
+ * memory is written on the event loop's thread while that is cheap (tmpfs), and by the instance's storage thread
  * while the storage is slow (a disk), so that the kernel's work does not hold the loop (see `make`).
  *
  * Two kinds of leftovers follow from a crash, and each instance removes both, at start and then once per lease period:
@@ -44,10 +44,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { HarvestConfig } from "../HarvestConfig.js"
 import { Instance } from "../Instance.js"
-import { WriterThread } from "../internal/writerThread.js"
 import * as Startup from "../Startup.js"
 import * as Telemetry from "../Telemetry.js"
 import { Items } from "./Jobs.js"
+import { StorageThread } from "./StorageThread.js"
 
 /**
  * What one sweep removed.
@@ -289,14 +289,14 @@ export const make = (options: {
   /** The free space `probe` asks for; default `headroomFor(64)`. */
   readonly headroom?: number | undefined
   /**
-   * Bodies go to the writer thread while the recent time to write one is at least this (default 60 µs, between
+   * Bodies go to the storage thread while the recent time to write one is at least this (default 60 µs, between
    * tmpfs and a disk); with 0, every body does.
    */
   readonly threadAboveMicros?: number | undefined
 }): Effect.Effect<
   BodyStore,
   SqlError.SqlError | Startup.DataDirUnwritable,
-  SqlClient.SqlClient | Items | Scope.Scope
+  SqlClient.SqlClient | Items | StorageThread | Scope.Scope
 > =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -317,9 +317,9 @@ export const make = (options: {
     const placeOf = (sha256: string) => `${filesPrefix}${sha256}`
 
     // A body held in memory is written in one of two ways: on the loop's thread, with four short system calls (open,
-    // write, close, rename), or by the store's writer thread (`internal/writerThread.ts`), which makes the same calls
-    // on a thread of its own. On fast storage the first costs the least CPU (tmpfs: 10 to 20 µs a body, less than the
-    // thread's share of its messages and wake-ups) but holds the loop; so each turn of the event loop writes
+    // write, close, rename), or by the storage thread (`StorageThread`, `internal/storageThread.ts`), which makes the
+    // same calls on a thread of its own. On fast storage the first costs the least CPU (tmpfs: 10 to 20 µs a body, less
+    // than the thread's share of its messages and wake-ups) but holds the loop; so each turn of the event loop writes
     // synchronously for at most `syncBudgetNanos`, and the bodies past it go to the thread. The budget is 3 ms of a
     // turn: Harvest's scheduler (`TimeSlicedScheduler`) already ends a turn's fiber work after its slice, writes
     // included. On slower storage (ext4: 50 to 300 µs a body, about 1.5 s of a 10,000-URL job) those calls would make
@@ -343,9 +343,13 @@ export const make = (options: {
       const keep = Math.pow(15 / 16, count)
       perBodyNanos = perBodyNanos * keep + Math.min(nanos / count, 2 * threadAboveNanos) * (1 - keep)
     }
-    const writer = new WriterThread(took)
+    const writer = yield* StorageThread
     const recorder = Telemetry.recorder()
-    yield* Effect.addFinalizer(() => Effect.promise(() => writer.close()))
+    const unobserve = writer.observeWrites(took)
+    // Closing the store waits for the bodies it handed to the thread; the thread itself stops with its own layer.
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => writer.drained()).pipe(Effect.ensuring(Effect.sync(unobserve)))
+    )
 
     const writeSync = (body: Uint8Array, sha256: string): Effect.Effect<Stored, BodyStoreError> => {
       const started = clock.unsafeCurrentTimeNanos()
@@ -368,7 +372,7 @@ export const make = (options: {
       return Effect.succeed({ bytes: body.length, sha256, fileId: sha256 })
     }
 
-    // By the writer thread. An interruption waits until the thread is done with the body: it is then in place (and
+    // By the storage thread. An interruption waits until the thread is done with the body: it is then in place (and
     // the sweep removes it if no result ever points to it) or failed, its temp file removed either way. The thread's
     // answer may come after the interruption has taken the fiber's resumption and before the wait below is set up
     // (the fiber can yield between the two, and the answer is an event of the loop): then the answer is dropped, and
@@ -602,21 +606,23 @@ export const make = (options: {
       (error) => new Startup.DataDirUnwritable({ path: options.dataDir, cause: error.cause })
     )
     yield* Effect.forkScoped(
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.sleep(Duration.millis(Math.max(0, Math.min(lastSweep + options.leaseMs, wakeAt + 1) - now)))).pipe(
-          Effect.zipRight(sweep),
-          // A database that does not answer (the instance is degraded meanwhile, see `LocalFaults`) is one line, once
-          // per sweep; anything else is logged in full.
-          Effect.catchAllCause((cause) => {
-            const failure = Cause.failureOption(cause)
-            return Effect.logWarning("sweeping leftover bodies failed").pipe(
-              Effect.annotateLogs({
-                cause: failure._tag === "Some" ? Startup.describe(failure.value.cause) : Cause.pretty(cause)
-              })
-            )
-          }),
-          Effect.forever
-        )
+      Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => Effect.sleep(Duration.millis(Math.max(0, Math.min(lastSweep + options.leaseMs, wakeAt + 1) - now)))
+      ).pipe(
+        Effect.zipRight(sweep),
+        // A database that does not answer (the instance is degraded meanwhile, see `LocalFaults`) is one line, once
+        // per sweep; anything else is logged in full.
+        Effect.catchAllCause((cause) => {
+          const failure = Cause.failureOption(cause)
+          return Effect.logWarning("sweeping leftover bodies failed").pipe(
+            Effect.annotateLogs({
+              cause: failure._tag === "Some" ? Startup.describe(failure.value.cause) : Cause.pretty(cause)
+            })
+          )
+        }),
+        Effect.forever
+      )
     )
     return { write, open, sweep, probe } satisfies BodyStore
   })
@@ -630,7 +636,7 @@ export const make = (options: {
 export const layer: Layer.Layer<
   BodyStore,
   SqlError.SqlError | Startup.DataDirUnwritable,
-  HarvestConfig | Instance | SqlClient.SqlClient | Items
+  HarvestConfig | Instance | SqlClient.SqlClient | Items | StorageThread
 > = Layer.scoped(
   BodyStore,
   Effect.gen(function*() {

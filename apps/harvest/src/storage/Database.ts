@@ -14,12 +14,15 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as path from "node:path"
 import { HarvestConfig } from "../HarvestConfig.js"
 import * as Startup from "../Startup.js"
+import { StorageThread } from "./StorageThread.js"
 
 /**
  * Harvest's own tables (the work items live in `@spindle/sql`'s `spindle_jobs`).
@@ -112,6 +115,40 @@ const busyTimeout = "PRAGMA busy_timeout = 250"
 // they name are not synced either, and a body left without its row is swept.
 const synchronous = "PRAGMA synchronous = NORMAL"
 
+// Checkpoints (copying the WAL's frames into the database file, with an fsync before and after) run on the storage
+// thread (`StorageThread`) every 200 ms, not on the connection that commits, where SQLite runs them by default after
+// each thousand pages, on the event loop's thread. Measured on disk, the 10,000-URL job of `pnpm bench` had a loop p99
+// of 17.7 to 24.4 ms (median 22.6) with checkpoints on the loop and 16.9 to 22.0 (median 17.7) on a thread, lower in
+// six of six alternated pairs, in the same time. The loop's connection keeps a checkpoint of its own past
+// `backstopPages` (40 MB of WAL at 4 KiB pages), for a thread that falls behind; if the thread cannot open the
+// database, SQLite's default stays, and a warning says so.
+const checkpointEveryMs = 200
+const backstopPages = 10_000
+
+const checkpoints = (filename: string) =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const thread = yield* StorageThread
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const warn = (message: string, cause: string) =>
+      runFork(Effect.logWarning(message).pipe(Effect.annotateLogs({ cause })))
+    const started = yield* Effect.acquireRelease(
+      Effect.tryPromise(() =>
+        thread.checkpoints({
+          filename,
+          intervalMs: checkpointEveryMs,
+          onError: (cause) => warn("checkpointing the database on the storage thread failed", cause)
+        })
+      ),
+      // Closed before the loop's connection, whose close is then the last and checkpoints what is left.
+      (stop) => Effect.promise(stop)
+    ).pipe(Effect.either)
+    if (Either.isRight(started)) return yield* Effect.orDie(sql.unsafe(`PRAGMA wal_autocheckpoint = ${backstopPages}`))
+    yield* Effect.logWarning("the storage thread cannot checkpoint the database; SQLite checkpoints on the loop").pipe(
+      Effect.annotateLogs({ cause: String(started.left.error) })
+    )
+  }))
+
 // Any fixed 64-bit number Harvest alone uses as an advisory lock key.
 const migrationLock = 7_291_050_523
 
@@ -139,7 +176,8 @@ export const migrate = Effect.flatMap(SqlClient.SqlClient, (sql) => {
 
 /**
  * The client chosen by configuration, migrated. It fails at start with `DataDirUnwritable` when SQLite's `DATA_DIR`
- * cannot be written, and with `DatabaseUnreachable` when Postgres cannot be connected to.
+ * cannot be written, and with `DatabaseUnreachable` when Postgres cannot be connected to. SQLite's checkpoints run on
+ * the storage thread (`StorageThread`), which must outlive the client.
  *
  * @since 0.1.0
  * @category layers
@@ -147,10 +185,15 @@ export const migrate = Effect.flatMap(SqlClient.SqlClient, (sql) => {
 export const layer: Layer.Layer<
   SqlClient.SqlClient,
   Startup.DataDirUnwritable | Startup.DatabaseUnreachable,
-  HarvestConfig
+  HarvestConfig | StorageThread
 > = Layer.unwrapEffect(
   Effect.map(HarvestConfig, (config) => {
-    const client: Layer.Layer<SqlClient.SqlClient, Startup.DataDirUnwritable | Startup.DatabaseUnreachable> = Option
+    const sqliteFile = path.join(config.dataDir, "harvest.db")
+    const client: Layer.Layer<
+      SqlClient.SqlClient,
+      Startup.DataDirUnwritable | Startup.DatabaseUnreachable,
+      StorageThread
+    > = Option
       .match(config.databaseUrl, {
         onSome: (url) =>
           // A connection that cannot be made in 5 s fails its query (node-postgres would wait for ever), so a
@@ -164,11 +207,15 @@ export const layer: Layer.Layer<
           Layer.unwrapEffect(
             Effect.as(
               Startup.ensureDirectory(config.dataDir),
-              Layer.orDie(SqliteClient.layer({ filename: path.join(config.dataDir, "harvest.db") })).pipe(
-                Layer.tap((context) => {
-                  const sql = Context.get(context, SqlClient.SqlClient)
-                  return Effect.orDie(Effect.zipRight(sql.unsafe(busyTimeout), sql.unsafe(synchronous)))
-                })
+              checkpoints(sqliteFile).pipe(
+                Layer.provideMerge(
+                  Layer.orDie(SqliteClient.layer({ filename: sqliteFile })).pipe(
+                    Layer.tap((context) => {
+                      const sql = Context.get(context, SqlClient.SqlClient)
+                      return Effect.orDie(Effect.zipRight(sql.unsafe(busyTimeout), sql.unsafe(synchronous)))
+                    })
+                  )
+                )
               )
             )
           )
