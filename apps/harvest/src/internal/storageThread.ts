@@ -205,6 +205,7 @@ export class StorageThread {
     options: CheckpointOptions & { readonly onError: (message: string) => void }
   ): Promise<() => Promise<void>> {
     return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new Error("the storage thread is closed"))
       const id = this.nextId++
       let driver: string
       try {
