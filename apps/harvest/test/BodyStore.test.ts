@@ -118,15 +118,48 @@ for (const database of Databases.all) {
           assert.deepStrictEqual(names(tmp), ["alive.0003.part"])
         }))
 
-      it.scoped("the store sweeps by itself once per lease period", () =>
+      it.scoped("the store sweeps by itself: dead temp files each lease period, files/ listed a grace after start", () =>
         Effect.gen(function*() {
           const dataDir = yield* Databases.tempDir("harvest-bodies-")
           yield* BodyStore.make({ dataDir, owner: "me", leaseMs: 200 })
           write(path.join(dataDir, "tmp", "crashed.0001.part"))
           write(path.join(dataDir, "files", hex(7)), 1000)
-          yield* Effect.sleep("500 millis")
-          assert.deepStrictEqual(names(path.join(dataDir, "tmp")), [])
-          assert.deepStrictEqual(names(path.join(dataDir, "files")), [])
+          yield* Wait.until(
+            "the dead temp file to go",
+            Effect.sync(() => names(path.join(dataDir, "tmp")).length === 0)
+          )
+          yield* Wait.until("the orphan body to go", Effect.sync(() => names(path.join(dataDir, "files")).length === 0))
+        }))
+
+      it.scoped("between listings a sweep checks the bodies this instance wrote; another owner gone brings one", () =>
+        Effect.gen(function*() {
+          const dataDir = yield* Databases.tempDir("harvest-bodies-")
+          const files = path.join(dataDir, "files")
+          const sql = yield* SqlClient.SqlClient
+          const items = yield* Items
+          // Sweeps every 200 ms; `files/` listed at start, a grace (400 ms) later, and then not for ten minutes.
+          const store = yield* BodyStore.make({ dataDir, owner: "me", leaseMs: 200, listEveryMs: 600_000 })
+          const present = (file: string) => fs.existsSync(path.join(files, file))
+          // Another instance's orphan, found by the listing a grace after start.
+          write(path.join(files, hex(0x20001)), 10_000)
+          yield* Wait.until("the listing a grace after start", Effect.sync(() => !present(hex(0x20001))))
+          // This instance's bodies: one whose result was committed, one whose item was cancelled before its commit.
+          const kept = yield* store.write(Buffer.from(`kept ${dataDir}`))
+          const dropped = yield* store.write(Buffer.from(`dropped ${dataDir}`))
+          yield* sql`INSERT INTO harvest_files (file_id, created_at) VALUES (${kept.fileId}, 0)`
+          // And another instance's orphan again, old already: no periodic sweep lists files/ now.
+          write(path.join(files, hex(0x20002)), 10_000)
+          yield* Wait.until("this instance's unrecorded body to go", Effect.sync(() => !present(dropped.fileId)))
+          assert.isTrue(present(hex(0x20002)), "the sweeps since did not list files/")
+          assert.isTrue(present(kept.fileId))
+          // "peer" leases an item, is seen at work by a sweep, and its lease runs out (it died, or its work ended):
+          // a grace later files/ is listed, and the other orphan goes.
+          yield* items.enqueue([{ url: "http://peer.test/1" }], { group: "g-peer" })
+          const leasedAt = Date.now()
+          yield* items.lease({ limit: 1, owner: "peer", lease: "1 second" })
+          yield* Wait.until("the listing after the peer's lease expired", Effect.sync(() => !present(hex(0x20002))))
+          assert.isAtLeast(Date.now() - leasedAt, 1000, "not before its lease expired")
+          assert.isTrue(present(kept.fileId))
         }))
 
       it.scoped("a body no committed result points to is removed after the grace; referenced ones stay", () =>
@@ -145,7 +178,9 @@ for (const database of Databases.all) {
           write(path.join(files, hex(3)))
           // Not a body at all: left alone.
           write(path.join(files, "README"), 10 * leaseMs)
-          const recorded = yield* sql<{ file_id: string }>`SELECT file_id FROM harvest_files ORDER BY file_id`
+          const recorded = yield* sql<{ file_id: string }>`
+            SELECT file_id FROM harvest_files WHERE ${sql.in("file_id", [hex(1), hex(2), hex(3)])} ORDER BY file_id
+          `
           assert.deepStrictEqual(recorded.map((row) => row.file_id), [hex(1)])
           assert.deepStrictEqual(yield* store.sweep, { tmp: 0, orphans: 1 })
           assert.deepStrictEqual(names(files), [hex(1), hex(3), "README"])

@@ -21,6 +21,13 @@
  *   by an instance that died (or whose item was cancelled) before the result was committed. Two lease periods is the
  *   grace a live instance has between its rename and its commit.
  *
+ * Orphan bodies are looked for in two ways, so that a periodic sweep costs what was written since the last one rather
+ * than what is stored. The bodies this instance wrote are remembered until a committed result is seen to record them,
+ * and each periodic sweep checks those. The whole of `files/` is listed (and every name looked up) only where another
+ * instance may have left orphans: at start and once more a grace later (a crashed predecessor's bodies were still
+ * young at start), a grace after another instance's last lease expired (it may have died), and every twenty lease
+ * periods in any case.
+ *
  * @since 0.1.0
  */
 import * as NodeStream from "@effect/platform-node/NodeStream"
@@ -146,7 +153,7 @@ export interface BodyStore {
   ) => Effect.Effect<Stored, E | BodyStoreError | BodyTooLarge>
   /** The stored body `fileId` names, or `None` for an unknown or malformed id. */
   readonly open: (fileId: string) => Effect.Effect<Option.Option<StoredBody>, BodyStoreError>
-  /** Removes dead temp files and orphan bodies now. */
+  /** Removes dead temp files and orphan bodies now, listing the whole of `files/`. */
   readonly sweep: Effect.Effect<Swept, SqlError.SqlError | BodyStoreError>
   /**
    * Whether bodies can be written again: the file system has `headroom` bytes free (when it says), and a probe of
@@ -293,6 +300,11 @@ export const make = (options: {
    * tmpfs and a disk); with 0, every body does.
    */
   readonly threadAboveMicros?: number | undefined
+  /**
+   * How often a periodic sweep lists the whole of `files/` even when nothing calls for it (default twenty lease
+   * periods): the backstop for orphans no other trigger covers.
+   */
+  readonly listEveryMs?: number | undefined
 }): Effect.Effect<
   BodyStore,
   SqlError.SqlError | Startup.DataDirUnwritable,
@@ -315,6 +327,14 @@ export const make = (options: {
     // files/.
     const newTemp = () => `${tempPrefix}${randomUUID()}.part`
     const placeOf = (sha256: string) => `${filesPrefix}${sha256}`
+
+    // The bodies this instance renamed into `files/` and has not yet seen recorded by a committed result, each with
+    // the time of its rename: what the periodic sweep checks (see `sweepOwn`). About one lease period's bodies.
+    const unconfirmed = new Map<string, number>()
+    const stored = (bytes: number, sha256: string): Stored => {
+      unconfirmed.set(sha256, clock.unsafeCurrentTimeMillis())
+      return { bytes, sha256, fileId: sha256 }
+    }
 
     // A body held in memory is written in one of two ways: on the loop's thread, with four short system calls (open,
     // write, close, rename), or by the storage thread (`StorageThread`, `internal/storageThread.ts`), which makes the
@@ -369,7 +389,7 @@ export const make = (options: {
       }
       took(1, Number(nanos))
       recorder.bodiesWritten("loop", 1)
-      return Effect.succeed({ bytes: body.length, sha256, fileId: sha256 })
+      return Effect.succeed(stored(body.length, sha256))
     }
 
     // By the storage thread. An interruption waits until the thread is done with the body: it is then in place (and
@@ -387,7 +407,7 @@ export const make = (options: {
           if (cancelled !== undefined) return cancelled()
           resume(
             error === undefined
-              ? Effect.succeed({ bytes: body.length, sha256, fileId: sha256 })
+              ? Effect.succeed(stored(body.length, sha256))
               : Effect.fail(writeError(error))
           )
         })
@@ -453,12 +473,8 @@ export const make = (options: {
           if (opened === undefined) return writeBytes(held.length === 1 ? held[0] : Buffer.concat(held), sha256)
           return Effect.zipRight(
             close(opened),
-            fsCall<Stored>((done) =>
-              fs.rename(
-                opened.temp,
-                placeOf(sha256),
-                (error) => done(error, { bytes, sha256, fileId: sha256 })
-              )
+            fsCall<void>((done) => fs.rename(opened.temp, placeOf(sha256), (error) => done(error, undefined))).pipe(
+              Effect.map(() => stored(bytes, sha256))
             )
           )
         }).pipe(
@@ -531,6 +547,12 @@ export const make = (options: {
     // periodic sweep (a job could complete meanwhile with a dead owner's temp files still in `tmp/`).
     let wakeAt = Number.POSITIVE_INFINITY
     let lastSweep = yield* Clock.currentTimeMillis
+    // When a periodic sweep next lists the whole of `files/`: a grace after start (the start-up sweep lists it too),
+    // then a grace after another owner is seen gone, and `listEveryMs` after the last listing at the latest.
+    const listEveryMs = options.listEveryMs ?? 20 * options.leaseMs
+    let listAt = lastSweep + grace
+    // The other owners that held a lease at the last sweep.
+    let others = new Set<string>()
 
     const sweepTmp = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
@@ -541,6 +563,13 @@ export const make = (options: {
         live.add(owner)
         if (owner !== options.owner) next = Math.min(next, expiresAt)
       }
+      // An owner gone since the last sweep either finished its work or died; if it died, the bodies it renamed into
+      // place without committing are orphans once they are a grace old, and only a listing finds them.
+      for (const owner of others) {
+        if (!live.has(owner)) listAt = Math.min(listAt, now + grace)
+      }
+      others = new Set(live)
+      others.delete(options.owner)
       wakeAt = next
       lastSweep = now
       // Removed once the listing is closed: entries removed while a directory is read may make the read skip others.
@@ -561,10 +590,41 @@ export const make = (options: {
       return yield* removeAll(dead)
     })
 
-    // Every body in `files/` is looked up in `harvest_files`, 500 names to a query, on every sweep: nothing is
-    // remembered between sweeps, so a sweep holds one batch of names and the orphans it found, whatever the number of
-    // bodies (a set of the bodies found referenced, kept to look each up once, grew with every body stored). A body no
-    // result records is removed once it is older than the grace; only those are looked at on disk.
+    // The bodies this instance wrote since they were last checked, looked up in `harvest_files` 500 to a query: those
+    // recorded are forgotten, those no result records are removed (and forgotten) once they are older than the grace,
+    // and the younger ones are checked again at the next sweep. The file's own time decides, as in `sweepFiles`: a body
+    // renamed into place again since (the same content, fetched again) is within its grace again.
+    const sweepOwn = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const orphans: Array<string> = []
+      const ids = Array.from(unconfirmed.keys())
+      for (let i = 0; i < ids.length; i += 500) {
+        const batch = ids.slice(i, i + 500)
+        const rows = yield* sql<{ file_id: string }>`SELECT file_id FROM harvest_files WHERE ${
+          sql.in("file_id", batch)
+        }`
+        for (const row of rows) unconfirmed.delete(row.file_id)
+        if (rows.length === batch.length) continue
+        yield* Effect.forEach(batch, (id) => {
+          const writtenAt = unconfirmed.get(id)
+          if (writtenAt === undefined || writtenAt >= now - grace) return Effect.void
+          const file = placeOf(id)
+          return Effect.map(mtimeOf(file), (mtime) => {
+            if (mtime === undefined) unconfirmed.delete(id)
+            else if (mtime < now - grace) {
+              unconfirmed.delete(id)
+              orphans.push(file)
+            }
+          })
+        }, { discard: true })
+      }
+      return yield* removeAll(orphans)
+    })
+
+    // Every body in `files/` is looked up in `harvest_files`, 500 names to a query: nothing is remembered between
+    // listings, so one holds one batch of names and the orphans it found, whatever the number of bodies (a set of the
+    // bodies found referenced, kept to look each up once, grew with every body stored). A body no result records is
+    // removed once it is older than the grace; only those are looked at on disk.
     const sweepFiles = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const orphans: Array<string> = []
@@ -588,17 +648,28 @@ export const make = (options: {
       return yield* removeAll(orphans)
     })
 
-    const sweep = Effect.gen(function*() {
-      const tmp = yield* sweepTmp
-      const orphans = yield* sweepFiles
-      if (tmp + orphans > 0) {
-        yield* Effect.logInfo("removed leftover bodies").pipe(Effect.annotateLogs({ tmp, orphans }))
-      }
-      return { tmp, orphans }
-    }).pipe(Effect.withSpan("BodyStore.sweep"))
+    // Every sweep removes dead temp files and checks this instance's own bodies; it lists `files/` when `list` says.
+    const sweepWith = (list: (now: number) => boolean) =>
+      Effect.gen(function*() {
+        const tmp = yield* sweepTmp
+        const now = yield* Clock.currentTimeMillis
+        let orphans = yield* sweepOwn
+        if (list(now)) {
+          // A listing due later (another owner's bodies still within their grace) stays due.
+          listAt = listAt <= now ? now + listEveryMs : Math.min(listAt, now + listEveryMs)
+          orphans += yield* sweepFiles
+        }
+        if (tmp + orphans > 0) {
+          yield* Effect.logInfo("removed leftover bodies").pipe(Effect.annotateLogs({ tmp, orphans }))
+        }
+        return { tmp, orphans }
+      }).pipe(Effect.withSpan("BodyStore.sweep"))
+    const sweep = sweepWith(() => true)
+    const periodicSweep = sweepWith((now) => now >= listAt)
 
     // At start-up first: what a crash left behind is gone before this instance writes anything. Then once per lease
-    // period, and as soon as another owner's last lease expires (1 ms past it: a lease expiring now is still held).
+    // period, as soon as another owner's last lease expires (1 ms past it: a lease expiring now is still held), and
+    // when a listing of `files/` is due.
     // A directory that cannot be read at start stops the process like one that cannot be written.
     yield* Effect.catchTag(
       sweep,
@@ -608,9 +679,10 @@ export const make = (options: {
     yield* Effect.forkScoped(
       Effect.flatMap(
         Clock.currentTimeMillis,
-        (now) => Effect.sleep(Duration.millis(Math.max(0, Math.min(lastSweep + options.leaseMs, wakeAt + 1) - now)))
+        (now) =>
+          Effect.sleep(Duration.millis(Math.max(0, Math.min(lastSweep + options.leaseMs, wakeAt + 1, listAt) - now)))
       ).pipe(
-        Effect.zipRight(sweep),
+        Effect.zipRight(periodicSweep),
         // A database that does not answer (the instance is degraded meanwhile, see `LocalFaults`) is one line, once
         // per sweep; anything else is logged in full.
         Effect.catchAllCause((cause) => {
