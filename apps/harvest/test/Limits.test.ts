@@ -51,7 +51,9 @@ const proxy = (port: number, target: URL) =>
             socket.on("error", () => socket.destroy())
             socket.on("close", () => sockets.delete(socket))
           }
-          client.pipe(upstream).pipe(client)
+          // Both ways (Node streams; two statements, so the Effect diagnostics do not read it as a pipe chain).
+          client.pipe(upstream)
+          upstream.pipe(client)
         })
         server.listen(port, "127.0.0.1", () => resolve({ server, sockets }))
       })
