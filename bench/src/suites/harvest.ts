@@ -448,7 +448,9 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes, profile
     "every thread) over the timed run, and its peak RSS (`VmHWM` of `/proc/<pid>/status`, the whole life of the " +
     "process, start-up included). *Bundled in the bench*: `Server.make(HarvestConfig.layer)` from " +
     "`apps/harvest/src/Server.ts`, bundled with the bench's client (`.tmp/scale/harvest-e2e.mjs`) and run in its " +
-    "process, so its CPU and RSS include the client's small share (the job's request body, the polling). The job " +
+    "process (so its CPU and RSS include the client's small share: the job's request body, the polling), which " +
+    "first sets V8's old-generation growth as Harvest's entry points do (`Startup.limitHeapGrowth()`, the first " +
+    "line of `main.ts`). The job " +
     "is `POST /jobs { urls, perHostConcurrency: 1000 }` (no per-host rate limit, so only the global limit binds; " +
     "every other option at its default) and is polled with `GET /jobs/:id` every 250 ms (only to see it end); " +
     "its time runs from just before the `POST` to the moment its last item was settled (bundled: the largest " +

@@ -8,10 +8,13 @@
  *
  * Environment set here: `PORT` (a free port), `DATA_DIR` (fresh, on tmpfs or disk), `MAX_CONCURRENCY`,
  * `HARVEST_ALLOW_PRIVATE_NETWORKS=true` (the upstream is on loopback), `SHUTDOWN_GRACE_MS=1000`. `DATABASE_URL` and
- * `REDIS_URL` pass through from the parent when set.
+ * `REDIS_URL` pass through from the parent when set. The process is set up as Harvest's own entry points set theirs
+ * up (`Startup.limitHeapGrowth`, the first thing `main.ts` does), so that only the way the code is loaded differs
+ * from the row that starts Harvest as users do.
  */
 import * as HarvestConfig from "@spindle/harvest/src/HarvestConfig.js"
 import * as Server from "@spindle/harvest/src/Server.js"
+import * as Startup from "@spindle/harvest/src/Startup.js"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -27,6 +30,8 @@ const latency = numberArg("latency", 25)
 const concurrency = numberArg("concurrency", 200)
 const storage = choiceArg("storage", ["shm", "disk"])
 const pollMillis = numberArg("poll", 250)
+
+Startup.limitHeapGrowth()
 
 /**
  * The part of `@effect/sql`'s `SqlClient` this benchmark reads, under the same tag key, so the settled times of the

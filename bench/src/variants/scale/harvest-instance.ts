@@ -2,10 +2,12 @@
  * One Harvest instance for the scale-out benchmark, forked by `harvest-scale` with its configuration in the
  * environment (`DATABASE_URL`, `REDIS_URL`, `PORT`, `DATA_DIR`, `MAX_CONCURRENCY`, …): runs `Server.make` until
  * its parent disconnects, and answers `{ query }` messages with the rows of that SQL query on its own database
- * connection (the coordinator reads the items' settle times from there).
+ * connection (the coordinator reads the items' settle times from there). Set up as `main.ts` sets up the process
+ * (`Startup.limitHeapGrowth`).
  */
 import * as HarvestConfig from "@spindle/harvest/src/HarvestConfig.js"
 import * as Server from "@spindle/harvest/src/Server.js"
+import * as Startup from "@spindle/harvest/src/Startup.js"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -17,6 +19,8 @@ interface SqlReader {
   readonly unsafe: (sql: string) => Effect.Effect<ReadonlyArray<Record<string, unknown>>, unknown>
 }
 const SqlReader = Context.GenericTag<SqlReader>("@effect/sql/SqlClient")
+
+Startup.limitHeapGrowth()
 
 const program = Effect.gen(function*() {
   const context = yield* Layer.build(Server.make(HarvestConfig.layer))
