@@ -149,8 +149,9 @@ interface CheckpointOptions {
 /** @internal */
 export class StorageThread {
   private worker: Worker | undefined
-  // Waiting for the thread, in the order their bodies were sent; `head` is the next to finish.
-  private sent: Array<Done> = []
+  // Waiting for the thread, in the order their bodies were sent; `head` is the next to finish. A finished one's slot is
+  // emptied at once, so that its callback (and whatever it holds) is not kept until the array is next compacted.
+  private sent: Array<Done | undefined> = []
   private head = 0
   private temps: Array<string> = []
   private finals: Array<string> = []
@@ -313,7 +314,7 @@ export class StorageThread {
       const waiting = this.sent.slice(this.head)
       this.sent = []
       this.head = 0
-      for (const done of waiting) done(error)
+      for (const done of waiting) done!(error)
       for (const database of this.databases.values()) {
         database.stopped?.()
         if (database.opened !== undefined) database.opened.reject(error)
@@ -342,9 +343,9 @@ export class StorageThread {
     let f = 0
     for (let i = 0; i < count; i++) {
       const failure = f < failures.length && failures[f][0] === i ? failures[f++] : undefined
-      this.sent[from + i](
-        failure === undefined ? undefined : Object.assign(new Error(failure[1]), { code: failure[2] })
-      )
+      const done = this.sent[from + i]!
+      this.sent[from + i] = undefined
+      done(failure === undefined ? undefined : Object.assign(new Error(failure[1]), { code: failure[2] }))
     }
     this.settled()
   }

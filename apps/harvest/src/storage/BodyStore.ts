@@ -401,13 +401,15 @@ export const make = (options: {
       Effect.async<Stored, BodyStoreError>((resume) => {
         let answered = false
         let cancelled: (() => void) | undefined
+        // The answer's callback holds the body's size, not the body: nothing keeps the bytes once the thread has them.
+        const bytes = body.length
         writer.write(newTemp(), placeOf(sha256), body, (error) => {
           answered = true
           if (error === undefined) recorder.bodiesWritten("thread", 1)
           if (cancelled !== undefined) return cancelled()
           resume(
             error === undefined
-              ? Effect.succeed(stored(body.length, sha256))
+              ? Effect.succeed(stored(bytes, sha256))
               : Effect.fail(writeError(error))
           )
         })
