@@ -592,32 +592,37 @@ export const make = (options: {
       return yield* removeAll(dead)
     })
 
-    // The bodies this instance wrote since they were last checked, looked up in `harvest_files` 500 to a query: those
-    // recorded are forgotten, those no result records are removed (and forgotten) once they are older than the grace,
-    // and the younger ones are checked again at the next sweep. The file's own time decides, as in `sweepFiles`: a body
-    // renamed into place again since (the same content, fetched again) is within its grace again.
+    // Of `ids` (500 at most: one query), those a committed result records.
+    const recordedAmong = (ids: ReadonlyArray<string>) =>
+      Effect.map(
+        sql<{ file_id: string }>`SELECT file_id FROM harvest_files WHERE ${sql.in("file_id", ids)}`,
+        (rows) => new Set(rows.map((row) => row.file_id))
+      )
+    // Whether the body `id` is older than the grace at `now`, by its file's own time (a body renamed into place again
+    // since, the same content fetched again, is within its grace again), or gone.
+    const ageOf = (id: string, now: number): Effect.Effect<"old" | "young" | "gone"> =>
+      Effect.map(mtimeOf(placeOf(id)), (mtime) => mtime === undefined ? "gone" : mtime < now - grace ? "old" : "young")
+
+    // The bodies this instance wrote since they were last checked, looked up 500 to a query: those recorded are
+    // forgotten, those no result records are removed (and forgotten) once they are older than the grace, and the
+    // younger ones are checked again at the next sweep.
     const sweepOwn = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const orphans: Array<string> = []
       const ids = Array.from(unconfirmed.keys())
       for (let i = 0; i < ids.length; i += 500) {
         const batch = ids.slice(i, i + 500)
-        const rows = yield* sql<{ file_id: string }>`SELECT file_id FROM harvest_files WHERE ${
-          sql.in("file_id", batch)
-        }`
-        for (const row of rows) unconfirmed.delete(row.file_id)
-        if (rows.length === batch.length) continue
+        const recorded = yield* recordedAmong(batch)
         yield* Effect.forEach(batch, (id) => {
           const writtenAt = unconfirmed.get(id)
-          if (writtenAt === undefined || writtenAt >= now - grace) return Effect.void
-          const file = placeOf(id)
-          return Effect.map(mtimeOf(file), (mtime) => {
-            if (mtime === undefined) unconfirmed.delete(id)
-            else if (mtime < now - grace) {
-              unconfirmed.delete(id)
-              orphans.push(file)
-            }
-          })
+          if (recorded.has(id)) unconfirmed.delete(id)
+          else if (writtenAt !== undefined && writtenAt < now - grace) {
+            return Effect.map(ageOf(id, now), (age) => {
+              if (age !== "young") unconfirmed.delete(id)
+              if (age === "old") orphans.push(placeOf(id))
+            })
+          }
+          return Effect.void
         }, { discard: true })
       }
       return yield* removeAll(orphans)
@@ -633,19 +638,15 @@ export const make = (options: {
       yield* forEachBatch(directories.files, 500, (names) => {
         const batch = names.filter((name) => fileIdPattern.test(name))
         if (batch.length === 0) return Effect.void
-        return sql<{ file_id: string }>`SELECT file_id FROM harvest_files WHERE ${sql.in("file_id", batch)}`.pipe(
-          Effect.flatMap((rows) => {
-            if (rows.length === batch.length) return Effect.void
-            const referenced = new Set(rows.map((row) => row.file_id))
-            return Effect.forEach(batch, (name) => {
-              if (referenced.has(name)) return Effect.void
-              const file = path.join(directories.files, name)
-              return Effect.map(mtimeOf(file), (mtime) => {
-                if (mtime !== undefined && mtime < now - grace) orphans.push(file)
-              })
-            }, { discard: true })
-          })
-        )
+        return Effect.flatMap(recordedAmong(batch), (recorded) => {
+          if (recorded.size === batch.length) return Effect.void
+          return Effect.forEach(batch, (name) => {
+            if (recorded.has(name)) return Effect.void
+            return Effect.map(ageOf(name, now), (age) => {
+              if (age === "old") orphans.push(placeOf(name))
+            })
+          }, { discard: true })
+        })
       })
       return yield* removeAll(orphans)
     })
