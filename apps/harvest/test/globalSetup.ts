@@ -1,6 +1,7 @@
 /**
- * Builds Harvest once per test run, as `pnpm start` runs it (one JavaScript file per entry point, no TypeScript loader
- * at run time), into a temporary directory the tests that start real processes are given (`inject("harvestBuild")`).
+ * Builds Harvest once per test run, as `pnpm start` runs it (one JavaScript module per entry point and their chunks, no
+ * TypeScript loader at run time), into a temporary directory the tests that start real processes are given
+ * (`inject("harvestBuild")`).
  */
 import * as fs from "node:fs"
 import * as os from "node:os"

@@ -72,12 +72,17 @@ export const prepareScale = async (): Promise<Launcher> => {
     platform: "node",
     format: "esm",
     target: "node20",
+    // As Harvest's own build: what the code imports only when needed (`import()`: the docs page, the OTLP exporter)
+    // stays out of what a start loads, as it would loading Harvest's modules from its sources. Chunks beside the
+    // variants: their code finds its siblings (`probe.mjs`, `upstream.mjs`) by `import.meta.url`.
+    splitting: true,
+    chunkNames: "[name]-[hash]",
     plugins: [externalPackages],
     logLevel: "warning"
   })
   return {
-    description: `bundled by esbuild ${esbuild.version} (Spindle and Harvest inlined, every other package imported ` +
-      "from node_modules) and run as `node --expose-gc .tmp/scale/<variant>.mjs`",
+    description: `bundled by esbuild ${esbuild.version} (Spindle and Harvest inlined, split into chunks as Harvest's ` +
+      "own build is, every other package imported from node_modules) and run as `node --expose-gc .tmp/scale/<variant>.mjs`",
     command: (variant) => ["--expose-gc", Path.join(outDir, `${variant}.mjs`)]
   }
 }
@@ -87,7 +92,7 @@ const harvestOutDir = Path.join(benchDir, ".tmp", "harvest-dist")
 
 /**
  * Builds Harvest as `pnpm start` does before it starts it: `node apps/harvest/scripts/build.mjs`, Harvest's own build
- * (esbuild, one ES module per entry point, with source maps), into `.tmp/harvest-dist` rather than the app's `dist`,
+ * (esbuild, one ES module per entry point and their chunks, with source maps), into `.tmp/harvest-dist` rather than the app's `dist`,
  * so that a `pnpm start` elsewhere in the working tree cannot rewrite the file between two rounds. Returns the path
  * of `main.mjs`, the file `pnpm start` runs.
  */

@@ -8,9 +8,13 @@
  * (fresh, on tmpfs or disk), `MAX_CONCURRENCY`, `HARVEST_ALLOW_PRIVATE_NETWORKS=true` (the upstream is on
  * loopback), `SHUTDOWN_GRACE_MS=1000`, `BENCH_PROBE_DIR` and the probe's settings; `DATABASE_URL` and `REDIS_URL` are
  * removed (SQLite in `DATA_DIR`, like a first `pnpm start`).
+ *
+ * `BENCH_HARVEST_NODE_FLAGS` (space-separated) is put on the Harvest process's `node` command line, before the probe:
+ * for experiments by hand (`--trace-opt`, `--max-semi-space-size=8`, …), never set by the bench itself; with
+ * `BENCH_HARVEST_OUTPUT=<file>`, the process's whole output is appended to that file as well.
  */
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync } from "node:fs"
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs"
 import * as Path from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
@@ -68,15 +72,18 @@ export const startHarvest = async (options: {
   delete env.DATABASE_URL
   delete env.REDIS_URL
   const spawned = performance.now()
-  const child = spawn(process.execPath, ["--import", probe(), options.main], {
+  const flags = (process.env.BENCH_HARVEST_NODE_FLAGS ?? "").split(" ").filter((flag) => flag !== "")
+  const child = spawn(process.execPath, [...flags, "--import", probe(), options.main], {
     cwd: repoRoot(),
     env,
     stdio: ["ignore", "pipe", "pipe"]
   })
   // The last lines of its output, to say why it failed if it does.
   let output = ""
+  const copy = process.env.BENCH_HARVEST_OUTPUT
   const keep = (chunk: string) => {
     output = (output + chunk).slice(-4000)
+    if (copy !== undefined) appendFileSync(copy, chunk)
   }
   child.stdout.setEncoding("utf8").on("data", keep)
   child.stderr.setEncoding("utf8").on("data", keep)
