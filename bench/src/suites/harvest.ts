@@ -333,7 +333,7 @@ export const profileSection = (outcome: Outcome, sizes: Sizes): Array<string> =>
     `${num(Number(value.profileIntervalMicros))} µs) in the Harvest process just before the \`POST\` and stops it ` +
     "when the job is seen completed, so the profile covers the job and nothing of start-up or shutdown. Each " +
     "sample is charged to the frame on top of its stack: frames of the bundle are mapped back to their source " +
-    "file through the source map the build writes (`main.mjs.map`), so `effect`, `undici`, `@effect/*`, Spindle's " +
+    "file through the source maps the build writes (`main.mjs.map` and one per chunk), so `effect`, `undici`, `@effect/*`, Spindle's " +
     "packages and Harvest's modules keep their files, and the file decides the bucket (Harvest's modules by name: " +
     "`Fetcher` fetch, `HostGate` limits, `BodyStore` files, `Database`/`Jobs`/`Results` SQL). A native frame or a " +
     "generic Node internal (streams, events, buffers, timers) is charged to its nearest caller that has a bucket: " +
