@@ -5,6 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { build, entryPoints, outputs } from "../scripts/build.mjs"
+import { nodeFlags } from "../scripts/flags.mjs"
 import * as Harness from "./harness.js"
 
 // The code of a bundle with its comments and spacing left out.
@@ -67,6 +68,26 @@ describe("build", () => {
         assert.notInclude(fs.readFileSync(file, "utf8"), "swagger-ui-bundle", `${path.basename(file)}`)
       }
     }
+  })
+
+  it("pnpm's scripts, in the repository's root and in the app, start each entry point with the flags of flags.mjs", () => {
+    const appDir = path.resolve(import.meta.dirname, "..")
+    const scriptsOf = (file: string) =>
+      (JSON.parse(fs.readFileSync(file, "utf8")) as { scripts: Record<string, string> }).scripts
+    const scripts = [
+      { scripts: scriptsOf(path.join(appDir, "..", "..", "package.json")), dist: "apps/harvest/dist" },
+      { scripts: scriptsOf(path.join(appDir, "package.json")), dist: "dist" }
+    ]
+    const entries = { start: "main", demo: "demo", harvest: "cli-main" } as const
+    assert.deepStrictEqual(Object.values(entries).sort(), [...entryPoints].sort())
+    for (const { dist, scripts: found } of scripts) {
+      for (const [script, entry] of Object.entries(entries)) {
+        assert.match(found[script]!, new RegExp(`&& exec node ${nodeFlags.join(" ")} ${dist}/${entry}\\.mjs$`), script)
+      }
+    }
+    // Each flag is one V8 accepts (an unknown one would stop `node` before Harvest starts).
+    assert.isAbove(nodeFlags.length, 0)
+    for (const flag of nodeFlags) assert.isTrue(process.allowedNodeEnvironmentFlags.has(flag.split("=")[0]!), flag)
   })
 
   it.scopedLive("rebuilding leaves only the chunks it wrote", () =>

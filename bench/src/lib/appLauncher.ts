@@ -9,6 +9,7 @@
  * `bench/node_modules`. An absolute path is what Node itself would have resolved from the importing package, so
  * every package, `effect` included, is loaded once, from `node_modules`, as an application would load it.
  */
+import { nodeFlags } from "@spindle/harvest/scripts/flags.mjs"
 import { spawnSync } from "node:child_process"
 import { mkdirSync, readdirSync, rmSync } from "node:fs"
 import { isBuiltin } from "node:module"
@@ -82,8 +83,14 @@ export const prepareScale = async (): Promise<Launcher> => {
   })
   return {
     description: `bundled by esbuild ${esbuild.version} (Spindle and Harvest inlined, split into chunks as Harvest's ` +
-      "own build is, every other package imported from node_modules) and run as `node --expose-gc .tmp/scale/<variant>.mjs`",
-    command: (variant) => ["--expose-gc", Path.join(outDir, `${variant}.mjs`)]
+      "own build is, every other package imported from node_modules) and run as " +
+      "`node --expose-gc .tmp/scale/<variant>.mjs`, with the node flags `pnpm start` gives Harvest " +
+      `(\`${nodeFlags.join(" ")}\`) before it for the variants that run Harvest in their process (\`harvest-*\`)`,
+    command: (variant) => [
+      ...(variant.startsWith("harvest-") ? nodeFlags : []),
+      "--expose-gc",
+      Path.join(outDir, `${variant}.mjs`)
+    ]
   }
 }
 
@@ -92,9 +99,9 @@ const harvestOutDir = Path.join(benchDir, ".tmp", "harvest-dist")
 
 /**
  * Builds Harvest as `pnpm start` does before it starts it: `node apps/harvest/scripts/build.mjs`, Harvest's own build
- * (esbuild, one ES module per entry point and their chunks, with source maps), into `.tmp/harvest-dist` rather than the app's `dist`,
- * so that a `pnpm start` elsewhere in the working tree cannot rewrite the file between two rounds. Returns the path
- * of `main.mjs`, the file `pnpm start` runs.
+ * (esbuild, one ES module per entry point and their chunks, with source maps), into `.tmp/harvest-dist` rather than
+ * the app's `dist`, so that a `pnpm start` elsewhere in the working tree cannot rewrite the file between two rounds.
+ * Returns the path of `main.mjs`, the file `pnpm start` runs.
  */
 export const buildHarvest = (): { readonly main: string; readonly description: string } => {
   const repoRoot = Path.resolve(benchDir, "..")
@@ -107,6 +114,7 @@ export const buildHarvest = (): { readonly main: string; readonly description: s
   return {
     main: Path.join(harvestOutDir, "main.mjs"),
     description: "Harvest built by its own `apps/harvest/scripts/build.mjs` (the step `pnpm start` runs first) into " +
-      "`.tmp/harvest-dist` and run as `node --import .tmp/scale/probe.mjs .tmp/harvest-dist/main.mjs`"
+      `\`.tmp/harvest-dist\` and run as \`node ${nodeFlags.join(" ")} --import .tmp/scale/probe.mjs ` +
+      "`.tmp/harvest-dist/main.mjs`"
   }
 }

@@ -1,8 +1,9 @@
 /**
  * Harvest as users start it, for the application benchmarks: the compiled entry point `pnpm start` runs
- * (`node <dist>/main.mjs`) as a process of its own with the preloaded probe (`variants/scale/probe.ts`), in a fresh
- * data directory, answering `/health` before this returns. Only for the scale variants: the paths below are those of
- * their bundles (`.tmp/scale/<variant>.mjs`, beside `.tmp/scale/probe.mjs`).
+ * (`node <flags> <dist>/main.mjs`, the flags of `apps/harvest/scripts/flags.mjs`) as a process of its own with the
+ * preloaded probe (`variants/scale/probe.ts`), in a fresh data directory, answering `/health` before this returns.
+ * Only for the scale variants: the paths below are those of their bundles (`.tmp/scale/<variant>.mjs`, beside
+ * `.tmp/scale/probe.mjs`).
  *
  * Environment of the Harvest process: this process's, plus `PORT` (a free port), `HOST=127.0.0.1`, `DATA_DIR`
  * (fresh, on tmpfs or disk), `MAX_CONCURRENCY`, `HARVEST_ALLOW_PRIVATE_NETWORKS=true` (the upstream is on
@@ -13,6 +14,7 @@
  * for experiments by hand (`--trace-opt`, `--max-semi-space-size=8`, …), never set by the bench itself; with
  * `BENCH_HARVEST_OUTPUT=<file>`, the process's whole output is appended to that file as well.
  */
+import { nodeFlags } from "@spindle/harvest/scripts/flags.mjs"
 import { spawn } from "node:child_process"
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs"
 import * as Path from "node:path"
@@ -73,7 +75,7 @@ export const startHarvest = async (options: {
   delete env.REDIS_URL
   const spawned = performance.now()
   const flags = (process.env.BENCH_HARVEST_NODE_FLAGS ?? "").split(" ").filter((flag) => flag !== "")
-  const child = spawn(process.execPath, [...flags, "--import", probe(), options.main], {
+  const child = spawn(process.execPath, [...nodeFlags, ...flags, "--import", probe(), options.main], {
     cwd: repoRoot(),
     env,
     stdio: ["ignore", "pipe", "pipe"]

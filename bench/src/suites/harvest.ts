@@ -442,8 +442,9 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes, profile
     "of its own. Harvest runs for real, configured through the environment (`PORT`, a fresh `DATA_DIR`, " +
     `\`MAX_CONCURRENCY=${concurrency}\`, \`HARVEST_ALLOW_PRIVATE_NETWORKS=true\`), SQLite in \`DATA_DIR\`, in ` +
     "two ways. *As users start it*: " +
-    `${sizes.build}, a process of its own (the only node flag is the \`--import\` of the bench's probe, which ` +
-    "adds a 5 ms timer to measure the loop and a `SIGUSR2` listener); the row's process is a coordinator that " +
+    `${sizes.build}, a process of its own (node's flags are those \`pnpm start\` gives it, \`apps/harvest/scripts/flags.mjs\`, ` +
+    "and the `--import` of the bench's probe, which adds a 5 ms timer to measure the loop and a `SIGUSR2` " +
+    "listener); the row's process is a coordinator that " +
     "submits, polls and reads Harvest's figures from outside: its CPU time (`/proc/<pid>/stat`, user + system, " +
     "every thread) over the timed run, and its peak RSS (`VmHWM` of `/proc/<pid>/status`, the whole life of the " +
     "process, start-up included). *Bundled in the bench*: `Server.make(HarvestConfig.layer)` from " +
