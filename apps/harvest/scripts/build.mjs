@@ -69,7 +69,31 @@ export const outputs = (out) => [
 ]
 
 /**
+ * Puts `data` at `file` unless it holds exactly that already: written beside it and renamed into place, so that a
+ * process reading the file (a running server importing a chunk on first use) sees the old bytes or the new, never
+ * part of them.
+ *
+ * @param {string} file
+ * @param {Uint8Array} data
+ */
+const place = (file, data) => {
+  try {
+    if (Buffer.from(data).equals(fs.readFileSync(file))) return
+  } catch {
+    // not there yet
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`)
+  fs.writeFileSync(temp, data)
+  fs.renameSync(temp, file)
+}
+
+/**
  * Builds every entry point into `outdir` (relative to the app's directory, or absolute).
+ *
+ * A rebuild of the same sources changes no file: chunks are named by their content, and a file that already holds
+ * what the build made is left as it is. A changed one is replaced whole (`place`). The chunks of an earlier build that
+ * this one did not make are removed last, so a server started from the same sources finds its chunks all along.
  *
  * @param {string} [outdir]
  * @param {{ readonly ascii?: boolean }} [options] `ascii: false` leaves the output as esbuild wrote it (`asciiOnly`)
@@ -92,19 +116,18 @@ export const build = async (outdir = "dist", { ascii = true } = {}) => {
     banner: { js: "import { createRequire as __harvestRequire } from \"node:module\"\n" +
       "const require = __harvestRequire(import.meta.url)" },
     plugins: [leaveToNode],
-    metafile: true,
+    write: false,
     logLevel: "warning"
   })
-  // Chunks are named by their content: those of an earlier build, which this one did not write, would pile up. Removed
-  // after the build, not before, so that a server started from the same sources finds its chunks all along.
-  const written = new Set(Object.keys(result.metafile.outputs).map((file) => path.resolve(file)))
-  for (const file of fs.readdirSync(path.join(out, "chunks"))) {
-    if (!written.has(path.join(out, "chunks", file))) fs.rmSync(path.join(out, "chunks", file), { force: true })
+  const made = new Set()
+  for (const output of result.outputFiles) {
+    const file = path.resolve(output.path)
+    made.add(file)
+    place(file, ascii && file.endsWith(".mjs") ? Buffer.from(asciiOnly(output.text), "utf8") : output.contents)
   }
-  for (const file of ascii ? outputs(out) : []) {
-    const text = fs.readFileSync(file, "utf8")
-    const replaced = asciiOnly(text)
-    if (replaced !== text) fs.writeFileSync(file, replaced)
+  const chunks = path.join(out, "chunks")
+  for (const file of fs.readdirSync(chunks)) {
+    if (!made.has(path.join(chunks, file)) && !file.startsWith(".")) fs.rmSync(path.join(chunks, file), { force: true })
   }
   return out
 }
