@@ -56,7 +56,7 @@ const leaveToNode = {
 export const asciiOnly = (text) => text.replace(/[^\x00-\x7f]/g, (char) => "?".repeat(char.length))
 
 /**
- * The modules a build wrote into `out`: the entry points, then their chunks.
+ * The modules of the build in `out`: the entry points, then their chunks.
  *
  * @param {string} out
  * @returns {Array<string>}
