@@ -2,11 +2,11 @@
  * Where a Harvest process's main thread spent its time: a V8 CPU profile (`.cpuprofile`) split into the buckets of
  * issue 16's performance goal by the self time of each sample.
  *
- * A sample is charged to the frame on top of its stack, found by file: frames of a bundle (Harvest's `dist/main.mjs`)
- * are mapped back to their source file through the bundle's source map, so `effect`, `undici`, Spindle's packages
- * and Harvest's own modules keep their names. Frames that do not say whose work they do (V8 and Node natives, which
- * have no file, and Node's generic internals: streams, events, buffers, timers, the microtask queue) are charged to
- * the nearest caller that does: a native `writeBuffer` under `node:net` is fetching, under `node:fs` it is files.
+ * A sample is charged to the frame on top of its stack, found by file: frames of a build (Harvest's `dist/main.mjs` and
+ * its chunks) are mapped back to their source file through each file's source map, so `effect`, `undici`, Spindle's
+ * packages and Harvest's own modules keep their names. Frames that do not say whose work they do (V8 and Node natives,
+ * which have no file, and Node's generic internals: streams, events, buffers, timers, the microtask queue) are charged
+ * to the nearest caller that does: a native `writeBuffer` under `node:net` is fetching, under `node:fs` it is files.
  * Effect's own frames are not skipped that way: time in the fiber runtime is the runtime's.
  *
  * Kept free of Effect, like `child.ts`.
@@ -159,8 +159,8 @@ const builtinBucket = (url: string): Bucket | undefined => {
   return undefined
 }
 
-/** Maps positions of bundles back to their source files. */
-const sourceMaps = (bundles: ReadonlyArray<string>) => {
+/** Maps positions in the files under `buildDir` back to their source files, through each one's `<file>.map`. */
+const sourceMaps = (buildDir: string) => {
   const maps = new Map<string, { readonly map: SourceMap; readonly dir: string } | undefined>()
   const load = (file: string) => {
     if (!maps.has(file)) {
@@ -174,9 +174,9 @@ const sourceMaps = (bundles: ReadonlyArray<string>) => {
     }
     return maps.get(file)
   }
-  const wanted = new Set(bundles.map((bundle) => Path.resolve(bundle)))
+  const under = Path.resolve(buildDir) + Path.sep
   return (file: string, line: number, column: number): string => {
-    if (!wanted.has(file)) return file
+    if (!file.startsWith(under)) return file
     const loaded = load(file)
     if (loaded === undefined) return file
     const entry = loaded.map.findEntry(line, column) as { readonly originalSource?: string }
@@ -187,12 +187,12 @@ const sourceMaps = (bundles: ReadonlyArray<string>) => {
 }
 
 /**
- * Splits the profile in `file`. `bundles` are the bundled files whose frames are mapped back through their source
- * map (`<bundle>.map`).
+ * Splits the profile in `file`. Frames of the files under `buildDir` (a build's entry points and chunks) are mapped
+ * back through their source maps (`<file>.map`).
  */
-export const splitProfile = (file: string, bundles: ReadonlyArray<string>): ProfileSplit => {
+export const splitProfile = (file: string, buildDir: string): ProfileSplit => {
   const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile
-  const mapped = sourceMaps(bundles)
+  const mapped = sourceMaps(buildDir)
   const byId = new Map(profile.nodes.map((node) => [node.id, node]))
   const parent = new Map<number, number>()
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id)

@@ -332,12 +332,13 @@ export const profileSection = (outcome: Outcome, sizes: Sizes): Array<string> =>
     "as users do; the preloaded probe starts V8's sampling profiler (the inspector's `Profiler` domain, every " +
     `${num(Number(value.profileIntervalMicros))} µs) in the Harvest process just before the \`POST\` and stops it ` +
     "when the job is seen completed, so the profile covers the job and nothing of start-up or shutdown. Each " +
-    "sample is charged to the frame on top of its stack: frames of the bundle are mapped back to their source " +
-    "file through the source maps the build writes (`main.mjs.map` and one per chunk), so `effect`, `undici`, `@effect/*`, Spindle's " +
-    "packages and Harvest's modules keep their files, and the file decides the bucket (Harvest's modules by name: " +
-    "`Fetcher` fetch, `HostGate` limits, `BodyStore` files, `Database`/`Jobs`/`Results` SQL). A native frame or a " +
-    "generic Node internal (streams, events, buffers, timers) is charged to its nearest caller that has a bucket: " +
-    "a native write under `node:net` is fetching, under `node:fs` files. The Effect runtime's own frames are not " +
+    "sample is charged to the frame on top of its stack: frames of the build are mapped back to their source " +
+    "file through the source maps it writes (`main.mjs.map` and one per chunk), so `effect`, `undici`, " +
+    "`@effect/*`, Spindle's packages and Harvest's modules keep their files, and the file decides the bucket " +
+    "(Harvest's modules by name: `Fetcher` fetch, `HostGate` limits, `BodyStore` files, `Database`/`Jobs`/`Results` " +
+    "SQL). A native frame or a generic Node internal (streams, events, buffers, timers) is charged to its nearest " +
+    "caller that has a bucket: a native write under `node:net` is fetching, under `node:fs` files. The Effect " +
+    "runtime's own frames are not " +
     "passed on: time in the fiber runtime is the runtime's, whatever the fiber runs. *GC* is the main thread's " +
     "pauses; what V8's helper threads collect is in the other threads' row. Shares are of samples, not of the time " +
     "between them: on a shared machine a thread waiting for a core takes no sample, and the gap is not its " +
@@ -442,9 +443,9 @@ export const section = (measured: ReadonlyArray<Measured>, sizes: Sizes, profile
     "of its own. Harvest runs for real, configured through the environment (`PORT`, a fresh `DATA_DIR`, " +
     `\`MAX_CONCURRENCY=${concurrency}\`, \`HARVEST_ALLOW_PRIVATE_NETWORKS=true\`), SQLite in \`DATA_DIR\`, in ` +
     "two ways. *As users start it*: " +
-    `${sizes.build}, a process of its own (node's flags are those \`pnpm start\` gives it, \`apps/harvest/scripts/flags.mjs\`, ` +
-    "and the `--import` of the bench's probe, which adds a 5 ms timer to measure the loop and a `SIGUSR2` " +
-    "listener); the row's process is a coordinator that " +
+    `${sizes.build}, a process of its own (node's flags are those \`pnpm start\` gives it, ` +
+    "`apps/harvest/scripts/flags.mjs`, and the `--import` of the bench's probe, which adds a 5 ms timer to measure " +
+    "the loop and a `SIGUSR2` listener); the row's process is a coordinator that " +
     "submits, polls and reads Harvest's figures from outside: its CPU time (`/proc/<pid>/stat`, user + system, " +
     "every thread) over the timed run, and its peak RSS (`VmHWM` of `/proc/<pid>/status`, the whole life of the " +
     "process, start-up included). *Bundled in the bench*: `Server.make(HarvestConfig.layer)` from " +

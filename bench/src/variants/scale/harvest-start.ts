@@ -14,7 +14,7 @@
  *
  * The Harvest process is started by `startHarvest` (`lib/harvestProcess.ts`, which says its environment).
  */
-import { existsSync, readdirSync } from "node:fs"
+import { existsSync } from "node:fs"
 import * as Path from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { args, choiceArg, numberArg, runVariant } from "../../lib/child.js"
@@ -33,17 +33,6 @@ const profileInterval = numberArg("profile", 0)
 const warmup = numberArg("warmup", 0) > 0
 const main = args.get("main")
 if (main === undefined || !existsSync(main)) throw new Error(`--main must name the built main.mjs, got ${main}`)
-
-// The modules of the build `main` belongs to: the entry points beside it and their chunks (`scripts/build.mjs`).
-const builtModules = (main: string) => {
-  const chunks = Path.join(Path.dirname(main), "chunks")
-  return [
-    main,
-    ...(existsSync(chunks) ? readdirSync(chunks).filter((file) => file.endsWith(".mjs")) : []).map((file) =>
-      Path.join(chunks, file)
-    )
-  ]
-}
 
 interface JobView {
   readonly id: string
@@ -136,7 +125,7 @@ runVariant(async () => {
     const { exitCode, shutdownMillis } = await harvest.stop()
 
     const { profile: profileFile, statements, ...loopFigures } = report
-    const profile = profileFile === undefined ? undefined : splitProfile(profileFile, builtModules(main))
+    const profile = profileFile === undefined ? undefined : splitProfile(profileFile, Path.dirname(main))
     const { clientCpuMillis: coordinatorCpuMillis, ...machine } = loadFigures
     return {
       urls: n,
